@@ -3,5 +3,5 @@
 // through tsx's loader, so there is no build step and no stale output to ship.
 import { register } from 'tsx/esm/api'
 register()
-const { main } = await import('../config/cli.ts')
+const { main } = await import('./main.ts')
 await main(process.argv.slice(2))

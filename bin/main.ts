@@ -1,0 +1,37 @@
+/**
+ * The `streamedge` process: parses the command line (config/cli.ts) and starts the
+ * requested role. Roles run until SIGINT/SIGTERM, then shut down gracefully.
+ */
+import { runCli } from '../config/cli.ts'
+import type { StreamedgeConfig } from '../config/params.ts'
+
+/** Stops `close` on the first SIGINT/SIGTERM; a second signal exits at once. */
+function closeOnSignal (close: () => Promise<void>): void {
+  let closing = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (closing) process.exit(130)
+    closing = true
+    close().then(() => process.exit(0), (err: unknown) => {
+      process.stderr.write(`error during shutdown after ${signal}: ${String(err)}\n`)
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+}
+
+export async function main (argv: readonly string[]): Promise<void> {
+  await runCli(argv, {
+    async edge (config: Readonly<StreamedgeConfig>) {
+      const { startEdge } = await import('../edge/main.ts')
+      const edge = await startEdge(config)
+      closeOnSignal(() => edge.close())
+    },
+    async start ({ config }) {
+      const { startDemo, printDemo } = await import('../bench/demo.ts')
+      const demo = await startDemo(config)
+      printDemo(demo)
+      closeOnSignal(() => demo.close())
+    },
+  })
+}

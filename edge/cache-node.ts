@@ -1,0 +1,159 @@
+/**
+ * A running cache node: stores, upstream, pipeline and server wired together.
+ * The edge role (edge/main.ts) and, later, the shield role build one from their config;
+ * tests build them directly with options.
+ */
+import { CacheNodeMetrics } from '../lib/metrics.ts'
+import { createLogger, type Logger } from '../lib/log.ts'
+import { DiskStore } from './cache/disk-store.ts'
+import { MemoryStore } from './cache/memory-store.ts'
+import { TieredStore } from './cache/tiered-store.ts'
+import type { StoreObserver } from './cache/types.ts'
+import { CacheProxy } from './proxy/cache-proxy.ts'
+import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
+import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
+
+export interface CacheNodeOptions {
+  readonly role: 'edge' | 'shield'
+  readonly id: string
+  readonly listen: ListenAddress
+  readonly tls?: { readonly listen: ListenAddress, readonly cert: Buffer | string, readonly key: Buffer | string }
+  /** Origin base URL; ignored when `upstream` is given. */
+  readonly origin?: string
+  /** A ready-made upstream (chains, tests). */
+  readonly upstream?: Upstream
+  readonly cacheDir: string
+  readonly memoryMaxBytes: number
+  readonly memoryMaxObjectBytes: number
+  readonly diskMaxBytes: number
+  readonly diskFsync: boolean
+  readonly maxObjectBytes: number
+  readonly lockTimeoutMs: number
+  readonly stripQueryParams: readonly string[]
+  readonly checkIntegrity: boolean
+  readonly upstreamTimeouts: {
+    readonly connectTimeoutMs: number
+    readonly firstByteTimeoutMs: number
+    readonly idleTimeoutMs: number
+    readonly connections: number
+    readonly keepAliveTimeoutMs: number
+  }
+  readonly keepAliveTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly shutdownGraceMs: number
+  readonly accessLog: boolean
+  readonly logger?: Logger
+  readonly processMetrics?: boolean
+  readonly now?: () => number
+}
+
+/** Defaults for everything but identity, addresses and directories (tests and the demo use them). */
+export const CACHE_NODE_DEFAULTS = {
+  memoryMaxBytes: 256 * 1024 * 1024,
+  memoryMaxObjectBytes: 16 * 1024 * 1024,
+  diskMaxBytes: 10 * 1024 * 1024 * 1024,
+  diskFsync: false,
+  maxObjectBytes: 1024 * 1024 * 1024,
+  lockTimeoutMs: 5000,
+  stripQueryParams: [],
+  checkIntegrity: true,
+  upstreamTimeouts: { connectTimeoutMs: 3000, firstByteTimeoutMs: 10000, idleTimeoutMs: 10000, connections: 128, keepAliveTimeoutMs: 30000 },
+  keepAliveTimeoutMs: 5000,
+  headersTimeoutMs: 10000,
+  shutdownGraceMs: 10000,
+  accessLog: true,
+} as const satisfies Partial<CacheNodeOptions>
+
+export interface RunningCacheNode {
+  readonly url: string
+  readonly httpsUrl: string | undefined
+  readonly metrics: CacheNodeMetrics
+  readonly store: TieredStore
+  readonly proxy: CacheProxy
+  readonly logger: Logger
+  /** Graceful stop: stop accepting, finish in-flight responses up to the grace period, close stores. */
+  close (): Promise<void>
+}
+
+/** Builds and starts a cache node. */
+export async function startCacheNode (options: CacheNodeOptions): Promise<RunningCacheNode> {
+  const logger = options.logger ?? createLogger({ bindings: { role: options.role, node: options.id } })
+  const metrics = new CacheNodeMetrics({ role: options.role, node: options.id, processMetrics: options.processMetrics ?? false })
+  const observer: StoreObserver = {
+    onEvict: (meta, tier) => { metrics.evictions.inc({ tier }) },
+    onCorrupt: (detail) => {
+      metrics.storeCorrupt.inc({ tier: 'disk' })
+      logger.warn({ path: detail.path, reason: detail.reason, cacheKey: detail.key }, 'corrupt cache file deleted')
+    },
+    onWriteError: (err, key) => {
+      metrics.storeWriteErrors.inc({ tier: 'disk' })
+      logger.error({ err, cacheKey: key }, 'cache write failed; object not stored')
+    },
+  }
+  const disk = new DiskStore({
+    dir: options.cacheDir,
+    maxBytes: options.diskMaxBytes,
+    readWholeMaxBytes: options.memoryMaxObjectBytes,
+    fsync: options.diskFsync,
+    observer,
+  })
+  await disk.open()
+  let tiered: TieredStore | undefined
+  const memory = new MemoryStore({
+    maxBytes: options.memoryMaxBytes,
+    maxObjectBytes: options.memoryMaxObjectBytes,
+    observer,
+    onEvict: (object) => tiered?.demote(object),
+  })
+  tiered = new TieredStore({ memory, disk, observer })
+  metrics.watchStore('memory', memory)
+  metrics.watchStore('disk', disk)
+
+  const upstream = options.upstream ?? new HttpUpstream({ url: requireOrigin(options), ...options.upstreamTimeouts })
+  const proxy = new CacheProxy({
+    cacheName: `streamedge-${options.id}`,
+    store: tiered,
+    upstream,
+    metrics,
+    logger,
+    accessLog: options.accessLog,
+    lockTimeoutMs: options.lockTimeoutMs,
+    maxObjectBytes: options.maxObjectBytes,
+    stripQueryParams: options.stripQueryParams,
+    checkIntegrity: options.checkIntegrity,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  })
+  const server = new NodeServer({
+    listen: options.listen,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    handler: (req, res) => proxy.handle(req, res),
+    ready: () => true,
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+    headersTimeoutMs: options.headersTimeoutMs,
+    logger,
+  })
+  const { url, httpsUrl } = await server.listen()
+  logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
+  const store = tiered
+  return {
+    url,
+    httpsUrl,
+    metrics,
+    store,
+    proxy,
+    logger,
+    async close () {
+      await server.close(options.shutdownGraceMs)
+      await upstream.close()
+      await store.close()
+      logger.info('stopped')
+      logger.flush()
+    },
+  }
+}
+
+function requireOrigin (options: CacheNodeOptions): string {
+  if (options.origin === undefined) throw new TypeError('Expected options.origin (or options.upstream) to be set, got undefined')
+  return options.origin
+}

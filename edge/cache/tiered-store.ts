@@ -1,0 +1,70 @@
+/**
+ * Memory over disk. Writes go through to disk (so a restart keeps every complete
+ * object) and into memory when the object is small enough; memory evictions demote
+ * to disk when the disk copy is missing (its write failed or disk evicted it);
+ * disk hits are promoted to memory.
+ */
+import type { DiskStore } from './disk-store.ts'
+import type { MemoryStore } from './memory-store.ts'
+import type { MemoryObject, Store, StoredObject, StoreObserver } from './types.ts'
+
+export interface TieredStoreOptions {
+  readonly memory: MemoryStore
+  readonly disk: DiskStore
+  readonly observer?: StoreObserver
+}
+
+export class TieredStore implements Store {
+  readonly name = 'tiered' as const
+  readonly memory: MemoryStore
+  readonly disk: DiskStore
+  readonly #observer: StoreObserver | undefined
+
+  constructor (options: TieredStoreOptions) {
+    this.memory = options.memory
+    this.disk = options.disk
+    this.#observer = options.observer
+  }
+
+  /** Memory first (synchronously), then disk; a disk hit is promoted. */
+  get (key: string): StoredObject | undefined | Promise<StoredObject | undefined> {
+    return this.memory.get(key) ?? this.getFromDisk(key)
+  }
+
+  /** The disk half of a lookup, promoting what it finds. */
+  async getFromDisk (key: string): Promise<StoredObject | undefined> {
+    const found = await this.disk.get(key)
+    if (found?.body != null && this.memory.accepts(found.meta.bodyBytes)) this.memory.put(found)
+    return found
+  }
+
+  /**
+   * Stores in memory now (when it fits) and on disk in the background. The promise
+   * settles when the disk write does; a failed disk write is reported to the observer
+   * by the disk store and does not reject here.
+   */
+  put (object: MemoryObject): Promise<void> {
+    this.memory.put(object)
+    return this.disk.put(object).catch(() => {})
+  }
+
+  /** Called by the memory store for each evicted object. */
+  demote (object: MemoryObject): void {
+    if (this.disk.has(object.meta.key)) return
+    this.disk.put(object).catch(() => {})
+  }
+
+  async delete (key: string): Promise<void> {
+    this.memory.delete(key)
+    await this.disk.delete(key)
+  }
+
+  get sizeBytes (): number { return this.memory.sizeBytes + this.disk.sizeBytes }
+  get count (): number { return this.disk.count }
+  get observer (): StoreObserver | undefined { return this.#observer }
+
+  async close (): Promise<void> {
+    await this.memory.close()
+    await this.disk.close()
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Composition root of the edge role: the only edge file that reads config.
+ * Maps the validated config to cache-node options and starts the node.
+ */
+import { readFileSync } from 'node:fs'
+import type { StreamedgeConfig } from '../config/params.ts'
+import { createLogger, type Logger } from '../lib/log.ts'
+import { startCacheNode, type RunningCacheNode } from './cache-node.ts'
+
+export interface StartEdgeOptions {
+  /** Overrides the logger built from config (the demo gives each node a child logger). */
+  readonly logger?: Logger
+  readonly processMetrics?: boolean
+}
+
+/** Starts an edge from a validated config (its `edge.origin` must be set). */
+export async function startEdge (config: Readonly<StreamedgeConfig>, options: StartEdgeOptions = {}): Promise<RunningCacheNode> {
+  const edge = config.edge
+  if (edge.origin === undefined) throw new TypeError('edge.origin is required: give --origin URL or set it in the config file')
+  const logger = options.logger ?? createLogger({ level: config.log.level, bindings: { role: 'edge', node: edge.id } })
+  const tls = edge.tls.listen === undefined || edge.tls.certFile === undefined || edge.tls.keyFile === undefined
+    ? undefined
+    : { listen: edge.tls.listen, cert: readFileSync(edge.tls.certFile), key: readFileSync(edge.tls.keyFile) }
+  return await startCacheNode({
+    role: 'edge',
+    id: edge.id,
+    listen: edge.listen,
+    ...(tls === undefined ? {} : { tls }),
+    origin: edge.origin,
+    cacheDir: edge.cacheDir,
+    memoryMaxBytes: edge.cache.memory.maxBytes,
+    memoryMaxObjectBytes: edge.cache.memory.maxObjectBytes,
+    diskMaxBytes: edge.cache.disk.maxBytes,
+    diskFsync: edge.cache.disk.fsync,
+    maxObjectBytes: edge.cache.maxObjectBytes,
+    lockTimeoutMs: edge.cache.lockTimeoutMs,
+    stripQueryParams: edge.cache.stripQueryParams,
+    checkIntegrity: edge.cache.checkMpegTs,
+    upstreamTimeouts: {
+      connectTimeoutMs: edge.upstream.connectTimeoutMs,
+      firstByteTimeoutMs: edge.upstream.firstByteTimeoutMs,
+      idleTimeoutMs: edge.upstream.idleTimeoutMs,
+      connections: edge.upstream.connections,
+      keepAliveTimeoutMs: edge.upstream.keepAliveTimeoutMs,
+    },
+    keepAliveTimeoutMs: edge.server.keepAliveTimeoutMs,
+    headersTimeoutMs: edge.server.headersTimeoutMs,
+    shutdownGraceMs: edge.server.shutdownGraceMs,
+    accessLog: config.log.access,
+    logger,
+    processMetrics: options.processMetrics ?? true,
+  })
+}

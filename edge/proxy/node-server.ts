@@ -1,0 +1,120 @@
+/**
+ * The HTTP(S) front of a cache node: keep-alive node:http (and node:https) servers,
+ * the operational endpoints (/healthz, /readyz, /metrics), and graceful shutdown
+ * (stop accepting, let in-flight responses finish up to a deadline).
+ */
+import { once } from 'node:events'
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from '../../lib/log.ts'
+
+export interface ListenAddress {
+  readonly host: string
+  readonly port: number
+}
+
+export interface NodeServerOptions {
+  readonly listen: ListenAddress
+  readonly tls?: { readonly listen: ListenAddress, readonly cert: Buffer | string, readonly key: Buffer | string }
+  /** Serves everything that is not an operational endpoint. */
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void
+  /** Ready to take traffic (/readyz)? */
+  readonly ready: () => boolean
+  /** Prometheus exposition for /metrics. */
+  readonly metrics: () => Promise<{ contentType: string, body: string }>
+  readonly keepAliveTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly logger: Logger
+}
+
+export class NodeServer {
+  readonly #o: NodeServerOptions
+  readonly #servers: Server[] = []
+  #closing = false
+
+  constructor (options: NodeServerOptions) {
+    this.#o = options
+  }
+
+  /** Starts listening; resolves with the bound URLs (port 0 becomes a real port). */
+  async listen (): Promise<{ url: string, httpsUrl: string | undefined }> {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => this.#route(req, res)
+    const common = {
+      keepAliveTimeout: this.#o.keepAliveTimeoutMs,
+      headersTimeout: this.#o.headersTimeoutMs,
+      requestTimeout: 0, // long segment downloads are fine; idle sockets are bounded by keepAliveTimeout
+      noDelay: true,
+    }
+    const plain = http.createServer(common, onRequest)
+    const url = await this.#bind(plain, this.#o.listen, 'http')
+    let httpsUrl: string | undefined
+    if (this.#o.tls !== undefined) {
+      const secure = https.createServer({ ...common, cert: this.#o.tls.cert, key: this.#o.tls.key }, onRequest)
+      httpsUrl = await this.#bind(secure, this.#o.tls.listen, 'https')
+    }
+    return { url, httpsUrl }
+  }
+
+  async #bind (server: Server, at: ListenAddress, scheme: string): Promise<string> {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // Malformed requests get a 400 and the socket is closed (node's default, plus a log line).
+      if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      else socket.destroy()
+      this.#o.logger.debug({ err: { code: err.code, message: err.message } }, 'client error')
+    })
+    server.listen(at.port, at.host)
+    await once(server, 'listening')
+    this.#servers.push(server)
+    const address = server.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `${scheme}://${host}:${address.port}`
+  }
+
+  #route (req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/'
+    if (url.charCodeAt(1) !== 0x68 && url.charCodeAt(1) !== 0x72 && url.charCodeAt(1) !== 0x6d) {
+      this.#o.handler(req, res) // fast path: not /h…, /r…, /m…
+      return
+    }
+    if (url === '/healthz') {
+      sendText(res, 200, 'ok\n')
+      return
+    }
+    if (url === '/readyz') {
+      const ready = this.#o.ready() && !this.#closing
+      sendText(res, ready ? 200 : 503, ready ? 'ready\n' : 'not ready\n')
+      return
+    }
+    if (url === '/metrics') {
+      this.#o.metrics().then(({ contentType, body }) => {
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
+        res.end(body)
+      }, (err: unknown) => {
+        this.#o.logger.error({ err }, 'metrics rendering failed')
+        sendText(res, 500, 'metrics unavailable\n')
+      })
+      return
+    }
+    this.#o.handler(req, res)
+  }
+
+  /** Stops accepting, closes idle keep-alive sockets, waits for in-flight responses up to `graceMs`, then cuts the rest. */
+  async close (graceMs: number): Promise<void> {
+    this.#closing = true
+    const closing = this.#servers.map(async (server) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeIdleConnections()
+      const timer = setTimeout(() => server.closeAllConnections(), graceMs)
+      timer.unref()
+      await closed
+      clearTimeout(timer)
+    })
+    await Promise.all(closing)
+  }
+}
+
+function sendText (res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  res.end(body)
+}

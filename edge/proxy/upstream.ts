@@ -1,0 +1,138 @@
+/**
+ * Upstream HTTP (the only undici import). An `Upstream` answers a request with a
+ * response head and a body stream; `HttpUpstream` talks to one origin through a
+ * keep-alive undici Pool. The shield tier (issue 4) adds an upstream *chain* that
+ * implements the same interface over several upstreams, so the proxy pipeline never
+ * knows whether it talks to a shield or an origin.
+ */
+import type { Readable } from 'node:stream'
+import { Pool, errors as undiciErrors } from 'undici'
+import { CdnError, isCdnError } from '../../lib/errors.ts'
+
+export type UpstreamHeaders = Record<string, string | string[] | undefined>
+
+export interface UpstreamRequest {
+  readonly method: string
+  /** Path and query, starting with `/`. */
+  readonly path: string
+  readonly headers: UpstreamHeaders
+  readonly body?: Readable | null
+  readonly signal?: AbortSignal
+}
+
+export interface UpstreamResponse {
+  readonly status: number
+  readonly headers: UpstreamHeaders
+  /** The body; a short or stalled body ends in a stream error (map it with toUpstreamError). */
+  readonly body: Readable
+  /** Name of the upstream that answered (for logs, metrics, Cache-Status). */
+  readonly upstream: string
+}
+
+/** Anything that can answer an HTTP request for the cache: an origin, a shield, a chain of them. */
+export interface Upstream {
+  readonly name: string
+  request (req: UpstreamRequest): Promise<UpstreamResponse>
+  close (): Promise<void>
+}
+
+export interface HttpUpstreamOptions {
+  /** Base URL, e.g. `http://origin:8000` or `https://origin/prefix` (the prefix is prepended to request paths). */
+  readonly url: string
+  /** Name in logs and metrics (default: the URL's host). */
+  readonly name?: string
+  readonly connectTimeoutMs: number
+  /** Time to the response head. */
+  readonly firstByteTimeoutMs: number
+  /** Longest gap between body bytes. */
+  readonly idleTimeoutMs: number
+  readonly connections: number
+  readonly keepAliveTimeoutMs: number
+}
+
+/** One origin or shield, over a keep-alive connection pool. */
+export class HttpUpstream implements Upstream {
+  readonly name: string
+  readonly #pool: Pool
+  readonly #prefix: string
+  readonly #host: string
+
+  constructor (options: HttpUpstreamOptions) {
+    let url: URL
+    try {
+      url = new URL(options.url)
+    } catch {
+      throw new TypeError(`Expected options.url to be an http(s) URL, got ${JSON.stringify(options.url)}`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new TypeError(`Expected options.url to be an http(s) URL, got ${JSON.stringify(options.url)}`)
+    }
+    for (const field of ['connectTimeoutMs', 'firstByteTimeoutMs', 'idleTimeoutMs', 'connections', 'keepAliveTimeoutMs'] as const) {
+      const value = options[field]
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new TypeError(`Expected options.${field} to be a positive integer, got ${String(value)}`)
+      }
+    }
+    this.name = options.name ?? url.host
+    this.#host = url.host
+    this.#prefix = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '')
+    this.#pool = new Pool(url.origin, {
+      connections: options.connections,
+      pipelining: 1,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      headersTimeout: options.firstByteTimeoutMs,
+      bodyTimeout: options.idleTimeoutMs,
+      connect: { timeout: options.connectTimeoutMs },
+    })
+  }
+
+  async request (req: UpstreamRequest): Promise<UpstreamResponse> {
+    const headers = { ...req.headers, host: this.#host }
+    let res
+    try {
+      res = await this.#pool.request({
+        method: req.method as 'GET',
+        path: this.#prefix + req.path,
+        headers: headers as Record<string, string>,
+        body: req.body ?? null,
+        signal: req.signal,
+      })
+    } catch (err) {
+      throw toUpstreamError(err, this.name)
+    }
+    return { status: res.statusCode, headers: res.headers, body: res.body, upstream: this.name }
+  }
+
+  async close (): Promise<void> {
+    await this.#pool.close()
+  }
+}
+
+/** Maps undici and socket errors to CdnError codes (upstream source). */
+export function toUpstreamError (err: unknown, upstream: string): CdnError {
+  if (isCdnError(err)) return err
+  const e = err as { code?: string, name?: string, message?: string }
+  const where = `upstream ${upstream}`
+  if (err instanceof undiciErrors.ConnectTimeoutError) {
+    return new CdnError('CDN_ERR_UPSTREAM_CONNECT', `Connect timeout to ${where}`, { cause: err })
+  }
+  if (err instanceof undiciErrors.HeadersTimeoutError) {
+    return new CdnError('CDN_ERR_UPSTREAM_TIMEOUT', `No response head from ${where} in time`, { cause: err })
+  }
+  if (err instanceof undiciErrors.BodyTimeoutError) {
+    return new CdnError('CDN_ERR_UPSTREAM_BODY_TIMEOUT', `Body from ${where} stalled`, { cause: err })
+  }
+  if (err instanceof undiciErrors.ResponseContentLengthMismatchError || err instanceof undiciErrors.SocketError) {
+    return new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body from ${where} ended early: ${e.message ?? ''}`, { cause: err })
+  }
+  if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET' || e.code === 'EHOSTUNREACH' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') {
+    return new CdnError('CDN_ERR_UPSTREAM_CONNECT', `Cannot reach ${where}: ${e.code}`, { cause: err })
+  }
+  if (e.name === 'AbortError' || e.code === 'UND_ERR_ABORTED') {
+    return new CdnError('CDN_ERR_CLIENT_ABORTED', `Request to ${where} aborted`, { cause: err })
+  }
+  if (typeof e.code === 'string' && e.code.startsWith('HPE_')) {
+    return new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Invalid response from ${where}: ${e.message ?? e.code}`, { cause: err })
+  }
+  return new CdnError('CDN_ERR_UPSTREAM_UNAVAILABLE', `Request to ${where} failed: ${e.message ?? String(err)}`, { cause: err })
+}

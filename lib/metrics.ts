@@ -1,0 +1,164 @@
+/**
+ * The metric catalogue (the only prom-client import). Every metric a node exports is
+ * declared here with its help text; README.md "Metrics" lists them. Each node owns a
+ * registry, so several nodes can live in one process (tests, the demo).
+ *
+ * Hot-path counters are bound to their label values once (`labels(...)` children are
+ * cached below), so counting a hit is a property lookup and an add.
+ */
+import client from 'prom-client'
+
+const { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } = client
+
+type LabelValues = Record<string, string | number>
+
+/** A counter family with cached label children: `inc({phase:'hit'})` allocates nothing after the first call. */
+export class CounterFamily<L extends string> {
+  readonly #counter: client.Counter<L>
+  readonly #children = new Map<string, client.Counter.Internal>()
+  readonly #labelNames: readonly L[]
+
+  constructor (registry: client.Registry, name: string, help: string, labelNames: readonly L[]) {
+    this.#counter = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] })
+    this.#labelNames = labelNames
+  }
+
+  inc (labels: Readonly<Record<L, string | number>>, value = 1): void {
+    let key = ''
+    for (const name of this.#labelNames) key += String(labels[name]) + '\u0000'
+    let child = this.#children.get(key)
+    if (child === undefined) {
+      child = this.#counter.labels(labels as LabelValues as Partial<Record<L, string | number>>)
+      this.#children.set(key, child)
+    }
+    child.inc(value)
+  }
+
+  /** Current value for one label set (tests and the bench read counters back). */
+  async value (labels: Readonly<Record<string, string | number>> = {}): Promise<number> {
+    const data = await this.#counter.get()
+    let sum = 0
+    for (const v of data.values) {
+      const have = v.labels as Record<string, string | number | undefined>
+      if (Object.entries(labels).every(([k, want]) => String(have[k]) === String(want))) sum += v.value
+    }
+    return sum
+  }
+}
+
+/** Sizes and counts a store reports when /metrics is scraped. */
+export interface StoreGaugeSource {
+  readonly sizeBytes: number
+  readonly count: number
+}
+
+export interface CacheNodeMetricsOptions {
+  /** Role of the node, a label on every metric: edge or shield. */
+  readonly role: string
+  /** Node id, a label on every metric. */
+  readonly node: string
+  /** Adds Node process metrics (CPU, memory, event loop lag); off in tests with many nodes per process. */
+  readonly processMetrics?: boolean
+}
+
+/** The catalogue of a cache node (edge or shield). */
+export class CacheNodeMetrics {
+  readonly registry: client.Registry
+  /** Client requests by cache phase and response status. */
+  readonly requests: CounterFamily<'phase' | 'status'>
+  /** Body bytes sent to clients by where they came from. */
+  readonly servedBytes: CounterFamily<'source'>
+  /** Cache lookups: hit (by tier) or miss; the hit ratio is hit / (hit + miss). */
+  readonly lookups: CounterFamily<'result' | 'tier'>
+  /** Fills (upstream fetches that feed the cache) by outcome. */
+  readonly fills: CounterFamily<'outcome'>
+  /** Requests that joined another request's fill, or gave up waiting for it. */
+  readonly collapsed: CounterFamily<'outcome'>
+  /** Responses not admitted to the cache, by reason. */
+  readonly admissionRejections: CounterFamily<'reason'>
+  /** Upstream responses by upstream and status class; errors by code. */
+  readonly upstreamResponses: CounterFamily<'upstream' | 'status'>
+  readonly upstreamErrors: CounterFamily<'upstream' | 'code'>
+  /** Time from sending an upstream request to its response headers. */
+  readonly upstreamLatency: client.Histogram<'upstream'>
+  /** Store events. */
+  readonly evictions: CounterFamily<'tier'>
+  readonly storeWriteErrors: CounterFamily<'tier'>
+  readonly storeCorrupt: CounterFamily<'tier'>
+  /** Client connections closed before their response completed. */
+  readonly clientAborts: CounterFamily<'phase'>
+  readonly #fillsInFlight: client.Gauge
+  readonly #storeBytes: client.Gauge<'tier'>
+  readonly #storeObjects: client.Gauge<'tier'>
+  readonly #stores = new Map<string, StoreGaugeSource>()
+  #fillsInFlightSource: () => number = () => 0
+
+  constructor (options: CacheNodeMetricsOptions) {
+    const registry = new Registry()
+    registry.setDefaultLabels({ role: options.role, node: options.node })
+    this.registry = registry
+    if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'streamedge_' })
+    const p = 'streamedge_'
+    this.requests = new CounterFamily(registry, `${p}requests_total`, 'Client requests by cache phase and response status', ['phase', 'status'])
+    this.servedBytes = new CounterFamily(registry, `${p}served_bytes_total`, 'Body bytes sent to clients, by source (memory, disk, fill, pass)', ['source'])
+    this.lookups = new CounterFamily(registry, `${p}cache_lookups_total`, 'Cache lookups by result (hit, miss) and tier (memory, disk, none)', ['result', 'tier'])
+    this.fills = new CounterFamily(registry, `${p}fills_total`, 'Upstream fills by outcome (stored, not-stored, failed, aborted)', ['outcome'])
+    this.collapsed = new CounterFamily(registry, `${p}collapsed_requests_total`, 'Requests that joined an in-progress fill (joined) or gave up waiting for one (lock-timeout, not-shareable)', ['outcome'])
+    this.admissionRejections = new CounterFamily(registry, `${p}admission_rejections_total`, 'Responses not stored, by reason', ['reason'])
+    this.upstreamResponses = new CounterFamily(registry, `${p}upstream_responses_total`, 'Upstream responses by upstream and status code', ['upstream', 'status'])
+    this.upstreamErrors = new CounterFamily(registry, `${p}upstream_errors_total`, 'Upstream failures by upstream and error code', ['upstream', 'code'])
+    this.upstreamLatency = new Histogram({
+      name: `${p}upstream_first_byte_seconds`,
+      help: 'Time from sending an upstream request to receiving its response headers',
+      labelNames: ['upstream'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    })
+    this.evictions = new CounterFamily(registry, `${p}store_evictions_total`, 'Objects evicted to make room, by tier', ['tier'])
+    this.storeWriteErrors = new CounterFamily(registry, `${p}store_write_errors_total`, 'Failed object writes (full disk, I/O errors), by tier', ['tier'])
+    this.storeCorrupt = new CounterFamily(registry, `${p}store_corrupt_total`, 'Stored objects that failed integrity checks and were deleted, by tier', ['tier'])
+    this.clientAborts = new CounterFamily(registry, `${p}client_aborts_total`, 'Client connections closed before the response completed, by cache phase', ['phase'])
+    // Gauges read their sources at scrape time: nothing to keep in step on the hot path.
+    const fillsInFlight = (): number => this.#fillsInFlightSource()
+    this.#fillsInFlight = new Gauge({
+      name: `${p}fills_in_flight`,
+      help: 'Upstream fills in progress',
+      registers: [registry],
+      collect () { this.set(fillsInFlight()) },
+    })
+    const stores = this.#stores
+    this.#storeBytes = new Gauge({
+      name: `${p}store_bytes`,
+      help: 'Bytes held by each cache tier',
+      labelNames: ['tier'],
+      registers: [registry],
+      collect () { for (const [tier, s] of stores) this.labels({ tier }).set(s.sizeBytes) },
+    })
+    this.#storeObjects = new Gauge({
+      name: `${p}store_objects`,
+      help: 'Objects held by each cache tier',
+      labelNames: ['tier'],
+      registers: [registry],
+      collect () { for (const [tier, s] of stores) this.labels({ tier }).set(s.count) },
+    })
+  }
+
+  /** Reports a store's size and object count at scrape time. */
+  watchStore (tier: string, source: StoreGaugeSource): void {
+    this.#stores.set(tier, source)
+  }
+
+  /** Reports the number of fills in flight at scrape time. */
+  watchFillsInFlight (source: () => number): void {
+    this.#fillsInFlightSource = source
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  async render (): Promise<string> {
+    return await this.registry.metrics()
+  }
+}

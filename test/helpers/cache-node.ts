@@ -1,0 +1,57 @@
+/**
+ * Starts cache nodes (and temp dirs) for tests, and removes them when the test ends.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { createLogger } from '../../lib/log.ts'
+import { CACHE_NODE_DEFAULTS, startCacheNode, type CacheNodeOptions, type RunningCacheNode } from '../../edge/cache-node.ts'
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+/** A fresh temp directory, removed at teardown. */
+export async function tempDir (t: Teardown, prefix = 'streamedge-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+export interface TestNode extends RunningCacheNode {
+  /** Parsed JSON log lines written so far. */
+  readonly logs: Array<Record<string, unknown>>
+  readonly cacheDir: string
+}
+
+/** Starts an edge on 127.0.0.1:0 in front of `origin`, with a temp cache dir unless one is given. */
+export async function startTestNode (t: Teardown, overrides: Partial<CacheNodeOptions> & { origin?: string }): Promise<TestNode> {
+  const cacheDir = overrides.cacheDir ?? await tempDir(t)
+  const logs: Array<Record<string, unknown>> = []
+  const destination = new PassThrough()
+  let pending = ''
+  destination.on('data', (chunk: Buffer) => {
+    pending += chunk.toString('utf8')
+    let nl
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      logs.push(JSON.parse(pending.slice(0, nl)) as Record<string, unknown>)
+      pending = pending.slice(nl + 1)
+    }
+  })
+  const node = await startCacheNode({
+    ...CACHE_NODE_DEFAULTS,
+    role: 'edge',
+    id: 'test-edge',
+    listen: { host: '127.0.0.1', port: 0 },
+    logger: createLogger({ level: 'debug', destination }),
+    ...overrides,
+    cacheDir,
+  })
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await node.close()
+  }
+  t.teardown(close)
+  return { ...node, close, logs, cacheDir }
+}
