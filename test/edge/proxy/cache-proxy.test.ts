@@ -190,3 +190,39 @@ t.test('malformed request targets get 400 with Cache-Status', async (t) => {
   t.equal(res.status, 400)
   t.match(res.headers['cache-status'], /fwd=bypass/)
 })
+
+t.test('freshness basics through the edge (RFC 9111 §4.2): max-age, s-maxage, Expires, no-store, Age', async (t) => {
+  let now = Date.now()
+  const { origin, edge } = await setup(t, { now: () => now })
+  const cases = [
+    { path: '/synthetic/fresh-maxage-100.bin', cc: { 'cache-control': 'max-age=60' }, freshFor: 60 },
+    { path: '/synthetic/fresh-smaxage-100.bin', cc: { 'cache-control': 'max-age=5, s-maxage=120' }, freshFor: 120 },
+    { path: '/synthetic/fresh-expires-100.bin', cc: { 'cache-control': '', expires: new Date(now + 30_000).toUTCString(), date: new Date(now).toUTCString() }, freshFor: 30 },
+  ]
+  for (const c of cases) {
+    origin.setFault(c.path, { headers: c.cc })
+    await fetchRaw(edge.url + c.path)
+  }
+  now += 10_000
+  for (const c of cases) {
+    const hit = await fetchRaw(edge.url + c.path)
+    t.match(hit.headers['cache-status'], /; hit/, `${c.path} fresh after 10 s`)
+    t.ok(Number(hit.headers.age) >= 10, `${c.path}: Age counts resident time`)
+    t.equal(origin.count(c.path), 1)
+  }
+  for (const c of cases) {
+    const before = origin.count(c.path)
+    const saved = now
+    now = saved + (c.freshFor + 1) * 1000
+    const stale = await fetchRaw(edge.url + c.path)
+    t.match(stale.headers['cache-status'], /fwd=uri-miss/, `${c.path} refetched once stale`)
+    t.equal(origin.count(c.path), before + 1)
+    now = saved
+  }
+  const noStore = '/synthetic/nostore-100.bin'
+  origin.setFault(noStore, { headers: { 'cache-control': 'no-store' } })
+  await fetchRaw(edge.url + noStore)
+  await fetchRaw(edge.url + noStore)
+  t.equal(origin.count(noStore), 2, 'no-store is never stored')
+  t.equal(await edge.metrics.admissionRejections.value({ reason: 'no-store' }), 2)
+})
