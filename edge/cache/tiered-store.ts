@@ -28,7 +28,14 @@ export class TieredStore implements Store {
 
   /** Memory first (synchronously), then disk; a disk hit is promoted. */
   get (key: string): StoredObject | undefined | Promise<StoredObject | undefined> {
-    return this.memory.get(key) ?? this.getFromDisk(key)
+    return this.getFromMemory(key) ?? this.getFromDisk(key)
+  }
+
+  /** The synchronous half of a lookup (the hot path); a hit also refreshes the disk copy's recency. */
+  getFromMemory (key: string): MemoryObject | undefined {
+    const hit = this.memory.get(key)
+    if (hit !== undefined) this.disk.touch(key)
+    return hit
   }
 
   /** The disk half of a lookup, promoting what it finds. */
@@ -59,7 +66,8 @@ export class TieredStore implements Store {
     await this.disk.delete(key)
   }
 
-  get sizeBytes (): number { return this.memory.sizeBytes + this.disk.sizeBytes }
+  /** Every stored object has its full copy on disk; memory holds copies of the hot ones. */
+  get sizeBytes (): number { return this.disk.sizeBytes }
   get count (): number { return this.disk.count }
   get observer (): StoreObserver | undefined { return this.#observer }
 

@@ -59,6 +59,8 @@ export interface StoreObserver {
   onCorrupt?(detail: { path: string, reason: string, key?: string }): void
   /** Writing an object failed (full disk, I/O error); the object is not stored. */
   onWriteError?(err: Error, key: string): void
+  /** Reading a stored object failed for a reason other than damage (EIO, EMFILE); the read was answered as a miss. */
+  onReadError?(err: Error, detail: { path: string, key?: string }): void
 }
 
 export type StoreName = 'memory' | 'disk' | 'tiered'

@@ -89,7 +89,7 @@ export class CacheProxy {
     }
     ex.key = key
     const now = this.#now()
-    const hot = this.#o.store.memory.get(key)
+    const hot = this.#o.store.getFromMemory(key)
     if (hot !== undefined && isFresh(hot.meta, now)) {
       this.#hit(ex, hot, 'memory')
       return

@@ -164,6 +164,8 @@ t.test('a full disk: requests are still served, the object is not stored, the er
   t.ok(b.body.equals(syntheticBody('big', 600096, 'ts')), 'served again')
   t.equal(origin.count(path), 2, 'not stored, so fetched again')
   t.equal(edge.store.disk.count, 0)
+  // The second big write fails too; only then is the disk empty again for a small object.
+  await waitFor(async () => await edge.metrics.storeWriteErrors.value({ tier: 'disk' }) === 2, 'the second write error')
   const small = await fetchRaw(edge.url + '/synthetic/small-18800.ts')
   t.equal(small.status, 200)
   await waitFor(() => edge.store.disk.count === 1, 'a small object to fit on the disk that failed a big write')

@@ -1,0 +1,642 @@
+/**
+ * The disk tier: one checksummed file per object (see object-file.ts), an in-memory
+ * LRU index bounded in bytes, crash-safe writes (temp file, verify, rename) and an
+ * index rebuilt from the files in the background after a restart, serving "cold"
+ * hits from disk meanwhile (nginx's cache loader).
+ */
+import { randomBytes } from 'node:crypto'
+import type { Dirent } from 'node:fs'
+import { lstat, mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { inspect } from 'node:util'
+import { crc32 } from 'node:zlib'
+import { CdnError } from '../../lib/errors.ts'
+import {
+  HEADER_PROBE_BYTES,
+  encodeObjectHead,
+  hashKey,
+  isObjectFileName,
+  objectRelativePath,
+  readAt,
+  readObjectHead,
+} from './object-file.ts'
+import type { ObjectHeader } from './object-file.ts'
+import { ObjectReadStream } from './object-read-stream.ts'
+import type { MemoryObject, ObjectMeta, Store, StoredObject, StoreObserver, StreamedObject } from './types.ts'
+
+/** Objects up to this many body bytes are read whole and returned as MemoryObject. */
+export const DEFAULT_READ_WHOLE_MAX_BYTES = 16 * 1024 * 1024
+
+/** Files whose headers the index rebuild reads at the same time. */
+export const REBUILD_CONCURRENCY = 16
+
+/** The file-system calls a test may replace to inject write faults when it cannot mount a small file system. */
+export interface DiskStoreIo {
+  /** Writes `buffers` at `position` (default: `fh.writev`); may write fewer bytes than asked. */
+  writev (fh: FileHandle, buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>
+}
+
+/** Options for {@link DiskStore}; validated once by the constructor. */
+export interface DiskStoreOptions {
+  /** Directory the store owns (`objects/` and `tmp/` are created in it). One store per directory. */
+  readonly dir: string
+  /** Budget for the sum of object file sizes (headers included). */
+  readonly maxBytes: number
+  /** Bodies up to this size are read whole and verified on get; larger ones are streamed (default 16 MiB). */
+  readonly readWholeMaxBytes?: number | undefined
+  /** fsync each object file and its directory before it becomes visible (default false). */
+  readonly fsync?: boolean | undefined
+  /** Receives evictions, damaged files and I/O failures; the store never logs or counts by itself. */
+  readonly observer?: StoreObserver | undefined
+  /** Wall clock in ms (default Date.now), stamped as the file's mtime: it orders the LRU after a restart. */
+  readonly now?: (() => number) | undefined
+  /** Fault-injection seam for tests; production code leaves it out. */
+  readonly io?: Partial<DiskStoreIo> | undefined
+}
+
+interface IndexEntry {
+  readonly key: string
+  readonly hash: string
+  readonly fileBytes: number
+  readonly meta: ObjectMeta
+  /** The whole body matched its checksum at least once in this process. */
+  verified: boolean
+}
+
+interface ScannedFile extends IndexEntry {
+  readonly mtimeMs: number
+}
+
+interface FoundFile {
+  readonly dirRel: string
+  readonly name: string
+  readonly isFile: boolean
+}
+
+type State = 'new' | 'opening' | 'open' | 'closed'
+
+const HEX_PAIR = /^[0-9a-f]{2}$/
+
+const defaultWritev: DiskStoreIo['writev'] = (fh, buffers, position) => fh.writev(buffers, position)
+
+/**
+ * Disk-backed Store. `open()` must be called (and awaited) before use; `indexReady`
+ * settles when the background rebuild has scanned the directory. Until then `count`
+ * and `sizeBytes` cover only objects written or read since open.
+ */
+export class DiskStore implements Store {
+  readonly name = 'disk' as const
+  /** Resolves when the index rebuild has scanned every file (or was cut short by close). */
+  readonly indexReady: Promise<void>
+
+  readonly #objectsDir: string
+  readonly #tmpDir: string
+  readonly #maxBytes: number
+  readonly #readWholeMaxBytes: number
+  readonly #fsync: boolean
+  readonly #observer: StoreObserver
+  readonly #now: () => number
+  readonly #writev: DiskStoreIo['writev']
+
+  // Map order is the LRU order: first entry is the least recently used.
+  #index = new Map<string, IndexEntry>()
+  #sizeBytes = 0
+  // Bytes of puts in flight, counted against the budget so concurrent puts make room too.
+  #reservedBytes = 0
+  #state: State = 'new'
+  // True until the rebuild has merged what it found: a key missing from the index may still be on disk.
+  #cold = true
+  // Keys deleted or evicted while cold: their files are gone even if the rebuild saw them.
+  readonly #settled = new Set<string>()
+  readonly #knownDirs = new Set<string>()
+  // Per-hash queue so renames and unlinks of one path never interleave.
+  readonly #chains = new Map<string, Promise<void>>()
+  readonly #inflight = new Set<Promise<unknown>>()
+  #rebuildAborted = false
+  #rebuild: Promise<void> = Promise.resolve()
+  #settleReady: (err?: Error) => void = () => {}
+
+  constructor (options: DiskStoreOptions) {
+    validateOptions(options)
+    const dir = resolve(options.dir)
+    this.#objectsDir = join(dir, 'objects')
+    this.#tmpDir = join(dir, 'tmp')
+    this.#maxBytes = options.maxBytes
+    this.#readWholeMaxBytes = options.readWholeMaxBytes ?? DEFAULT_READ_WHOLE_MAX_BYTES
+    this.#fsync = options.fsync ?? false
+    this.#observer = options.observer ?? {}
+    this.#now = options.now ?? Date.now
+    this.#writev = options.io?.writev ?? defaultWritev
+    this.indexReady = new Promise<void>((resolve, reject) => {
+      this.#settleReady = (err) => { if (err === undefined) resolve(); else reject(err) }
+    })
+    // A failed rebuild leaves the store cold but serving; whoever cares awaits indexReady.
+    this.indexReady.catch(() => {})
+  }
+
+  /** Bytes held: the sum of indexed object file sizes. */
+  get sizeBytes (): number { return this.#sizeBytes }
+
+  /** Objects indexed. */
+  get count (): number { return this.#index.size }
+
+  /** Whether `key` is indexed (no I/O; may say false for an unindexed file while the index is cold). */
+  has (key: string): boolean {
+    return this.#index.has(key)
+  }
+
+  /**
+   * Marks an object as just used without reading it: the tiered store calls this on
+   * memory hits, so the disk LRU follows real demand and a hot object is not the first
+   * to leave the disk.
+   */
+  touch (key: string): void {
+    const entry = this.#index.get(key)
+    if (entry === undefined) return
+    this.#index.delete(key)
+    this.#index.set(key, entry)
+  }
+
+  /**
+   * Creates the directories, deletes temp files left by a crash, and starts the index
+   * rebuild without waiting for it (see `indexReady`).
+   */
+  async open (): Promise<void> {
+    if (this.#state !== 'new') throw new Error('DiskStore.open() can only be called once')
+    this.#state = 'opening'
+    try {
+      await mkdir(this.#objectsDir, { recursive: true })
+      await mkdir(this.#tmpDir, { recursive: true })
+      for (const name of await readdir(this.#tmpDir)) {
+        await rm(join(this.#tmpDir, name), { recursive: true, force: true })
+      }
+    } catch (err) {
+      this.#state = 'closed'
+      this.#settleReady(asError(err))
+      throw err
+    }
+    if (this.#state !== 'opening') return this.#settleReady()
+    this.#state = 'open'
+    this.#rebuild = this.#runRebuild()
+  }
+
+  /**
+   * Looks the object up and checks it before answering: bodies up to readWholeMaxBytes
+   * come back whole and verified, larger ones as a StreamedObject that verifies as it
+   * reads. A damaged file is deleted and reported, and the answer is a miss.
+   */
+  async get (key: string): Promise<StoredObject | undefined> {
+    if (this.#state !== 'open') return undefined
+    const entry = this.#index.get(key)
+    if (entry !== undefined) {
+      this.#index.delete(key)
+      this.#index.set(key, entry)
+    } else if (!this.#cold || this.#settled.has(key)) {
+      return undefined
+    }
+    const hash = entry?.hash ?? hashKey(key)
+    const path = this.#pathOf(hash)
+    let fh: FileHandle
+    try {
+      fh = await open(path, 'r')
+    } catch (err) {
+      if (isNotFound(err)) this.#forget(key, entry)
+      else this.#observer.onReadError?.(asError(err), { path, key })
+      return undefined
+    }
+    try {
+      return await this.#readOpenFile(fh, key, hash, path, entry)
+    } catch (err) {
+      this.#observer.onReadError?.(asError(err), { path, key })
+      return undefined
+    } finally {
+      await fh.close().catch(() => {})
+    }
+  }
+
+  /**
+   * Writes the object to a temp file in one writev, verifies its size, and renames it
+   * into place, evicting least recently used objects first when the budget needs it.
+   * Rejects with CDN_ERR_STORE_WRITE (after observer.onWriteError) when the write fails,
+   * and without writing (or reporting) when the object alone exceeds maxBytes.
+   */
+  async put (object: MemoryObject): Promise<void> {
+    const { meta, body } = object
+    if (body.length !== meta.bodyBytes) {
+      throw new TypeError(`Expected meta.bodyBytes to equal the body length ${body.length}, got ${meta.bodyBytes}`)
+    }
+    if (this.#state !== 'open') throw new CdnError('CDN_ERR_STORE_WRITE', `Disk store is ${this.#state === 'closed' ? 'closed' : 'not open'}`)
+    let head: Buffer
+    try {
+      head = encodeObjectHead(meta, body)
+    } catch (err) {
+      throw new CdnError('CDN_ERR_STORE_WRITE', `Could not encode ${meta.key}: ${asError(err).message}`, { cause: err })
+    }
+    const fileBytes = head.length + body.length
+    if (fileBytes > this.#maxBytes) {
+      throw new CdnError('CDN_ERR_STORE_WRITE', `Object ${meta.key} needs ${fileBytes} bytes on disk, more than the disk store budget of ${this.#maxBytes} bytes`)
+    }
+    // A new file starts unverified: bit rot after the write is still caught before a partial range.
+    const task = this.#write({ key: meta.key, hash: hashKey(meta.key), fileBytes, meta, verified: false }, head, body)
+    this.#track(task)
+    await task
+  }
+
+  /** Removes the object's file and index entry (fine if there is none); the removal survives a restart. */
+  async delete (key: string): Promise<void> {
+    if (this.#state !== 'open') return
+    const entry = this.#index.get(key)
+    if (entry !== undefined) this.#drop(entry)
+    // Unconditional: while cold the file may exist unindexed, and a purge must survive a restart.
+    if (this.#cold) this.#settled.add(key)
+    const task = this.#unlinkUnlessReplaced(key, entry?.hash ?? hashKey(key))
+    this.#track(task)
+    await task
+  }
+
+  /** Stops the rebuild early and waits for writes and deletions in flight. */
+  async close (): Promise<void> {
+    this.#state = 'closed'
+    this.#rebuildAborted = true
+    await this.#rebuild
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
+    this.#settleReady()
+  }
+
+  async #readOpenFile (fh: FileHandle, key: string, hash: string, path: string, entry: IndexEntry | undefined): Promise<StoredObject | undefined> {
+    const stat = await fh.stat()
+    const corrupt = (reason: string): undefined => this.#corrupt({ path, hash, reason, key, entry, ino: stat.ino })
+    // Small objects come in with their header in one read.
+    const probeBytes = stat.size <= this.#readWholeMaxBytes + HEADER_PROBE_BYTES ? stat.size : HEADER_PROBE_BYTES
+    const head = await readObjectHead(fh, stat.size, probeBytes)
+    if (head.status !== 'ok') return corrupt(head.reason)
+    const { header, headBytes } = head
+    if (header.key !== key) return corrupt('file holds another key')
+    if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`)
+    if (header.bodyBytes > this.#readWholeMaxBytes) {
+      const known = this.#adopt(header, hash, stat.size, entry, false)
+      return this.#streamed(known, header, Buffer.from(head.bytes.subarray(0, headBytes)), path)
+    }
+    const body = head.bytes.length >= stat.size
+      ? head.bytes.subarray(headBytes, stat.size)
+      : await readAt(fh, headBytes, header.bodyBytes)
+    if (body.length !== header.bodyBytes) return corrupt('file ended before its body did')
+    if (crc32(body) !== header.bodyCrc32) return corrupt('body checksum mismatch')
+    this.#adopt(header, hash, stat.size, entry, true)
+    return { meta: header.meta, body }
+  }
+
+  #streamed (entry: IndexEntry, header: ObjectHeader, head: Buffer, path: string): StreamedObject {
+    const { key, hash } = entry
+    const { bodyBytes, bodyCrc32 } = header
+    return {
+      meta: header.meta,
+      body: null,
+      createReadStream: (start, endInclusive) => {
+        if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endInclusive) || start < 0 || start > endInclusive || endInclusive >= bodyBytes) {
+          throw new RangeError(`Expected a range within 0..${bodyBytes - 1}, got ${start}..${endInclusive}`)
+        }
+        const partial = start !== 0 || endInclusive !== bodyBytes - 1
+        return new ObjectReadStream({
+          path,
+          head,
+          bodyBytes,
+          bodyCrc32,
+          start,
+          endInclusive,
+          verifyFirst: partial && !entry.verified,
+          onVerified: () => { entry.verified = true },
+          onCorrupt: (reason, ino) => { this.#corrupt({ path, hash, reason, key, entry, ino }) },
+        })
+      },
+    }
+  }
+
+  /**
+   * The index entry for an object just read: the existing one, or, on a cold hit, a
+   * new one inserted as most recently used (unless a delete or put settled the key).
+   */
+  #adopt (header: ObjectHeader, hash: string, fileBytes: number, entry: IndexEntry | undefined, verified: boolean): IndexEntry {
+    if (entry !== undefined) {
+      if (verified) entry.verified = true
+      return entry
+    }
+    const fresh: IndexEntry = { key: header.key, hash, fileBytes, meta: header.meta, verified }
+    if (this.#cold && this.#state === 'open' && !this.#settled.has(fresh.key) && !this.#index.has(fresh.key)) {
+      this.#index.set(fresh.key, fresh)
+      this.#sizeBytes += fileBytes
+      this.#evictToBudget(fresh.key, 0)
+    }
+    return fresh
+  }
+
+  async #write (entry: IndexEntry, head: Buffer, body: Buffer): Promise<void> {
+    const { key, hash, fileBytes } = entry
+    let reserved = true
+    this.#reservedBytes += fileBytes
+    this.#evictToBudget(key, this.#index.get(key)?.fileBytes ?? 0)
+    const tmpPath = join(this.#tmpDir, `${hash}.${randomBytes(6).toString('hex')}`)
+    try {
+      await this.#writeTempFile(tmpPath, head, body, fileBytes)
+      await this.#serial(hash, async () => {
+        await this.#renameIntoPlace(tmpPath, hash)
+        this.#reservedBytes -= fileBytes
+        reserved = false
+        const old = this.#index.get(key)
+        if (old !== undefined) this.#drop(old)
+        this.#index.set(key, entry)
+        this.#sizeBytes += fileBytes
+        this.#evictToBudget(key, 0)
+      })
+    } catch (err) {
+      await unlink(tmpPath).catch(() => {})
+      const error = asError(err)
+      this.#observer.onWriteError?.(error, key)
+      throw new CdnError('CDN_ERR_STORE_WRITE', `Could not write ${key} to the disk store: ${error.message}`, { cause: err })
+    } finally {
+      if (reserved) this.#reservedBytes -= fileBytes
+    }
+  }
+
+  async #writeTempFile (tmpPath: string, head: Buffer, body: Buffer, fileBytes: number): Promise<void> {
+    const fh = await open(tmpPath, 'wx')
+    try {
+      let buffers = body.length > 0 ? [head, body] : [head]
+      for (let position = 0; position < fileBytes;) {
+        const { bytesWritten } = await this.#writev(fh, buffers, position)
+        if (!(bytesWritten > 0)) throw new Error(`Write to ${tmpPath} made no progress`)
+        position += bytesWritten
+        buffers = skipBytes(buffers, bytesWritten)
+      }
+      if (this.#fsync) await fh.sync()
+      const mtimeSeconds = this.#now() / 1000
+      await fh.utimes(mtimeSeconds, mtimeSeconds)
+      const { size } = await fh.stat()
+      if (size !== fileBytes) throw new Error(`Wrote ${size} bytes to ${tmpPath}, expected ${fileBytes}`)
+    } catch (err) {
+      await fh.close().catch(() => {})
+      throw err
+    }
+    await fh.close()
+  }
+
+  async #renameIntoPlace (tmpPath: string, hash: string): Promise<void> {
+    const dirRel = objectRelativePath(hash).slice(0, 5)
+    const finalPath = this.#pathOf(hash)
+    await this.#ensureDir(dirRel)
+    try {
+      await rename(tmpPath, finalPath)
+    } catch (err) {
+      // The directory was removed behind our back; recreate it once.
+      if (!isNotFound(err)) throw err
+      this.#knownDirs.delete(dirRel)
+      await this.#ensureDir(dirRel)
+      await rename(tmpPath, finalPath)
+    }
+    if (!this.#fsync) return
+    try {
+      await syncDir(join(this.#objectsDir, dirRel))
+    } catch (err) {
+      await unlink(finalPath).catch(() => {})
+      throw err
+    }
+  }
+
+  async #ensureDir (dirRel: string): Promise<void> {
+    if (this.#knownDirs.has(dirRel)) return
+    await mkdir(join(this.#objectsDir, dirRel), { recursive: true })
+    // A new directory's entry lives in its parent: make those durable too, once per directory.
+    if (this.#fsync) {
+      await syncDir(join(this.#objectsDir, dirRel.slice(0, 2)))
+      await syncDir(this.#objectsDir)
+    }
+    this.#knownDirs.add(dirRel)
+  }
+
+  /** Evicts LRU entries (never `exceptKey`) until the committed bytes, less `creditBytes`, plus reservations fit. */
+  #evictToBudget (exceptKey: string | undefined, creditBytes: number): void {
+    for (const entry of this.#index.values()) {
+      if (this.#sizeBytes - creditBytes + this.#reservedBytes <= this.#maxBytes) return
+      if (entry.key === exceptKey) continue
+      this.#drop(entry)
+      this.#observer.onEvict?.(entry.meta, 'disk')
+      this.#track(this.#unlinkUnlessReplaced(entry.key, entry.hash))
+    }
+  }
+
+  /** Removes an entry from the index and the accounting at once, so no get can return it. */
+  #drop (entry: IndexEntry): void {
+    if (this.#index.get(entry.key) !== entry) return
+    this.#index.delete(entry.key)
+    this.#sizeBytes -= entry.fileBytes
+    if (this.#cold) this.#settled.add(entry.key)
+  }
+
+  /** The file vanished behind our back: a miss, and the entry goes. */
+  #forget (key: string, entry: IndexEntry | undefined): void {
+    if (entry !== undefined) this.#drop(entry)
+    else if (this.#cold) this.#settled.add(key)
+  }
+
+  #unlinkUnlessReplaced (key: string, hash: string): Promise<void> {
+    const path = this.#pathOf(hash)
+    return this.#serial(hash, async () => {
+      // A put that committed after the drop owns the path now.
+      if (this.#index.has(key)) return
+      await unlink(path).catch(() => {})
+    })
+  }
+
+  /**
+   * A file failed its checks: drop its entry, report it, and delete the file, but only
+   * the inode that was checked (a put may have renamed a good file onto the path since).
+   */
+  #corrupt (detail: { path: string, hash: string, reason: string, key?: string | undefined, entry?: IndexEntry | undefined, ino?: number | undefined }): undefined {
+    const { path, hash, reason, key, entry, ino } = detail
+    if (entry !== undefined) this.#drop(entry)
+    else if (key !== undefined && this.#cold) this.#settled.add(key)
+    this.#observer.onCorrupt?.(key === undefined ? { path, reason } : { path, reason, key })
+    this.#track(this.#serial(hash, async () => {
+      if (ino !== undefined) {
+        const now = await lstat(path).catch(() => undefined)
+        if (now === undefined || now.ino !== ino) return
+      }
+      await unlink(path).catch(() => {})
+    }))
+    return undefined
+  }
+
+  async #runRebuild (): Promise<void> {
+    const scanned: ScannedFile[] = []
+    const files = this.#walkObjects()
+    let failure: Error | undefined
+    const worker = async (): Promise<void> => {
+      try {
+        for (;;) {
+          const next = await files.next()
+          if (next.done === true) return
+          const found = await this.#scanFile(next.value)
+          if (found !== undefined) scanned.push(found)
+        }
+      } catch (err) {
+        failure ??= asError(err)
+        this.#rebuildAborted = true
+      }
+    }
+    await Promise.all(Array.from({ length: REBUILD_CONCURRENCY }, worker))
+    if (failure !== undefined) return this.#settleReady(failure)
+    if (this.#state === 'open') this.#mergeScanned(scanned)
+    this.#settleReady()
+  }
+
+  async * #walkObjects (): AsyncGenerator<FoundFile> {
+    for (const l1 of await readdirIfExists(this.#objectsDir)) {
+      if (!l1.isDirectory() || !HEX_PAIR.test(l1.name)) continue
+      for (const l2 of await readdirIfExists(join(this.#objectsDir, l1.name))) {
+        if (!l2.isDirectory() || !HEX_PAIR.test(l2.name)) continue
+        const dirRel = `${l1.name}/${l2.name}`
+        this.#knownDirs.add(dirRel)
+        for (const file of await readdirIfExists(join(this.#objectsDir, dirRel))) {
+          if (this.#rebuildAborted) return
+          yield { dirRel, name: file.name, isFile: file.isFile() }
+        }
+      }
+    }
+  }
+
+  /** Reads and checks one file's head (not its body: that is verified on read). */
+  async #scanFile (file: FoundFile): Promise<ScannedFile | undefined> {
+    const { dirRel, name } = file
+    const path = join(this.#objectsDir, dirRel, name)
+    if (!file.isFile) return undefined
+    if (!isObjectFileName(name) || `${name.slice(0, 2)}/${name.slice(2, 4)}` !== dirRel) {
+      return this.#corrupt({ path, hash: name, reason: 'unexpected file in the object directory' })
+    }
+    let fh: FileHandle
+    try {
+      fh = await open(path, 'r')
+    } catch (err) {
+      if (!isNotFound(err)) this.#observer.onReadError?.(asError(err), { path })
+      return undefined
+    }
+    try {
+      const stat = await fh.stat()
+      const head = await readObjectHead(fh, stat.size)
+      const corrupt = (reason: string, key?: string): undefined => this.#corrupt({ path, hash: name, reason, key, ino: stat.ino })
+      if (head.status !== 'ok') return corrupt(head.reason)
+      const { header, headBytes } = head
+      if (hashKey(header.key) !== name) return corrupt('key hash does not match the file name', header.key)
+      if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`, header.key)
+      return { key: header.key, hash: name, fileBytes: stat.size, meta: header.meta, verified: false, mtimeMs: stat.mtimeMs }
+    } catch (err) {
+      this.#observer.onReadError?.(asError(err), { path })
+      return undefined
+    } finally {
+      await fh.close().catch(() => {})
+    }
+  }
+
+  /**
+   * Files found by the rebuild join the index as older than anything touched since
+   * open, ordered by mtime; then the budget is enforced (it may have been lowered).
+   */
+  #mergeScanned (scanned: ScannedFile[]): void {
+    scanned.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.hash < b.hash ? -1 : 1))
+    const merged = new Map<string, IndexEntry>()
+    for (const { mtimeMs: _mtimeMs, ...entry } of scanned) {
+      if (this.#index.has(entry.key) || this.#settled.has(entry.key)) continue
+      merged.set(entry.key, entry)
+      this.#sizeBytes += entry.fileBytes
+    }
+    for (const [key, entry] of this.#index) merged.set(key, entry)
+    this.#index = merged
+    this.#cold = false
+    this.#settled.clear()
+    this.#evictToBudget(undefined, 0)
+  }
+
+  #serial (hash: string, task: () => Promise<void>): Promise<void> {
+    const run = (this.#chains.get(hash) ?? Promise.resolve()).then(task)
+    const tail = run.catch(() => {})
+    this.#chains.set(hash, tail)
+    void tail.then(() => { if (this.#chains.get(hash) === tail) this.#chains.delete(hash) })
+    return run
+  }
+
+  #track (task: Promise<unknown>): void {
+    const settled = task.then(() => {}, () => {})
+    this.#inflight.add(settled)
+    void settled.then(() => this.#inflight.delete(settled))
+  }
+
+  #pathOf (hash: string): string {
+    return join(this.#objectsDir, objectRelativePath(hash))
+  }
+}
+
+function validateOptions (options: DiskStoreOptions): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`Expected options to be an object, got ${inspect(options)}`)
+  }
+  const { dir, maxBytes, readWholeMaxBytes, fsync, observer, now, io } = options
+  if (typeof dir !== 'string' || dir === '') fail('dir', 'a non-empty string', dir)
+  if (!isNonNegativeInteger(maxBytes)) fail('maxBytes', 'a non-negative integer', maxBytes)
+  if (readWholeMaxBytes !== undefined && !isNonNegativeInteger(readWholeMaxBytes)) {
+    fail('readWholeMaxBytes', 'a non-negative integer', readWholeMaxBytes)
+  }
+  if (fsync !== undefined && typeof fsync !== 'boolean') fail('fsync', 'a boolean', fsync)
+  if (observer !== undefined && (typeof observer !== 'object' || observer === null)) fail('observer', 'an object', observer)
+  if (now !== undefined && typeof now !== 'function') fail('now', 'a function', now)
+  if (io !== undefined && (typeof io !== 'object' || io === null)) fail('io', 'an object', io)
+  if (io?.writev !== undefined && typeof io.writev !== 'function') fail('io.writev', 'a function', io.writev)
+}
+
+function fail (field: string, expected: string, got: unknown): never {
+  throw new TypeError(`Expected options.${field} to be ${expected}, got ${inspect(got)}`)
+}
+
+function isNonNegativeInteger (value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
+
+/** The buffers that remain after the first `count` bytes were written. */
+function skipBytes (buffers: Buffer[], count: number): Buffer[] {
+  const rest: Buffer[] = []
+  let skip = count
+  for (const buf of buffers) {
+    if (skip >= buf.length) {
+      skip -= buf.length
+      continue
+    }
+    rest.push(skip > 0 ? buf.subarray(skip) : buf)
+    skip = 0
+  }
+  return rest
+}
+
+async function syncDir (path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+async function readdirIfExists (path: string): Promise<Dirent[]> {
+  try {
+    return await readdir(path, { withFileTypes: true })
+  } catch (err) {
+    if (isNotFound(err)) return []
+    throw err
+  }
+}
+
+function isNotFound (err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT'
+}
+
+function asError (err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err))
+}
