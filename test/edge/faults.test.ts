@@ -4,7 +4,7 @@
  * short or corrupt response, and nothing bad is stored.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { startOrigin } from '../../bench/origin/origin-server.ts'
@@ -137,12 +137,14 @@ t.test('a corrupted cache file is deleted and refetched, never served', async (t
   t.ok(res.body.equals(syntheticBody('corrupt', 100016, 'ts')), 'correct bytes, from the origin')
   t.equal(origin.count(path), 2, 'refetched')
   t.equal(await second.metrics.storeCorrupt.value(), 1, 'counted')
-  await waitFor(async () => {
-    const files = await objectFiles(cacheDir)
-    if (files.length !== 1) return false
-    const s = await stat(files[0]!)
-    return s.size === bytes.length && !(await readFile(files[0]!)).equals(bytes)
-  }, 'the corrupt file to be replaced by a good one')
+  await waitFor(() => second.store.disk.has(path), 'the refetched object to be written to disk')
+  const files = await objectFiles(cacheDir)
+  t.equal(files.length, 1)
+  t.notOk((await readFile(files[0]!)).equals(bytes), 'the corrupt file was replaced')
+  second.store.memory.delete(path)
+  const fromDisk = await fetchRaw(second.url + path)
+  t.match(fromDisk.headers['cache-status'], /; hit/, 'the new copy serves from disk')
+  t.ok(fromDisk.body.equals(syntheticBody('corrupt', 100016, 'ts')))
 })
 
 t.test('a full disk: requests are still served, the object is not stored, the error is counted', async (t) => {
