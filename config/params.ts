@@ -117,6 +117,12 @@ export const PARAMS = [
   },
   { name: 'edge.cache.stripQueryParams', type: 'string-list', default: [], doc: 'Query parameters removed from the cache key (e.g. tokens).' },
   { name: 'edge.cache.checkMpegTs', type: 'bool', default: true, doc: 'Refuse to store .ts bodies that fail the MPEG-TS sync-byte check.' },
+  { name: 'edge.cache.negativeTtlSeconds', type: 'int', default: 10, min: 0, unit: 's', doc: 'Lifetime of 404/410 responses without explicit freshness (negative caching); 0 disables.' },
+  { name: 'edge.cache.negativeTtlMaxSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Ceiling on the lifetime of any 404/410 response, whatever the origin says.' },
+  { name: 'edge.cache.staleIfErrorSeconds', type: 'int', default: 0, min: 0, unit: 's', doc: 'Grace: serve stale this long past expiry when upstream fails, even without stale-if-error (never for must-revalidate).' },
+  { name: 'edge.cache.allowSetCookie', type: 'bool', default: false, doc: 'Store responses that carry Set-Cookie (stored without the cookie; only the client that caused the fill gets it).' },
+  { name: 'edge.cache.maxRanges', type: 'int', default: 16, min: 1, doc: 'Most ranges answered as multipart/byteranges; requests with more get the whole body (200).' },
+  { name: 'edge.admin.token', type: 'string', doc: 'Bearer token for /admin/ endpoints (purge). Unset: the endpoints answer 404.' },
 
   { name: 'edge.upstream.connectTimeoutMs', type: 'int', default: 3000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to open a connection to an upstream.' },
   { name: 'edge.upstream.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers.' },

@@ -3,6 +3,7 @@
  * The edge role (edge/main.ts) and, later, the shield role build one from their config;
  * tests build them directly with options.
  */
+import { join } from 'node:path'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { DiskStore } from './cache/disk-store.ts'
@@ -11,6 +12,8 @@ import { TieredStore } from './cache/tiered-store.ts'
 import type { StoreObserver } from './cache/types.ts'
 import { CacheProxy } from './proxy/cache-proxy.ts'
 import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
+import { createAdminHandler } from './proxy/admin.ts'
+import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
 
 export interface CacheNodeOptions {
@@ -31,6 +34,18 @@ export interface CacheNodeOptions {
   readonly lockTimeoutMs: number
   readonly stripQueryParams: readonly string[]
   readonly checkIntegrity: boolean
+  /** Lifetime of 404/410 responses without explicit freshness; 0 disables negative caching. */
+  readonly negativeTtlSeconds: number
+  /** Ceiling on any 404/410 lifetime. */
+  readonly negativeTtlMaxSeconds: number
+  /** Serve stale this long past expiry when upstream fails (grace beyond stale-if-error). */
+  readonly staleIfErrorSeconds: number
+  /** Store responses that set cookies (stored without the cookie). */
+  readonly allowSetCookie: boolean
+  /** Most ranges answered as multipart/byteranges. */
+  readonly maxRanges: number
+  /** Bearer token for /admin/ endpoints (purge); they answer 404 when unset. */
+  readonly adminToken?: string | undefined
   readonly upstreamTimeouts: {
     readonly connectTimeoutMs: number
     readonly firstByteTimeoutMs: number
@@ -47,6 +62,9 @@ export interface CacheNodeOptions {
   readonly now?: () => number
 }
 
+/** How long purge rules outlive the index rebuild that applied them (a margin for writes racing the rebuild). */
+const JOURNAL_KEEP_MS = 10 * 60 * 1000
+
 /** Defaults for everything but identity, addresses and directories (tests and the demo use them). */
 export const CACHE_NODE_DEFAULTS = {
   memoryMaxBytes: 256 * 1024 * 1024,
@@ -57,6 +75,11 @@ export const CACHE_NODE_DEFAULTS = {
   lockTimeoutMs: 5000,
   stripQueryParams: [],
   checkIntegrity: true,
+  negativeTtlSeconds: 10,
+  negativeTtlMaxSeconds: 60,
+  staleIfErrorSeconds: 0,
+  allowSetCookie: false,
+  maxRanges: 16,
   upstreamTimeouts: { connectTimeoutMs: 3000, firstByteTimeoutMs: 10000, idleTimeoutMs: 10000, connections: 128, keepAliveTimeoutMs: 30000 },
   keepAliveTimeoutMs: 5000,
   headersTimeoutMs: 10000,
@@ -90,14 +113,21 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
       logger.error({ err, cacheKey: key }, 'cache write failed; object not stored')
     },
   }
+  const journal = await PurgeJournal.open(join(options.cacheDir, 'purge-journal.jsonl'))
   const disk = new DiskStore({
     dir: options.cacheDir,
     maxBytes: options.diskMaxBytes,
     readWholeMaxBytes: options.memoryMaxObjectBytes,
     fsync: options.diskFsync,
     observer,
+    isPurged: (meta) => journal.isPurged(meta),
   })
   await disk.open()
+  // Once the rebuild has applied every purge to the files it found, old rules are dead weight.
+  const rebuildStartedMs = Date.now()
+  void disk.indexReady.then(() => journal.compact(rebuildStartedMs - JOURNAL_KEEP_MS)).catch((err: unknown) => {
+    logger.warn({ err }, 'purge journal compaction failed')
+  })
   let tiered: TieredStore | undefined
   const memory = new MemoryStore({
     maxBytes: options.memoryMaxBytes,
@@ -121,12 +151,19 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     maxObjectBytes: options.maxObjectBytes,
     stripQueryParams: options.stripQueryParams,
     checkIntegrity: options.checkIntegrity,
+    negativeTtlSeconds: options.negativeTtlSeconds,
+    negativeTtlMaxSeconds: options.negativeTtlMaxSeconds,
+    staleIfErrorSeconds: options.staleIfErrorSeconds,
+    allowSetCookie: options.allowSetCookie,
+    maxRanges: options.maxRanges,
+    journal,
     ...(options.now === undefined ? {} : { now: options.now }),
   })
   const server = new NodeServer({
     listen: options.listen,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     handler: (req, res) => proxy.handle(req, res),
+    admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
     keepAliveTimeoutMs: options.keepAliveTimeoutMs,

@@ -36,6 +36,12 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     lockTimeoutMs: edge.cache.lockTimeoutMs,
     stripQueryParams: edge.cache.stripQueryParams,
     checkIntegrity: edge.cache.checkMpegTs,
+    negativeTtlSeconds: edge.cache.negativeTtlSeconds,
+    negativeTtlMaxSeconds: edge.cache.negativeTtlMaxSeconds,
+    staleIfErrorSeconds: edge.cache.staleIfErrorSeconds,
+    allowSetCookie: edge.cache.allowSetCookie,
+    maxRanges: edge.cache.maxRanges,
+    adminToken: edge.admin.token,
     upstreamTimeouts: {
       connectTimeoutMs: edge.upstream.connectTimeoutMs,
       firstByteTimeoutMs: edge.upstream.firstByteTimeoutMs,

@@ -27,6 +27,7 @@ export const CODES = {
   CDN_ERR_UPSTREAM_TRUNCATED: { status: 502, source: 'upstream', retryable: false, message: 'Upstream body ended before its declared length' },
   CDN_ERR_UPSTREAM_PROTOCOL: { status: 502, source: 'upstream', retryable: false, message: 'Upstream sent an invalid response' },
   CDN_ERR_UPSTREAM_UNAVAILABLE: { status: 502, source: 'upstream', retryable: true, message: 'No upstream could serve the request' },
+  CDN_ERR_UPSTREAM_OVERLOADED: { status: 503, source: 'upstream', retryable: true, message: 'Upstream is at its concurrency cap; retry later' },
   CDN_ERR_CLIENT_ABORTED: { status: 499, source: 'downstream', retryable: false, message: 'Client closed the request' },
   CDN_ERR_REQUEST_INVALID: { status: 400, source: 'downstream', retryable: false, message: 'Malformed request' },
   CDN_ERR_RANGE_UNSATISFIABLE: { status: 416, source: 'downstream', retryable: false, message: 'Range not satisfiable' },
@@ -42,6 +43,8 @@ export interface CdnErrorOptions {
   readonly cause?: unknown
   /** Overrides the code's default HTTP status. */
   readonly status?: number
+  /** Seconds a client should wait before retrying; sent as Retry-After (RFC 9110 §10.2.3). */
+  readonly retryAfterSeconds?: number
 }
 
 export class CdnError extends Error {
@@ -49,6 +52,8 @@ export class CdnError extends Error {
   readonly source: ErrorSource
   readonly status: number
   readonly retryable: boolean
+  /** Seconds for a Retry-After header (RFC 9110 §10.2.3), when the error says when to come back. */
+  readonly retryAfterSeconds: number | undefined
 
   constructor (code: ErrorCode, message?: string, options: CdnErrorOptions = {}) {
     const spec: CodeSpec = CODES[code]
@@ -58,6 +63,7 @@ export class CdnError extends Error {
     this.source = spec.source
     this.status = options.status ?? spec.status
     this.retryable = spec.retryable
+    this.retryAfterSeconds = options.retryAfterSeconds
   }
 }
 

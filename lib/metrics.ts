@@ -87,6 +87,12 @@ export class CacheNodeMetrics {
   readonly storeCorrupt: CounterFamily<'tier'>
   /** Client connections closed before their response completed. */
   readonly clientAborts: CounterFamily<'phase'>
+  /** Stale responses served, by reason (stale-while-revalidate, stale-if-error, max-stale). */
+  readonly staleServed: CounterFamily<'reason'>
+  /** Conditional revalidations by outcome (not-modified, modified, failed). */
+  readonly revalidations: CounterFamily<'outcome'>
+  /** Purges by kind (url, prefix) and invalidations by unsafe methods (kind invalidation). */
+  readonly purges: CounterFamily<'kind'>
   readonly #fillsInFlight: client.Gauge
   readonly #storeBytes: client.Gauge<'tier'>
   readonly #storeObjects: client.Gauge<'tier'>
@@ -118,6 +124,9 @@ export class CacheNodeMetrics {
     this.storeWriteErrors = new CounterFamily(registry, `${p}store_write_errors_total`, 'Failed object writes (full disk, I/O errors), by tier', ['tier'])
     this.storeCorrupt = new CounterFamily(registry, `${p}store_corrupt_total`, 'Stored objects that failed integrity checks and were deleted, by tier', ['tier'])
     this.clientAborts = new CounterFamily(registry, `${p}client_aborts_total`, 'Client connections closed before the response completed, by cache phase', ['phase'])
+    this.staleServed = new CounterFamily(registry, `${p}stale_served_total`, 'Stale responses served, by reason (stale-while-revalidate, stale-if-error, max-stale)', ['reason'])
+    this.revalidations = new CounterFamily(registry, `${p}revalidations_total`, 'Conditional revalidations upstream, by outcome (not-modified, modified, failed)', ['outcome'])
+    this.purges = new CounterFamily(registry, `${p}purges_total`, 'Purges by kind (url, prefix) and invalidations after unsafe methods (invalidation)', ['kind'])
     // Gauges read their sources at scrape time: nothing to keep in step on the hot path.
     const fillsInFlight = (): number => this.#fillsInFlightSource()
     this.#fillsInFlight = new Gauge({

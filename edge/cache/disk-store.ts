@@ -53,6 +53,11 @@ export interface DiskStoreOptions {
   readonly now?: (() => number) | undefined
   /** Fault-injection seam for tests; production code leaves it out. */
   readonly io?: Partial<DiskStoreIo> | undefined
+  /**
+   * Purged before it was stored? Files it says yes to are deleted when the rebuild or a
+   * cold lookup finds them, so a purge issued while they were not indexed still holds.
+   */
+  readonly isPurged?: ((meta: ObjectMeta) => boolean) | undefined
 }
 
 interface IndexEntry {
@@ -98,6 +103,7 @@ export class DiskStore implements Store {
   readonly #observer: StoreObserver
   readonly #now: () => number
   readonly #writev: DiskStoreIo['writev']
+  readonly #isPurged: (meta: ObjectMeta) => boolean
 
   // Map order is the LRU order: first entry is the least recently used.
   #index = new Map<string, IndexEntry>()
@@ -128,6 +134,7 @@ export class DiskStore implements Store {
     this.#observer = options.observer ?? {}
     this.#now = options.now ?? Date.now
     this.#writev = options.io?.writev ?? defaultWritev
+    this.#isPurged = options.isPurged ?? (() => false)
     this.indexReady = new Promise<void>((resolve, reject) => {
       this.#settleReady = (err) => { if (err === undefined) resolve(); else reject(err) }
     })
@@ -144,6 +151,11 @@ export class DiskStore implements Store {
   /** Whether `key` is indexed (no I/O; may say false for an unindexed file while the index is cold). */
   has (key: string): boolean {
     return this.#index.has(key)
+  }
+
+  /** Indexed keys, least recently used first (a snapshot is not taken: do not await while iterating). */
+  keys (): IterableIterator<string> {
+    return this.#index.keys()
   }
 
   /**
@@ -274,6 +286,7 @@ export class DiskStore implements Store {
     const { header, headBytes } = head
     if (header.key !== key) return corrupt('file holds another key')
     if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`)
+    if (entry === undefined && this.#isPurged(header.meta)) return this.#purgedFile(key, hash)
     if (header.bodyBytes > this.#readWholeMaxBytes) {
       const known = this.#adopt(header, hash, stat.size, entry, false)
       return this.#streamed(known, header, Buffer.from(head.bytes.subarray(0, headBytes)), path)
@@ -433,6 +446,13 @@ export class DiskStore implements Store {
     if (this.#cold) this.#settled.add(entry.key)
   }
 
+  /** A file found unindexed that a purge covers: delete it (a miss, not damage). */
+  #purgedFile (key: string, hash: string): undefined {
+    if (this.#cold) this.#settled.add(key)
+    this.#track(this.#unlinkUnlessReplaced(key, hash))
+    return undefined
+  }
+
   /** The file vanished behind our back: a miss, and the entry goes. */
   #forget (key: string, entry: IndexEntry | undefined): void {
     if (entry !== undefined) this.#drop(entry)
@@ -528,6 +548,7 @@ export class DiskStore implements Store {
       const { header, headBytes } = head
       if (hashKey(header.key) !== name) return corrupt('key hash does not match the file name', header.key)
       if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`, header.key)
+      if (this.#isPurged(header.meta)) return this.#purgedFile(header.key, name)
       return { key: header.key, hash: name, fileBytes: stat.size, meta: header.meta, verified: false, mtimeMs: stat.mtimeMs }
     } catch (err) {
       this.#observer.onReadError?.(asError(err), { path })
@@ -579,7 +600,7 @@ function validateOptions (options: DiskStoreOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`Expected options to be an object, got ${inspect(options)}`)
   }
-  const { dir, maxBytes, readWholeMaxBytes, fsync, observer, now, io } = options
+  const { dir, maxBytes, readWholeMaxBytes, fsync, observer, now, io, isPurged } = options
   if (typeof dir !== 'string' || dir === '') fail('dir', 'a non-empty string', dir)
   if (!isNonNegativeInteger(maxBytes)) fail('maxBytes', 'a non-negative integer', maxBytes)
   if (readWholeMaxBytes !== undefined && !isNonNegativeInteger(readWholeMaxBytes)) {
@@ -589,6 +610,7 @@ function validateOptions (options: DiskStoreOptions): void {
   if (observer !== undefined && (typeof observer !== 'object' || observer === null)) fail('observer', 'an object', observer)
   if (now !== undefined && typeof now !== 'function') fail('now', 'a function', now)
   if (io !== undefined && (typeof io !== 'object' || io === null)) fail('io', 'an object', io)
+  if (isPurged !== undefined && typeof isPurged !== 'function') fail('isPurged', 'a function', isPurged)
   if (io?.writev !== undefined && typeof io.writev !== 'function') fail('io.writev', 'a function', io.writev)
 }
 

@@ -40,7 +40,7 @@ export interface Freshness {
 
 /** Why a response is not stored; stable strings for logs, metrics and Cache-Status detail. */
 export type NoStoreReason =
-  | 'method' | 'status' | 'no-store' | 'private' | 'authorization' | 'set-cookie'
+  | 'method' | 'status' | 'no-store' | 'request-no-store' | 'private' | 'authorization' | 'set-cookie'
   | 'vary-star' | 'partial' | 'no-freshness' | 'must-understand'
 
 export interface StorabilityInput {
@@ -137,7 +137,7 @@ export function ageHeaderValue (meta: ObjectMeta, nowMs: number): string {
 export function storability (input: StorabilityInput): Storability {
   const { method, status, reqHeaders, resHeaders } = input
   if (method !== 'GET' && method !== 'HEAD') return notStorable('method')
-  if (parseCacheControl(reqHeaders['cache-control']).noStore) return notStorable('no-store')
+  if (parseCacheControl(reqHeaders['cache-control']).noStore) return notStorable('request-no-store')
   if (status < 200 || status > 999 || status === 304) return notStorable('status')
   const { cc, targeted } = responseDirectives(resHeaders)
   // §5.2.2.3: must-understand overrides no-store when we know the status's rules.

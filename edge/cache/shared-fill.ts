@@ -15,7 +15,7 @@
  * copied once into the store at completion, never per reader.
  */
 import { CdnError } from '../../lib/errors.ts'
-import type { StoredHeaders } from './types.ts'
+import type { StoredHeaders, StoredObject } from './types.ts'
 
 export type FillState = 'waiting-head' | 'streaming' | 'complete' | 'failed'
 
@@ -34,6 +34,18 @@ export interface FillHead {
   readonly responseTimeMs: number
   /** Upstream that answered, for logs and Cache-Status. */
   readonly upstream: string
+  /**
+   * Set when the fill ended up answering from storage instead of streaming a new body:
+   * the stale object revalidated by a 304, or served because upstream failed. Readers
+   * deliver this object; the fill has no body of its own.
+   */
+  readonly stored?: StoredFillOutcome
+}
+
+/** A fill that ended in a stored object (see FillHead.stored). */
+export interface StoredFillOutcome {
+  readonly object: StoredObject
+  readonly kind: 'revalidated' | 'stale-if-error'
 }
 
 type Wake = () => void
@@ -88,6 +100,13 @@ export class SharedFill {
     this.#starts.push(this.#length)
     this.#chunks.push(chunk)
     this.#length += chunk.length
+    this.#wake()
+  }
+
+  /** Ends the fill with an answer from storage (see FillHead.stored): head and completion at once. */
+  settleStored (head: FillHead & { readonly stored: StoredFillOutcome }): void {
+    this.setHead(head)
+    this.#state = 'complete'
     this.#wake()
   }
 

@@ -6,7 +6,8 @@
  */
 import type { DiskStore } from './disk-store.ts'
 import type { MemoryStore } from './memory-store.ts'
-import type { MemoryObject, Store, StoredObject, StoreObserver } from './types.ts'
+import type { Readable } from 'node:stream'
+import type { MemoryObject, ObjectMeta, Store, StoredObject, StoreObserver } from './types.ts'
 
 export interface TieredStoreOptions {
   readonly memory: MemoryStore
@@ -55,6 +56,19 @@ export class TieredStore implements Store {
     return this.disk.put(object).catch(() => {})
   }
 
+  /**
+   * Replaces a stored object's metadata, keeping its body (a 304 or HEAD response
+   * freshened it, RFC 9111 §4.3.4). Returns the object as now stored. A body held only
+   * on disk is read back to be rewritten with the new header.
+   */
+  async freshen (object: StoredObject, meta: ObjectMeta): Promise<StoredObject> {
+    // TODO(perf): rewrite only the header of large disk objects instead of copying the body.
+    const body = object.body ?? await collect(object.createReadStream(0, Math.max(0, object.meta.bodyBytes - 1)), object.meta.bodyBytes)
+    const updated: MemoryObject = { meta, body }
+    await this.put(updated)
+    return updated
+  }
+
   /** Called by the memory store for each evicted object. */
   demote (object: MemoryObject): void {
     if (this.disk.has(object.meta.key)) return
@@ -75,4 +89,11 @@ export class TieredStore implements Store {
     await this.memory.close()
     await this.disk.close()
   }
+}
+
+async function collect (stream: Readable, bytes: number): Promise<Buffer> {
+  if (bytes === 0) return Buffer.alloc(0)
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
 }

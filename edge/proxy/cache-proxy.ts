@@ -2,31 +2,37 @@
  * The caching reverse-proxy pipeline, shared by the edge and shield roles.
  *
  * Phases of a GET/HEAD request:
- *   accept → key → lookup memory → join a fill in flight → lookup disk → start a fill
- *          → (fill) head → admit → store
- *          → deliver (hit | from the fill as bytes arrive) → log
- * Other methods pass through to the upstream uncached.
+ *   accept → key → lookup (memory, then a fill in flight, then disk; Vary markers lead
+ *   to the variant) → reuse decision (RFC 9111 §4: fresh | stale but acceptable |
+ *   stale-while-revalidate | revalidate) → fill (one upstream fetch per key, conditional
+ *   when a stale entry has validators) → admit → store → deliver → log.
+ * Other methods pass through uncached; successful unsafe ones invalidate (§4.4).
  *
- * Outcomes are values (`CachePhase`, `NoCacheReason`), not exceptions: each request
- * ends with one access-log line, one metrics update and a Cache-Status header that
- * say the same thing.
+ * Outcomes are values, not exceptions: each request ends with one access-log line, one
+ * metrics update and a Cache-Status header (RFC 9211) that say the same thing.
+ * @see https://www.rfc-editor.org/rfc/rfc9111
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { CdnError, isCdnError } from '../../lib/errors.ts'
 import type { Logger } from '../../lib/log.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
-import { formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
+import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
 import { makeCacheKey } from '../cache/cache-key.ts'
-import { computeFreshness, isFresh, storability } from '../cache/freshness.ts'
+import { computeFreshness, storability, ttlSeconds } from '../cache/freshness.ts'
+import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
+import { ruleCovers } from '../cache/purge-journal.ts'
+import { canServeStaleOnError, decideReuse, requestDirectives, storedDirectives, type RequestDirectives } from '../cache/reuse-policy.ts'
+import { conditionalHeaders, freshenedMeta, hasValidator, validatorsMatch } from '../cache/revalidation.ts'
 import { SharedFill, type FillHead } from '../cache/shared-fill.ts'
 import type { TieredStore } from '../cache/tiered-store.ts'
-import type { MemoryObject, ObjectMeta, StoredObject } from '../cache/types.ts'
+import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
+import { makeVaryMarker, markerNames, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
-import { deliverError, deliverFromFill, deliverObject, deliverPass, type Exchange } from './deliver.ts'
+import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, type Exchange, type StatusFields } from './deliver.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
 
-export type CachePhase = 'hit' | 'miss' | 'collapsed' | 'pass' | 'bypass' | 'error'
+export type CachePhase = 'hit' | 'miss' | 'collapsed' | 'revalidated' | 'stale' | 'pass' | 'bypass' | 'error'
 
 export interface CacheProxyOptions {
   /** Name this cache uses in Cache-Status (RFC 9211), e.g. `streamedge-edge-1`. */
@@ -45,23 +51,63 @@ export interface CacheProxyOptions {
   readonly stripQueryParams: readonly string[]
   /** Refuse to store bodies that fail cheap format checks (MPEG-TS sync bytes, fMP4 boxes). */
   readonly checkIntegrity: boolean
+  /** Lifetime of 404/410 responses without explicit freshness (negative caching); 0 disables. */
+  readonly negativeTtlSeconds: number
+  /** Ceiling on the lifetime of any 404/410 response. */
+  readonly negativeTtlMaxSeconds: number
+  /** Serve stale this long past expiry when upstream fails, even without stale-if-error (operator grace). */
+  readonly staleIfErrorSeconds: number
+  /** Store responses with Set-Cookie (without the cookie: only the client that caused the fill gets it). */
+  readonly allowSetCookie: boolean
+  /** Most ranges answered as multipart/byteranges; more get the whole body. */
+  readonly maxRanges: number
+  /** Persists purges; without one, purges still apply but do not survive a restart. */
+  readonly journal?: PurgeJournal
   /** Wall clock in ms (injectable for tests). */
   readonly now?: () => number
 }
 
+/** What a fill is for and how its readers describe it. */
+interface FillJob {
+  readonly fill: SharedFill
+  /** The URL's key (what goes upstream). */
+  readonly primaryKey: string
+  /** Where the answer is looked up: the primary key, or a variant key when the URL's Vary is known. */
+  readonly key: string
+  /** The initiating request's headers: the upstream request and the variant are derived from them. */
+  readonly reqHeaders: IncomingHttpHeaders
+  /** The stored response being revalidated, if any. */
+  readonly stale: StoredObject | undefined
+  readonly fwd: 'uri-miss' | 'vary-miss' | 'stale' | 'request'
+  /** Header names the response varies on (known once the head arrived). */
+  varyNames: readonly string[]
+  /** A purge or invalidation covered this key while the fill ran: do not store its result. */
+  purged: boolean
+  /** The initiator's Set-Cookie, kept out of the shared head when allowSetCookie is on. */
+  setCookie: string | readonly string[] | undefined
+}
+
+const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
+/** The upstream sets its own Host. */
+const HOST: ReadonlySet<string> = new Set(['host'])
+/** Reasons a response is not stored that still let concurrent requests share it. */
+const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'stale-5xx', 'request-no-store'])
+
 export class CacheProxy {
   readonly #o: CacheProxyOptions
   readonly #now: () => number
-  readonly #fills = new Map<string, SharedFill>()
+  readonly #fills = new Map<string, FillJob>()
   readonly #strip: ReadonlySet<string>
   #nextId = 0
 
   constructor (options: CacheProxyOptions) {
-    if (!Number.isSafeInteger(options.lockTimeoutMs) || options.lockTimeoutMs < 1) {
-      throw new TypeError(`Expected options.lockTimeoutMs to be a positive integer, got ${String(options.lockTimeoutMs)}`)
+    for (const field of ['lockTimeoutMs', 'maxRanges'] as const) {
+      const value = options[field]
+      if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`Expected options.${field} to be a positive integer, got ${String(value)}`)
     }
-    if (!Number.isSafeInteger(options.maxObjectBytes) || options.maxObjectBytes < 0) {
-      throw new TypeError(`Expected options.maxObjectBytes to be a non-negative integer, got ${String(options.maxObjectBytes)}`)
+    for (const field of ['maxObjectBytes', 'negativeTtlSeconds', 'negativeTtlMaxSeconds', 'staleIfErrorSeconds'] as const) {
+      const value = options[field]
+      if (!Number.isSafeInteger(value) || value < 0) throw new TypeError(`Expected options.${field} to be a non-negative integer, got ${String(value)}`)
     }
     this.#o = options
     this.#now = options.now ?? Date.now
@@ -77,29 +123,37 @@ export class CacheProxy {
     const ex = this.#begin(req, res)
     const method = req.method ?? 'GET'
     if (method !== 'GET' && method !== 'HEAD') {
-      this.#forward(ex, 'pass', { fwd: 'method' })
+      this.#forward(ex, 'pass', { fwd: 'method' }, UNSAFE.has(method) ? (r) => this.#invalidateAfter(ex, r) : undefined)
       return
     }
-    let key: string
+    let primary: string
     try {
-      key = makeCacheKey(ex.path, { stripQueryParams: this.#strip })
+      primary = makeCacheKey(ex.path, { stripQueryParams: this.#strip })
     } catch (err) {
       deliverError(ex, isCdnError(err) ? err : new CdnError('CDN_ERR_REQUEST_INVALID', undefined, { cause: err }), { fwd: 'bypass' })
       return
     }
-    ex.key = key
-    const now = this.#now()
-    const hot = this.#o.store.getFromMemory(key)
-    if (hot !== undefined && isFresh(hot.meta, now)) {
-      this.#hit(ex, hot, 'memory')
+    ex.key = primary
+    const directives = requestDirectives(req.headers)
+    const store = this.#o.store
+    let found = store.getFromMemory(primary)
+    let vary = false
+    const names = markerNames(found)
+    if (names !== undefined) {
+      vary = true
+      ex.key = variantKey(primary, names, req.headers)
+      found = store.getFromMemory(ex.key)
+    }
+    if (found !== undefined) {
+      this.#useStored(ex, primary, found, 'memory', directives)
       return
     }
-    const fill = this.#fills.get(key)
-    if (fill !== undefined) {
-      void this.#join(ex, fill, false)
+    const job = this.#fills.get(ex.key)
+    if (job !== undefined && !directives.onlyIfCached) {
+      void this.#join(ex, job, false)
       return
     }
-    void this.#lookupDisk(ex, key)
+    void this.#lookupDisk(ex, primary, vary, directives)
   }
 
   #begin (req: IncomingMessage, res: ServerResponse): Exchange {
@@ -120,45 +174,126 @@ export class CacheProxy {
       error: undefined,
       client: req.socket.remoteAddress,
       cacheName: this.#o.cacheName,
+      maxRanges: this.#o.maxRanges,
       now: this.#now,
     }
     res.once('close', () => this.#end(ex))
     return ex
   }
 
-  #hit (ex: Exchange, object: StoredObject, tier: 'memory' | 'disk'): void {
-    ex.phase = 'hit'
-    ex.source = tier
-    this.#o.metrics.lookups.inc({ result: 'hit', tier })
-    deliverObject(ex, object, { hit: true })
-  }
-
-  async #lookupDisk (ex: Exchange, key: string): Promise<void> {
+  async #lookupDisk (ex: Exchange, primary: string, knownVary: boolean, directives: RequestDirectives): Promise<void> {
+    const store = this.#o.store
     let found: StoredObject | undefined
+    let vary = knownVary
     try {
-      found = await this.#o.store.getFromDisk(key)
+      found = await store.getFromDisk(ex.key!)
+      const names = knownVary ? undefined : markerNames(found)
+      if (names !== undefined) {
+        vary = true
+        ex.key = variantKey(primary, names, ex.req.headers)
+        found = store.getFromMemory(ex.key) ?? await store.getFromDisk(ex.key)
+      }
     } catch (err) {
-      this.#o.logger.warn({ err, cacheKey: key }, 'disk lookup failed')
+      this.#o.logger.warn({ err, cacheKey: ex.key }, 'disk lookup failed')
     }
     if (ex.res.destroyed) return
-    if (found !== undefined && isFresh(found.meta, this.#now())) {
-      this.#hit(ex, found, 'disk')
+    if (found !== undefined) {
+      this.#useStored(ex, primary, found, 'disk', directives)
       return
     }
     this.#o.metrics.lookups.inc({ result: 'miss', tier: 'none' })
-    const inFlight = this.#fills.get(key)
+    if (directives.onlyIfCached) {
+      this.#onlyIfCached(ex)
+      return
+    }
+    const inFlight = this.#fills.get(ex.key!)
     if (inFlight !== undefined) {
       await this.#join(ex, inFlight, false)
       return
     }
-    const fill = new SharedFill(key, this.#now())
-    this.#fills.set(key, fill)
-    void this.#runFill(fill, ex)
-    await this.#join(ex, fill, true)
+    await this.#join(ex, this.#startFill(ex, primary, undefined, vary ? 'vary-miss' : 'uri-miss'), true)
   }
 
-  /** Attaches a request to a fill and answers it from the fill's bytes. */
-  async #join (ex: Exchange, fill: SharedFill, initiator: boolean): Promise<void> {
+  /** A stored response was found: decide how it may be used (RFC 9111 §4). */
+  #useStored (ex: Exchange, primary: string, object: StoredObject, tier: 'memory' | 'disk', directives: RequestDirectives): void {
+    const { metrics } = this.#o
+    const meta = object.meta
+    // §3.5: a response to a request with Authorization is shared only when it says so.
+    if (ex.req.headers.authorization !== undefined && !storedDirectives(meta).sharedWithAuthorization) {
+      metrics.lookups.inc({ result: 'miss', tier: 'none' })
+      this.#forward(ex, 'bypass', { fwd: 'bypass', detail: 'authorization' })
+      return
+    }
+    const now = this.#now()
+    const decision = decideReuse(meta, directives, now)
+    if (decision.kind === 'fresh' || decision.kind === 'stale-acceptable') {
+      metrics.lookups.inc({ result: 'hit', tier })
+      if (decision.kind === 'stale-acceptable') metrics.staleServed.inc({ reason: 'max-stale' })
+      ex.phase = 'hit'
+      ex.source = tier
+      deliverObject(ex, object, { hit: true, ttl: Math.floor(ttlSeconds(meta, now)) })
+      return
+    }
+    if (decision.kind === 'stale-while-revalidate') {
+      metrics.lookups.inc({ result: 'hit', tier })
+      metrics.staleServed.inc({ reason: 'stale-while-revalidate' })
+      ex.phase = 'stale'
+      ex.source = tier
+      this.#refreshInBackground(ex, primary, object)
+      deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(meta, now)), detail: 'stale-while-revalidate' })
+      return
+    }
+    metrics.lookups.inc({ result: 'miss', tier: 'none' })
+    if (directives.onlyIfCached) {
+      this.#onlyIfCached(ex)
+      return
+    }
+    const inFlight = this.#fills.get(ex.key!)
+    if (inFlight !== undefined) {
+      void this.#join(ex, inFlight, false)
+      return
+    }
+    if (ex.req.method === 'HEAD' && hasValidator(meta)) {
+      this.#headRevalidate(ex, object, decision.reason)
+      return
+    }
+    void this.#join(ex, this.#startFill(ex, primary, object, decision.reason), true)
+  }
+
+  #onlyIfCached (ex: Exchange): void {
+    // §5.2.1.7: nothing usable without going forward.
+    ex.phase = 'error'
+    deliverStatus(ex, 504, 'Gateway Timeout: not in cache (only-if-cached)\n', { detail: 'only-if-cached' })
+  }
+
+  /** One refresh per key, with no client waiting on it (RFC 5861 stale-while-revalidate). */
+  #refreshInBackground (ex: Exchange, primary: string, stale: StoredObject): void {
+    if (this.#fills.has(ex.key!)) return
+    const job = this.#startFill(ex, primary, stale, 'stale')
+    job.fill.waitHead().catch(() => {})
+  }
+
+  #startFill (ex: Exchange, primary: string, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
+    const key = ex.key!
+    const job: FillJob = {
+      fill: new SharedFill(key, this.#now()),
+      primaryKey: primary,
+      key,
+      reqHeaders: ex.req.headers,
+      stale,
+      fwd,
+      varyNames: [],
+      purged: false,
+      setCookie: undefined,
+    }
+    this.#fills.set(key, job)
+    void this.#runFill(job)
+    return job
+  }
+
+  /** Attaches a request to a fill and answers it from the fill. */
+  async #join (ex: Exchange, job: FillJob, initiator: boolean): Promise<void> {
+    const { fill } = job
     fill.attach()
     ex.phase = initiator ? 'miss' : 'collapsed'
     ex.source = 'fill'
@@ -169,64 +304,149 @@ export class CacheProxy {
       if (isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')) {
         this.#o.metrics.collapsed.inc({ outcome: 'lock-timeout' })
         this.#o.logger.warn({ reqId: ex.id, cacheKey: fill.key }, 'gave up waiting for a shared fill; fetching alone')
-        this.#forward(ex, 'miss', { fwd: 'uri-miss', detail: 'lock-timeout' })
+        this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'lock-timeout' })
         return
       }
-      deliverError(ex, isCdnError(err) ? err : toUpstreamError(err, 'upstream'), { fwd: 'uri-miss', ...(initiator ? {} : { collapsed: true }) })
+      deliverError(ex, isCdnError(err) ? err : toUpstreamError(err, 'upstream'), { fwd: job.fwd, ...(initiator ? {} : { collapsed: true }) })
       return
     }
-    if (!initiator && !head.shareable) {
-      // Another client's private answer: never share it, ask upstream for this one.
+    if (!initiator && !this.#mayShare(ex, job, head)) {
       this.#o.metrics.collapsed.inc({ outcome: 'not-shareable' })
-      this.#forward(ex, 'miss', { fwd: 'uri-miss', detail: 'not-shareable' })
+      this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'not-shareable' })
       return
     }
     if (!initiator) this.#o.metrics.collapsed.inc({ outcome: 'joined' })
     ex.upstream = head.upstream
+    const collapsed = initiator ? {} : { collapsed: true }
+    if (head.stored !== undefined) {
+      const { object, kind } = head.stored
+      ex.phase = kind === 'revalidated' ? 'revalidated' : 'stale'
+      ex.source = object.body === null ? 'disk' : 'memory'
+      const ttl = Math.floor(ttlSeconds(object.meta, this.#now()))
+      const status: StatusFields = kind === 'revalidated'
+        ? { fwd: job.fwd === 'request' ? 'request' : 'stale', fwdStatus: 304, stored: true, ttl, ...collapsed }
+        : { fwd: 'stale', ...(head.status === 0 ? {} : { fwdStatus: head.status }), ttl, detail: 'stale-if-error', ...collapsed }
+      deliverObject(ex, object, status)
+      return
+    }
     deliverFromFill(ex, fill, head, {
-      fwd: 'uri-miss',
+      fwd: job.fwd,
       fwdStatus: head.status,
       ...(head.storable ? { stored: true } : {}),
-      ...(initiator ? {} : { collapsed: true }),
-    })
+      ...collapsed,
+    }, initiator ? job.setCookie : undefined)
+  }
+
+  /** May a collapsed request be answered with another request's response? */
+  #mayShare (ex: Exchange, job: FillJob, head: FillHead): boolean {
+    if (!head.shareable) return false
+    if (job.varyNames.length === 0) return true
+    // The response varies: only requests that would select the same variant may share it.
+    return variantKey('', job.varyNames, ex.req.headers) === variantKey('', job.varyNames, job.reqHeaders)
   }
 
   /** Fetches for a fill and feeds it; admits and stores the body if it completes intact. */
-  async #runFill (fill: SharedFill, ex: Exchange): Promise<void> {
-    const { metrics, logger } = this.#o
+  async #runFill (job: FillJob): Promise<void> {
+    const { metrics } = this.#o
+    const { fill, stale } = job
+    const conditional = stale === undefined ? {} : conditionalHeaders(stale.meta)
     const requestTimeMs = this.#now()
     let res: UpstreamResponse
     try {
-      res = await this.#upstreamRequest(ex, 'GET', true)
+      res = await this.#o.upstream.request({
+        method: 'GET',
+        // The URL's normalised key: what we store must be what we asked for, or an origin
+        // that resolves `/a/../b` differently could poison the cache.
+        path: job.primaryKey,
+        headers: { ...forwardRequestHeaders(job.reqHeaders, { stripConditionals: true, stripRange: true, drop: HOST }), ...conditional },
+      })
     } catch (err) {
       const error = toUpstreamError(err, this.#o.upstream.name)
       this.#countUpstreamError(error)
-      this.#fillFailed(fill, error, 'failed')
+      if (stale !== undefined) metrics.revalidations.inc({ outcome: 'failed' })
+      if (!this.#settleStaleOnError(job, 0, error)) this.#fillFailed(job, error)
       return
     }
     const responseTimeMs = this.#now()
     metrics.upstreamLatency.observe({ upstream: res.upstream }, (responseTimeMs - requestTimeMs) / 1000)
     metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
     const headers = toStoredHeaders(res.headers)
-    const declared = parseContentLength(res.headers['content-length'])
-    const verdict = storability({ method: 'GET', status: res.status, reqHeaders: ex.req.headers, resHeaders: headers, shared: true })
-    let noStore: string | undefined = verdict.storable ? undefined : verdict.reason
-    if (noStore === undefined && headers.vary !== undefined && headers.vary !== '') noStore = 'vary' // variants: issue 3
-    if (noStore === undefined && declared !== undefined && declared > this.#o.maxObjectBytes) noStore = 'too-large'
-    const shareable = noStore === undefined || SHAREABLE_REASONS.has(noStore)
-    fill.setHead({
-      status: res.status,
-      headers,
-      declaredBytes: declared,
-      shareable,
-      storable: noStore === undefined,
-      requestTimeMs,
-      responseTimeMs,
-      upstream: res.upstream,
-    })
-    // A response nobody else may see must not collect joiners; later requests start their own fill.
-    if (!shareable) this.#dropFill(fill)
+    if (stale !== undefined && res.status === 304 && Object.keys(conditional).length > 0) {
+      res.body.resume()
+      await this.#settleNotModified(job, stale, headers, requestTimeMs, responseTimeMs, res.upstream)
+      return
+    }
+    if (stale !== undefined) metrics.revalidations.inc({ outcome: res.status >= 500 ? 'failed' : 'modified' })
+    if (res.status >= 500 && this.#settleStaleOnError(job, res.status, undefined)) {
+      res.body.resume()
+      return
+    }
+    this.#streamResponse(job, res, headers, requestTimeMs, responseTimeMs)
+  }
 
+  /** A 304 for our conditional request: freshen the stored response and answer from it (RFC 9111 §4.3.4). */
+  async #settleNotModified (job: FillJob, stale: StoredObject, headers: StoredHeaders, requestTimeMs: number, responseTimeMs: number, upstream: string): Promise<void> {
+    const { metrics, logger } = this.#o
+    if (!validatorsMatch(stale.meta, headers)) {
+      metrics.revalidations.inc({ outcome: 'failed' })
+      const error = new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `304 for ${job.key} names another representation than the one stored`)
+      logger.warn({ cacheKey: job.key, upstream }, error.message)
+      void this.#o.store.delete(stale.meta.key)
+      this.#fillFailed(job, error)
+      return
+    }
+    metrics.revalidations.inc({ outcome: 'not-modified' })
+    const meta = freshenedMeta(stale.meta, headers, requestTimeMs, responseTimeMs)
+    let object: StoredObject = { ...stale, meta } as StoredObject
+    if (!job.purged) {
+      try {
+        object = await this.#o.store.freshen(stale, meta)
+      } catch (err) {
+        logger.warn({ err, cacheKey: job.key }, 'could not store the revalidated headers')
+      }
+    }
+    job.fill.settleStored({ ...headOf(200, meta.headers, requestTimeMs, responseTimeMs, upstream), stored: { object, kind: 'revalidated' } })
+    this.#dropFill(job)
+  }
+
+  /** Upstream failed: answer from the stale entry when it allows (RFC 5861 §4, or the grace). */
+  #settleStaleOnError (job: FillJob, status: number, error: CdnError | undefined): boolean {
+    const { stale } = job
+    if (stale === undefined || !canServeStaleOnError(stale.meta, this.#now(), this.#o.staleIfErrorSeconds)) return false
+    this.#o.metrics.staleServed.inc({ reason: 'stale-if-error' })
+    this.#o.metrics.fills.inc({ outcome: 'failed' })
+    this.#o.logger.warn({ cacheKey: job.key, status, errCode: error?.code }, 'upstream failed; serving stale')
+    const now = this.#now()
+    job.fill.settleStored({ ...headOf(status, stale.meta.headers, now, now, this.#o.upstream.name), stored: { object: stale, kind: 'stale-if-error' } })
+    this.#dropFill(job)
+    return true
+  }
+
+  /** A new response: share it with the fill's readers as it arrives, and store it if admitted. */
+  #streamResponse (job: FillJob, res: UpstreamResponse, received: StoredHeaders, requestTimeMs: number, responseTimeMs: number): void {
+    const { fill } = job
+    let headers = received
+    const declared = parseContentLength(res.headers['content-length'])
+    const verdict = storability({
+      method: 'GET', status: res.status, reqHeaders: job.reqHeaders, resHeaders: headers, shared: true, allowSetCookie: this.#o.allowSetCookie,
+    })
+    let noStore: string | undefined = verdict.storable ? undefined : verdict.reason
+    if (noStore === 'no-freshness' && (res.status === 404 || res.status === 410) && this.#o.negativeTtlSeconds > 0) noStore = undefined
+    // A 5xx never replaces what we hold (RFC 9111 §4.3.3 lets a cache keep using it).
+    if (noStore === undefined && res.status >= 500 && job.stale !== undefined) noStore = 'stale-5xx'
+    if (noStore === undefined && declared !== undefined && declared > this.#o.maxObjectBytes) noStore = 'too-large'
+    const names = varyNames(headers.vary)
+    job.varyNames = names[0] === '*' ? [] : names
+    if (headers['set-cookie'] !== undefined && noStore === undefined) {
+      // Allowed only with allowSetCookie: the cookie goes to the initiator, never into storage.
+      job.setCookie = headers['set-cookie']
+      const { 'set-cookie': _cookie, ...rest } = headers
+      headers = rest
+    }
+    const shareable = names[0] !== '*' && (noStore === undefined || SHAREABLE_REASONS.has(noStore))
+    fill.setHead({ ...headOf(res.status, headers, requestTimeMs, responseTimeMs, res.upstream), declaredBytes: declared, shareable, storable: noStore === undefined })
+    // A response nobody else may see must not collect joiners; later requests start their own fill.
+    if (!shareable) this.#dropFill(job)
     res.body.on('data', (chunk: Buffer) => {
       fill.append(chunk)
       if (noStore === undefined && fill.length > this.#o.maxObjectBytes) noStore = 'too-large'
@@ -234,28 +454,28 @@ export class CacheProxy {
     res.body.once('error', (err) => {
       const error = toUpstreamError(err, res.upstream)
       this.#countUpstreamError(error)
-      logger.warn({ cacheKey: fill.key, upstream: res.upstream, err: error, receivedBytes: fill.length, declaredBytes: declared }, 'upstream body failed; readers aborted, nothing stored')
-      this.#fillFailed(fill, error, 'failed')
+      this.#o.logger.warn({ cacheKey: fill.key, upstream: res.upstream, err: error, receivedBytes: fill.length, declaredBytes: declared }, 'upstream body failed; readers aborted, nothing stored')
+      this.#fillFailed(job, error)
     })
     res.body.once('end', () => {
       if (declared !== undefined && fill.length !== declared) {
         const error = new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body of ${fill.key} was ${fill.length} bytes, Content-Length said ${declared}`)
         this.#countUpstreamError(error)
-        this.#fillFailed(fill, error, 'failed')
+        this.#fillFailed(job, error)
         return
       }
-      const body = fill.complete()
-      this.#admit(fill, body, noStore)
+      this.#admit(job, fill.complete(), noStore)
     })
   }
 
   /** The admission gate: only complete, cacheable, intact bodies are stored. */
-  #admit (fill: SharedFill, body: Buffer, noStore: string | undefined): void {
+  #admit (job: FillJob, body: Buffer, noStore: string | undefined): void {
+    const { fill } = job
     const head = fill.head!
     const { metrics, logger } = this.#o
-    let reason = noStore
+    let reason = noStore ?? (job.purged ? 'purged' : undefined)
     if (reason === undefined && this.#o.checkIntegrity) {
-      const check = integrityCheckFor(fill.key, headerString(head.headers['content-type']))
+      const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
       if (check !== undefined && !check(body)) reason = 'integrity'
     }
     if (reason !== undefined) {
@@ -263,71 +483,123 @@ export class CacheProxy {
       metrics.admissionRejections.inc({ reason })
       const log = reason === 'integrity' ? logger.warn.bind(logger) : logger.debug.bind(logger)
       log({ cacheKey: fill.key, noCacheReason: reason, status: head.status, bytes: body.length }, 'response not stored')
-      this.#dropFill(fill)
+      this.#dropFill(job)
       return
     }
-    const freshness = computeFreshness({
-      status: head.status,
-      headers: head.headers,
-      requestTimeMs: head.requestTimeMs,
-      responseTimeMs: head.responseTimeMs,
-    })
-    const meta: ObjectMeta = {
-      key: fill.key,
-      status: head.status,
-      headers: head.headers,
-      bodyBytes: body.length,
-      requestTimeMs: head.requestTimeMs,
-      responseTimeMs: head.responseTimeMs,
-      initialAgeSeconds: freshness.initialAgeSeconds,
-      freshnessLifetimeSeconds: freshness.freshnessLifetimeSeconds,
-    }
+    const key = job.varyNames.length > 0 ? variantKey(job.primaryKey, job.varyNames, job.reqHeaders) : job.primaryKey
+    const meta: ObjectMeta = { key, status: head.status, headers: head.headers, bodyBytes: body.length, ...this.#freshness(head) }
     const object: MemoryObject = { meta, body }
     metrics.fills.inc({ outcome: 'stored' })
+    this.#storeVariantIndex(job, key)
     const store = this.#o.store
     const written = store.put(object)
-    if (store.memory.get(fill.key) === object) {
-      this.#dropFill(fill)
+    if (store.memory.get(key) === object) {
+      this.#dropFill(job)
       return
     }
     // Too big for memory: keep answering from the fill until the disk copy exists.
-    void written.finally(() => this.#dropFill(fill))
+    void written.finally(() => this.#dropFill(job))
   }
 
-  #fillFailed (fill: SharedFill, error: CdnError, outcome: 'failed'): void {
-    this.#o.metrics.fills.inc({ outcome })
-    fill.fail(error)
-    this.#dropFill(fill)
+  /** Freshness of a new response, with negative caching for 404/410 (bounded by the ceiling). */
+  #freshness (head: FillHead): Pick<ObjectMeta, 'requestTimeMs' | 'responseTimeMs' | 'initialAgeSeconds' | 'freshnessLifetimeSeconds'> {
+    const f = computeFreshness({ status: head.status, headers: head.headers, requestTimeMs: head.requestTimeMs, responseTimeMs: head.responseTimeMs })
+    let lifetime = f.freshnessLifetimeSeconds
+    if (head.status === 404 || head.status === 410) {
+      const explicit = /max-age|s-maxage/i.test(headerString(head.headers['cache-control']) ?? '') || head.headers.expires !== undefined
+      if (!explicit) lifetime = this.#o.negativeTtlSeconds
+      lifetime = Math.min(lifetime, this.#o.negativeTtlMaxSeconds)
+    }
+    return { requestTimeMs: head.requestTimeMs, responseTimeMs: head.responseTimeMs, initialAgeSeconds: f.initialAgeSeconds, freshnessLifetimeSeconds: lifetime }
   }
 
-  #dropFill (fill: SharedFill): void {
-    if (this.#fills.get(fill.key) === fill) this.#fills.delete(fill.key)
+  /**
+   * Keeps the URL's Vary marker in step with the newest response (RFC 9111 §4.1): a
+   * response with another Vary (or none) replaces the old variants.
+   */
+  #storeVariantIndex (job: FillJob, storedKey: string): void {
+    const store = this.#o.store
+    const previous = markerNames(store.memory.peek(job.primaryKey))
+    if (job.varyNames.length === 0) {
+      if (previous !== undefined) this.#deleteVariants(job.primaryKey, storedKey)
+      return
+    }
+    if (previous !== undefined && sameNames(previous, job.varyNames)) return
+    if (previous !== undefined || job.fwd === 'uri-miss') this.#deleteVariants(job.primaryKey, storedKey)
+    void store.put(makeVaryMarker(job.primaryKey, job.varyNames, this.#now()))
+  }
+
+  /** Deletes the stored variants of a URL, except `keep` (the one being stored now). */
+  #deleteVariants (primary: string, keep: string): void {
+    const prefix = primary + VARIANT_SEPARATOR
+    for (const key of this.#storedKeys((k) => k.startsWith(prefix) && k !== keep)) void this.#o.store.delete(key)
+  }
+
+  #fillFailed (job: FillJob, error: CdnError): void {
+    this.#o.metrics.fills.inc({ outcome: 'failed' })
+    job.fill.fail(error)
+    this.#dropFill(job)
+  }
+
+  #dropFill (job: FillJob): void {
+    if (this.#fills.get(job.key) === job) this.#fills.delete(job.key)
   }
 
   #countUpstreamError (error: CdnError): void {
     this.#o.metrics.upstreamErrors.inc({ upstream: this.#o.upstream.name, code: error.code })
   }
 
-  #upstreamRequest (ex: Exchange, method: string, forCache: boolean): Promise<UpstreamResponse> {
-    const headers = forwardRequestHeaders(ex.req.headers, { stripConditionals: forCache, stripRange: forCache, drop: HOST })
-    return this.#o.upstream.request({
-      method,
-      // The cache key is the normalised target: what we store must be what we asked for,
-      // or an origin that resolves `/a/../b` differently could poison the cache.
-      path: ex.key ?? stripQuery(ex.path, this.#strip),
-      headers,
-      body: method === 'GET' || method === 'HEAD' ? null : ex.req,
+  /**
+   * HEAD on a stale entry: ask upstream with HEAD; when its validators match, the
+   * stored GET is freshened (RFC 9111 §4.3.5) and answers from storage.
+   */
+  #headRevalidate (ex: Exchange, object: StoredObject, reason: 'stale' | 'request'): void {
+    ex.phase = 'revalidated'
+    const requestTimeMs = this.#now()
+    this.#o.upstream.request({
+      method: 'HEAD',
+      path: stripQuery(ex.path, this.#strip),
+      headers: forwardRequestHeaders(ex.req.headers, { stripConditionals: true, stripRange: true, drop: HOST }),
+    }).then(async (res) => {
+      res.body.resume()
+      ex.upstream = res.upstream
+      this.#o.metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
+      const headers = toStoredHeaders(res.headers)
+      if (res.status !== 200 || !validatorsMatch(object.meta, headers)) {
+        ex.phase = 'pass'
+        deliverPass(ex, res, { fwd: reason, fwdStatus: res.status }, () => {})
+        return
+      }
+      const meta = freshenedMeta(object.meta, headers, requestTimeMs, this.#now())
+      const updated = await this.#o.store.freshen(object, meta).catch(() => ({ ...object, meta }) as StoredObject)
+      deliverObject(ex, updated, { fwd: reason, fwdStatus: 200, stored: true, ttl: Math.floor(ttlSeconds(meta, this.#now())) })
+    }, (err: unknown) => {
+      const error = toUpstreamError(err, this.#o.upstream.name)
+      this.#countUpstreamError(error)
+      if (canServeStaleOnError(object.meta, this.#now(), this.#o.staleIfErrorSeconds)) {
+        this.#o.metrics.staleServed.inc({ reason: 'stale-if-error' })
+        deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(object.meta, this.#now())), detail: 'stale-if-error' })
+        return
+      }
+      deliverError(ex, error, { fwd: reason })
     })
   }
 
   /** Sends the request upstream for this client alone and streams the answer back, uncached. */
-  #forward (ex: Exchange, phase: CachePhase, status: Omit<CacheStatusEntry, 'cache'>): void {
+  #forward (ex: Exchange, phase: CachePhase, status: StatusFields, onResponse?: (res: UpstreamResponse) => void): void {
     ex.phase = phase
     ex.source = 'pass'
     const method = ex.req.method ?? 'GET'
-    this.#upstreamRequest(ex, method, false).then((res) => {
+    const bodyless = method === 'GET' || method === 'HEAD'
+    this.#o.upstream.request({
+      method,
+      path: stripQuery(ex.path, this.#strip),
+      headers: forwardRequestHeaders(ex.req.headers, { drop: HOST }),
+      body: bodyless ? null : ex.req,
+    }).then((res) => {
       this.#o.metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
       ex.upstream = res.upstream
+      onResponse?.(res)
       deliverPass(ex, res, { ...status, fwdStatus: res.status }, (err) => {
         const error = toUpstreamError(err, res.upstream)
         this.#countUpstreamError(error)
@@ -338,6 +610,66 @@ export class CacheProxy {
       this.#countUpstreamError(error)
       deliverError(ex, error, status)
     })
+  }
+
+  /**
+   * RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI
+   * and the Location and Content-Location URIs on the same host.
+   */
+  #invalidateAfter (ex: Exchange, res: UpstreamResponse): void {
+    if (res.status < 200 || res.status >= 400) return
+    const targets = [ex.path]
+    for (const name of ['location', 'content-location'] as const) {
+      const value = headerString(res.headers[name])
+      const path = value === undefined ? undefined : sameHostPath(value, headerString(ex.req.headers.host))
+      if (path !== undefined) targets.push(path)
+    }
+    for (const target of targets) {
+      let primary: string
+      try {
+        primary = makeCacheKey(target, { stripQueryParams: this.#strip })
+      } catch {
+        continue
+      }
+      const removed = this.#deleteMatching({ t: this.#now(), kind: 'url', value: primary })
+      if (removed > 0) this.#o.metrics.purges.inc({ kind: 'invalidation' })
+    }
+  }
+
+  /**
+   * Purges one URL (all its variants) or every URL under a prefix, from memory, disk and
+   * fills in flight. The purge is journaled first, so it survives a restart.
+   */
+  async purge (request: { readonly url: string } | { readonly prefix: string }): Promise<number> {
+    const kind: PurgeKind = 'url' in request ? 'url' : 'prefix'
+    const raw = 'url' in request ? request.url : request.prefix
+    const value = kind === 'url' ? makeCacheKey(raw, { stripQueryParams: this.#strip }) : raw
+    const rule = { t: this.#now(), kind, value }
+    await this.#o.journal?.record(rule)
+    const purged = this.#deleteMatching(rule)
+    this.#o.metrics.purges.inc({ kind })
+    this.#o.logger.info({ purge: kind, value, purged }, 'purged')
+    return purged
+  }
+
+  /** Deletes every stored object a rule covers and keeps fills in flight from storing; returns how many objects went. */
+  #deleteMatching (rule: { readonly t: number, readonly kind: PurgeKind, readonly value: string }): number {
+    const matches = (key: string): boolean => ruleCovers(rule, key)
+    for (const job of this.#fills.values()) if (matches(job.key)) job.purged = true
+    let count = 0
+    for (const key of this.#storedKeys(matches)) {
+      if (markerNames(this.#o.store.memory.peek(key)) === undefined) count++
+      void this.#o.store.delete(key)
+    }
+    return count
+  }
+
+  /** Keys held in memory or on disk that satisfy `match` (a snapshot, safe to delete while iterating). */
+  #storedKeys (match: (key: string) => boolean): string[] {
+    const keys = new Set<string>()
+    for (const key of this.#o.store.memory.keys()) if (match(key)) keys.add(key)
+    for (const key of this.#o.store.disk.keys()) if (match(key)) keys.add(key)
+    return [...keys]
   }
 
   /** One access-log line and the request metrics, when the response ends or the client leaves. */
@@ -369,11 +701,9 @@ export class CacheProxy {
   }
 }
 
-/** The upstream sets its own Host. */
-const HOST: ReadonlySet<string> = new Set(['host'])
-
-/** Reasons a response is not stored that still let concurrent requests share it. */
-const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'vary'])
+function headOf (status: number, headers: StoredHeaders, requestTimeMs: number, responseTimeMs: number, upstream: string): FillHead {
+  return { status, headers, declaredBytes: undefined, shareable: true, storable: false, requestTimeMs, responseTimeMs, upstream }
+}
 
 function parseContentLength (value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string' || !/^\d{1,15}$/.test(value)) return undefined
@@ -391,6 +721,17 @@ function absoluteFormPath (url: string): string {
     return u.pathname + u.search
   } catch {
     return url
+  }
+}
+
+/** The path of a Location / Content-Location value when it names this host (RFC 9111 §4.4). */
+function sameHostPath (value: string, host: string | undefined): string | undefined {
+  if (value.startsWith('/') && !value.startsWith('//')) return value
+  try {
+    const u = new URL(value)
+    return host !== undefined && u.host === host ? u.pathname + u.search : undefined
+  } catch {
+    return undefined
   }
 }
 

@@ -1,16 +1,20 @@
 /**
  * Writing responses: from a stored object (hit), from a shared fill as its bytes
- * arrive, from an upstream response passed through, or an error. Handles Range
- * (RFC 9110 §14), HEAD, Age and Cache-Status. A response that cannot be completed is
- * destroyed (the client sees an aborted transfer), never ended short.
+ * arrive, from an upstream response passed through, or an error. Handles client
+ * preconditions (304, RFC 9110 §13), Range (§14) incl. multipart/byteranges, HEAD, Age
+ * and Cache-Status. A response that cannot be completed is destroyed (the client sees
+ * an aborted transfer), never ended short.
  */
+import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import type { CdnError } from '../../lib/errors.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
-import { toStoredHeaders } from '../../lib/http/headers.ts'
-import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges } from '../../lib/http/range.ts'
-import { ageHeaderValue, ttlSeconds } from '../cache/freshness.ts'
+import { parseHttpDate } from '../../lib/http/dates.ts'
+import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
+import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
+import { ageHeaderValue } from '../cache/freshness.ts'
+import { storedDirectives } from '../cache/reuse-policy.ts'
 import { FillCursor, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import type { CachePhase } from './cache-proxy.ts'
@@ -24,6 +28,7 @@ export interface Exchange {
   readonly startMs: number
   /** Request target as path + query. */
   readonly path: string
+  /** The key the answer is looked up under (a variant key once the URL's Vary is known). */
   key: string | undefined
   phase: CachePhase
   /** Where the body bytes came from. */
@@ -37,47 +42,81 @@ export interface Exchange {
   /** Client address, taken at accept (the socket may be gone when the log line is written). */
   readonly client: string | undefined
   readonly cacheName: string
+  /** Most ranges answered as multipart/byteranges. */
+  readonly maxRanges: number
   readonly now: () => number
 }
 
-type StatusFields = Omit<CacheStatusEntry, 'cache'>
+/** Cache-Status fields of our entry (the cache name is the exchange's). */
+export type StatusFields = Omit<CacheStatusEntry, 'cache'>
 
 /** Headers we compute per response and never copy from the stored set. */
 const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-range'])
 
+/** RFC 9110 §15.4.5: what a 304 carries of the 200 it stands for. */
+const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
+
 type RangeDecision =
   | { readonly kind: 'full' }
-  | { readonly kind: 'partial', readonly start: number, readonly end: number }
+  | { readonly kind: 'partial', readonly ranges: readonly ByteRange[] }
   | { readonly kind: 'unsatisfiable' }
 
+const FULL: RangeDecision = { kind: 'full' }
+
 /** Decides how to answer a request's Range header for a 200 body of `size` bytes. */
-function decideRange (req: IncomingMessage, status: number, headers: StoredHeaders, size: number): RangeDecision {
-  const range = req.headers.range
-  if (range === undefined || status !== 200) return { kind: 'full' }
+function decideRange (ex: Exchange, status: number, headers: StoredHeaders, size: number): RangeDecision {
+  const range = ex.req.headers.range
+  if (range === undefined || status !== 200) return FULL
   const specs = parseRangeHeader(range)
-  if (specs === null) return { kind: 'full' }
-  if (!ifRangeMatches(header(req.headers['if-range']), headerValue(headers.etag), headerValue(headers['last-modified']))) {
-    return { kind: 'full' }
-  }
-  const resolved = resolveRanges(specs, size)
+  if (specs === null) return FULL
+  if (!ifRangeMatches(header(ex.req.headers['if-range']), headerValue(headers.etag), headerValue(headers['last-modified']))) return FULL
+  const resolved = resolveRanges(specs, size, { maxRanges: ex.maxRanges })
   if (resolved.kind === 'unsatisfiable') return { kind: 'unsatisfiable' }
-  // Several ranges become multipart/byteranges in issue 3; until then a 200 is a valid answer.
-  if (resolved.kind === 'ignore' || resolved.ranges.length !== 1) return { kind: 'full' }
-  const only = resolved.ranges[0]!
-  return { kind: 'partial', start: only.start, end: only.end }
+  if (resolved.kind === 'ignore') return FULL
+  return { kind: 'partial', ranges: resolved.ranges }
+}
+
+/**
+ * RFC 9110 §13.2.2: If-None-Match (weak comparison) decides when present, else
+ * If-Modified-Since against Last-Modified; only for GET/HEAD of a 200.
+ */
+function notModified (req: IncomingMessage, status: number, headers: StoredHeaders): boolean {
+  if (status !== 200) return false
+  const inm = req.headers['if-none-match']
+  if (inm !== undefined) return ifNoneMatchMatches(inm, headerValue(headers.etag))
+  const ims = header(req.headers['if-modified-since'])
+  if (ims === undefined) return false
+  const since = parseHttpDate(ims)
+  const modified = parseHttpDate(headerValue(headers['last-modified']))
+  return since !== undefined && modified !== undefined && modified <= since
 }
 
 /** Flat [name, value, ...] list of the stored headers plus ours (writeHead takes it as is). */
-function buildHeaders (ex: Exchange, stored: StoredHeaders, status: StatusFields): string[] {
+function buildHeaders (ex: Exchange, stored: StoredHeaders, status: StatusFields, hidden?: readonly string[]): string[] {
   const out: string[] = []
   for (const name in stored) {
-    if (COMPUTED.has(name)) continue
+    if (COMPUTED.has(name) || (hidden !== undefined && hidden.includes(name))) continue
     const value = stored[name]!
     if (typeof value === 'string') out.push(name, value)
     else for (const v of value) out.push(name, v)
   }
   out.push('cache-status', appendCacheStatus(headerValue(stored['cache-status']), formatCacheStatus({ cache: ex.cacheName, ...status })))
   return out
+}
+
+function write304 (ex: Exchange, stored: StoredHeaders, status: StatusFields, age: string | undefined): void {
+  const headers: string[] = []
+  for (const name of NOT_MODIFIED_FIELDS) {
+    const value = stored[name]
+    if (value === undefined) continue
+    if (typeof value === 'string') headers.push(name, value)
+    else for (const v of value) headers.push(name, v)
+  }
+  if (age !== undefined) headers.push('age', age)
+  headers.push('cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }))
+  ex.status = 304
+  ex.res.writeHead(304, headers)
+  ex.res.end()
 }
 
 function write416 (ex: Exchange, size: number, status: StatusFields): void {
@@ -95,24 +134,35 @@ function write416 (ex: Exchange, size: number, status: StatusFields): void {
 export function deliverObject (ex: Exchange, object: StoredObject, status: StatusFields): void {
   const meta: ObjectMeta = object.meta
   const now = ex.now()
-  const fields: StatusFields = { ...status, ttl: Math.floor(ttlSeconds(meta, now)) }
-  const size = meta.bodyBytes
-  const range = decideRange(ex.req, meta.status, meta.headers, size)
-  if (range.kind === 'unsatisfiable') {
-    write416(ex, size, fields)
+  const age = ageHeaderValue(meta, now)
+  // RFC 9111 §5.2.2.4: fields named by no-cache="..." are not sent without revalidation.
+  const hidden = status.hit === true || status.detail !== undefined ? storedDirectives(meta).noCacheFields : undefined
+  if (notModified(ex.req, meta.status, meta.headers)) {
+    write304(ex, meta.headers, status, age)
     return
   }
-  const headers = buildHeaders(ex, meta.headers, fields)
-  headers.push('age', ageHeaderValue(meta, now))
+  const size = meta.bodyBytes
+  const range = decideRange(ex, meta.status, meta.headers, size)
+  if (range.kind === 'unsatisfiable') {
+    write416(ex, size, status)
+    return
+  }
+  const headers = buildHeaders(ex, meta.headers, status, hidden)
+  headers.push('age', age)
+  if (meta.status === 200 && meta.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
+  const slices = range.kind === 'full' ? undefined : range.ranges
+  if (slices !== undefined && slices.length > 1) {
+    writeMultipart(ex, headers, meta, slices, (r) => object.body !== null ? object.body.subarray(r.start, r.end + 1) : object.createReadStream(r.start, r.end))
+    return
+  }
   let start = 0
   let end = size - 1
   let code = meta.status
-  if (range.kind === 'partial') {
-    ;({ start, end } = range)
+  if (slices !== undefined) {
+    ;({ start, end } = slices[0]!)
     code = 206
     headers.push('content-range', formatContentRange(start, end, size))
   }
-  if (meta.status === 200 && meta.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
   const length = end - start + 1
   headers.push('content-length', String(Math.max(length, 0)))
   ex.status = code
@@ -136,32 +186,89 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
 }
 
 /**
+ * multipart/byteranges (RFC 9110 §14.6): one part per range, each with its own
+ * Content-Type and Content-Range. Parts come from Buffers or streams, in order.
+ */
+function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, ranges: readonly ByteRange[], part: (r: ByteRange) => Buffer | NodeJS.ReadableStream): void {
+  const boundary = randomBytes(12).toString('hex')
+  const type = headerValue(meta.headers['content-type'])
+  const heads = ranges.map((r, i) => Buffer.from(
+    `${i === 0 ? '' : '\r\n'}--${boundary}\r\n${type === undefined ? '' : `content-type: ${type}\r\n`}content-range: ${formatContentRange(r.start, r.end, meta.bodyBytes)}\r\n\r\n`))
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`)
+  let length = tail.length
+  for (const [i, r] of ranges.entries()) length += heads[i]!.length + r.end - r.start + 1
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === 'content-type') headers.splice(i, 2)
+  }
+  headers.push('content-type', `multipart/byteranges; boundary=${boundary}`, 'content-length', String(length))
+  ex.status = 206
+  const res = ex.res
+  res.writeHead(206, headers)
+  if (ex.req.method === 'HEAD') {
+    res.end()
+    return
+  }
+  const next = (i: number): void => {
+    if (res.destroyed) return
+    if (i === ranges.length) {
+      res.end(tail)
+      return
+    }
+    res.write(heads[i])
+    const body = part(ranges[i]!)
+    if (Buffer.isBuffer(body)) {
+      ex.bytes += body.length
+      if (res.write(body)) next(i + 1)
+      else res.once('drain', () => next(i + 1))
+      return
+    }
+    body.on('data', (chunk: Buffer) => {
+      ex.bytes += chunk.length
+      if (!res.write(chunk)) {
+        body.pause()
+        res.once('drain', () => body.resume())
+      }
+    })
+    body.once('error', (err: Error) => res.destroy(err))
+    body.once('end', () => next(i + 1))
+  }
+  next(0)
+}
+
+/**
  * Answers from a fill: the head now, then each byte as soon as the fill has it.
  * Each reader has its own backpressure (it waits for its socket's 'drain'); the fill
- * never waits for it. If the fill fails, the response is destroyed.
+ * never waits for it. If the fill fails, the response is destroyed. `extraCookie` is
+ * the Set-Cookie only the initiating client receives.
  */
-export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields): void {
+export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
   const total = fill.totalBytes
-  if (ex.req.headers.range !== undefined && head.status === 200 && total === undefined && ex.req.method !== 'HEAD') {
-    // A range of a body of unknown length: its offsets mean nothing until the fill ends.
+  const rangeAsked = ex.req.headers.range !== undefined && head.status === 200 && ex.req.method !== 'HEAD'
+  if (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range))) {
+    // Several ranges, or a range of a body of unknown length: answer once the body is whole.
     void fill.settled().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error)
-      else deliverFromFill(ex, fill, head, status)
+      else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
     })
     return
   }
-  const range = total === undefined ? { kind: 'full' as const } : decideRange(ex.req, head.status, head.headers, total)
+  if (notModified(ex.req, head.status, head.headers)) {
+    write304(ex, head.headers, status, String(ageAtHead(head, ex.now())))
+    return
+  }
+  const range = total === undefined ? FULL : decideRange(ex, head.status, head.headers, total)
   if (range.kind === 'unsatisfiable') {
     write416(ex, total ?? 0, status)
     return
   }
   const headers = buildHeaders(ex, head.headers, status)
+  if (extraCookie !== undefined) for (const c of typeof extraCookie === 'string' ? [extraCookie] : extraCookie) headers.push('set-cookie', c)
   headers.push('age', String(ageAtHead(head, ex.now())))
   let start = 0
   let end = total === undefined ? Number.MAX_SAFE_INTEGER : total - 1
   let code = head.status
   if (range.kind === 'partial') {
-    ;({ start, end } = range)
+    ;({ start, end } = range.ranges[0]!)
     code = 206
     headers.push('content-range', formatContentRange(start, end, total!))
   }
@@ -199,6 +306,24 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
 
 const NO_BODY = new Set([204, 304])
 
+function isMultiRange (range: string | undefined): boolean {
+  return range !== undefined && range.includes(',')
+}
+
+/** The meta of a complete fill, as if stored (for answers that need the whole body). */
+function metaOfFill (fill: SharedFill, head: FillHead): ObjectMeta {
+  return {
+    key: fill.key,
+    status: head.status,
+    headers: head.headers,
+    bodyBytes: fill.length,
+    requestTimeMs: head.requestTimeMs,
+    responseTimeMs: head.responseTimeMs,
+    initialAgeSeconds: 0,
+    freshnessLifetimeSeconds: 0,
+  }
+}
+
 /** Age of a response fresh from upstream (RFC 9111 §4.2.3, with no time resident yet beyond the fill). */
 function ageAtHead (head: FillHead, nowMs: number): number {
   const ageHeader = Number.parseInt(headerValue(head.headers.age) ?? '0', 10)
@@ -234,23 +359,26 @@ export function deliverPass (ex: Exchange, upstream: UpstreamResponse, status: S
   })
 }
 
-/** Answers with an error status, or aborts the response if its head is already out. */
-export function deliverError (ex: Exchange, error: CdnError, status: StatusFields): void {
-  ex.error = error
-  const res = ex.res
-  if (res.headersSent) {
-    res.destroy(error)
-    return
-  }
-  const body = `${error.status} ${error.code}: ${error.message}\n`
-  ex.status = error.status
-  res.writeHead(error.status, [
+/** Answers with a status and a short text body, generated here (not cacheable). */
+export function deliverStatus (ex: Exchange, code: number, body: string, status: StatusFields): void {
+  ex.status = code
+  ex.res.writeHead(code, [
     'content-type', 'text/plain; charset=utf-8',
     'content-length', String(Buffer.byteLength(body)),
     'cache-control', 'no-store',
-    'cache-status', formatCacheStatus({ cache: ex.cacheName, ...status, detail: error.code }),
+    'cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }),
   ])
-  res.end(ex.req.method === 'HEAD' ? undefined : body)
+  ex.res.end(ex.req.method === 'HEAD' ? undefined : body)
+}
+
+/** Answers with an error status, or aborts the response if its head is already out. */
+export function deliverError (ex: Exchange, error: CdnError, status: StatusFields): void {
+  ex.error = error
+  if (ex.res.headersSent) {
+    ex.res.destroy(error)
+    return
+  }
+  deliverStatus(ex, error.status, `${error.status} ${error.code}: ${error.message}\n`, { ...status, detail: error.code })
 }
 
 function header (value: string | string[] | undefined): string | undefined {

@@ -19,6 +19,8 @@ export interface NodeServerOptions {
   readonly tls?: { readonly listen: ListenAddress, readonly cert: Buffer | string, readonly key: Buffer | string }
   /** Serves everything that is not an operational endpoint. */
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void
+  /** Serves `/admin/...` (authenticated operations such as purge). */
+  readonly admin?: (req: IncomingMessage, res: ServerResponse) => void
   /** Ready to take traffic (/readyz)? */
   readonly ready: () => boolean
   /** Prometheus exposition for /metrics. */
@@ -73,8 +75,13 @@ export class NodeServer {
 
   #route (req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/'
-    if (url.charCodeAt(1) !== 0x68 && url.charCodeAt(1) !== 0x72 && url.charCodeAt(1) !== 0x6d) {
-      this.#o.handler(req, res) // fast path: not /h…, /r…, /m…
+    const c = url.charCodeAt(1)
+    if (c !== 0x68 && c !== 0x72 && c !== 0x6d && c !== 0x61) {
+      this.#o.handler(req, res) // fast path: not /h…, /r…, /m…, /a…
+      return
+    }
+    if (url.startsWith('/admin/') && this.#o.admin !== undefined) {
+      this.#o.admin(req, res)
       return
     }
     if (url === '/healthz') {

@@ -18,6 +18,8 @@ export interface UpstreamRequest {
   readonly headers: UpstreamHeaders
   readonly body?: Readable | null
   readonly signal?: AbortSignal
+  /** The cache key the request fills, when there is one: chains pick a shield by it (defaults to `path`). */
+  readonly key?: string
 }
 
 export interface UpstreamResponse {

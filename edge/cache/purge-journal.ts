@@ -1,0 +1,99 @@
+/**
+ * The purge journal: every purge is appended (and synced) to a file in the cache
+ * directory before it is acknowledged, so a restart never resurrects purged content,
+ * even objects whose files were not indexed yet when the purge came (phk's warning
+ * about persistent caches: persist the invalidations too).
+ *
+ * One JSON line per purge: `{"t":<ms>,"kind":"url"|"prefix","value":"<cache key>"}`.
+ * An object is purged when a rule covers its key and the rule is newer than the
+ * object's response time. The journal is compacted after the disk index has been
+ * rebuilt with it applied.
+ */
+import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { primaryOf } from './vary.ts'
+import type { ObjectMeta } from './types.ts'
+
+export type PurgeKind = 'url' | 'prefix'
+
+export interface PurgeRule {
+  readonly t: number
+  readonly kind: PurgeKind
+  /** A primary cache key (kind url) or a key prefix (kind prefix). */
+  readonly value: string
+}
+
+/** Whether a rule covers a key: a URL purge covers the URL and all its variants. */
+export function ruleCovers (rule: PurgeRule, key: string): boolean {
+  return rule.kind === 'url' ? primaryOf(key) === rule.value : key.startsWith(rule.value)
+}
+
+export class PurgeJournal {
+  readonly #path: string
+  #rules: PurgeRule[]
+
+  /** Use PurgeJournal.open(). */
+  constructor (path: string, rules: PurgeRule[]) {
+    this.#path = path
+    this.#rules = rules
+  }
+
+  /** Reads the journal (a missing file is an empty journal; unreadable lines are skipped). */
+  static async open (path: string): Promise<PurgeJournal> {
+    await mkdir(dirname(path), { recursive: true })
+    let text = ''
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const rules: PurgeRule[] = []
+    for (const line of text.split('\n')) {
+      if (line === '') continue
+      try {
+        const rule = JSON.parse(line) as PurgeRule
+        if (typeof rule.t === 'number' && (rule.kind === 'url' || rule.kind === 'prefix') && typeof rule.value === 'string') rules.push(rule)
+      } catch {
+        // A torn last line from a crash mid-append: the purge was never acknowledged.
+      }
+    }
+    return new PurgeJournal(path, rules)
+  }
+
+  get rules (): readonly PurgeRule[] { return this.#rules }
+
+  /** Appends a rule and syncs it to disk; resolves once the purge is durable. */
+  async record (rule: PurgeRule): Promise<void> {
+    await appendFile(this.#path, JSON.stringify(rule) + '\n')
+    const fh = await open(this.#path, 'r')
+    try {
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    this.#rules.push(rule)
+  }
+
+  /** Whether a stored object was purged after it was stored. */
+  isPurged (meta: ObjectMeta): boolean {
+    for (const rule of this.#rules) {
+      if (rule.t >= meta.responseTimeMs && ruleCovers(rule, meta.key)) return true
+    }
+    return false
+  }
+
+  /** Rewrites the journal keeping only rules newer than `keepAfterMs` (temp file, then rename). */
+  async compact (keepAfterMs: number): Promise<void> {
+    const kept = this.#rules.filter((r) => r.t > keepAfterMs)
+    const tmp = `${this.#path}.tmp`
+    const fh = await open(tmp, 'w')
+    try {
+      await fh.writeFile(kept.map((r) => JSON.stringify(r) + '\n').join(''))
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, this.#path)
+    this.#rules = kept
+  }
+}
