@@ -119,6 +119,11 @@ export class DiskStore implements Store {
   // Per-hash queue so renames and unlinks of one path never interleave.
   readonly #chains = new Map<string, Promise<void>>()
   readonly #inflight = new Set<Promise<unknown>>()
+  // Puts in flight per key, and the sequence number of the last delete of a key with a put in flight:
+  // a delete (purge, invalidation) wins over a put that started before it.
+  readonly #writing = new Map<string, number>()
+  readonly #deletedSeq = new Map<string, number>()
+  #seq = 0
   #rebuildAborted = false
   #rebuild: Promise<void> = Promise.resolve()
   #settleReady: (err?: Error) => void = () => {}
@@ -156,6 +161,11 @@ export class DiskStore implements Store {
   /** Indexed keys, least recently used first (a snapshot is not taken: do not await while iterating). */
   keys (): IterableIterator<string> {
     return this.#index.keys()
+  }
+
+  /** Keys with a write in flight (not indexed until it commits; a delete now still wins over it). */
+  pendingKeys (): IterableIterator<string> {
+    return this.#writing.keys()
   }
 
   /**
@@ -260,6 +270,7 @@ export class DiskStore implements Store {
     if (this.#state !== 'open') return
     const entry = this.#index.get(key)
     if (entry !== undefined) this.#drop(entry)
+    if (this.#writing.has(key)) this.#deletedSeq.set(key, ++this.#seq)
     // Unconditional: while cold the file may exist unindexed, and a purge must survive a restart.
     if (this.#cold) this.#settled.add(key)
     const task = this.#unlinkUnlessReplaced(key, entry?.hash ?? hashKey(key))
@@ -346,6 +357,8 @@ export class DiskStore implements Store {
 
   async #write (entry: IndexEntry, head: Buffer, body: Buffer): Promise<void> {
     const { key, hash, fileBytes } = entry
+    const startSeq = ++this.#seq
+    this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1)
     let reserved = true
     this.#reservedBytes += fileBytes
     this.#evictToBudget(key, this.#index.get(key)?.fileBytes ?? 0)
@@ -353,7 +366,17 @@ export class DiskStore implements Store {
     try {
       await this.#writeTempFile(tmpPath, head, body, fileBytes)
       await this.#serial(hash, async () => {
+        if ((this.#deletedSeq.get(key) ?? 0) > startSeq) {
+          // Deleted after this write began: the delete wins, the object never appears.
+          await unlink(tmpPath).catch(() => {})
+          return
+        }
         await this.#renameIntoPlace(tmpPath, hash)
+        if ((this.#deletedSeq.get(key) ?? 0) > startSeq) {
+          // Deleted while the rename ran: take the file back out before anyone can index it.
+          await unlink(this.#pathOf(hash)).catch(() => {})
+          return
+        }
         this.#reservedBytes -= fileBytes
         reserved = false
         const old = this.#index.get(key)
@@ -369,6 +392,12 @@ export class DiskStore implements Store {
       throw new CdnError('CDN_ERR_STORE_WRITE', `Could not write ${key} to the disk store: ${error.message}`, { cause: err })
     } finally {
       if (reserved) this.#reservedBytes -= fileBytes
+      const writers = (this.#writing.get(key) ?? 1) - 1
+      if (writers > 0) this.#writing.set(key, writers)
+      else {
+        this.#writing.delete(key)
+        this.#deletedSeq.delete(key)
+      }
     }
   }
 

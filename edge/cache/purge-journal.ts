@@ -6,7 +6,7 @@
  *
  * One JSON line per purge: `{"t":<ms>,"kind":"url"|"prefix","value":"<cache key>"}`.
  * An object is purged when a rule covers its key and the rule is newer than the
- * object's response time. The journal is compacted after the disk index has been
+ * object's upstream request. The journal is compacted after the disk index has been
  * rebuilt with it applied.
  */
 import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises'
@@ -74,10 +74,14 @@ export class PurgeJournal {
     this.#rules.push(rule)
   }
 
-  /** Whether a stored object was purged after it was stored. */
+  /**
+   * Whether a stored object was purged after it was fetched: a rule covers it when the
+   * purge is later than the object's upstream request. (A fill in flight when a purge
+   * arrives is kept from storing by the proxy, so "same millisecond" needs no tie-break.)
+   */
   isPurged (meta: ObjectMeta): boolean {
     for (const rule of this.#rules) {
-      if (rule.t >= meta.responseTimeMs && ruleCovers(rule, meta.key)) return true
+      if (rule.t > meta.requestTimeMs && ruleCovers(rule, meta.key)) return true
     }
     return false
   }

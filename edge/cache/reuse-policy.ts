@@ -128,7 +128,8 @@ function staleUse (stored: StoredDirectives, staleSeconds: number, maxStale: num
   if (stored.neverStale) return REVALIDATE_STALE
   // §5.2.1.2: the client accepts a response stale by up to max-stale seconds (any, when bare).
   if (maxStale === true || (maxStale !== undefined && staleSeconds <= maxStale)) return STALE_ACCEPTABLE
-  if (staleSeconds <= stored.staleWhileRevalidateSeconds) return SWR
+  const swr = stored.staleWhileRevalidateSeconds
+  if (swr > 0 && staleSeconds <= swr) return SWR
   return REVALIDATE_STALE
 }
 
@@ -140,5 +141,6 @@ export function canServeStaleOnError (meta: ObjectMeta, nowMs: number, graceSeco
   const stored = storedDirectives(meta)
   if (stored.neverStale || stored.noCache) return false
   const staleSeconds = currentAgeSeconds(meta, nowMs) - meta.freshnessLifetimeSeconds
-  return staleSeconds <= Math.max(stored.staleIfErrorSeconds, graceSeconds)
+  const allowance = Math.max(stored.staleIfErrorSeconds, graceSeconds)
+  return allowance > 0 && staleSeconds <= allowance
 }

@@ -26,7 +26,9 @@ export function createAdminHandler (options: AdminOptions): (req: IncomingMessag
   return (req, res) => {
     if (expected === undefined) return sendJson(res, 404, { error: 'admin endpoints are disabled (no admin token configured)' })
     const auth = req.headers.authorization
-    const given = auth?.startsWith('Bearer ') === true ? digest(auth.slice(7).trim()) : undefined
+    // RFC 9110 §11.1: the scheme name is case-insensitive.
+    const match = auth === undefined ? null : /^bearer +(\S+)\s*$/i.exec(auth)
+    const given = match === null ? undefined : digest(match[1]!)
     if (given === undefined || !timingSafeEqual(given, expected)) {
       options.logger.warn({ client: req.socket.remoteAddress, path: req.url }, 'admin request refused: bad or missing token')
       res.setHeader('www-authenticate', 'Bearer')

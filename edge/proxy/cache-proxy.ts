@@ -669,6 +669,7 @@ export class CacheProxy {
     const keys = new Set<string>()
     for (const key of this.#o.store.memory.keys()) if (match(key)) keys.add(key)
     for (const key of this.#o.store.disk.keys()) if (match(key)) keys.add(key)
+    for (const key of this.#o.store.disk.pendingKeys()) if (match(key)) keys.add(key)
     return [...keys]
   }
 

@@ -66,7 +66,8 @@ const FULL: RangeDecision = { kind: 'full' }
 /** Decides how to answer a request's Range header for a 200 body of `size` bytes. */
 function decideRange (ex: Exchange, status: number, headers: StoredHeaders, size: number): RangeDecision {
   const range = ex.req.headers.range
-  if (range === undefined || status !== 200) return FULL
+  // RFC 9110 §14.2: range handling is defined for GET only; HEAD gets the 200 head.
+  if (range === undefined || status !== 200 || ex.req.method !== 'GET') return FULL
   const specs = parseRangeHeader(range)
   if (specs === null) return FULL
   if (!ifRangeMatches(header(ex.req.headers['if-range']), headerValue(headers.etag), headerValue(headers['last-modified']))) return FULL

@@ -536,3 +536,20 @@ t.test('SIGKILL mid-write leaves only complete objects and no temp files', async
   t.equal(store.count, present, 'nothing else was indexed')
   t.strictSame(events.corrupt, [], 'no damaged file was found')
 })
+
+t.test('a delete wins over a put that started before it, at every point of the write (purge/invalidation races)', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  for (let i = 0; i < 120; i++) {
+    const key = `race/${i}`
+    const writing = store.put(makeObject(key, patternBody(20_000 + i, i)))
+    // Let the write get to a different stage each round (temp file, rename, commit).
+    for (let j = 0; j < i % 40; j++) await new Promise((resolve) => setImmediate(resolve))
+    await store.delete(key)
+    await writing.catch(() => {})
+    t.equal(await store.get(key), undefined, `round ${i}: gone after the delete`)
+  }
+  await store.close()
+  const reopened = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  for (let i = 0; i < 120; i++) t.equal(await reopened.get(`race/${i}`), undefined, `round ${i}: still gone after a restart`)
+})
