@@ -13,8 +13,12 @@ interface Teardown { teardown (fn: () => unknown): void }
 /** A fresh temp directory, removed at teardown. */
 export async function tempDir (t: Teardown, prefix = 'streamedge-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  t.teardown(() => removeDir(dir))
   return dir
+}
+
+function removeDir (dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
 }
 
 export interface TestNode extends RunningCacheNode {
@@ -25,7 +29,9 @@ export interface TestNode extends RunningCacheNode {
 
 /** Starts an edge on 127.0.0.1:0 in front of `origin`, with a temp cache dir unless one is given. */
 export async function startTestNode (t: Teardown, overrides: Partial<CacheNodeOptions> & { origin?: string }): Promise<TestNode> {
-  const cacheDir = overrides.cacheDir ?? await tempDir(t)
+  // A directory we make is removed only after the node on it has closed (its writes have settled).
+  const ownDir = overrides.cacheDir === undefined ? await mkdtemp(join(tmpdir(), 'streamedge-test-')) : undefined
+  const cacheDir = overrides.cacheDir ?? ownDir!
   const logs: Array<Record<string, unknown>> = []
   const destination = new PassThrough()
   let pending = ''
@@ -52,6 +58,9 @@ export async function startTestNode (t: Teardown, overrides: Partial<CacheNodeOp
     closed = true
     await node.close()
   }
-  t.teardown(close)
+  t.teardown(async () => {
+    await close()
+    if (ownDir !== undefined) await removeDir(ownDir)
+  })
   return { ...node, close, logs, cacheDir }
 }
