@@ -27,6 +27,11 @@ export async function main (argv: readonly string[]): Promise<void> {
       const edge = await startEdge(config)
       closeOnSignal(() => edge.close())
     },
+    async shield (config: Readonly<StreamedgeConfig>) {
+      const { startShield } = await import('../shield/main.ts')
+      const shield = await startShield(config)
+      closeOnSignal(() => shield.close())
+    },
     async start ({ config }) {
       const { startDemo, printDemo } = await import('../bench/demo.ts')
       const demo = await startDemo(config)

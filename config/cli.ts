@@ -8,7 +8,7 @@
 
 import yargs from 'yargs'
 import type { Argv, Options } from 'yargs'
-import { isCdnError } from '../lib/errors.ts'
+import { CdnError, isCdnError } from '../lib/errors.ts'
 import { CONFIG_FILE_ENV, loadConfig, requireSettings } from './load.ts'
 import { describeParams, getParam, paramsRequiredBy } from './params.ts'
 import type { ParamInfo, ParamName, StreamedgeConfig } from './params.ts'
@@ -19,6 +19,10 @@ export interface CliHandlers {
   edge (config: Readonly<StreamedgeConfig>): Promise<void>
   /** `streamedge start`: the local demo CDN. */
   start (opts: { readonly config: Readonly<StreamedgeConfig> }): Promise<void>
+  /** `streamedge shield`: run one shield cache node (optional so older callers need not give it). */
+  shield?: (config: Readonly<StreamedgeConfig>) => Promise<void>
+  /** `streamedge control-plane`: run one control plane (optional so older callers need not give it). */
+  controlPlane?: (config: Readonly<StreamedgeConfig>) => Promise<void>
   /** Extra checks for `streamedge config check FILE` after the file validated; throw to fail it. */
   configCheck?: (file: string, config: Readonly<StreamedgeConfig>) => Promise<void>
 }
@@ -46,6 +50,8 @@ interface RoleCommand {
   /** Short flags for common settings. */
   readonly aliases: Readonly<Record<string, ParamName>>
   readonly run: (handlers: CliHandlers, config: Readonly<StreamedgeConfig>) => Promise<void>
+  /** Checks across settings that `requiredBy` cannot express; throw a CdnError to refuse (exit 2). */
+  readonly check?: (config: Readonly<StreamedgeConfig>) => void
 }
 
 /** Commands that start a role from the config. */
@@ -54,8 +60,29 @@ const ROLE_COMMANDS: readonly RoleCommand[] = [
     name: 'edge',
     describe: 'Run an edge cache node',
     sections: ['log', 'edge'],
-    aliases: { origin: 'edge.origin', listen: 'edge.listen', 'cache-dir': 'edge.cacheDir' },
+    aliases: { origin: 'edge.origin', shield: 'edge.shields', listen: 'edge.listen', 'cache-dir': 'edge.cacheDir' },
     run: (handlers, config) => handlers.edge(config)
+  },
+  {
+    name: 'shield',
+    describe: 'Run a shield cache node (between the edges and the origins: coalesces misses, protects origins)',
+    sections: ['log', 'shield'],
+    aliases: { origin: 'shield.origins', listen: 'shield.listen', 'cache-dir': 'shield.cacheDir' },
+    check: checkShieldOrigins,
+    run: async (handlers, config) => {
+      if (handlers.shield === undefined) throw new Error('This build has no shield handler')
+      await handlers.shield(config)
+    }
+  },
+  {
+    name: 'control-plane',
+    describe: 'Run a control plane (GeoIP steering, health, licensing, tokens, purge fan-out)',
+    sections: ['log', 'controlPlane'],
+    aliases: { listen: 'controlPlane.listen', nodes: 'controlPlane.nodesFile', licensing: 'controlPlane.licensingFile', zones: 'controlPlane.coverageZonesFile' },
+    run: async (handlers, config) => {
+      if (handlers.controlPlane === undefined) throw new Error('This build has no control-plane handler')
+      await handlers.controlPlane(config)
+    }
   },
   {
     name: 'start',
@@ -79,7 +106,7 @@ export function describeCommands (): readonly CommandInfo[] {
   return ROLE_COMMANDS.map((c) => ({ name: c.name, describe: c.describe, aliases: c.aliases, required: paramsRequiredBy(c.name) }))
 }
 
-const SECTION_TITLES: Readonly<Record<string, string>> = { log: 'Logging', edge: 'Edge', start: 'Demo (start)' }
+const SECTION_TITLES: Readonly<Record<string, string>> = { log: 'Logging', edge: 'Edge', shield: 'Shield', start: 'Demo (start)', controlPlane: 'Control plane' }
 
 /** What the parse selected; run after yargs is done so our errors never pass through yargs. */
 type Action = (io: CliIo) => Promise<number>
@@ -179,6 +206,7 @@ async function runRole (command: RoleCommand, args: Record<string, unknown>, han
     const file = typeof args['config'] === 'string' ? args['config'] : io.env[CONFIG_FILE_ENV] || undefined
     config = loadConfig({ file, env: io.env, argv: settingsFrom(args), cwd: io.cwd })
     requireSettings(config, paramsRequiredBy(command.name), { aliases: command.aliases })
+    command.check?.(config)
   } catch (err) {
     return report(err, io, EXIT_USAGE)
   }
@@ -201,13 +229,25 @@ async function runCheck (file: string, handlers: CliHandlers, io: CliIo): Promis
   return 0
 }
 
+/** A shield needs its origins from exactly one place: the quick-start list or the full table. */
+function checkShieldOrigins (config: Readonly<StreamedgeConfig>): void {
+  const list = config.shield.origins
+  const file = config.shield.originsFile
+  if ((list === undefined || list.length === 0) && file === undefined) {
+    throw new CdnError('CDN_ERR_CONFIG_INVALID', 'shield.origins is required: give --origin URL[,URL...] (priority order) or set shield.originsFile in the config file')
+  }
+  if (list !== undefined && list.length > 0 && file !== undefined) {
+    throw new CdnError('CDN_ERR_CONFIG_INVALID', 'Set shield.origins or shield.originsFile, not both')
+  }
+}
+
 /** The flags that are settings, keyed by dotted name; repeated list flags are joined, otherwise the last wins. */
 function settingsFrom (args: Record<string, unknown>): Record<string, unknown> {
   const settings: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(args)) {
     const spec = getParam(key)
     if (spec === undefined || value === undefined) continue
-    const isList = spec.type === 'string-list' || spec.type === 'url-list'
+    const isList = spec.type === 'string-list' || spec.type === 'url-list' || spec.type === 'path-list'
     settings[key] = Array.isArray(value) ? (isList ? value.join(',') : value[value.length - 1]) : value
   }
   return settings

@@ -16,7 +16,9 @@ export const CONFIG_DOC_PATH = fileURLToPath(new URL('../docs/config.md', import
 const SECTION_INTROS: Readonly<Record<string, string>> = {
   log: 'Logging, for every role.',
   edge: 'The edge cache node (`streamedge edge`).',
-  start: 'The local demo (`streamedge start`); it also uses the `log` and `edge` settings.'
+  shield: 'The shield cache node (`streamedge shield`): the same cache engine between the edges and the origins, with origin failover and origin protection.',
+  start: 'The local demo (`streamedge start`); it also uses the `log` and `edge` settings.',
+  controlPlane: 'The control plane (`streamedge control-plane`): GeoIP steering, health, licensing, tokens, purge fan-out.'
 }
 
 /** The whole of docs/config.md. */
@@ -54,6 +56,7 @@ export function renderConfigDoc (): string {
     '| `url-list` | Comma-separated URLs, or an array in a file. |',
     '| `hostport` | `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` for all IPv4 interfaces (0.0.0.0); port 0 to 65535. |',
     '| `string-list` | Comma-separated text, or an array in a file. A repeated flag adds to the list. |',
+    '| `path-list` | Comma-separated paths, or an array in a file; each is resolved like a `path`. |',
     '',
     'An empty value (`""`, or `null` in a file) unsets a setting that has no default and is the empty list for',
     'list types; for other settings it is an error.',

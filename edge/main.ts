@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs'
 import type { StreamedgeConfig } from '../config/params.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { startCacheNode, type RunningCacheNode } from './cache-node.ts'
+import { UpstreamChain } from './proxy/upstream-chain.ts'
+import { HttpUpstream } from './proxy/upstream.ts'
 
 export interface StartEdgeOptions {
   /** Overrides the logger built from config (the demo gives each node a child logger). */
@@ -27,6 +29,7 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     listen: edge.listen,
     ...(tls === undefined ? {} : { tls }),
     origin: edge.origin,
+    ...(edge.shields.length === 0 ? {} : { upstream: shieldChain(edge, edge.origin, logger) }),
     cacheDir: edge.cacheDir,
     memoryMaxBytes: edge.cache.memory.maxBytes,
     memoryMaxObjectBytes: edge.cache.memory.maxObjectBytes,
@@ -55,5 +58,24 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     accessLog: config.log.access,
     logger,
     processMetrics: options.processMetrics ?? true,
+  })
+}
+
+/** Edge → shields (by cache key) → origin, when `edge.shields` is set. Every upstream gets the edge.upstream.* timeouts. */
+function shieldChain (edge: Readonly<StreamedgeConfig>['edge'], origin: string, logger: Logger): UpstreamChain {
+  const http = (url: string): HttpUpstream => new HttpUpstream({ url, ...edge.upstream })
+  return new UpstreamChain({
+    // The URL as configured is the ring id, so every edge listing the same shields ranks keys the same way.
+    shields: edge.shields.map((url) => ({
+      id: url,
+      upstream: http(url),
+      // Probes get their own connection so they never wait behind a busy traffic pool.
+      ...(edge.shield.probe.intervalMs === 0 ? {} : { probeUpstream: new HttpUpstream({ url, ...edge.upstream, connections: 1 }) }),
+    })),
+    origin: http(origin),
+    allowDirectOrigin: edge.allowDirectOrigin,
+    breaker: { ...edge.shield.breaker },
+    probe: edge.shield.probe.intervalMs === 0 ? undefined : { ...edge.shield.probe },
+    logger,
   })
 }

@@ -34,6 +34,12 @@ export const CODES = {
   CDN_ERR_STORE_WRITE: { status: 500, source: 'internal', retryable: false, message: 'Could not write the object to the store' },
   CDN_ERR_STORE_CORRUPT: { status: 500, source: 'internal', retryable: false, message: 'Stored object failed its integrity checks' },
   CDN_ERR_LOCK_TIMEOUT: { status: 504, source: 'internal', retryable: true, message: 'Waited too long for a shared fill' },
+  CDN_ERR_TOKEN_INVALID: { status: 403, source: 'downstream', retryable: false, message: 'Missing, invalid, expired or out-of-scope playback token' },
+  CDN_ERR_LICENCE_DENIED: { status: 451, source: 'downstream', retryable: false, message: 'Not licensed for the client location' },
+  CDN_ERR_GEO_UNKNOWN: { status: 403, source: 'downstream', retryable: false, message: 'Client location unknown and the policy refuses such clients' },
+  CDN_ERR_NO_NODE: { status: 503, source: 'upstream', retryable: true, message: 'No edge is available for this client' },
+  CDN_ERR_UNAUTHORIZED: { status: 401, source: 'downstream', retryable: false, message: 'Missing or wrong credentials' },
+  CDN_ERR_NOT_FOUND: { status: 404, source: 'downstream', retryable: false, message: 'No such resource' },
   CDN_ERR_INTERNAL: { status: 500, source: 'internal', retryable: false, message: 'Internal error' },
 } as const satisfies Record<string, CodeSpec>
 

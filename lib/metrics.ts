@@ -46,6 +46,17 @@ export class CounterFamily<L extends string> {
   }
 }
 
+/** One upstream member's health as metrics read it (structurally the proxy's UpstreamHealth). */
+export interface UpstreamHealthSample {
+  readonly name: string
+  readonly state: 'closed' | 'open' | 'half-open'
+  readonly probeDown: boolean
+  readonly active?: number
+  readonly queued?: number
+  readonly rejectedQueueFull?: number
+  readonly rejectedQueueTimeout?: number
+}
+
 /** Sizes and counts a store reports when /metrics is scraped. */
 export interface StoreGaugeSource {
   readonly sizeBytes: number
@@ -157,9 +168,169 @@ export class CacheNodeMetrics {
     this.#stores.set(tier, source)
   }
 
+  /**
+   * Reports upstream members' health at scrape time: breaker state, probe verdict,
+   * in-flight and queued requests, and refusals (origin protection).
+   */
+  watchUpstreams (source: () => readonly UpstreamHealthSample[]): void {
+    const p = 'streamedge_'
+    const registry = this.registry
+    new Gauge({
+      name: `${p}upstream_up`,
+      help: 'Whether each upstream member is in use: 1 closed breaker and probe up, 0.5 half-open (on trial), 0 marked down',
+      labelNames: ['upstream'],
+      registers: [registry],
+      collect () {
+        for (const h of source()) this.labels({ upstream: h.name }).set(h.probeDown || h.state === 'open' ? 0 : h.state === 'half-open' ? 0.5 : 1)
+      },
+    })
+    new Gauge({
+      name: `${p}upstream_active_requests`,
+      help: 'Requests in flight to each origin (origin pools: never above the concurrency cap)',
+      labelNames: ['upstream'],
+      registers: [registry],
+      collect () { for (const h of source()) if (h.active !== undefined) this.labels({ upstream: h.name }).set(h.active) },
+    })
+    new Gauge({
+      name: `${p}upstream_queued_requests`,
+      help: 'Requests waiting for a slot to each origin',
+      labelNames: ['upstream'],
+      registers: [registry],
+      collect () { for (const h of source()) if (h.queued !== undefined) this.labels({ upstream: h.name }).set(h.queued) },
+    })
+    const seen = new Map<string, number>()
+    new Counter({
+      name: `${p}upstream_rejections_total`,
+      help: 'Requests refused to protect an origin, by reason (queue-full, queue-timeout): answered 503 with Retry-After',
+      labelNames: ['upstream', 'reason'],
+      registers: [registry],
+      collect () {
+        for (const h of source()) {
+          for (const [reason, total] of [['queue-full', h.rejectedQueueFull], ['queue-timeout', h.rejectedQueueTimeout]] as const) {
+            if (total === undefined) continue
+            const key = `${h.name}\u0000${reason}`
+            const delta = total - (seen.get(key) ?? 0)
+            seen.set(key, total)
+            if (delta > 0) this.labels({ upstream: h.name, reason }).inc(delta)
+          }
+        }
+      },
+    })
+  }
+
   /** Reports the number of fills in flight at scrape time. */
   watchFillsInFlight (source: () => number): void {
     this.#fillsInFlightSource = source
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  async render (): Promise<string> {
+    return await this.registry.metrics()
+  }
+}
+
+/** Options of {@link ControlPlaneMetrics}. */
+export interface ControlPlaneMetricsOptions {
+  /** Control-plane instance id, a label on every metric. */
+  readonly node: string
+  readonly processMetrics?: boolean
+}
+
+/** A node's health as the control plane sees it, read at scrape time. */
+export interface NodeHealthGaugeSource {
+  readonly id: string
+  readonly group: string
+  readonly status: string
+  /** Seconds since the last heartbeat, undefined when the node never sent one. */
+  readonly heartbeatAgeSeconds: number | undefined
+}
+
+/** The node statuses a control plane reports (health-tracker.ts NodeStatus). */
+export const NODE_STATUSES = ['available', 'overloaded', 'draining', 'unknown', 'not-ready', 'heartbeat-stale', 'down', 'offline'] as const
+
+/** The catalogue of a control plane. */
+export class ControlPlaneMetrics {
+  readonly registry: client.Registry
+  /** Steering decisions by outcome (redirect, explained, denied-licence, denied-unknown-geo, no-node, bad-request) and chosen group. */
+  readonly decisions: CounterFamily<'outcome' | 'group'>
+  /** Licence refusals (451) by client country (`unknown` when it has none) and reason. */
+  readonly licenceDenials: CounterFamily<'country' | 'reason'>
+  /** Clients no coverage zone or GeoIP record located, by the policy applied. */
+  readonly unknownGeo: CounterFamily<'policy'>
+  /** Decision-cache lookups by result (hit, miss). */
+  readonly decisionCache: CounterFamily<'result'>
+  /** Time to decide and answer one steering request. */
+  readonly decisionLatency: client.Histogram
+  /** Steering manifests served, by outcome (ok, invalid-session). */
+  readonly steeringManifests: CounterFamily<'outcome'>
+  /** Node status changes, by target node and new status (`node` is this control plane's own label). */
+  readonly healthChanges: CounterFamily<'target' | 'status'>
+  /** Heartbeats received, by outcome (accepted, bad-signature, unknown-node, invalid). */
+  readonly heartbeats: CounterFamily<'outcome'>
+  /** Probe results, by node and outcome (ok, failed). */
+  readonly probes: CounterFamily<'target' | 'outcome'>
+  /** Purge fan-outs by outcome (ok, partial), and node purge results by node and outcome. */
+  readonly purges: CounterFamily<'outcome'>
+  readonly nodePurges: CounterFamily<'target' | 'outcome'>
+  /** Data-file and GeoIP reloads by file kind and outcome (ok, refused). */
+  readonly reloads: CounterFamily<'file' | 'outcome'>
+  #nodes: () => readonly NodeHealthGaugeSource[] = () => []
+
+  constructor (options: ControlPlaneMetricsOptions) {
+    const registry = new Registry()
+    registry.setDefaultLabels({ role: 'control-plane', node: options.node })
+    this.registry = registry
+    if (options.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'streamedge_' })
+    const p = 'streamedge_cp_'
+    this.decisions = new CounterFamily(registry, `${p}decisions_total`, 'Steering decisions by outcome and chosen cache group (none when no edge was chosen)', ['outcome', 'group'])
+    this.licenceDenials = new CounterFamily(registry, `${p}licence_denials_total`, 'Requests refused by a licensing rule (451), by client country and reason', ['country', 'reason'])
+    this.unknownGeo = new CounterFamily(registry, `${p}unknown_geo_total`, 'Clients neither a coverage zone nor GeoIP located, by the unknown-location policy applied', ['policy'])
+    this.decisionCache = new CounterFamily(registry, `${p}decision_cache_total`, 'Decision cache lookups by result (hit, miss)', ['result'])
+    this.decisionLatency = new Histogram({
+      name: `${p}decision_seconds`,
+      help: 'Time from receiving a steering request to sending its answer',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [registry],
+    })
+    this.steeringManifests = new CounterFamily(registry, `${p}steering_manifests_total`, 'HLS steering manifests served, by outcome (ok, invalid-session)', ['outcome'])
+    this.healthChanges = new CounterFamily(registry, `${p}node_health_changes_total`, 'Node status changes, by target node and the status it changed to', ['target', 'status'])
+    this.heartbeats = new CounterFamily(registry, `${p}heartbeats_total`, 'Heartbeats received, by outcome (accepted, bad-signature, unknown-node, invalid)', ['outcome'])
+    this.probes = new CounterFamily(registry, `${p}probes_total`, 'Active /readyz probes, by target node and outcome (ok, failed)', ['target', 'outcome'])
+    this.purges = new CounterFamily(registry, `${p}purges_total`, 'Purge fan-outs by outcome (ok: every node purged, partial)', ['outcome'])
+    this.nodePurges = new CounterFamily(registry, `${p}node_purges_total`, 'Per-node purge results of fan-outs, by target node and outcome (ok, failed)', ['target', 'outcome'])
+    this.reloads = new CounterFamily(registry, `${p}reloads_total`, 'Reloads of watched files by kind (nodes, licensing, coverage-zones, geoip) and outcome (ok, refused)', ['file', 'outcome'])
+    const nodes = (): readonly NodeHealthGaugeSource[] => this.#nodes()
+    new Gauge({
+      name: `${p}node_status`,
+      help: 'One series per node and status: 1 for the status the node is in, 0 for the others',
+      labelNames: ['target', 'group', 'status'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const n of nodes()) {
+          for (const status of NODE_STATUSES) this.labels({ target: n.id, group: n.group, status }).set(n.status === status ? 1 : 0)
+        }
+      },
+    })
+    new Gauge({
+      name: `${p}heartbeat_age_seconds`,
+      help: 'Seconds since each node last sent a heartbeat (nodes that never sent one are absent)',
+      labelNames: ['target'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const n of nodes()) if (n.heartbeatAgeSeconds !== undefined) this.labels({ target: n.id }).set(n.heartbeatAgeSeconds)
+      },
+    })
+  }
+
+  /** Reports node statuses and heartbeat ages at scrape time. */
+  watchNodes (source: () => readonly NodeHealthGaugeSource[]): void {
+    this.#nodes = source
   }
 
   get contentType (): string {

@@ -29,6 +29,8 @@ export interface FillHead {
   readonly shareable: boolean
   /** Passed the storability checks at head time (the body may still fail admission). */
   readonly storable: boolean
+  /** Why not, when not storable (for logs). */
+  readonly noStoreReason?: string
   /** Wall clock (ms) when the upstream request was sent and when its head arrived. */
   readonly requestTimeMs: number
   readonly responseTimeMs: number

@@ -27,9 +27,10 @@ import { conditionalHeaders, freshenedMeta, hasValidator, validatorsMatch } from
 import { SharedFill, type FillHead } from '../cache/shared-fill.ts'
 import type { TieredStore } from '../cache/tiered-store.ts'
 import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
-import { makeVaryMarker, markerNames, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
+import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
 import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, type Exchange, type StatusFields } from './deliver.ts'
+import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
 
 export type CachePhase = 'hit' | 'miss' | 'collapsed' | 'revalidated' | 'stale' | 'pass' | 'bypass' | 'error'
@@ -63,6 +64,8 @@ export interface CacheProxyOptions {
   readonly maxRanges: number
   /** Persists purges; without one, purges still apply but do not survive a restart. */
   readonly journal?: PurgeJournal
+  /** Via, CDN-Loop and X-Forwarded-For handling (this node's name and trusted proxies). */
+  readonly forwarding: Forwarding
   /** Wall clock in ms (injectable for tests). */
   readonly now?: () => number
 }
@@ -76,6 +79,8 @@ interface FillJob {
   readonly key: string
   /** The initiating request's headers: the upstream request and the variant are derived from them. */
   readonly reqHeaders: IncomingHttpHeaders
+  /** Via, CDN-Loop and X-Forwarded-For for the upstream request, from the initiating request. */
+  readonly forwarded: Record<string, string>
   /** The stored response being revalidated, if any. */
   readonly stale: StoredObject | undefined
   readonly fwd: 'uri-miss' | 'vary-miss' | 'stale' | 'request'
@@ -121,6 +126,13 @@ export class CacheProxy {
   /** Handles one client request; never throws. */
   handle (req: IncomingMessage, res: ServerResponse): void {
     const ex = this.#begin(req, res)
+    if (this.#o.forwarding.isLoop(req)) {
+      // RFC 8586: this request has been through this node already; forwarding it would loop.
+      ex.phase = 'error'
+      this.#o.logger.warn({ reqId: ex.id, path: ex.path, cdnLoop: req.headers['cdn-loop'], via: req.headers.via }, 'request loop refused')
+      deliverStatus(ex, 508, 'Loop Detected\n', { detail: 'loop' })
+      return
+    }
     const method = req.method ?? 'GET'
     if (method !== 'GET' && method !== 'HEAD') {
       this.#forward(ex, 'pass', { fwd: 'method' }, UNSAFE.has(method) ? (r) => this.#invalidateAfter(ex, r) : undefined)
@@ -172,8 +184,9 @@ export class CacheProxy {
       upstream: undefined,
       noCacheReason: undefined,
       error: undefined,
-      client: req.socket.remoteAddress,
+      client: this.#o.forwarding.clientOf(req),
       cacheName: this.#o.cacheName,
+      via: this.#o.forwarding.via,
       maxRanges: this.#o.maxRanges,
       now: this.#now,
     }
@@ -280,6 +293,7 @@ export class CacheProxy {
       primaryKey: primary,
       key,
       reqHeaders: ex.req.headers,
+      forwarded: this.#o.forwarding.upstreamHeaders(ex.req),
       stale,
       fwd,
       varyNames: [],
@@ -317,6 +331,7 @@ export class CacheProxy {
     }
     if (!initiator) this.#o.metrics.collapsed.inc({ outcome: 'joined' })
     ex.upstream = head.upstream
+    ex.noCacheReason = head.noStoreReason
     const collapsed = initiator ? {} : { collapsed: true }
     if (head.stored !== undefined) {
       const { object, kind } = head.stored
@@ -358,7 +373,8 @@ export class CacheProxy {
         // The URL's normalised key: what we store must be what we asked for, or an origin
         // that resolves `/a/../b` differently could poison the cache.
         path: job.primaryKey,
-        headers: { ...forwardRequestHeaders(job.reqHeaders, { stripConditionals: true, stripRange: true, drop: HOST }), ...conditional },
+        key: job.primaryKey,
+        headers: { ...forwardRequestHeaders(job.reqHeaders, { stripConditionals: true, stripRange: true, drop: HOST }), ...job.forwarded, ...conditional },
       })
     } catch (err) {
       const error = toUpstreamError(err, this.#o.upstream.name)
@@ -444,7 +460,13 @@ export class CacheProxy {
       headers = rest
     }
     const shareable = names[0] !== '*' && (noStore === undefined || SHAREABLE_REASONS.has(noStore))
-    fill.setHead({ ...headOf(res.status, headers, requestTimeMs, responseTimeMs, res.upstream), declaredBytes: declared, shareable, storable: noStore === undefined })
+    fill.setHead({
+      ...headOf(res.status, headers, requestTimeMs, responseTimeMs, res.upstream),
+      declaredBytes: declared,
+      shareable,
+      storable: noStore === undefined,
+      ...(noStore === undefined ? {} : { noStoreReason: noStore }),
+    })
     // A response nobody else may see must not collect joiners; later requests start their own fill.
     if (!shareable) this.#dropFill(job)
     res.body.on('data', (chunk: Buffer) => {
@@ -559,7 +581,8 @@ export class CacheProxy {
     this.#o.upstream.request({
       method: 'HEAD',
       path: stripQuery(ex.path, this.#strip),
-      headers: forwardRequestHeaders(ex.req.headers, { stripConditionals: true, stripRange: true, drop: HOST }),
+      key: primaryOf(ex.key!),
+      headers: { ...forwardRequestHeaders(ex.req.headers, { stripConditionals: true, stripRange: true, drop: HOST }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
     }).then(async (res) => {
       res.body.resume()
       ex.upstream = res.upstream
@@ -591,11 +614,16 @@ export class CacheProxy {
     ex.source = 'pass'
     const method = ex.req.method ?? 'GET'
     const bodyless = method === 'GET' || method === 'HEAD'
+    // Nobody else waits on this request: when its client leaves, drop it (queued or streaming).
+    const abort = new AbortController()
+    ex.res.once('close', () => { if (!ex.res.writableFinished) abort.abort() })
     this.#o.upstream.request({
       method,
       path: stripQuery(ex.path, this.#strip),
-      headers: forwardRequestHeaders(ex.req.headers, { drop: HOST }),
+      ...(ex.key === undefined ? {} : { key: primaryOf(ex.key) }),
+      headers: { ...forwardRequestHeaders(ex.req.headers, { drop: HOST }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
       body: bodyless ? null : ex.req,
+      signal: abort.signal,
     }).then((res) => {
       this.#o.metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
       ex.upstream = res.upstream

@@ -42,6 +42,8 @@ export interface Exchange {
   /** Client address, taken at accept (the socket may be gone when the log line is written). */
   readonly client: string | undefined
   readonly cacheName: string
+  /** This node's Via member (`1.1 <name>`), added to every response it sends. */
+  readonly via: string
   /** Most ranges answered as multipart/byteranges. */
   readonly maxRanges: number
   readonly now: () => number
@@ -51,7 +53,7 @@ export interface Exchange {
 export type StatusFields = Omit<CacheStatusEntry, 'cache'>
 
 /** Headers we compute per response and never copy from the stored set. */
-const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-range'])
+const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-range', 'via'])
 
 /** RFC 9110 §15.4.5: what a 304 carries of the 200 it stands for. */
 const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
@@ -102,6 +104,8 @@ function buildHeaders (ex: Exchange, stored: StoredHeaders, status: StatusFields
     else for (const v of value) out.push(name, v)
   }
   out.push('cache-status', appendCacheStatus(headerValue(stored['cache-status']), formatCacheStatus({ cache: ex.cacheName, ...status })))
+  const via = headerValue(stored.via)
+  out.push('via', via === undefined ? ex.via : `${via}, ${ex.via}`)
   return out
 }
 
@@ -361,14 +365,17 @@ export function deliverPass (ex: Exchange, upstream: UpstreamResponse, status: S
 }
 
 /** Answers with a status and a short text body, generated here (not cacheable). */
-export function deliverStatus (ex: Exchange, code: number, body: string, status: StatusFields): void {
+export function deliverStatus (ex: Exchange, code: number, body: string, status: StatusFields, retryAfterSeconds?: number): void {
   ex.status = code
-  ex.res.writeHead(code, [
+  const headers = [
     'content-type', 'text/plain; charset=utf-8',
     'content-length', String(Buffer.byteLength(body)),
     'cache-control', 'no-store',
     'cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }),
-  ])
+    'via', ex.via,
+  ]
+  if (retryAfterSeconds !== undefined) headers.push('retry-after', String(retryAfterSeconds))
+  ex.res.writeHead(code, headers)
   ex.res.end(ex.req.method === 'HEAD' ? undefined : body)
 }
 
@@ -379,7 +386,7 @@ export function deliverError (ex: Exchange, error: CdnError, status: StatusField
     ex.res.destroy(error)
     return
   }
-  deliverStatus(ex, error.status, `${error.status} ${error.code}: ${error.message}\n`, { ...status, detail: error.code })
+  deliverStatus(ex, error.status, `${error.status} ${error.code}: ${error.message}\n`, { ...status, detail: error.code }, error.retryAfterSeconds)
 }
 
 function header (value: string | string[] | undefined): string | undefined {

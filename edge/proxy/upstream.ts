@@ -31,10 +31,27 @@ export interface UpstreamResponse {
   readonly upstream: string
 }
 
+/** Health of one member of an upstream (a shield of a chain, an origin of a pool), for metrics. */
+export interface UpstreamHealth {
+  readonly name: string
+  /** Circuit breaker: closed (in use), half-open (on trial) or open (skipped). */
+  readonly state: 'closed' | 'open' | 'half-open'
+  /** Marked down by its active probe. */
+  readonly probeDown: boolean
+  /** Requests in flight and waiting in line (origin pools only). */
+  readonly active?: number
+  readonly queued?: number
+  /** Requests refused so far because the queue was full or waited too long (origin pools only). */
+  readonly rejectedQueueFull?: number
+  readonly rejectedQueueTimeout?: number
+}
+
 /** Anything that can answer an HTTP request for the cache: an origin, a shield, a chain of them. */
 export interface Upstream {
   readonly name: string
   request (req: UpstreamRequest): Promise<UpstreamResponse>
+  /** Per-member health, when the upstream has members (read at scrape time). */
+  health? (): readonly UpstreamHealth[]
   close (): Promise<void>
 }
 

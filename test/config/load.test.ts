@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url'
 import { isCdnError } from '../../lib/errors.ts'
 import { getSetting, loadConfig, requireSettings } from '../../config/load.ts'
 import type { LoadConfigOptions } from '../../config/load.ts'
-import { GiB, KiB, MiB } from '../../config/params.ts'
+import { GiB, KiB, MiB, paramsRequiredBy } from '../../config/params.ts'
+import { describeCommands } from '../../config/cli.ts'
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../../config/examples/', import.meta.url))
 
@@ -197,13 +198,13 @@ t.test('file values: JSON, .yml, dotted keys, empty files', async (t) => {
 t.test('unknown keys in file, env and argv are errors with suggestions', async (t) => {
   const dir = await tempDir(t)
   const file = join(dir, 'edge.yaml')
-  await writeFile(file, 'edge:\n  cache:\n    memroy:\n      maxBytes: 1GiB\n  listne: ":80"\nshield: {}\n')
+  await writeFile(file, 'edge:\n  cache:\n    memroy:\n      maxBytes: 1GiB\n  listne: ":80"\nbogus: {}\n')
   const fromFile = loadError({ file })
   t.equal(fromFile.code, 'CDN_ERR_CONFIG_UNKNOWN_KEY')
   t.same(fromFile.lines, [
     `Unknown config key: edge.cache.memroy (from file ${file}); did you mean edge.cache.memory?`,
     `Unknown config key: edge.listne (from file ${file}); did you mean edge.listen?`,
-    `Unknown config key: shield (from file ${file})`
+    `Unknown config key: bogus (from file ${file})`
   ])
 
   const fromEnv = loadError({ env: { STREAMEDGE_EDGE_CACHE_MEMROY_MAX_BYTES: '1', STREAMEDGE_WHATEVER: 'x' } })
@@ -359,9 +360,14 @@ t.test('requireSettings names what is missing and how to give it', async (t) => 
 t.test('every example config loads', async (t) => {
   const files = (await readdir(EXAMPLES_DIR)).filter((name) => /\.(ya?ml|json)$/.test(name))
   t.ok(files.includes('edge.yaml') && files.includes('edge-minimal.json'), 'the examples exist')
+  // An example is for the command its name starts with (control-plane.yaml), else for the edge.
+  const commands = describeCommands().map((c) => c.name).sort((a, b) => b.length - a.length)
   for (const name of files) {
     const config = loadConfig({ file: resolve(EXAMPLES_DIR, name), env: {} })
-    t.ok(config.edge.origin, `${name} loads and sets edge.origin`)
+    const command = commands.find((c) => name.startsWith(`${c}.`) || name.startsWith(`${c}-`)) ?? 'edge'
+    for (const setting of paramsRequiredBy(command)) {
+      t.not(getSetting(config, setting), undefined, `${name} loads and sets ${setting} (required by ${command})`)
+    }
   }
 })
 

@@ -33,7 +33,7 @@ t.test('the table is well formed', async (t) => {
     if (s.type === 'enum') t.ok(s.values !== undefined && s.values.length > 0, `${s.name} lists its values`)
   }
   for (const group of PARAM_GROUPS) for (const name of group) t.ok(getParam(name), `group member ${name} exists`)
-  t.same(topSections(), ['log', 'edge', 'start'])
+  t.same(topSections(), ['log', 'edge', 'shield', 'start', 'controlPlane'])
   t.same(paramsRequiredBy('edge'), ['edge.origin'])
   t.same(paramsRequiredBy('start'), [])
 })

@@ -1,0 +1,83 @@
+/**
+ * What a cache node adds to and checks on forwarded messages: Via (RFC 9110 §7.6.3),
+ * CDN-Loop (RFC 8586) to refuse requests that loop between tiers, and
+ * X-Forwarded-For with only trusted proxies' entries believed.
+ */
+import type { IncomingMessage } from 'node:http'
+import { ClientIpResolver } from '../../lib/net/client-ip.ts'
+
+/** More CDN-Loop entries than this is a loop even without our own name (a runaway chain). */
+export const MAX_CDN_HOPS = 16
+
+export interface ForwardingOptions {
+  /** This node's name in Via and CDN-Loop (a pseudonym: no host or port is revealed). */
+  readonly name: string
+  /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses). */
+  readonly trustedProxies: readonly string[]
+}
+
+export class Forwarding {
+  readonly name: string
+  /** `1.1 <name>`, the Via member this node adds. */
+  readonly via: string
+  readonly #clients: ClientIpResolver
+
+  constructor (options: ForwardingOptions) {
+    if (!/^[A-Za-z0-9._~!$&'*+-]+$/.test(options.name)) {
+      throw new TypeError(`Expected options.name to be a token (letters, digits, . _ ~ - ...), got ${JSON.stringify(options.name)}`)
+    }
+    this.name = options.name
+    this.via = `1.1 ${options.name}`
+    this.#clients = new ClientIpResolver(options.trustedProxies, 'options.trustedProxies')
+  }
+
+  /**
+   * Has this request been through this node already (its name in CDN-Loop), or through
+   * more than MAX_CDN_HOPS caches? RFC 8586 §2: such a request must not be forwarded.
+   */
+  isLoop (req: IncomingMessage): boolean {
+    const header = req.headers['cdn-loop']
+    if (header === undefined) return false
+    const members = (typeof header === 'string' ? header : (header as string[]).join(',')).split(',')
+    if (members.length > MAX_CDN_HOPS) return true
+    for (const member of members) {
+      const semi = member.indexOf(';')
+      if ((semi < 0 ? member : member.slice(0, semi)).trim() === this.name) return true
+    }
+    return false
+  }
+
+  /** The client's address: the socket peer, or from X-Forwarded-For when the peer is a trusted proxy. */
+  clientOf (req: IncomingMessage): string | undefined {
+    return this.#clients.resolve(req.socket.remoteAddress, req.headers['x-forwarded-for'])?.ip.text
+  }
+
+  /**
+   * Headers this node adds to a request it forwards: Via and CDN-Loop appended; the
+   * X-Forwarded-For chain kept only as far as trusted proxies vouch for it, then the peer.
+   */
+  upstreamHeaders (req: IncomingMessage): Record<string, string> {
+    const peer = req.socket.remoteAddress ?? ''
+    const xff = req.headers['x-forwarded-for']
+    const prior = this.#clients.resolve(req.socket.remoteAddress, xff)?.source === 'x-forwarded-for' ? join(xff) : undefined
+    return {
+      via: append(req.headers.via, this.via),
+      'cdn-loop': append(req.headers['cdn-loop'], this.name),
+      'x-forwarded-for': prior === undefined ? peer : `${prior}, ${peer}`,
+    }
+  }
+
+  /** The Via value of a response this node sends: the upstream's Via plus ours. */
+  responseVia (upstreamVia: string | readonly string[] | undefined): string {
+    return append(upstreamVia, this.via)
+  }
+}
+
+function join (value: string | readonly string[] | undefined): string | undefined {
+  return value === undefined ? undefined : typeof value === 'string' ? value : value.join(', ')
+}
+
+function append (existing: string | readonly string[] | undefined, ours: string): string {
+  const prior = join(existing)
+  return prior === undefined || prior === '' ? ours : `${prior}, ${ours}`
+}

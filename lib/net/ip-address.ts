@@ -1,0 +1,210 @@
+/**
+ * IPv4 and IPv6 addresses and CIDR prefixes as bytes (pure, no I/O).
+ *
+ * IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`, what a dual-stack socket reports for an
+ * IPv4 peer) are treated as the IPv4 address they carry, so one client has one identity
+ * whichever way it connected (RFC 4291 §2.5.5.2). Text output is canonical (RFC 5952).
+ */
+
+/** 4 or 6. */
+export type IpVersion = 4 | 6
+
+/** A parsed address: 4 or 16 network-order bytes and its canonical text. */
+export interface IpAddress {
+  readonly version: IpVersion
+  readonly bytes: Uint8Array
+  /** Canonical text: dotted quad, or RFC 5952 IPv6 (lower case, longest zero run as `::`). */
+  readonly text: string
+}
+
+/** A CIDR prefix: the network bytes (host bits zeroed) and the prefix length. */
+export interface Cidr {
+  readonly version: IpVersion
+  readonly bytes: Uint8Array
+  readonly prefixLength: number
+  /** Canonical `network/length`. */
+  readonly text: string
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
+/**
+ * Parses an IPv4 or IPv6 address. Accepts a zone (`fe80::1%eth0`, dropped), brackets
+ * (`[2001:db8::1]`) and the port forms proxies put in X-Forwarded-For (`192.0.2.1:5000`,
+ * `[2001:db8::1]:5000`). Undefined for anything else.
+ */
+export function parseIp (input: string): IpAddress | undefined {
+  let text = input.trim()
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']')
+    if (close < 0) return undefined
+    text = text.slice(1, close)
+  } else if (text.indexOf(':') !== text.lastIndexOf(':')) {
+    // two or more colons: IPv6 without brackets, no port possible
+  } else if (text.includes(':')) {
+    text = text.slice(0, text.indexOf(':')) // IPv4 with a port
+  }
+  const zone = text.indexOf('%')
+  if (zone >= 0) text = text.slice(0, zone)
+  if (!text.includes(':')) {
+    const bytes = parseIpv4Bytes(text)
+    return bytes === undefined ? undefined : { version: 4, bytes, text: formatIpv4(bytes) }
+  }
+  const bytes = parseIpv6Bytes(text)
+  if (bytes === undefined) return undefined
+  if (isV4Mapped(bytes)) {
+    const v4 = bytes.slice(12)
+    return { version: 4, bytes: v4, text: formatIpv4(v4) }
+  }
+  return { version: 6, bytes, text: formatIpv6(bytes) }
+}
+
+/**
+ * The canonical text of an address, or undefined when it does not parse. The hot path is
+ * a plain dotted quad, which is returned as given once checked.
+ */
+export function normalizeIp (input: string | undefined): string | undefined {
+  if (input === undefined || input === '') return undefined
+  if (!input.includes(':') && !input.includes('%') && isPlainIpv4(input)) return input
+  return parseIp(input)?.text
+}
+
+/** Parses `network/length`; a bare address is a host prefix (/32 or /128). Host bits are zeroed. */
+export function parseCidr (input: string): Cidr | undefined {
+  const text = input.trim()
+  const slash = text.indexOf('/')
+  const ip = parseIp(slash < 0 ? text : text.slice(0, slash))
+  if (ip === undefined) return undefined
+  const max = ip.version === 4 ? 32 : 128
+  let prefixLength = max
+  if (slash >= 0) {
+    const lengthText = text.slice(slash + 1)
+    if (!/^\d{1,3}$/.test(lengthText)) return undefined
+    prefixLength = Number(lengthText)
+    // an IPv4-mapped prefix (::ffff:10.0.0.0/104) is the IPv4 prefix it maps
+    if (ip.version === 4 && text.slice(0, slash).includes(':')) prefixLength -= 96
+    if (prefixLength < 0 || prefixLength > max) return undefined
+  }
+  const bytes = maskBytes(ip.bytes, prefixLength)
+  const network = ip.version === 4 ? formatIpv4(bytes) : formatIpv6(bytes)
+  return { version: ip.version, bytes, prefixLength, text: `${network}/${prefixLength}` }
+}
+
+/** Copies `bytes` with every bit after `prefixLength` cleared. */
+export function maskBytes (bytes: Uint8Array, prefixLength: number): Uint8Array {
+  const out = new Uint8Array(bytes.length)
+  const full = prefixLength >> 3
+  out.set(bytes.subarray(0, full))
+  const rest = prefixLength & 7
+  if (rest !== 0 && full < bytes.length) out[full] = (bytes[full] ?? 0) & (0xff << (8 - rest))
+  return out
+}
+
+/** Lower-case hex of the bytes (8 characters for IPv4, 32 for IPv6). */
+export function bytesToHex (bytes: Uint8Array): string {
+  let out = ''
+  for (const byte of bytes) out += HEX[byte]
+  return out
+}
+
+/** True when `ip` lies inside `cidr`. */
+export function cidrContains (cidr: Cidr, ip: IpAddress): boolean {
+  if (cidr.version !== ip.version) return false
+  const masked = maskBytes(ip.bytes, cidr.prefixLength)
+  for (let i = 0; i < masked.length; i++) if (masked[i] !== cidr.bytes[i]) return false
+  return true
+}
+
+/** Canonical text of 4 or 16 address bytes. */
+export function formatIp (bytes: Uint8Array): string {
+  return bytes.length === 4 ? formatIpv4(bytes) : formatIpv6(bytes)
+}
+
+function isPlainIpv4 (text: string): boolean {
+  return parseIpv4Bytes(text) !== undefined
+}
+
+function parseIpv4Bytes (text: string): Uint8Array | undefined {
+  const parts = text.split('.')
+  if (parts.length !== 4) return undefined
+  const bytes = new Uint8Array(4)
+  for (let i = 0; i < 4; i++) {
+    const part = parts[i] ?? ''
+    // no leading zeros: "010" is octal to some parsers and decimal to others
+    if (!/^(?:0|[1-9]\d{0,2})$/.test(part)) return undefined
+    const value = Number(part)
+    if (value > 255) return undefined
+    bytes[i] = value
+  }
+  return bytes
+}
+
+function parseIpv6Bytes (text: string): Uint8Array | undefined {
+  if (text.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(text)) return undefined
+  const doubleColon = text.indexOf('::')
+  if (doubleColon !== text.lastIndexOf('::') && doubleColon >= 0) return undefined
+  const groups: number[] = []
+  const parseSide = (side: string): number[] | undefined => {
+    if (side === '') return []
+    const out: number[] = []
+    const pieces = side.split(':')
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i] ?? ''
+      if (i === pieces.length - 1 && piece.includes('.')) {
+        const v4 = parseIpv4Bytes(piece)
+        if (v4 === undefined) return undefined
+        out.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0))
+        continue
+      }
+      if (!/^[0-9A-Fa-f]{1,4}$/.test(piece)) return undefined
+      out.push(parseInt(piece, 16))
+    }
+    return out
+  }
+  if (doubleColon < 0) {
+    const all = parseSide(text)
+    if (all === undefined || all.length !== 8) return undefined
+    groups.push(...all)
+  } else {
+    const head = parseSide(text.slice(0, doubleColon))
+    const tail = parseSide(text.slice(doubleColon + 2))
+    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined
+    groups.push(...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail)
+  }
+  const bytes = new Uint8Array(16)
+  groups.forEach((group, i) => {
+    bytes[i * 2] = group >> 8
+    bytes[i * 2 + 1] = group & 0xff
+  })
+  return bytes
+}
+
+function isV4Mapped (bytes: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false
+  return bytes[10] === 0xff && bytes[11] === 0xff
+}
+
+function formatIpv4 (bytes: Uint8Array): string {
+  return `${bytes[0] ?? 0}.${bytes[1] ?? 0}.${bytes[2] ?? 0}.${bytes[3] ?? 0}`
+}
+
+/** RFC 5952 §4: lower case, no leading zeros, the longest run (≥ 2) of zero groups as `::`. */
+function formatIpv6 (bytes: Uint8Array): string {
+  const groups: number[] = []
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0))
+  let bestStart = -1
+  let bestLength = 1
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue }
+    let j = i
+    while (j < 8 && groups[j] === 0) j++
+    if (j - i > bestLength) {
+      bestStart = i
+      bestLength = j - i
+    }
+    i = j
+  }
+  const hex = groups.map((g) => g.toString(16))
+  if (bestStart < 0) return hex.join(':')
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
+}

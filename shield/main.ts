@@ -1,0 +1,94 @@
+/**
+ * Composition root of the shield role: the only shield file that reads config. A shield is
+ * the same cache engine as an edge (memory + disk, shared fills, ranges, RFC 9111) with an
+ * OriginPool as its upstream: origins per path prefix with priority failover, a concurrency
+ * cap and queue per origin, breakers and optional probes.
+ */
+import type { StreamedgeConfig } from '../config/params.ts'
+import { CdnError } from '../lib/errors.ts'
+import { createLogger, type Logger } from '../lib/log.ts'
+import { startCacheNode, type RunningCacheNode } from '../edge/cache-node.ts'
+import { OriginPool, type OriginSpec } from './origin-pool.ts'
+import { loadOriginsFile, originsFromList } from './origins-file.ts'
+
+export interface StartShieldOptions {
+  /** Overrides the logger built from config (the demo gives each node a child logger). */
+  readonly logger?: Logger
+  readonly processMetrics?: boolean
+}
+
+/** Starts a shield from a validated config (`shield.origins` or `shield.originsFile` must be set). */
+export async function startShield (config: Readonly<StreamedgeConfig>, options: StartShieldOptions = {}): Promise<RunningCacheNode> {
+  const shield = config.shield
+  const logger = options.logger ?? createLogger({ level: config.log.level, bindings: { role: 'shield', node: shield.id } })
+  const pool = new OriginPool({
+    origins: shieldOrigins(config),
+    timeouts: {
+      connectTimeoutMs: shield.origin.connectTimeoutMs,
+      firstByteTimeoutMs: shield.origin.firstByteTimeoutMs,
+      idleTimeoutMs: shield.origin.idleTimeoutMs,
+      keepAliveTimeoutMs: shield.origin.keepAliveTimeoutMs,
+    },
+    maxConcurrent: shield.origin.maxConcurrent,
+    maxQueue: shield.origin.maxQueue,
+    queueTimeoutMs: shield.origin.queueTimeoutMs,
+    retryAfterSeconds: shield.origin.retryAfterSeconds,
+    retries: shield.origin.retries,
+    breaker: { ...shield.origin.breaker },
+    probe: shield.origin.probe.intervalMs === 0 ? undefined : { ...shield.origin.probe },
+    logger,
+  })
+  try {
+    return await startCacheNode({
+      role: 'shield',
+      id: shield.id,
+      listen: shield.listen,
+      upstream: pool,
+      cacheDir: shield.cacheDir,
+      memoryMaxBytes: shield.cache.memory.maxBytes,
+      memoryMaxObjectBytes: shield.cache.memory.maxObjectBytes,
+      diskMaxBytes: shield.cache.disk.maxBytes,
+      diskFsync: shield.cache.disk.fsync,
+      maxObjectBytes: shield.cache.maxObjectBytes,
+      lockTimeoutMs: shield.cache.lockTimeoutMs,
+      stripQueryParams: shield.cache.stripQueryParams,
+      checkIntegrity: shield.cache.checkMpegTs,
+      negativeTtlSeconds: shield.cache.negativeTtlSeconds,
+      negativeTtlMaxSeconds: shield.cache.negativeTtlMaxSeconds,
+      staleIfErrorSeconds: shield.cache.staleIfErrorSeconds,
+      allowSetCookie: shield.cache.allowSetCookie,
+      maxRanges: shield.cache.maxRanges,
+      adminToken: shield.admin.token,
+      // The pool builds its own connections; these only satisfy the shared options shape.
+      upstreamTimeouts: {
+        connectTimeoutMs: shield.origin.connectTimeoutMs,
+        firstByteTimeoutMs: shield.origin.firstByteTimeoutMs,
+        idleTimeoutMs: shield.origin.idleTimeoutMs,
+        connections: shield.origin.maxConcurrent,
+        keepAliveTimeoutMs: shield.origin.keepAliveTimeoutMs,
+      },
+      keepAliveTimeoutMs: shield.server.keepAliveTimeoutMs,
+      headersTimeoutMs: shield.server.headersTimeoutMs,
+      shutdownGraceMs: shield.server.shutdownGraceMs,
+      accessLog: config.log.access,
+      logger,
+      processMetrics: options.processMetrics ?? true,
+    })
+  } catch (err) {
+    await pool.close()
+    throw err
+  }
+}
+
+/** The origin table from `shield.originsFile`, or the quick-start `shield.origins` list (one prefix `/`, priority order). */
+export function shieldOrigins (config: Readonly<StreamedgeConfig>): OriginSpec[] {
+  const { origins, originsFile } = config.shield
+  if (originsFile !== undefined) {
+    if (origins !== undefined && origins.length > 0) throw new CdnError('CDN_ERR_CONFIG_INVALID', 'Set shield.origins or shield.originsFile, not both')
+    return loadOriginsFile(originsFile)
+  }
+  if (origins === undefined || origins.length === 0) {
+    throw new CdnError('CDN_ERR_CONFIG_INVALID', 'shield.origins is required: give --origin URL[,URL...] (priority order) or set shield.originsFile in the config file')
+  }
+  return originsFromList(origins)
+}
