@@ -14,6 +14,7 @@ import { CacheProxy } from './proxy/cache-proxy.ts'
 import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
 import { Forwarding } from './proxy/forwarding.ts'
+import type { ContentPolicy } from './proxy/content-policy.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
 
@@ -49,6 +50,8 @@ export interface CacheNodeOptions {
   readonly adminToken?: string | undefined
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
   readonly trustedProxies?: readonly string[]
+  /** Content-aware rules (HLS), given the node's proxy so prefetchers can warm objects through it. */
+  readonly contentPolicy?: (proxy: CacheProxy, metrics: CacheNodeMetrics) => ContentPolicy
   readonly upstreamTimeouts: {
     readonly connectTimeoutMs: number
     readonly firstByteTimeoutMs: number
@@ -151,6 +154,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   const proxy = new CacheProxy({
     cacheName,
     forwarding: new Forwarding({ name: cacheName, trustedProxies: options.trustedProxies ?? [] }),
+    ...(options.contentPolicy === undefined ? {} : { contentPolicy: (proxy: CacheProxy) => options.contentPolicy!(proxy, metrics) }),
     store: tiered,
     upstream,
     metrics,

@@ -47,7 +47,8 @@ export interface FillHead {
 /** A fill that ended in a stored object (see FillHead.stored). */
 export interface StoredFillOutcome {
   readonly object: StoredObject
-  readonly kind: 'revalidated' | 'stale-if-error'
+  /** revalidated: a 304 freshened it; stale-if-error: upstream failed; kept: the content policy refused the new response. */
+  readonly kind: 'revalidated' | 'stale-if-error' | 'kept'
 }
 
 type Wake = () => void

@@ -19,7 +19,7 @@ import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
 import { makeCacheKey } from '../cache/cache-key.ts'
-import { computeFreshness, storability, ttlSeconds } from '../cache/freshness.ts'
+import { computeFreshness, isFresh, storability, ttlSeconds } from '../cache/freshness.ts'
 import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
 import { ruleCovers } from '../cache/purge-journal.ts'
 import { canServeStaleOnError, decideReuse, requestDirectives, storedDirectives, type RequestDirectives } from '../cache/reuse-policy.ts'
@@ -30,6 +30,7 @@ import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../c
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
 import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, type Exchange, type StatusFields } from './deliver.ts'
+import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
 
@@ -66,6 +67,8 @@ export interface CacheProxyOptions {
   readonly journal?: PurgeJournal
   /** Via, CDN-Loop and X-Forwarded-For handling (this node's name and trusted proxies). */
   readonly forwarding: Forwarding
+  /** Content-aware rules (HLS), or a factory given this proxy (for prefetching through `warm`); a plain HTTP cache without. */
+  readonly contentPolicy?: ContentPolicy | ((proxy: CacheProxy) => ContentPolicy)
   /** Wall clock in ms (injectable for tests). */
   readonly now?: () => number
 }
@@ -90,6 +93,17 @@ interface FillJob {
   purged: boolean
   /** The initiator's Set-Cookie, kept out of the shared head when allowSetCookie is on. */
   setCookie: string | readonly string[] | undefined
+  /** Set by admission: the body went into storage. */
+  stored: boolean
+}
+
+/** What `warm` did for a URL. */
+export interface WarmResult {
+  /** cached: fresh in storage already; filled: fetched and stored; joined: another fill was under way and stored it; not-stored / failed. */
+  readonly result: 'cached' | 'filled' | 'joined' | 'not-stored' | 'failed'
+  readonly status?: number
+  /** Body bytes fetched from upstream for it (0 when cached). */
+  readonly bytes: number
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
@@ -103,6 +117,7 @@ export class CacheProxy {
   readonly #now: () => number
   readonly #fills = new Map<string, FillJob>()
   readonly #strip: ReadonlySet<string>
+  readonly #policy: ContentPolicy
   #nextId = 0
 
   constructor (options: CacheProxyOptions) {
@@ -117,6 +132,8 @@ export class CacheProxy {
     this.#o = options
     this.#now = options.now ?? Date.now
     this.#strip = new Set(options.stripQueryParams)
+    const policy = options.contentPolicy
+    this.#policy = policy === undefined ? NO_CONTENT_POLICY : typeof policy === 'function' ? policy(this) : policy
     options.metrics.watchFillsInFlight(() => this.#fills.size)
   }
 
@@ -245,6 +262,8 @@ export class CacheProxy {
       ex.phase = 'hit'
       ex.source = tier
       deliverObject(ex, object, { hit: true, ttl: Math.floor(ttlSeconds(meta, now)) })
+      if (decision.kind === 'fresh' && this.#policy.refreshAhead(meta, now)) this.#refreshInBackground(ex.key!, primary, object, ex.req)
+      this.#policy.onServed(primary, ex.status)
       return
     }
     if (decision.kind === 'stale-while-revalidate') {
@@ -252,8 +271,9 @@ export class CacheProxy {
       metrics.staleServed.inc({ reason: 'stale-while-revalidate' })
       ex.phase = 'stale'
       ex.source = tier
-      this.#refreshInBackground(ex, primary, object)
+      this.#refreshInBackground(ex.key!, primary, object, ex.req)
       deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(meta, now)), detail: 'stale-while-revalidate' })
+      this.#policy.onServed(primary, ex.status)
       return
     }
     metrics.lookups.inc({ result: 'miss', tier: 'none' })
@@ -280,29 +300,62 @@ export class CacheProxy {
   }
 
   /** One refresh per key, with no client waiting on it (RFC 5861 stale-while-revalidate). */
-  #refreshInBackground (ex: Exchange, primary: string, stale: StoredObject): void {
-    if (this.#fills.has(ex.key!)) return
-    const job = this.#startFill(ex, primary, stale, 'stale')
+  #refreshInBackground (key: string, primary: string, stale: StoredObject, req: IncomingMessage | undefined): void {
+    if (this.#fills.has(key)) return
+    const job = this.#fillFor(key, primary, req, stale, 'stale')
     job.fill.waitHead().catch(() => {})
   }
 
   #startFill (ex: Exchange, primary: string, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
-    const key = ex.key!
+    return this.#fillFor(ex.key!, primary, ex.req, stale, fwd)
+  }
+
+  /** Starts a fill for `key`; `req` is the request it is for (none for warm-ups). */
+  #fillFor (key: string, primary: string, req: IncomingMessage | undefined, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
     const job: FillJob = {
       fill: new SharedFill(key, this.#now()),
       primaryKey: primary,
       key,
-      reqHeaders: ex.req.headers,
-      forwarded: this.#o.forwarding.upstreamHeaders(ex.req),
+      reqHeaders: req?.headers ?? {},
+      forwarded: req === undefined ? this.#o.forwarding.ownHeaders() : this.#o.forwarding.upstreamHeaders(req),
       stale,
       fwd,
       varyNames: [],
       purged: false,
       setCookie: undefined,
+      stored: false,
     }
     this.#fills.set(key, job)
     void this.#runFill(job)
     return job
+  }
+
+  /**
+   * Makes sure `url` (path and query) is cached, with no client waiting: fresh in
+   * storage already, or filled now (joining a fill under way). For prefetch and prefill.
+   * Request headers are empty, so a URL that varies is warmed for the default variant.
+   */
+  async warm (url: string): Promise<WarmResult> {
+    const primary = makeCacheKey(url, { stripQueryParams: this.#strip })
+    const store = this.#o.store
+    let key = primary
+    let found = store.getFromMemory(primary) ?? await store.getFromDisk(primary)
+    const names = markerNames(found)
+    if (names !== undefined) {
+      key = variantKey(primary, names, {})
+      found = store.getFromMemory(key) ?? await store.getFromDisk(key)
+    }
+    if (found !== undefined && isFresh(found.meta, this.#now())) return { result: 'cached', status: found.meta.status, bytes: 0 }
+    const inFlight = this.#fills.get(key)
+    const job = inFlight ?? this.#fillFor(key, primary, undefined, found, found === undefined ? 'uri-miss' : 'stale')
+    job.fill.attach()
+    await job.fill.settled()
+    const { fill } = job
+    if (fill.state === 'failed') return { result: 'failed', bytes: fill.length }
+    const head = fill.head!
+    if (head.stored !== undefined) return { result: head.stored.kind === 'stale-if-error' ? 'failed' : 'cached', status: head.status, bytes: 0 }
+    const result = !job.stored ? 'not-stored' : inFlight === undefined ? 'filled' : 'joined'
+    return { result, status: head.status, bytes: fill.length }
   }
 
   /** Attaches a request to a fill and answers it from the fill. */
@@ -340,8 +393,12 @@ export class CacheProxy {
       const ttl = Math.floor(ttlSeconds(object.meta, this.#now()))
       const status: StatusFields = kind === 'revalidated'
         ? { fwd: job.fwd === 'request' ? 'request' : 'stale', fwdStatus: 304, stored: true, ttl, ...collapsed }
-        : { fwd: 'stale', ...(head.status === 0 ? {} : { fwdStatus: head.status }), ttl, detail: 'stale-if-error', ...collapsed }
+        : kind === 'kept'
+          ? { fwd: job.fwd, fwdStatus: head.status, ttl, detail: head.noStoreReason ?? 'kept-stored', ...collapsed }
+          : { fwd: 'stale', ...(head.status === 0 ? {} : { fwdStatus: head.status }), ttl, detail: 'stale-if-error', ...collapsed }
+      if (kind === 'kept') ex.phase = 'hit'
       deliverObject(ex, object, status)
+      this.#policy.onServed(job.primaryKey, ex.status)
       return
     }
     deliverFromFill(ex, fill, head, {
@@ -350,6 +407,7 @@ export class CacheProxy {
       ...(head.storable ? { stored: true } : {}),
       ...collapsed,
     }, initiator ? job.setCookie : undefined)
+    this.#policy.onServed(job.primaryKey, head.status)
   }
 
   /** May a collapsed request be answered with another request's response? */
@@ -460,18 +518,31 @@ export class CacheProxy {
       headers = rest
     }
     const shareable = names[0] !== '*' && (noStore === undefined || SHAREABLE_REASONS.has(noStore))
-    fill.setHead({
+    const head: FillHead = {
       ...headOf(res.status, headers, requestTimeMs, responseTimeMs, res.upstream),
       declaredBytes: declared,
       shareable,
       storable: noStore === undefined,
       ...(noStore === undefined ? {} : { noStoreReason: noStore }),
-    })
-    // A response nobody else may see must not collect joiners; later requests start their own fill.
-    if (!shareable) this.#dropFill(job)
+    }
+    const policyResponse: PolicyResponse = { url: job.primaryKey, status: res.status, headers }
+    // A buffered response (e.g. a live playlist) is judged whole before any reader sees it.
+    const buffered = noStore === undefined && this.#policy.bufferWhole(policyResponse)
+    const chunks: Buffer[] = []
+    let bufferedBytes = 0
+    if (!buffered) {
+      fill.setHead(head)
+      // A response nobody else may see must not collect joiners; later requests start their own fill.
+      if (!shareable) this.#dropFill(job)
+    }
     res.body.on('data', (chunk: Buffer) => {
-      fill.append(chunk)
-      if (noStore === undefined && fill.length > this.#o.maxObjectBytes) noStore = 'too-large'
+      if (buffered) {
+        chunks.push(chunk)
+        bufferedBytes += chunk.length
+      } else {
+        fill.append(chunk)
+      }
+      if (noStore === undefined && (buffered ? bufferedBytes : fill.length) > this.#o.maxObjectBytes) noStore = 'too-large'
     })
     res.body.once('error', (err) => {
       const error = toUpstreamError(err, res.upstream)
@@ -480,18 +551,46 @@ export class CacheProxy {
       this.#fillFailed(job, error)
     })
     res.body.once('end', () => {
-      if (declared !== undefined && fill.length !== declared) {
-        const error = new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body of ${fill.key} was ${fill.length} bytes, Content-Length said ${declared}`)
+      const length = buffered ? bufferedBytes : fill.length
+      if (declared !== undefined && length !== declared) {
+        const error = new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body of ${fill.key} was ${length} bytes, Content-Length said ${declared}`)
         this.#countUpstreamError(error)
         this.#fillFailed(job, error)
         return
       }
-      this.#admit(job, fill.complete(), noStore)
+      if (!buffered) {
+        this.#admit(job, fill.complete(), noStore)
+        return
+      }
+      const body = Buffer.concat(chunks, bufferedBytes)
+      const decision = noStore === undefined ? this.#policyDecision(job, policyResponse, head, body) : undefined
+      if (decision?.action === 'keep-stored' && job.stale !== undefined) {
+        this.#keepStored(job, head, decision.reason)
+        return
+      }
+      fill.setHead(head)
+      fill.append(body)
+      this.#admit(job, fill.complete(), noStore, decision)
     })
   }
 
-  /** The admission gate: only complete, cacheable, intact bodies are stored. */
-  #admit (job: FillJob, body: Buffer, noStore: string | undefined): void {
+  /** What the content policy says about a complete response, given its computed lifetime. */
+  #policyDecision (job: FillJob, res: PolicyResponse, head: FillHead, body: Buffer): AdmitDecision {
+    return this.#policy.admit(res, body, this.#freshness(head).freshnessLifetimeSeconds, job.stale)
+  }
+
+  /** The policy refused a new response in favour of the stored one: readers get the stored one. */
+  #keepStored (job: FillJob, head: FillHead, reason: string): void {
+    const { metrics, logger } = this.#o
+    metrics.fills.inc({ outcome: 'not-stored' })
+    metrics.admissionRejections.inc({ reason })
+    logger.warn({ cacheKey: job.key, noCacheReason: reason, status: head.status }, 'new response refused; serving the stored one')
+    job.fill.settleStored({ ...head, storable: false, noStoreReason: reason, stored: { object: job.stale!, kind: 'kept' } })
+    this.#dropFill(job)
+  }
+
+  /** The admission gate: only complete, cacheable, intact bodies the content policy accepts are stored. */
+  #admit (job: FillJob, body: Buffer, noStore: string | undefined, decided?: AdmitDecision): void {
     const { fill } = job
     const head = fill.head!
     const { metrics, logger } = this.#o
@@ -500,6 +599,8 @@ export class CacheProxy {
       const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
       if (check !== undefined && !check(body)) reason = 'integrity'
     }
+    const decision = reason === undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
+    if (decision !== undefined && decision.action !== 'store') reason = decision.reason
     if (reason !== undefined) {
       metrics.fills.inc({ outcome: 'not-stored' })
       metrics.admissionRejections.inc({ reason })
@@ -509,8 +610,18 @@ export class CacheProxy {
       return
     }
     const key = job.varyNames.length > 0 ? variantKey(job.primaryKey, job.varyNames, job.reqHeaders) : job.primaryKey
-    const meta: ObjectMeta = { key, status: head.status, headers: head.headers, bodyBytes: body.length, ...this.#freshness(head) }
+    const freshness = this.#freshness(head)
+    const lifetime = decision?.action === 'store' ? decision.lifetimeSeconds : undefined
+    const meta: ObjectMeta = {
+      key,
+      status: head.status,
+      headers: head.headers,
+      bodyBytes: body.length,
+      ...freshness,
+      ...(lifetime === undefined ? {} : { freshnessLifetimeSeconds: lifetime }),
+    }
     const object: MemoryObject = { meta, body }
+    job.stored = true
     metrics.fills.inc({ outcome: 'stored' })
     this.#storeVariantIndex(job, key)
     const store = this.#o.store

@@ -67,6 +67,11 @@ export class Forwarding {
     }
   }
 
+  /** Via and CDN-Loop for a request this node makes on its own (prefetch, prefill, background refresh). */
+  ownHeaders (): Record<string, string> {
+    return { via: this.via, 'cdn-loop': this.name }
+  }
+
   /** The Via value of a response this node sends: the upstream's Via plus ours. */
   responseVia (upstreamVia: string | readonly string[] | undefined): string {
     return append(upstreamVia, this.via)
