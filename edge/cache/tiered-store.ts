@@ -58,14 +58,15 @@ export class TieredStore implements Store {
 
   /**
    * Replaces a stored object's metadata, keeping its body (a 304 or HEAD response
-   * freshened it, RFC 9111 §4.3.4). Returns the object as now stored. A body held only
-   * on disk is read back to be rewritten with the new header.
+   * freshened it, RFC 9111 §4.3.4). Returns the object as now stored in memory; the disk
+   * copy is rewritten in the background. A body held only on disk is read back first.
    */
   async freshen (object: StoredObject, meta: ObjectMeta): Promise<StoredObject> {
     // TODO(perf): rewrite only the header of large disk objects instead of copying the body.
     const body = object.body ?? await collect(object.createReadStream(0, Math.max(0, object.meta.bodyBytes - 1)), object.meta.bodyBytes)
     const updated: MemoryObject = { meta, body }
-    await this.put(updated)
+    // The memory copy is updated now; readers waiting on the revalidation need not wait for the disk.
+    void this.put(updated)
     return updated
   }
 
