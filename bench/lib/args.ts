@@ -1,0 +1,70 @@
+/**
+ * Command line of bench/run.ts (node:util parseArgs; the CLI proper uses yargs, but the
+ * bench has a handful of flags and no config file).
+ */
+import { isAbsolute } from 'node:path'
+import { parseArgs } from 'node:util'
+
+/** Scenario names accepted by --only. */
+export const SCENARIOS = ['hot-memory', 'cold-herd'] as const
+/** One scenario name. */
+export type Scenario = typeof SCENARIOS[number]
+const PROFILE_MODES = ['auto', 'always', 'never'] as const
+
+/** Parsed command line of bench/run.ts. */
+export interface BenchArgs {
+  readonly quick: boolean
+  readonly only: Scenario | undefined
+  readonly profile: typeof PROFILE_MODES[number]
+  readonly rounds: number | undefined
+  /** Another checkout whose bin/streamedge.js is the edge under test (absolute path). */
+  readonly edgeRoot: string | undefined
+  /** A git ref whose committed tree is the edge under test (exported to a temp dir). */
+  readonly edgeRef: string | undefined
+  /** Before each measured window, wait up to this many seconds for a quiet machine (0: don't). */
+  readonly quietWaitS: number
+  /** Only re-render bench/RESULTS.md from this results JSON (no benchmark runs). */
+  readonly render: string | undefined
+}
+
+/** Parses argv (without node and the script); throws TypeError naming the bad flag. */
+export function parseBenchArgs (argv: readonly string[]): BenchArgs {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      profile: { type: 'string', default: 'auto' },
+      rounds: { type: 'string' },
+      'edge-root': { type: 'string' },
+      'edge-ref': { type: 'string' },
+      'quiet-wait': { type: 'string', default: '0' },
+      render: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  })
+  const only = values.only
+  if (only !== undefined && !(SCENARIOS as readonly string[]).includes(only)) {
+    throw new TypeError(`Expected --only to be one of ${SCENARIOS.join(', ')}, got ${only}`)
+  }
+  const profile = values.profile
+  if (!(PROFILE_MODES as readonly string[]).includes(profile)) {
+    throw new TypeError(`Expected --profile to be one of ${PROFILE_MODES.join(', ')}, got ${profile}`)
+  }
+  let rounds: number | undefined
+  if (values.rounds !== undefined) {
+    rounds = Number(values.rounds)
+    if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new TypeError(`Expected --rounds to be an integer between 1 and 20, got ${values.rounds}`)
+  }
+  const edgeRoot = values['edge-root']
+  if (edgeRoot !== undefined && !isAbsolute(edgeRoot)) throw new TypeError(`Expected --edge-root to be an absolute path, got ${edgeRoot}`)
+  const edgeRef = values['edge-ref']
+  if (edgeRef !== undefined && edgeRoot !== undefined) throw new TypeError('Expected at most one of --edge-root and --edge-ref, got both')
+  if (edgeRef !== undefined && (edgeRef === '' || edgeRef.startsWith('-'))) throw new TypeError(`Expected --edge-ref to be a git ref, got ${edgeRef}`)
+  const quietWaitS = Number(values['quiet-wait'])
+  if (!Number.isInteger(quietWaitS) || quietWaitS < 0 || quietWaitS > 600) {
+    throw new TypeError(`Expected --quiet-wait to be an integer number of seconds between 0 and 600, got ${values['quiet-wait']}`)
+  }
+  return { quick: values.quick, only: only as Scenario | undefined, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render }
+}

@@ -1,0 +1,211 @@
+/**
+ * Servers under test run as child processes, so their CPU time can be read from
+ * /proc/<pid>/stat without the load generator's mixed in. A child is ready when it
+ * prints a JSON line `{"msg":"... listening","url":"http://..."}` on stdout (the
+ * edge's pino line, and the same shape from bench/peers/*).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+/** Repository root (the children run with it as their working directory). */
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const STDERR_TAIL_BYTES = 4096
+
+/** How to start a child server. */
+export interface ChildServerOptions {
+  /** Short name for error messages (`edge`, `bare`). */
+  readonly label: string
+  /** Node flags placed before the script (`--import tsx`, `--cpu-prof`, ...). */
+  readonly nodeArgs?: readonly string[]
+  readonly script: string
+  readonly args?: readonly string[]
+  readonly readyTimeoutMs?: number
+}
+
+/** A running child server. */
+export interface ChildServer {
+  readonly label: string
+  readonly pid: number
+  readonly url: string
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. Resolves once it exited. */
+  stop (graceMs?: number): Promise<void>
+}
+
+const running = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+/** Starts a child and resolves when it printed its listening line. */
+export async function startChildServer (options: ChildServerOptions): Promise<ChildServer> {
+  installExitHook()
+  const child = spawn(process.execPath, [...options.nodeArgs ?? [], options.script, ...options.args ?? []], {
+    cwd: REPO_ROOT,
+    env: cleanEnv(process.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
+  let stderrTail = ''
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderrTail = (stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES)
+  })
+  const url = await waitForListening(child, options.readyTimeoutMs ?? 20_000).catch((err: unknown) => {
+    child.kill('SIGKILL')
+    throw new Error(`${options.label} did not start: ${(err as Error).message}\n${stderrTail}`)
+  })
+  if (child.pid === undefined) throw new Error(`${options.label} has no pid`)
+  const pid = child.pid
+  return {
+    label: options.label,
+    pid,
+    url,
+    stop: (graceMs = 15_000) => stopChild(child, graceMs),
+  }
+}
+
+/** How to start the edge under test. */
+export interface EdgeProcessOptions {
+  readonly originUrl: string
+  readonly cacheDir: string
+  /** Checkout whose bin/streamedge.js runs (default: this one); lets two versions be compared. */
+  readonly edgeRoot?: string
+  readonly nodeArgs?: readonly string[]
+  readonly id?: string
+}
+
+/** Starts `streamedge edge` through the real CLI, access log off. */
+export function startEdgeProcess (opts: EdgeProcessOptions): Promise<ChildServer> {
+  return startChildServer({
+    label: 'edge',
+    nodeArgs: opts.nodeArgs ?? [],
+    script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
+    args: [
+      'edge', '--origin', opts.originUrl, '--listen', '127.0.0.1:0', '--cache-dir', opts.cacheDir,
+      '--edge.id', opts.id ?? 'bench-edge', '--log.access', 'false', '--log.level', 'info',
+    ],
+  })
+}
+
+/** Parent env without STREAMEDGE_* settings, so a developer's shell cannot change what is measured. */
+export function cleanEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('STREAMEDGE_')) out[name] = value
+  }
+  return out
+}
+
+function waitForListening (child: ChildProcess, timeoutMs: number): Promise<string> {
+  // The line listener stays for the child's lifetime: it keeps stdout drained, since a
+  // full pipe would block the child's logger.
+  const lines = createInterface({ input: child.stdout! })
+  return new Promise((resolve, reject) => {
+    let settled = false
+    const settle = (err: Error | undefined, url?: string): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      child.off('exit', onExit)
+      if (err === undefined) resolve(url!)
+      else reject(err)
+    }
+    const timer = setTimeout(() => settle(new Error(`no listening line within ${timeoutMs} ms`)), timeoutMs)
+    const onExit = (code: number | null, signal: string | null): void => settle(new Error(`exited (${code ?? signal})`))
+    child.once('exit', onExit)
+    lines.on('line', (line) => {
+      if (settled) return
+      const url = listeningUrl(line)
+      if (url !== undefined) settle(undefined, url)
+    })
+  })
+}
+
+/** The `url` of a `{"msg":"... listening","url":...}` JSON line, else undefined. */
+export function listeningUrl (line: string): string | undefined {
+  if (!line.startsWith('{')) return undefined
+  try {
+    const entry = JSON.parse(line) as { msg?: unknown, url?: unknown }
+    if (typeof entry.msg === 'string' && entry.msg.endsWith('listening') && typeof entry.url === 'string') return entry.url
+  } catch {
+    // not JSON: some other output line
+  }
+  return undefined
+}
+
+async function stopChild (child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+  await exited
+  clearTimeout(timer)
+}
+
+// A crashed or interrupted bench must not leave servers behind.
+function installExitHook (): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL')
+  })
+}
+
+/** A long-lived helper process that answers one IPC message with one IPC message. */
+export interface IpcWorker<Req, Res> {
+  readonly pid: number
+  /** Sends `request` and resolves with the reply; rejects if none comes within `timeoutMs` (the worker is then killed). */
+  call (request: Req, timeoutMs: number): Promise<Res>
+  stop (): Promise<void>
+}
+
+/**
+ * Starts `node --import tsx script` with an IPC channel. Staying alive between calls
+ * keeps its code warm (JIT-compiled), so round 1 is not measured with a cold client.
+ */
+export function startIpcWorker<Req, Res> (script: string): IpcWorker<Req, Res> {
+  installExitHook()
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: REPO_ROOT,
+    env: cleanEnv(process.env),
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
+  let stderrTail = ''
+  child.stderr!.on('data', (chunk: Buffer) => { stderrTail = (stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES) })
+  if (child.pid === undefined) throw new Error(`${script} did not start`)
+  return {
+    pid: child.pid,
+    call: (request, timeoutMs) => new Promise<Res>((resolve, reject) => {
+      const fail = (why: string): void => {
+        cleanup()
+        child.kill('SIGKILL')
+        reject(new Error(`${script}: ${why}\n${stderrTail}`))
+      }
+      const onMessage = (message: unknown): void => {
+        cleanup()
+        resolve(message as Res)
+      }
+      const onExit = (code: number | null, signal: string | null): void => fail(`exited (${code ?? signal})`)
+      const timer = setTimeout(() => fail(`no reply within ${timeoutMs} ms`), timeoutMs)
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        child.off('message', onMessage)
+        child.off('exit', onExit)
+      }
+      child.once('message', onMessage)
+      child.once('exit', onExit)
+      child.send(request as object)
+    }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = once(child, 'exit')
+      child.disconnect() // the worker exits when its channel closes
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * CPU time of another process from Linux procfs: utime + stime of /proc/<pid>/stat,
+ * which covers every thread of the process (JS, GC, libuv pool, loader thread).
+ * @see proc(5), /proc/pid/stat fields 14 (utime) and 15 (stime), in clock ticks
+ */
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+/** CPU ticks of one process as read from /proc/<pid>/stat. */
+export interface ProcCpuTicks {
+  readonly utimeTicks: number
+  readonly stimeTicks: number
+}
+
+/**
+ * Parses the text of /proc/<pid>/stat. Field 2 (comm) is in parentheses and may hold
+ * spaces or parentheses itself, so fields are counted from the last ')'.
+ */
+export function parseProcStat (text: string): ProcCpuTicks {
+  const close = text.lastIndexOf(')')
+  if (close < 0) throw new TypeError(`Expected /proc/<pid>/stat text with "(comm)", got ${JSON.stringify(text.slice(0, 80))}`)
+  // After "pid (comm) " comes field 3 (state); utime and stime are fields 14 and 15.
+  const rest = text.slice(close + 2).trim().split(/\s+/)
+  const utimeTicks = Number(rest[14 - 3])
+  const stimeTicks = Number(rest[15 - 3])
+  if (!Number.isSafeInteger(utimeTicks) || !Number.isSafeInteger(stimeTicks)) {
+    throw new TypeError(`Expected integer utime and stime in /proc/<pid>/stat, got ${String(rest[11])} and ${String(rest[12])}`)
+  }
+  return { utimeTicks, stimeTicks }
+}
+
+let cachedTicksPerSecond: number | undefined
+
+/** Clock ticks per second (`getconf CLK_TCK`), 100 when getconf is unavailable. */
+export function clockTicksPerSecond (): number {
+  if (cachedTicksPerSecond !== undefined) return cachedTicksPerSecond
+  let ticks = 100
+  try {
+    const out = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim())
+    if (Number.isSafeInteger(out) && out > 0) ticks = out
+  } catch {
+    // no getconf: Linux has used USER_HZ = 100 on every mainstream architecture
+  }
+  cachedTicksPerSecond = ticks
+  return ticks
+}
+
+/** CPU seconds split into user and system for process `pid`. Linux only. */
+export function readProcessCpu (pid: number): CpuSample {
+  const { utimeTicks, stimeTicks } = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  const hz = clockTicksPerSecond()
+  return { userSeconds: utimeTicks / hz, systemSeconds: stimeTicks / hz }
+}
+
+/** User and system CPU seconds. */
+export interface CpuSample {
+  readonly userSeconds: number
+  readonly systemSeconds: number
+}
+
+/** CPU seconds used between two samples of the same process. */
+export function cpuSecondsBetween (before: CpuSample, after: CpuSample): number {
+  return (after.userSeconds - before.userSeconds) + (after.systemSeconds - before.systemSeconds)
+}
+
+/** Machine-wide CPU ticks from the first line of /proc/stat. */
+export interface SystemCpuTicks {
+  /** Every state but idle and iowait (steal included: it is time this VM did not get). */
+  readonly busyTicks: number
+  readonly totalTicks: number
+}
+
+/**
+ * Parses /proc/stat's aggregate `cpu` line: user nice system idle iowait irq softirq
+ * steal guest guest_nice. guest and guest_nice are already inside user and nice.
+ */
+export function parseSystemStat (text: string): SystemCpuTicks {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '))
+  if (line === undefined) throw new TypeError('Expected a "cpu " line in /proc/stat')
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number)
+  if (f.length < 4 || f.some((n) => !Number.isSafeInteger(n))) throw new TypeError(`Expected integer fields on the /proc/stat cpu line, got ${JSON.stringify(line)}`)
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f
+  const busyTicks = user + nice + system + irq + softirq + steal
+  return { busyTicks, totalTicks: busyTicks + idle + iowait }
+}
+
+/** Machine-wide busy CPU seconds so far (all cores). */
+export function readSystemBusySeconds (): number {
+  return parseSystemStat(readFileSync('/proc/stat', 'utf8')).busyTicks / clockTicksPerSecond()
+}
