@@ -32,6 +32,11 @@ export async function main (argv: readonly string[]): Promise<void> {
       const shield = await startShield(config)
       closeOnSignal(() => shield.close())
     },
+    async controlPlane (config: Readonly<StreamedgeConfig>) {
+      const { startControlPlane } = await import('../control-plane/main.ts')
+      const controlPlane = await startControlPlane(config)
+      closeOnSignal(() => controlPlane.close())
+    },
     async start ({ config }) {
       const { startDemo, printDemo } = await import('../bench/demo.ts')
       const demo = await startDemo(config)

@@ -46,6 +46,8 @@ export interface CacheNodeOptions {
   readonly allowSetCookie: boolean
   /** Most ranges answered as multipart/byteranges. */
   readonly maxRanges: number
+  /** A range starting this far beyond what is cached or filling goes upstream alone (0: never). */
+  readonly rangeMissOffsetBytes: number
   /** Bearer token for /admin/ endpoints (purge); they answer 404 when unset. */
   readonly adminToken?: string | undefined
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
@@ -86,6 +88,7 @@ export const CACHE_NODE_DEFAULTS = {
   staleIfErrorSeconds: 0,
   allowSetCookie: false,
   maxRanges: 16,
+  rangeMissOffsetBytes: 1024 * 1024,
   upstreamTimeouts: { connectTimeoutMs: 3000, firstByteTimeoutMs: 10000, idleTimeoutMs: 10000, connections: 128, keepAliveTimeoutMs: 30000 },
   keepAliveTimeoutMs: 5000,
   headersTimeoutMs: 10000,
@@ -169,6 +172,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     staleIfErrorSeconds: options.staleIfErrorSeconds,
     allowSetCookie: options.allowSetCookie,
     maxRanges: options.maxRanges,
+    rangeMissOffsetBytes: options.rangeMissOffsetBytes,
     journal,
     ...(options.now === undefined ? {} : { now: options.now }),
   })

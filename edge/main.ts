@@ -44,6 +44,8 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     staleIfErrorSeconds: edge.cache.staleIfErrorSeconds,
     allowSetCookie: edge.cache.allowSetCookie,
     maxRanges: edge.cache.maxRanges,
+    rangeMissOffsetBytes: edge.cache.rangeMissOffsetBytes,
+    trustedProxies: edge.trustedProxies,
     adminToken: edge.admin.token,
     upstreamTimeouts: {
       connectTimeoutMs: edge.upstream.connectTimeoutMs,

@@ -233,6 +233,102 @@ export class CacheNodeMetrics {
   }
 }
 
+/** What the HLS layer reports at scrape time (index size, prefetch and prefill state). */
+export interface HlsGaugeSource {
+  readonly indexRenditions: number
+  readonly indexSegments: number
+  readonly prefetchInFlight: number
+  readonly prefetchQueued: number
+  /** Prefill jobs by state. */
+  readonly prefillJobs: Readonly<Record<string, number>>
+  /** Segments known to running or waiting prefill jobs and not done yet. */
+  readonly prefillRemaining: number
+}
+
+/**
+ * The HLS catalogue (edge/hls): playlist rules, prefetch and prefill. It is built before
+ * its node exists (the content policy is made while the node starts) and joins the node's
+ * registry with {@link HlsMetrics.registerOn}, so its series carry the node's role and
+ * node labels. Its own registry serves tests.
+ */
+export class HlsMetrics {
+  readonly registry: client.Registry
+  /** Playlists admitted, by type (master, live, vod, blocking, unparsed). */
+  readonly playlists: CounterFamily<'type'>
+  /** Live playlists whose media sequence went backwards: kept the stored one, or accepted after the hold. */
+  readonly regressions: CounterFamily<'action'>
+  /** Background refreshes of fresh live playlists asked for (refresh-ahead). */
+  readonly refreshAhead: CounterFamily<never>
+  /** 404s for segments a live playlist has not published yet, cached briefly. */
+  readonly notPublished: CounterFamily<never>
+  /** Prefetches by outcome (filled, joined, cached, not-stored, failed, dropped). */
+  readonly prefetches: CounterFamily<'outcome'>
+  /** Upstream body bytes fetched by prefetches. */
+  readonly prefetchBytes: CounterFamily<never>
+  /** What became of prefetched segments: hit (a client asked for it) or wasted (nobody did in time). */
+  readonly prefetchUse: CounterFamily<'outcome'>
+  /** Prefill segments by outcome (filled, cached, failed). */
+  readonly prefillSegments: CounterFamily<'outcome'>
+  /** Upstream body bytes fetched by prefill jobs. */
+  readonly prefillBytes: CounterFamily<never>
+  #source: () => HlsGaugeSource | undefined = () => undefined
+
+  constructor () {
+    const registry = new Registry()
+    this.registry = registry
+    const p = 'streamedge_hls_'
+    const family = <L extends string>(name: string, help: string, labels: readonly L[]): CounterFamily<L> => new CounterFamily(registry, `${p}${name}`, help, labels)
+    this.playlists = family('playlists_total', 'Playlists admitted to the cache, by type (master, live, vod, blocking, unparsed)', ['type'])
+    this.regressions = family('media_sequence_regressions_total', 'Live playlists whose media sequence went backwards: kept (the stored one is served) or accepted (after the hold, a restarted stream)', ['action'])
+    this.refreshAhead = family('refresh_ahead_total', 'Background refreshes of fresh live playlists (one per playlist per refresh interval)', [])
+    this.notPublished = family('not_published_total', 'Segment 404s for a live rendition negatively cached for a fraction of the target duration', [])
+    this.prefetches = family('prefetches_total', 'Segment prefetches by outcome (filled, joined, cached, not-stored, failed, dropped)', ['outcome'])
+    this.prefetchBytes = family('prefetch_bytes_total', 'Upstream body bytes fetched by prefetches', [])
+    this.prefetchUse = family('prefetched_segments_total', 'Prefetched segments by what became of them: hit (requested later) or wasted (not requested in time)', ['outcome'])
+    this.prefillSegments = family('prefill_segments_total', 'Prefill segments by outcome (filled, cached: already held, failed)', ['outcome'])
+    this.prefillBytes = family('prefill_bytes_total', 'Upstream body bytes fetched by prefill jobs', [])
+    const source = (): HlsGaugeSource | undefined => this.#source()
+    const gauge = (name: string, help: string, read: (s: HlsGaugeSource) => number): void => {
+      new Gauge({ name: `${p}${name}`, help, registers: [registry], collect () { const s = source(); if (s !== undefined) this.set(read(s)) } })
+    }
+    gauge('index_renditions', 'Media playlists in the rendition index', (s) => s.indexRenditions)
+    gauge('index_segments', 'Segment URIs in the rendition index', (s) => s.indexSegments)
+    gauge('prefetch_in_flight', 'Prefetches under way', (s) => s.prefetchInFlight)
+    gauge('prefetch_queued', 'Prefetches waiting for a slot', (s) => s.prefetchQueued)
+    gauge('prefill_remaining_segments', 'Segments that waiting or running prefill jobs have yet to deal with', (s) => s.prefillRemaining)
+    new Gauge({
+      name: `${p}prefill_jobs`,
+      help: 'Prefill jobs by state (waiting, running, done, failed, cancelled)',
+      labelNames: ['state'],
+      registers: [registry],
+      collect () {
+        const s = source()
+        if (s === undefined) return
+        this.reset()
+        for (const [state, n] of Object.entries(s.prefillJobs)) this.labels({ state }).set(n)
+      },
+    })
+  }
+
+  /** Reads the index, prefetch and prefill gauges at scrape time. */
+  watch (source: () => HlsGaugeSource): void {
+    this.#source = source
+  }
+
+  /** Adds every HLS metric to a node's registry (its default labels apply). */
+  registerOn (registry: client.Registry): void {
+    for (const { name } of this.registry.getMetricsAsArray()) {
+      const metric = this.registry.getSingleMetric(name)
+      if (metric !== undefined && registry.getSingleMetric(name) === undefined) registry.registerMetric(metric)
+    }
+  }
+
+  /** The Prometheus text of the HLS metrics alone. */
+  async render (): Promise<string> {
+    return await this.registry.metrics()
+  }
+}
+
 /** Options of {@link ControlPlaneMetrics}. */
 export interface ControlPlaneMetricsOptions {
   /** Control-plane instance id, a label on every metric. */

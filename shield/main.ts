@@ -58,6 +58,8 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       staleIfErrorSeconds: shield.cache.staleIfErrorSeconds,
       allowSetCookie: shield.cache.allowSetCookie,
       maxRanges: shield.cache.maxRanges,
+      rangeMissOffsetBytes: shield.cache.rangeMissOffsetBytes,
+      trustedProxies: shield.trustedProxies,
       adminToken: shield.admin.token,
       // The pool builds its own connections; these only satisfy the shared options shape.
       upstreamTimeouts: {

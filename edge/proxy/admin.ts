@@ -2,6 +2,7 @@
  * Authenticated operations on a cache node, under `/admin/`:
  * - `POST /admin/purge` with `{"url": "/path?q"}` (that URL, all variants) or
  *   `{"prefix": "/vod/title/"}`; answers `{"purged": <objects removed>}`.
+ * - more routes from `routes` (the HLS layer adds `/admin/prefill` and `/admin/inventory`).
  * Authentication is `Authorization: Bearer <token>`, compared in constant time. With no
  * token configured the endpoints do not exist (404).
  */
@@ -15,6 +16,46 @@ export interface AdminOptions {
   readonly token: string | undefined
   readonly proxy: CacheProxy
   readonly logger: Logger
+  /** Extra endpoints by name: `/admin/<name>` and `/admin/<name>/<rest>`. */
+  readonly routes?: AdminRoutes
+}
+
+/** An authenticated admin request, as an extra route sees it. */
+export interface AdminRequest {
+  readonly method: string
+  /** What follows `/admin/<name>` in the path: '' or '/<more>'. */
+  readonly rest: string
+  readonly query: URLSearchParams
+  /** The JSON body (POST, PUT, PATCH), or undefined when there is none or it is not JSON. */
+  readonly body: unknown
+}
+
+/** An extra route's answer, sent as JSON. */
+export interface AdminAnswer {
+  readonly status: number
+  readonly body: unknown
+  /** For 405 answers. */
+  readonly allow?: string
+}
+
+/** An extra admin endpoint. */
+export interface AdminRoute {
+  handle (req: AdminRequest): AdminAnswer | Promise<AdminAnswer>
+}
+
+/** Extra admin endpoints by name. */
+export type AdminRoutes = ReadonlyMap<string, AdminRoute>
+
+// Routes a content policy registers for its proxy while the node is being built (the
+// policy factory sees the proxy, not the admin handler). Weak: a closed node leaves nothing.
+const REGISTERED = new WeakMap<CacheProxy, AdminRoutes>()
+
+/**
+ * Adds `routes` to the admin endpoints of the node serving `proxy` (for content policies,
+ * which are built inside startCacheNode). Routes given in AdminOptions win.
+ */
+export function registerAdminRoutes (proxy: CacheProxy, routes: AdminRoutes): void {
+  REGISTERED.set(proxy, routes)
 }
 
 /** Largest admin request body we read. */
@@ -34,7 +75,7 @@ export function createAdminHandler (options: AdminOptions): (req: IncomingMessag
       res.setHeader('www-authenticate', 'Bearer')
       return sendJson(res, 401, { error: 'missing or wrong bearer token' })
     }
-    if (req.url !== '/admin/purge') return sendJson(res, 404, { error: `no admin endpoint ${req.url ?? ''}` })
+    if (req.url !== '/admin/purge') return routeExtra(req, res, options)
     if (req.method !== 'POST') {
       res.setHeader('allow', 'POST')
       return sendJson(res, 405, { error: 'use POST' })
@@ -50,6 +91,27 @@ export function createAdminHandler (options: AdminOptions): (req: IncomingMessag
       sendJson(res, 500, { error: 'purge failed' })
     })
   }
+}
+
+/** `/admin/<name>[/<rest>][?query]` to an extra route, or 404. */
+function routeExtra (req: IncomingMessage, res: ServerResponse, options: AdminOptions): void {
+  const url = new URL(req.url ?? '/', 'http://admin.invalid')
+  const tail = url.pathname.slice('/admin/'.length)
+  const slash = tail.indexOf('/')
+  const name = slash < 0 ? tail : tail.slice(0, slash)
+  const route = options.routes?.get(name) ?? REGISTERED.get(options.proxy)?.get(name)
+  if (route === undefined) return sendJson(res, 404, { error: `no admin endpoint ${url.pathname}` })
+  const method = req.method ?? 'GET'
+  const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH'
+  ;(hasBody ? readJson(req) : Promise.resolve(undefined)).then(async (body) => {
+    const answer = await route.handle({ method, rest: slash < 0 ? '' : tail.slice(slash), query: url.searchParams, body })
+    if (answer.allow !== undefined) res.setHeader('allow', answer.allow)
+    sendJson(res, answer.status, answer.body)
+  }).catch((err: unknown) => {
+    if (isCdnError(err, 'CDN_ERR_REQUEST_INVALID')) return sendJson(res, 400, { error: err.message })
+    options.logger.error({ err, path: url.pathname }, 'admin request failed')
+    if (!res.headersSent) sendJson(res, 500, { error: 'admin request failed' })
+  })
 }
 
 function purgeRequest (body: unknown): { url: string } | { prefix: string } | undefined {

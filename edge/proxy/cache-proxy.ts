@@ -18,6 +18,7 @@ import type { Logger } from '../../lib/log.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
+import { parseRangeHeader } from '../../lib/http/range.ts'
 import { makeCacheKey } from '../cache/cache-key.ts'
 import { computeFreshness, isFresh, storability, ttlSeconds } from '../cache/freshness.ts'
 import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
@@ -63,6 +64,12 @@ export interface CacheProxyOptions {
   readonly allowSetCookie: boolean
   /** Most ranges answered as multipart/byteranges; more get the whole body. */
   readonly maxRanges: number
+  /**
+   * A range starting this many bytes beyond what a fill has (or at all, when nothing is
+   * cached or filling) goes upstream as a range request of its own, uncached, instead of
+   * waiting for (and pulling) the whole object up to it. 0 turns the guard off.
+   */
+  readonly rangeMissOffsetBytes: number
   /** Persists purges; without one, purges still apply but do not survive a restart. */
   readonly journal?: PurgeJournal
   /** Via, CDN-Loop and X-Forwarded-For handling (this node's name and trusted proxies). */
@@ -125,7 +132,7 @@ export class CacheProxy {
       const value = options[field]
       if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`Expected options.${field} to be a positive integer, got ${String(value)}`)
     }
-    for (const field of ['maxObjectBytes', 'negativeTtlSeconds', 'negativeTtlMaxSeconds', 'staleIfErrorSeconds'] as const) {
+    for (const field of ['maxObjectBytes', 'negativeTtlSeconds', 'negativeTtlMaxSeconds', 'staleIfErrorSeconds', 'rangeMissOffsetBytes'] as const) {
       const value = options[field]
       if (!Number.isSafeInteger(value) || value < 0) throw new TypeError(`Expected options.${field} to be a non-negative integer, got ${String(value)}`)
     }
@@ -239,6 +246,10 @@ export class CacheProxy {
     const inFlight = this.#fills.get(ex.key!)
     if (inFlight !== undefined) {
       await this.#join(ex, inFlight, false)
+      return
+    }
+    if (this.#rangeBeyondGuard(ex, 0)) {
+      this.#forward(ex, 'miss', { fwd: vary ? 'vary-miss' : 'uri-miss', detail: 'range-offset' })
       return
     }
     await this.#join(ex, this.#startFill(ex, primary, undefined, vary ? 'vary-miss' : 'uri-miss'), true)
@@ -361,6 +372,12 @@ export class CacheProxy {
   /** Attaches a request to a fill and answers it from the fill. */
   async #join (ex: Exchange, job: FillJob, initiator: boolean): Promise<void> {
     const { fill } = job
+    if (!initiator && fill.state !== 'complete' && this.#rangeBeyondGuard(ex, fill.length)) {
+      // The fill is far from this range's first byte: ask upstream for the range alone.
+      this.#o.metrics.collapsed.inc({ outcome: 'range-offset' })
+      this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'range-offset' })
+      return
+    }
     fill.attach()
     ex.phase = initiator ? 'miss' : 'collapsed'
     ex.source = 'fill'
@@ -408,6 +425,20 @@ export class CacheProxy {
       ...collapsed,
     }, initiator ? job.setCookie : undefined)
     this.#policy.onServed(job.primaryKey, head.status)
+  }
+
+  /**
+   * Does this GET ask for a single range starting more than the guard beyond `haveBytes`?
+   * (nginx's proxy_cache_max_range_offset, Squid's range_offset_limit.)
+   */
+  #rangeBeyondGuard (ex: Exchange, haveBytes: number): boolean {
+    const guard = this.#o.rangeMissOffsetBytes
+    const range = ex.req.headers.range
+    if (guard === 0 || range === undefined || ex.req.method !== 'GET') return false
+    const specs = parseRangeHeader(range)
+    if (specs === null || specs.length !== 1) return false
+    const spec = specs[0]!
+    return 'first' in spec && spec.first - haveBytes > guard
   }
 
   /** May a collapsed request be answered with another request's response? */

@@ -125,3 +125,22 @@ t.test('HEAD with Range (RFC 9110 §14.2: range handling is defined for GET only
   t.equal(res.headers['content-range'], undefined)
   t.equal(res.body.length, 0)
 })
+
+t.test('range offset guard: a cold mid-file range goes upstream alone, fast, pulling only its bytes', async (t) => {
+  const { origin, edge } = await setup(t)
+  const size = 188 * 44620 // ~8 MiB
+  const path = `/synthetic/coldrange-${size}.ts`
+  origin.setFault(path, { bytesPerSecond: 4 * 1024 * 1024 }) // the whole object would take ~2 s
+  const start = 6 * 1024 * 1024
+  const res = await fetchRaw(edge.url + path, { headers: { range: `bytes=${start}-${start + 65535}` } })
+  t.equal(res.status, 206)
+  t.ok(res.body.equals(syntheticBody('coldrange', size, 'ts').subarray(start, start + 65536)), 'exact bytes')
+  t.equal(res.headers['content-range'], `bytes ${start}-${start + 65535}/${size}`)
+  t.match(res.headers['cache-status'], /fwd=uri-miss; fwd-status=206; detail=range-offset/)
+  t.ok(res.endAt - res.startedAt < 1000, 'did not wait for the object up to the offset (about 1.5 s at the origin rate)')
+  t.equal(origin.count(path), 1)
+  t.equal(edge.proxy.fillsInFlight, 0, 'no whole-object fill was started')
+  const near = await fetchRaw(edge.url + path, { headers: { range: 'bytes=0-1023' } })
+  t.equal(near.status, 206, 'a range near the start still fills (and caches) the object')
+  t.match(near.headers['cache-status'], /stored/)
+})

@@ -1,0 +1,163 @@
+/**
+ * Regional licensing: rules per content path prefix, evaluated at steering time (and bound
+ * into the token the edges check). The most specific prefix wins; a path no rule covers is
+ * unrestricted.
+ *
+ *   rules:
+ *     - prefix: /vod/match-highlights/     # a title (trailing /: everything below it)
+ *       allow: [DE, AT, CH]                # ISO 3166-1 alpha-2; omit for "everywhere but deny"
+ *       deny: [XK]                         # deny wins over allow
+ *       from: 2025-01-01T00:00:00Z         # optional window, ISO 8601
+ *       until: 2026-01-01T00:00:00Z        # exclusive
+ *       unknown: deny                      # clients with no known country; default deny when
+ *                                          # the rule lists countries, else allow
+ */
+import { isRecord, Problems, readDataFile } from '../data-file.ts'
+
+/** Why a rule refused a client (stable strings: logs, metrics, the 451 body). */
+export type LicenceDenyReason = 'country-denied' | 'country-not-allowed' | 'not-yet-available' | 'expired' | 'unknown-location'
+
+/** One rule. */
+export interface LicenceRule {
+  readonly prefix: string
+  readonly allow?: ReadonlySet<string>
+  readonly deny?: ReadonlySet<string>
+  readonly fromMs?: number
+  readonly untilMs?: number
+  readonly unknown: 'allow' | 'deny'
+}
+
+/** Outcome of {@link LicensingRules.evaluate}. */
+export type LicenceDecision =
+  | { readonly allowed: true, readonly rule: LicenceRule | undefined }
+  | { readonly allowed: false, readonly rule: LicenceRule, readonly reason: LicenceDenyReason }
+
+/** A set of rules indexed by prefix. */
+export class LicensingRules {
+  readonly #byPrefix: ReadonlyMap<string, LicenceRule>
+
+  constructor (rules: readonly LicenceRule[]) {
+    this.#byPrefix = new Map(rules.map((rule) => [rule.prefix, rule]))
+  }
+
+  /** No rules: everything is allowed everywhere. */
+  static empty (): LicensingRules {
+    return new LicensingRules([])
+  }
+
+  get size (): number {
+    return this.#byPrefix.size
+  }
+
+  /** The most specific rule covering `path` (segment-aware: `/vod/a` covers `/vod/a/x`, not `/vod/ab`). */
+  match (path: string): LicenceRule | undefined {
+    if (this.#byPrefix.size === 0) return undefined
+    const exact = this.#byPrefix.get(path)
+    if (exact !== undefined) return exact
+    for (let i = path.lastIndexOf('/'); i >= 0; i = path.lastIndexOf('/', i - 1)) {
+      const withSlash = this.#byPrefix.get(path.slice(0, i + 1))
+      if (withSlash !== undefined) return withSlash
+      if (i > 0) {
+        const without = this.#byPrefix.get(path.slice(0, i))
+        if (without !== undefined) return without
+      }
+      if (i === 0) break
+    }
+    return undefined
+  }
+
+  /** Decides whether a client in `country` (undefined = unknown) may play `path` at `nowMs`. */
+  evaluate (path: string, country: string | undefined, nowMs: number): LicenceDecision {
+    const rule = this.match(path)
+    if (rule === undefined) return { allowed: true, rule }
+    if (rule.fromMs !== undefined && nowMs < rule.fromMs) return { allowed: false, rule, reason: 'not-yet-available' }
+    if (rule.untilMs !== undefined && nowMs >= rule.untilMs) return { allowed: false, rule, reason: 'expired' }
+    if (country === undefined) {
+      return rule.unknown === 'allow' ? { allowed: true, rule } : { allowed: false, rule, reason: 'unknown-location' }
+    }
+    if (rule.deny?.has(country) === true) return { allowed: false, rule, reason: 'country-denied' }
+    if (rule.allow !== undefined && !rule.allow.has(country)) return { allowed: false, rule, reason: 'country-not-allowed' }
+    return { allowed: true, rule }
+  }
+}
+
+/** Reads and validates a licensing file. */
+export function loadLicensingRules (path: string): LicensingRules {
+  return parseLicensingRules(readDataFile(path, 'licensing'), `Invalid licensing file ${path}:`)
+}
+
+/** Validates decoded licensing data; every problem is reported at once. */
+export function parseLicensingRules (data: unknown, prefix = 'Invalid licensing rules:'): LicensingRules {
+  const problems = new Problems(prefix)
+  const list = isRecord(data) ? data['rules'] : undefined
+  if (!Array.isArray(list)) {
+    problems.add('rules', 'a list of rules', list)
+    problems.throwIfAny()
+  }
+  const rules: LicenceRule[] = []
+  const seen = new Set<string>()
+  ;(list as unknown[]).forEach((entry, i) => {
+    const prefix = isRecord(entry) ? entry['prefix'] : undefined
+    if (typeof prefix === 'string') {
+      if (seen.has(prefix)) problems.note(`rules[${i}].prefix ${prefix} is listed twice`)
+      seen.add(prefix)
+    }
+    const rule = parseRule(entry, `rules[${i}]`, problems)
+    if (rule !== undefined) rules.push(rule)
+  })
+  problems.throwIfAny()
+  return new LicensingRules(rules)
+}
+
+const KNOWN_KEYS = new Set(['prefix', 'allow', 'deny', 'from', 'until', 'unknown', 'note'])
+
+function parseRule (entry: unknown, field: string, problems: Problems): LicenceRule | undefined {
+  if (!isRecord(entry)) {
+    problems.add(field, 'a mapping with a prefix', entry)
+    return undefined
+  }
+  const before = problems.count
+  for (const key of Object.keys(entry)) {
+    if (!KNOWN_KEYS.has(key)) problems.note(`${field}.${key} is not a rule field (prefix, allow, deny, from, until, unknown, note)`)
+  }
+  const prefix = entry['prefix']
+  if (typeof prefix !== 'string' || !prefix.startsWith('/') || /[?#\s]|\/\.\.?(?:\/|$)/.test(prefix)) {
+    problems.add(`${field}.prefix`, 'an absolute path prefix without query, dot segments or spaces', prefix)
+  }
+  const allow = countries(entry['allow'], `${field}.allow`, problems)
+  const deny = countries(entry['deny'], `${field}.deny`, problems)
+  const fromMs = instant(entry['from'], `${field}.from`, problems)
+  const untilMs = instant(entry['until'], `${field}.until`, problems)
+  if (fromMs !== undefined && untilMs !== undefined && untilMs <= fromMs) problems.note(`${field}.until must be after ${field}.from`)
+  const unknown = entry['unknown'] ?? (allow !== undefined || deny !== undefined ? 'deny' : 'allow')
+  if (unknown !== 'allow' && unknown !== 'deny') problems.add(`${field}.unknown`, 'allow or deny', unknown)
+  if (problems.count > before) return undefined
+  return {
+    prefix: prefix as string,
+    ...(allow === undefined ? {} : { allow }),
+    ...(deny === undefined ? {} : { deny }),
+    ...(fromMs === undefined ? {} : { fromMs }),
+    ...(untilMs === undefined ? {} : { untilMs }),
+    unknown: unknown as 'allow' | 'deny',
+  }
+}
+
+function countries (value: unknown, field: string, problems: Problems): ReadonlySet<string> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((c) => typeof c === 'string' && /^[A-Z]{2}$/.test(c))) {
+    problems.add(field, 'a list of ISO 3166-1 alpha-2 codes in capitals', value)
+    return undefined
+  }
+  return new Set(value as string[])
+}
+
+function instant (value: unknown, field: string, problems: Problems): number | undefined {
+  if (value === undefined) return undefined
+  // YAML turns unquoted timestamps into Date objects
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'string' && /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN
+  if (!Number.isFinite(ms)) {
+    problems.add(field, 'an ISO 8601 date-time like 2025-01-01T00:00:00Z', value instanceof Date ? 'an invalid date' : value)
+    return undefined
+  }
+  return ms
+}

@@ -1,0 +1,196 @@
+/**
+ * Choosing an edge, in two steps.
+ *
+ * 1. {@link orderGroups} (pure; depends only on where the client is): the cache groups in
+ *    the order to try them. A coverage zone's group comes first; otherwise the group nearest
+ *    the client by great-circle distance. Then that group's configured fallbacks, then every
+ *    other group by distance (Traffic Router's CZF → fallbacks → closest chain, one list).
+ *    {@link planFor} (pure; depends only on that order and the title) ranks each group's
+ *    edges in rendezvous order for the title. Many client prefixes share one group order, so
+ *    plans keyed by (order, title) are reused across clients.
+ * 2. {@link pickNode} (per request, reads live health and load): the first available edge in
+ *    plan order that is within its bounded-load share. A group whose edges are all down,
+ *    draining, offline or overloaded is skipped, so overload spills to the next group. Every
+ *    edge looked at is recorded with the reason it was passed over (the explain output).
+ *
+ * {@link rankPathways} orders the same plan for an HLS steering manifest.
+ */
+import { greatCircleKm, type LatLon } from '../geo/great-circle.ts'
+import type { NodeStatus } from '../health/health-tracker.ts'
+import type { Inventory, NodeSpec } from '../health/node-inventory.ts'
+import { loadBound, rendezvousRank } from './rendezvous.ts'
+
+/** Where steering starts: a group (coverage zone, default group), a point (GeoIP), or both. */
+export interface SteeringStart {
+  readonly group?: string | undefined
+  readonly point?: LatLon | undefined
+}
+
+/** Why a group is in the plan. */
+export type GroupVia = 'zone' | 'nearest' | 'fallback' | 'distance'
+
+/** The groups to try for a location, and a key naming that order (plans are cached by it). */
+export interface GroupOrder {
+  readonly key: string
+  readonly groups: ReadonlyArray<{ readonly id: string, readonly via: GroupVia }>
+}
+
+/** One group of a plan. */
+export interface PlannedGroup {
+  readonly id: string
+  readonly via: GroupVia
+  /** The group's edges, best first for this title. */
+  readonly nodes: readonly NodeSpec[]
+}
+
+/** The groups to try, in order. */
+export interface SteeringPlan {
+  readonly groups: readonly PlannedGroup[]
+}
+
+/** Live node state the pick reads. */
+export interface HealthLookup {
+  statusOf (id: string): NodeStatus
+  loadOf (id: string): number
+}
+
+/** Why a candidate was or was not chosen. */
+export type CandidateVerdict = 'chosen' | 'over-share' | Exclude<NodeStatus, 'available'>
+
+/** One edge as the pick saw it. */
+export interface CandidateExplain {
+  readonly node: string
+  readonly group: string
+  readonly via: GroupVia
+  /** From the client's position to the group, when the client has one (added by the caller). */
+  readonly distanceKm?: number
+  readonly status: NodeStatus
+  readonly load: number
+  /** The bounded-load limit it was held to (available edges only). */
+  readonly bound?: number
+  readonly verdict: CandidateVerdict
+}
+
+/** The pick. */
+export interface Selection {
+  readonly chosen: NodeSpec | undefined
+  readonly group: string | undefined
+  readonly candidates: readonly CandidateExplain[]
+}
+
+/** Builds the plan for a start and a title (the rendezvous key). */
+export function planSteering (start: SteeringStart, title: string, inventory: Inventory): SteeringPlan {
+  return planFor(orderGroups(start, inventory), title, inventory)
+}
+
+/** The groups to try, in order, for a starting point (only groups with edges). */
+export function orderGroups (start: SteeringStart, inventory: Inventory): GroupOrder {
+  const order: Array<{ id: string, via: GroupVia }> = []
+  const seen = new Set<string>()
+  const push = (id: string, via: GroupVia): void => {
+    if (seen.has(id) || !inventory.groups.has(id)) return
+    seen.add(id)
+    order.push({ id, via })
+  }
+  const from = start.point ?? (start.group === undefined ? undefined : inventory.groups.get(start.group))
+  // zone-only groups (ISP appliances) are never chosen for being near
+  const open = [...inventory.groups.values()].filter((g) => !g.zoneOnly)
+  const byDistance = from === undefined
+    ? open.map((g) => g.id)
+    : open.map((g) => ({ id: g.id, d: greatCircleKm(from, g) })).sort((a, b) => a.d - b.d || (a.id < b.id ? -1 : 1)).map((g) => g.id)
+  const first = start.group !== undefined && inventory.groups.has(start.group)
+    ? { id: start.group, via: 'zone' as const }
+    : byDistance.map((id) => ({ id, via: 'nearest' as const })).find((g) => (inventory.edgesByGroup.get(g.id)?.length ?? 0) > 0)
+  if (first !== undefined) {
+    push(first.id, first.via)
+    for (const fallback of inventory.groups.get(first.id)?.fallbacks ?? []) push(fallback, 'fallback')
+  }
+  for (const id of byDistance) push(id, 'distance')
+  const groups = order.filter((g) => (inventory.edgesByGroup.get(g.id)?.length ?? 0) > 0)
+  return { key: groups.map((g) => `${g.id}:${g.via}`).join(','), groups }
+}
+
+/** Ranks every group's edges for the title. */
+export function planFor (order: GroupOrder, title: string, inventory: Inventory): SteeringPlan {
+  const groups: PlannedGroup[] = []
+  for (const { id, via } of order.groups) {
+    const edges = inventory.edgesByGroup.get(id) ?? []
+    const ranked = rendezvousRank(title, edges.map((node) => ({ id: node.id, weight: node.capacity.connections, node })))
+    groups.push({ id, via, nodes: ranked.map((r) => r.node) })
+  }
+  return { groups }
+}
+
+/** Adds each candidate's distance from `point` to its group (for explanations). */
+export function withDistances (candidates: readonly CandidateExplain[], point: LatLon | undefined, inventory: Inventory): CandidateExplain[] {
+  if (point === undefined) return [...candidates]
+  return candidates.map((c) => {
+    const group = inventory.groups.get(c.group)
+    return group === undefined ? c : { ...c, distanceKm: Math.round(greatCircleKm(point, group)) }
+  })
+}
+
+/**
+ * The edge for one new session. `slack` is the bounded-load ε (0.25 lets a node carry 25 %
+ * over its weighted share of the group's load before the title moves to its next choice).
+ */
+export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: number): Selection {
+  const candidates: CandidateExplain[] = []
+  for (const group of plan.groups) {
+    let groupLoad = 0
+    let groupWeight = 0
+    const loads = new Map<string, number>()
+    for (const node of group.nodes) {
+      if (health.statusOf(node.id) !== 'available') continue
+      const load = health.loadOf(node.id)
+      loads.set(node.id, load)
+      groupLoad += load
+      groupWeight += node.capacity.connections
+    }
+    let fallback: { node: NodeSpec, ratio: number, index: number } | undefined
+    for (const node of group.nodes) {
+      const status = health.statusOf(node.id)
+      const base = { node: node.id, group: group.id, via: group.via, status }
+      const load = loads.get(node.id)
+      if (status !== 'available' || load === undefined) {
+        candidates.push({ ...base, load: health.loadOf(node.id), verdict: status as Exclude<NodeStatus, 'available'> })
+        continue
+      }
+      const bound = loadBound(groupLoad, groupWeight, node.capacity.connections, slack)
+      if (load + 1 <= bound) {
+        candidates.push({ ...base, load, bound, verdict: 'chosen' })
+        return { chosen: node, group: group.id, candidates }
+      }
+      candidates.push({ ...base, load, bound, verdict: 'over-share' })
+      const ratio = (load + 1) / node.capacity.connections
+      if (fallback === undefined || ratio < fallback.ratio) fallback = { node, ratio, index: candidates.length - 1 }
+    }
+    if (fallback !== undefined) {
+      // Every available edge is past its share (possible with very uneven weights): balance
+      // within the group rather than spill a group that still has room.
+      const picked = candidates[fallback.index]
+      if (picked !== undefined) candidates[fallback.index] = { ...picked, verdict: 'chosen' }
+      return { chosen: fallback.node, group: group.id, candidates }
+    }
+  }
+  return { chosen: undefined, group: undefined, candidates }
+}
+
+/**
+ * Steering-manifest order: the pick first, then the other available edges in plan order,
+ * then overloaded ones (still better than nothing). Down, unknown, not-ready, stale, draining
+ * and offline edges are left out, so players move off them at the next reload.
+ */
+export function rankPathways (plan: SteeringPlan, health: HealthLookup, first: NodeSpec | undefined, max: number): NodeSpec[] {
+  const out: NodeSpec[] = first === undefined ? [] : [first]
+  const overloaded: NodeSpec[] = []
+  for (const group of plan.groups) {
+    for (const node of group.nodes) {
+      if (node === first) continue
+      const status = health.statusOf(node.id)
+      if (status === 'available') out.push(node)
+      else if (status === 'overloaded') overloaded.push(node)
+    }
+  }
+  return [...out, ...overloaded].slice(0, max)
+}

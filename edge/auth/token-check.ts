@@ -1,0 +1,123 @@
+/**
+ * Token enforcement at the top of the edge pipeline (pure and allocation-light: it runs on
+ * every request when `edge.token.required` is set).
+ *
+ * A token travels in the path, `/t/<token>/vod/title/360p/seg-1.ts`, so a player resolving
+ * relative playlist URIs (`360p/index.m3u8`, `seg-1.ts`) stays under `/t/<token>/vod/title/`
+ * and keeps it (RFC 3986 §5.2). A `se_token` query parameter is accepted too (absolute URIs
+ * written by someone else). The check returns the URL without the token: that is what the
+ * cache key and the upstream see, so every viewer shares one cached copy.
+ */
+import { normalizeIp } from '../../lib/net/ip-address.ts'
+import {
+  TOKEN_PATH_SEGMENT, TOKEN_QUERY_PARAM, type TokenClaims, type TokenRejectReason, type TokenVerifier
+} from '../../lib/protocol/token.ts'
+
+/** Where the token was found. */
+export type TokenSource = 'path' | 'query'
+
+/** A URL split into its token and the rest. */
+export interface SplitUrl {
+  /** The token, or undefined when the URL carries none. */
+  readonly token: string | undefined
+  readonly source: TokenSource | undefined
+  /** The URL without the token: path and the remaining query (`/vod/t/seg.ts?x=1`). */
+  readonly url: string
+  /** Just the path of `url`, still percent-encoded. */
+  readonly path: string
+}
+
+/** Outcome of {@link checkRequestToken}. */
+export type TokenCheckResult =
+  | {
+    readonly ok: true
+    /** The request URL without the token (path + remaining query): serve and cache this. */
+    readonly path: string
+    readonly claims: TokenClaims
+    readonly token: string
+    readonly source: TokenSource
+  }
+  | { readonly ok: false, readonly status: 403, readonly reason: TokenRejectReason | 'missing' }
+
+const PATH_PREFIX = `/${TOKEN_PATH_SEGMENT}/`
+const QUERY_KEY = `${TOKEN_QUERY_PARAM}=`
+
+/**
+ * Verifies the token of a request. `rawUrl` is `req.url` (origin-form, or absolute-form from
+ * a proxy); `clientIp` is the peer address (IPv4-mapped IPv6 is fine). Answers 403 for a
+ * missing, malformed, forged, expired or out-of-scope token, or a path that could escape the
+ * token's scope once decoded (`..`, `%2e%2e`, `%2F`).
+ */
+export function checkRequestToken (rawUrl: string, clientIp: string | undefined, verifier: TokenVerifier, nowMs: number): TokenCheckResult {
+  const split = splitRequestToken(rawUrl)
+  if (split.token === undefined || split.source === undefined) return { ok: false, status: 403, reason: 'missing' }
+  const ip = clientIp === undefined ? undefined : normalizeIp(clientIp)
+  const result = verifier.verify(split.token, { nowMs, path: split.path, clientIp: ip })
+  if (!result.ok) return { ok: false, status: 403, reason: result.reason }
+  return { ok: true, path: split.url, claims: result.claims, token: split.token, source: split.source }
+}
+
+/**
+ * Separates the token from a request URL without verifying it: the path form wins over the
+ * query form; the query parameter is removed either way so it never reaches a cache key.
+ */
+export function splitRequestToken (rawUrl: string): SplitUrl {
+  let url = originForm(rawUrl)
+  let token: string | undefined
+  let source: TokenSource | undefined
+  if (url.startsWith(PATH_PREFIX)) {
+    const end = url.indexOf('/', PATH_PREFIX.length)
+    const stop = end < 0 ? endOfPath(url) : end
+    token = url.slice(PATH_PREFIX.length, stop)
+    source = 'path'
+    url = end < 0 ? `/${url.slice(stop)}` : url.slice(end)
+  }
+  const q = url.indexOf('?')
+  if (q >= 0 && url.includes(QUERY_KEY, q)) {
+    const { value, rest } = takeQueryParam(url.slice(q + 1))
+    if (token === undefined && value !== undefined) {
+      token = value
+      source = 'query'
+    }
+    url = rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`
+  }
+  const pathEnd = url.indexOf('?')
+  return { token: token === '' ? undefined : token, source: token === '' ? undefined : source, url, path: pathEnd < 0 ? url : url.slice(0, pathEnd) }
+}
+
+/** Strips `scheme://authority` from an absolute-form request target (RFC 9112 §3.2.2). */
+function originForm (rawUrl: string): string {
+  if (rawUrl.startsWith('/')) return rawUrl
+  const scheme = rawUrl.indexOf('://')
+  if (scheme < 0) return rawUrl
+  const slash = rawUrl.indexOf('/', scheme + 3)
+  return slash < 0 ? '/' : rawUrl.slice(slash)
+}
+
+function endOfPath (url: string): number {
+  const q = url.indexOf('?')
+  return q < 0 ? url.length : q
+}
+
+/** Removes every `se_token` parameter, keeping the others byte for byte; returns the first value. */
+function takeQueryParam (query: string): { value: string | undefined, rest: string } {
+  let value: string | undefined
+  const kept: string[] = []
+  for (const pair of query.split('&')) {
+    if (pair.startsWith(QUERY_KEY)) {
+      value ??= safeDecode(pair.slice(QUERY_KEY.length))
+      continue
+    }
+    kept.push(pair)
+  }
+  return { value, rest: kept.join('&') }
+}
+
+function safeDecode (text: string): string {
+  // base64url never needs escaping; a token that does is malformed and fails verification
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Licensing rules: most specific prefix, allow and deny lists, validity windows, the
+ * unknown-location policy and its default, and files with mistakes.
+ */
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { loadLicensingRules, parseLicensingRules } from '../../../control-plane/licensing/licensing-rules.ts'
+import { tempDir } from '../../helpers/cache-node.ts'
+
+const JAN_2026 = Date.parse('2026-01-01T00:00:00Z')
+const rules = parseLicensingRules({
+  rules: [
+    { prefix: '/vod/', deny: ['KP'], unknown: 'allow' },
+    { prefix: '/vod/dach/', allow: ['DE', 'AT', 'CH'] },
+    { prefix: '/vod/dach/trailer', unknown: 'allow' },
+    { prefix: '/vod/window/', from: '2026-01-01T00:00:00Z', until: '2026-02-01T00:00:00Z', allow: ['FR'], deny: ['FR'] },
+    { prefix: '/live', allow: ['US'], unknown: 'allow' },
+  ],
+})
+
+t.test('the most specific prefix decides, segment-aware', async (t) => {
+  t.equal(rules.match('/vod/dach/film/master.m3u8')?.prefix, '/vod/dach/')
+  t.equal(rules.match('/vod/dach/trailer/seg.ts')?.prefix, '/vod/dach/trailer')
+  t.equal(rules.match('/vod/dach/trailers/seg.ts')?.prefix, '/vod/dach/', '/vod/dach/trailer does not cover /vod/dach/trailers')
+  t.equal(rules.match('/vod/other/x.ts')?.prefix, '/vod/')
+  t.equal(rules.match('/live/ch1/index.m3u8')?.prefix, '/live')
+  t.equal(rules.match('/livestream/x')?.prefix, undefined)
+  t.equal(rules.match('/music/x.mp3'), undefined)
+})
+
+t.test('allow and deny lists, windows and unknown locations', async (t) => {
+  const cases: Array<[string, string | undefined, number, boolean, string | undefined]> = [
+    ['/vod/dach/film/a.ts', 'DE', JAN_2026, true, undefined],
+    ['/vod/dach/film/a.ts', 'FR', JAN_2026, false, 'country-not-allowed'],
+    ['/vod/dach/film/a.ts', undefined, JAN_2026, false, 'unknown-location'],
+    ['/vod/dach/trailer/a.ts', undefined, JAN_2026, true, undefined],
+    ['/vod/other/a.ts', 'KP', JAN_2026, false, 'country-denied'],
+    ['/vod/other/a.ts', 'FR', JAN_2026, true, undefined],
+    ['/vod/other/a.ts', undefined, JAN_2026, true, undefined],
+    ['/vod/window/a.ts', 'FR', JAN_2026 - 1, false, 'not-yet-available'],
+    ['/vod/window/a.ts', 'FR', JAN_2026, false, 'country-denied'],
+    ['/vod/window/a.ts', 'DE', JAN_2026 + 1000, false, 'country-not-allowed'],
+    ['/vod/window/a.ts', 'FR', Date.parse('2026-02-01T00:00:00Z'), false, 'expired'],
+    ['/vod/window/a.ts', undefined, JAN_2026, false, 'unknown-location'],
+    ['/live/a.ts', undefined, JAN_2026, true, undefined],
+    ['/music/a.mp3', undefined, JAN_2026, true, undefined],
+  ]
+  for (const [path, country, now, allowed, reason] of cases) {
+    const decision = rules.evaluate(path, country, now)
+    t.equal(decision.allowed, allowed, `${path} ${country ?? '??'} → ${allowed ? 'allowed' : reason}`)
+    if (!decision.allowed) t.equal(decision.reason, reason)
+  }
+})
+
+t.test('unknown defaults to deny for rules that list countries, allow otherwise', async (t) => {
+  const r = parseLicensingRules({ rules: [{ prefix: '/a/', allow: ['DE'] }, { prefix: '/b/', deny: ['DE'] }, { prefix: '/c/', until: '2030-01-01T00:00:00Z' }] })
+  t.equal(r.match('/a/x')?.unknown, 'deny')
+  t.equal(r.match('/b/x')?.unknown, 'deny')
+  t.equal(r.match('/c/x')?.unknown, 'allow')
+})
+
+t.test('mistakes are refused together', async (t) => {
+  const bad = { rules: [{ prefix: 'vod/' }, { prefix: '/a/', allow: ['de'], unknown: 'maybe', colour: 'red' }, { prefix: '/b/', from: '2026-02-01T00:00:00Z', until: '2026-01-01T00:00:00Z' }, { prefix: '/b/' }, { prefix: '/c/', from: 'soon' }] }
+  try {
+    parseLicensingRules(bad)
+    t.fail('should throw')
+  } catch (err) {
+    const message = (err as Error).message
+    for (const fragment of ['rules[0].prefix', 'rules[1].allow', 'rules[1].unknown must be allow or deny', 'rules[1].colour is not a rule field', 'rules[2].until must be after', 'rules[3].prefix /b/ is listed twice', 'rules[4].from must be an ISO 8601']) t.match(message, fragment)
+  }
+  t.throws(() => parseLicensingRules({ rule: [] }), /rules must be a list/)
+})
+
+t.test('YAML files load (timestamps included)', async (t) => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'licensing.yaml')
+  await writeFile(file, 'rules:\n  - prefix: /vod/x/\n    allow: [DE]\n    from: 2026-01-01T00:00:00Z\n')
+  const loaded = loadLicensingRules(file)
+  t.equal(loaded.evaluate('/vod/x/a.ts', 'DE', JAN_2026 - 1).allowed, false)
+  t.equal(loaded.evaluate('/vod/x/a.ts', 'DE', JAN_2026).allowed, true)
+  const example = loadLicensingRules(new URL('../../../config/examples/control-plane/licensing.yaml', import.meta.url).pathname)
+  t.ok(example.size >= 3, 'the example file loads')
+})
