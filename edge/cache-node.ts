@@ -14,6 +14,10 @@ import { CacheProxy } from './proxy/cache-proxy.ts'
 import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
 import { Forwarding } from './proxy/forwarding.ts'
+import { AccessGate } from './proxy/access-gate.ts'
+import { HeartbeatClient } from '../lib/protocol/heartbeat-client.ts'
+import type { TokenVerifier } from '../lib/protocol/token.ts'
+import { steeringTransform } from './hls/steering-transform.ts'
 import type { ContentPolicy } from './proxy/content-policy.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
@@ -52,6 +56,13 @@ export interface CacheNodeOptions {
   readonly adminToken?: string | undefined
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
   readonly trustedProxies?: readonly string[]
+  /** Playback tokens: verified on every request when required (403 otherwise), always stripped from URLs. */
+  readonly token?: { readonly required: boolean, readonly verifier: TokenVerifier } | undefined
+  /**
+   * The control plane: heartbeats go to it (when a key is set), and master playlists get
+   * EXT-X-CONTENT-STEERING pointing at it.
+   */
+  readonly controlPlane?: { readonly url: string, readonly heartbeatKey?: string | undefined, readonly heartbeatIntervalMs: number } | undefined
   /** Content-aware rules (HLS), given the node's proxy so prefetchers can warm objects through it. */
   readonly contentPolicy?: (proxy: CacheProxy, metrics: CacheNodeMetrics) => ContentPolicy
   readonly upstreamTimeouts: {
@@ -154,9 +165,14 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     metrics.watchUpstreams(() => health())
   }
   const cacheName = `streamedge-${options.id}`
+  const forwarding = new Forwarding({ name: cacheName, trustedProxies: options.trustedProxies ?? [] })
+  const gate = new AccessGate({ token: options.token, forwarding, metrics, logger, cacheName, now: options.now ?? Date.now })
+  const controlPlaneUrl = options.controlPlane?.url
+  const steering = controlPlaneUrl === undefined ? undefined : steeringTransform(controlPlaneUrl, options.id, (req) => gate.tokenOf(req))
   const proxy = new CacheProxy({
     cacheName,
-    forwarding: new Forwarding({ name: cacheName, trustedProxies: options.trustedProxies ?? [] }),
+    forwarding,
+    ...(steering === undefined ? {} : { bodyTransform: steering }),
     ...(options.contentPolicy === undefined ? {} : { contentPolicy: (proxy: CacheProxy) => options.contentPolicy!(proxy, metrics) }),
     store: tiered,
     upstream,
@@ -179,7 +195,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   const server = new NodeServer({
     listen: options.listen,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
-    handler: (req, res) => proxy.handle(req, res),
+    handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
@@ -189,6 +205,24 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   })
   const { url, httpsUrl } = await server.listen()
   logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
+  const heartbeat = options.controlPlane?.heartbeatKey === undefined
+    ? undefined
+    : new HeartbeatClient({
+      controlPlaneUrl: options.controlPlane.url,
+      key: options.controlPlane.heartbeatKey,
+      nodeId: options.id,
+      role: options.role,
+      intervalMs: options.controlPlane.heartbeatIntervalMs,
+      logger,
+      sample: () => ({
+        ready: true,
+        connections: server.connections,
+        egressBytesTotal: proxy.servedBytesTotal,
+        memoryFill: memory.sizeBytes / options.memoryMaxBytes,
+        diskFill: disk.sizeBytes / options.diskMaxBytes,
+      }),
+    })
+  heartbeat?.start()
   const store = tiered
   return {
     url,
@@ -198,6 +232,8 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     proxy,
     logger,
     async close () {
+      // Tell the control plane first, so new sessions go elsewhere while this node drains.
+      await heartbeat?.stop()
       await server.close(options.shutdownGraceMs)
       await upstream.close()
       await store.close()

@@ -4,8 +4,10 @@
  */
 import { readFileSync } from 'node:fs'
 import type { StreamedgeConfig } from '../config/params.ts'
+import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
-import { startCacheNode, type RunningCacheNode } from './cache-node.ts'
+import { parseTokenKeys, TokenVerifier } from '../lib/protocol/token.ts'
+import { startCacheNode, type CacheNodeOptions, type RunningCacheNode } from './cache-node.ts'
 import { UpstreamChain } from './proxy/upstream-chain.ts'
 import { HttpUpstream } from './proxy/upstream.ts'
 
@@ -46,6 +48,10 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     maxRanges: edge.cache.maxRanges,
     rangeMissOffsetBytes: edge.cache.rangeMissOffsetBytes,
     trustedProxies: edge.trustedProxies,
+    ...tokenOptions(edge),
+    ...(edge.controlPlane.url === undefined
+      ? {}
+      : { controlPlane: { url: edge.controlPlane.url, heartbeatKey: edge.controlPlane.heartbeatKey, heartbeatIntervalMs: edge.controlPlane.heartbeatIntervalMs } }),
     adminToken: edge.admin.token,
     upstreamTimeouts: {
       connectTimeoutMs: edge.upstream.connectTimeoutMs,
@@ -80,4 +86,13 @@ function shieldChain (edge: Readonly<StreamedgeConfig>['edge'], origin: string, 
     probe: edge.shield.probe.intervalMs === 0 ? undefined : { ...edge.shield.probe },
     logger,
   })
+}
+
+/** Playback-token checking from `edge.token.*`; required tokens without keys cannot work, so they refuse to start. */
+function tokenOptions (edge: Readonly<StreamedgeConfig>['edge']): Pick<CacheNodeOptions, 'token'> {
+  if (edge.token.keys.length === 0) {
+    if (edge.token.required) throw new CdnError('CDN_ERR_CONFIG_INVALID', 'Invalid config: edge.token.required is true but edge.token.keys is empty: give the control plane\'s token keys (kid:secret)')
+    return {}
+  }
+  return { token: { required: edge.token.required, verifier: new TokenVerifier(parseTokenKeys(edge.token.keys, 'edge.token.keys'), { leewaySeconds: 30 }) } }
 }

@@ -104,6 +104,8 @@ export class CacheNodeMetrics {
   readonly revalidations: CounterFamily<'outcome'>
   /** Purges by kind (url, prefix) and invalidations by unsafe methods (kind invalidation). */
   readonly purges: CounterFamily<'kind'>
+  /** Requests refused for a missing or bad playback token, by reason. */
+  readonly tokenRejections: CounterFamily<'reason'>
   readonly #fillsInFlight: client.Gauge
   readonly #storeBytes: client.Gauge<'tier'>
   readonly #storeObjects: client.Gauge<'tier'>
@@ -138,6 +140,7 @@ export class CacheNodeMetrics {
     this.staleServed = new CounterFamily(registry, `${p}stale_served_total`, 'Stale responses served, by reason (stale-while-revalidate, stale-if-error, max-stale)', ['reason'])
     this.revalidations = new CounterFamily(registry, `${p}revalidations_total`, 'Conditional revalidations upstream, by outcome (not-modified, modified, failed)', ['outcome'])
     this.purges = new CounterFamily(registry, `${p}purges_total`, 'Purges by kind (url, prefix) and invalidations after unsafe methods (invalidation)', ['kind'])
+    this.tokenRejections = new CounterFamily(registry, `${p}token_rejections_total`, 'Requests refused with 403 for a missing, forged, expired or out-of-scope playback token, by reason', ['reason'])
     // Gauges read their sources at scrape time: nothing to keep in step on the hot path.
     const fillsInFlight = (): number => this.#fillsInFlightSource()
     this.#fillsInFlight = new Gauge({

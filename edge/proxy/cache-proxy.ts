@@ -74,6 +74,11 @@ export interface CacheProxyOptions {
   readonly journal?: PurgeJournal
   /** Via, CDN-Loop and X-Forwarded-For handling (this node's name and trusted proxies). */
   readonly forwarding: Forwarding
+  /**
+   * Per-request body rewriting (the master-playlist steering tag): given the request and
+   * its URL, a function that rewrites a whole 200 body, or undefined for none.
+   */
+  readonly bodyTransform?: (req: IncomingMessage, url: string) => ((body: Buffer) => Buffer | undefined) | undefined
   /** Content-aware rules (HLS), or a factory given this proxy (for prefetching through `warm`); a plain HTTP cache without. */
   readonly contentPolicy?: ContentPolicy | ((proxy: CacheProxy) => ContentPolicy)
   /** Wall clock in ms (injectable for tests). */
@@ -126,6 +131,7 @@ export class CacheProxy {
   readonly #strip: ReadonlySet<string>
   readonly #policy: ContentPolicy
   #nextId = 0
+  #servedBytes = 0
 
   constructor (options: CacheProxyOptions) {
     for (const field of ['lockTimeoutMs', 'maxRanges'] as const) {
@@ -146,6 +152,9 @@ export class CacheProxy {
 
   /** Fills in flight (for metrics and tests). */
   get fillsInFlight (): number { return this.#fills.size }
+
+  /** Body bytes sent to clients since start (heartbeats report it as egress). */
+  get servedBytesTotal (): number { return this.#servedBytes }
 
   /** Handles one client request; never throws. */
   handle (req: IncomingMessage, res: ServerResponse): void {
@@ -194,12 +203,13 @@ export class CacheProxy {
 
   #begin (req: IncomingMessage, res: ServerResponse): Exchange {
     const url = req.url ?? '/'
+    const path = url.startsWith('/') ? url : absoluteFormPath(url)
     const ex: Exchange = {
       id: ++this.#nextId,
       req,
       res,
       startMs: this.#now(),
-      path: url.startsWith('/') ? url : absoluteFormPath(url),
+      path,
       key: undefined,
       phase: 'miss',
       source: 'none',
@@ -212,6 +222,7 @@ export class CacheProxy {
       cacheName: this.#o.cacheName,
       via: this.#o.forwarding.via,
       maxRanges: this.#o.maxRanges,
+      transform: this.#o.bodyTransform?.(req, path),
       now: this.#now,
     }
     res.once('close', () => this.#end(ex))
@@ -850,7 +861,10 @@ export class CacheProxy {
     const status = ex.status === 0 ? res.statusCode : ex.status
     const completed = res.writableFinished
     metrics.requests.inc({ phase: ex.phase, status })
-    if (ex.bytes > 0) metrics.servedBytes.inc({ source: ex.source }, ex.bytes)
+    if (ex.bytes > 0) {
+      this.#servedBytes += ex.bytes
+      metrics.servedBytes.inc({ source: ex.source }, ex.bytes)
+    }
     if (!completed && ex.error === undefined) metrics.clientAborts.inc({ phase: ex.phase })
     if (!this.#o.accessLog) return
     this.#o.logger.info({

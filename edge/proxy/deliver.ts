@@ -17,6 +17,7 @@ import { ageHeaderValue } from '../cache/freshness.ts'
 import { storedDirectives } from '../cache/reuse-policy.ts'
 import { FillCursor, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
+import { CORS_HEADERS } from './access-gate.ts'
 import type { CachePhase } from './cache-proxy.ts'
 import type { UpstreamResponse } from './upstream.ts'
 
@@ -46,6 +47,11 @@ export interface Exchange {
   readonly via: string
   /** Most ranges answered as multipart/byteranges. */
   readonly maxRanges: number
+  /**
+   * Rewrites a whole 200 body for this client (the master-playlist steering tag carries
+   * the session's token): returns the new body, or undefined to send the stored one.
+   */
+  readonly transform: ((body: Buffer) => Buffer | undefined) | undefined
   readonly now: () => number
 }
 
@@ -53,7 +59,7 @@ export interface Exchange {
 export type StatusFields = Omit<CacheStatusEntry, 'cache'>
 
 /** Headers we compute per response and never copy from the stored set. */
-const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-range', 'via'])
+const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-range', 'via', 'access-control-allow-origin', 'access-control-expose-headers'])
 
 /** RFC 9110 §15.4.5: what a 304 carries of the 200 it stands for. */
 const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
@@ -106,6 +112,7 @@ function buildHeaders (ex: Exchange, stored: StoredHeaders, status: StatusFields
   out.push('cache-status', appendCacheStatus(headerValue(stored['cache-status']), formatCacheStatus({ cache: ex.cacheName, ...status })))
   const via = headerValue(stored.via)
   out.push('via', via === undefined ? ex.via : `${via}, ${ex.via}`)
+  out.push(...CORS_HEADERS)
   return out
 }
 
@@ -118,7 +125,7 @@ function write304 (ex: Exchange, stored: StoredHeaders, status: StatusFields, ag
     else for (const v of value) headers.push(name, v)
   }
   if (age !== undefined) headers.push('age', age)
-  headers.push('cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }))
+  headers.push('cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }), ...CORS_HEADERS)
   ex.status = 304
   ex.res.writeHead(304, headers)
   ex.res.end()
@@ -131,12 +138,20 @@ function write416 (ex: Exchange, size: number, status: StatusFields): void {
     'content-type', 'text/plain; charset=utf-8',
     'content-length', '22',
     'cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }),
+    ...CORS_HEADERS,
   ])
   ex.res.end('Range Not Satisfiable\n')
 }
 
 /** Answers from a stored object (memory Buffer or disk stream). */
 export function deliverObject (ex: Exchange, object: StoredObject, status: StatusFields): void {
+  if (ex.transform !== undefined && object.body !== null && object.meta.status === 200) {
+    const rewritten = ex.transform(object.body)
+    if (rewritten !== undefined) {
+      deliverRewritten(ex, object.meta, rewritten, status)
+      return
+    }
+  }
   const meta: ObjectMeta = object.meta
   const now = ex.now()
   const age = ageHeaderValue(meta, now)
@@ -188,6 +203,27 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
   pipeline(stream, res, (err) => {
     if (err !== undefined && err !== null && !res.destroyed) res.destroy(err)
   })
+}
+
+/**
+ * A body rewritten for this client: sent whole (Range ignored: the stored body's offsets
+ * do not apply), with a weak ETag (RFC 9110 §8.8.1: same meaning, other bytes) and no
+ * conditional 304 (the rewrite may differ per session).
+ */
+function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields): void {
+  const stored = meta.headers
+  const etag = headerValue(stored.etag)
+  const headers = buildHeaders(ex, stored, status, ['etag', 'accept-ranges'])
+  if (etag !== undefined) headers.push('etag', etag.startsWith('W/') ? etag : `W/${etag}`)
+  headers.push('age', ageHeaderValue(meta, ex.now()), 'content-length', String(body.length))
+  ex.status = 200
+  ex.res.writeHead(200, headers)
+  if (ex.req.method === 'HEAD') {
+    ex.res.end()
+    return
+  }
+  ex.bytes += body.length
+  ex.res.end(body)
 }
 
 /**
@@ -249,8 +285,8 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
   const total = fill.totalBytes
   const rangeAsked = ex.req.headers.range !== undefined && head.status === 200 && ex.req.method !== 'HEAD'
-  if (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range))) {
-    // Several ranges, or a range of a body of unknown length: answer once the body is whole.
+  if ((ex.transform !== undefined && head.status === 200) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
+    // A body to rewrite, several ranges, or a range of a body of unknown length: answer once the body is whole.
     void fill.settled().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error)
       else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
@@ -373,6 +409,7 @@ export function deliverStatus (ex: Exchange, code: number, body: string, status:
     'cache-control', 'no-store',
     'cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }),
     'via', ex.via,
+    ...CORS_HEADERS,
   ]
   if (retryAfterSeconds !== undefined) headers.push('retry-after', String(retryAfterSeconds))
   ex.res.writeHead(code, headers)

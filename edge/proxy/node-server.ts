@@ -34,6 +34,7 @@ export class NodeServer {
   readonly #o: NodeServerOptions
   readonly #servers: Server[] = []
   #closing = false
+  #connections = 0
 
   constructor (options: NodeServerOptions) {
     this.#o = options
@@ -64,6 +65,10 @@ export class NodeServer {
       if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
       else socket.destroy()
       this.#o.logger.debug({ err: { code: err.code, message: err.message } }, 'client error')
+    })
+    server.on('connection', (socket) => {
+      this.#connections++
+      socket.once('close', () => { this.#connections-- })
     })
     server.listen(at.port, at.host)
     await once(server, 'listening')
@@ -105,6 +110,9 @@ export class NodeServer {
     }
     this.#o.handler(req, res)
   }
+
+  /** Client connections open now. */
+  get connections (): number { return this.#connections }
 
   /** Stops accepting, closes idle keep-alive sockets, waits for in-flight responses up to `graceMs`, then cuts the rest. */
   async close (graceMs: number): Promise<void> {

@@ -1,0 +1,32 @@
+/**
+ * HLS Content Steering on the edge: a master (multivariant) playlist served to a player
+ * gets EXT-X-CONTENT-STEERING pointing at the control plane's steering manifest for this
+ * session (its token), with this edge as the pathway. The stored playlist stays as the
+ * origin sent it; the rewrite happens per response because the token differs per session.
+ */
+import type { IncomingMessage } from 'node:http'
+import { steeringServerUri } from '../../lib/protocol/steering.ts'
+import { addContentSteering, isMultivariantPlaylist } from './content-steering.ts'
+
+/** A body transform for the pipeline (CacheProxyOptions.bodyTransform) that adds content steering to master playlists. */
+export function steeringTransform (
+  controlPlaneUrl: string,
+  pathwayId: string,
+  tokenOf: (req: IncomingMessage) => string | undefined,
+): (req: IncomingMessage, url: string) => ((body: Buffer) => Buffer | undefined) | undefined {
+  return (req, url) => {
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
+    if (!path.endsWith('.m3u8')) return undefined
+    const token = tokenOf(req)
+    const title = path.slice(0, path.lastIndexOf('/') + 1)
+    const serverUri = steeringServerUri(controlPlaneUrl, token === undefined ? { pathwayId, title } : { token, pathwayId })
+    return (body) => {
+      // Cheap test first: only multivariant playlists are rewritten.
+      if (body.indexOf('#EXT-X-STREAM-INF') < 0) return undefined
+      const text = body.toString('utf8')
+      if (!isMultivariantPlaylist(text)) return undefined
+      return Buffer.from(addContentSteering(text, { serverUri, pathwayId }), 'utf8')
+    }
+  }
+}

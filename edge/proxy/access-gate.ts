@@ -1,0 +1,91 @@
+/**
+ * The door of a cache node, before the cache: CORS for browser players, and playback
+ * tokens (edge/auth/token-check.ts). A request with a valid token continues with the
+ * token taken out of its URL, so every viewer shares one cached copy; the token is kept
+ * aside for the master-playlist rewrite (content steering needs the session's token).
+ *
+ * CORS: every answer says `Access-Control-Allow-Origin: *`. After a cross-origin
+ * redirect (the steering 302) browsers send `Origin: null`, so an allow-list of real
+ * origins would break playback; the token, not the origin, is what authorises.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CacheNodeMetrics } from '../../lib/metrics.ts'
+import type { Logger } from '../../lib/log.ts'
+import type { TokenVerifier } from '../../lib/protocol/token.ts'
+import { checkRequestToken, splitRequestToken } from '../auth/token-check.ts'
+import type { Forwarding } from './forwarding.ts'
+
+export interface AccessGateOptions {
+  /** Verify playback tokens; every request without a valid one gets 403. */
+  readonly token?: { readonly required: boolean, readonly verifier: TokenVerifier } | undefined
+  readonly forwarding: Forwarding
+  readonly metrics: CacheNodeMetrics
+  readonly logger: Logger
+  readonly cacheName: string
+  readonly now: () => number
+}
+
+/** Response headers every answer carries (see the module comment). */
+export const CORS_HEADERS: readonly string[] = ['access-control-allow-origin', '*', 'access-control-expose-headers', 'cache-status, age, content-range, content-length, via']
+
+const PREFLIGHT_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+  'access-control-allow-headers': 'range, if-range, if-none-match, if-modified-since, cache-control',
+  'access-control-max-age': '86400',
+  'content-length': '0',
+}
+
+export class AccessGate {
+  readonly #o: AccessGateOptions
+  readonly #tokens = new WeakMap<IncomingMessage, string>()
+
+  constructor (options: AccessGateOptions) {
+    this.#o = options
+  }
+
+  /** The playback token a request came with (taken out of its URL by `admit`). */
+  tokenOf (req: IncomingMessage): string | undefined {
+    return this.#tokens.get(req)
+  }
+
+  /**
+   * Lets a request in (true: continue, with `req.url` rewritten without the token) or
+   * answers it here (CORS preflight, 403 for a bad token).
+   */
+  admit (req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+      res.writeHead(204, PREFLIGHT_HEADERS)
+      res.end()
+      return false
+    }
+    const url = req.url ?? '/'
+    const token = this.#o.token
+    if (token === undefined || !token.required) {
+      const split = splitRequestToken(url)
+      if (split.token !== undefined) {
+        req.url = split.url
+        this.#tokens.set(req, split.token)
+      }
+      return true
+    }
+    const checked = checkRequestToken(url, this.#o.forwarding.clientOf(req), token.verifier, this.#o.now())
+    if (!checked.ok) {
+      this.#o.metrics.tokenRejections.inc({ reason: checked.reason })
+      this.#o.logger.info({ path: splitRequestToken(url).path, reason: checked.reason, client: this.#o.forwarding.clientOf(req) }, 'request refused: playback token')
+      const body = JSON.stringify({ error: 'CDN_ERR_TOKEN_INVALID', reason: checked.reason }) + '\n'
+      res.writeHead(403, [
+        'content-type', 'application/json',
+        'content-length', String(Buffer.byteLength(body)),
+        'cache-control', 'no-store',
+        'cache-status', `${this.#o.cacheName}; detail=CDN_ERR_TOKEN_INVALID`,
+        ...CORS_HEADERS,
+      ])
+      res.end(req.method === 'HEAD' ? undefined : body)
+      return false
+    }
+    req.url = checked.path
+    this.#tokens.set(req, checked.token)
+    return true
+  }
+}
