@@ -1,7 +1,7 @@
 /**
- * End to end with a real HLS client: the demo CDN (`streamedge start`) and ffmpeg
- * playing demo titles through an edge. A second playback is served from the edge
- * cache without touching the origin.
+ * End to end with a real HLS client: the demo CDN (`streamedge start`: origin → shield →
+ * edges → control plane) and ffmpeg playing demo titles from their steering URLs. A
+ * second playback is served from the edge cache; the origin sees each object once.
  */
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -18,23 +18,25 @@ async function play (url: string, seconds?: number): Promise<void> {
   await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', url, '-map', '0', '-c', 'copy', ...limit, '-f', 'null', '-'], { timeout: 60_000 })
 }
 
-t.test('ffmpeg plays VOD (TS and fMP4) and live titles through an edge; a replay is all cache hits', async (t) => {
+t.test('ffmpeg plays VOD (TS and fMP4) and live titles from the steering URLs; a replay is all edge hits', async (t) => {
   const dir = await tempDir(t)
-  const config = loadConfig({ argv: { 'edge.cacheDir': dir, 'log.level': 'warn', 'start.edges': 1 }, env: {} })
+  const config = loadConfig({ argv: { 'edge.cacheDir': dir, 'log.level': 'warn', 'start.edges': 2 }, env: {} })
   const demo = await startDemo(config)
   t.teardown(() => demo.close())
-  const edge = demo.edges[0]!
-  const master = await fetchRaw(`${edge.url}/vod/bbb-test/master.m3u8`)
-  t.equal(master.status, 200)
-  t.match(master.body.toString(), /#EXTM3U/)
+  const [vod, fmp4, live] = demo.steeringUrls
+  const steer = await fetchRaw(vod!)
+  t.equal(steer.status, 302)
+  const edge = demo.edges.find((e) => steer.headers.location?.startsWith(e.url + '/t/'))
+  t.ok(edge, 'the steering URL redirects to a demo edge with a token in the path')
+  t.equal((await fetchRaw(`${edge!.url}/vod/bbb-test/master.m3u8`)).status, 403, 'the edge refuses requests that skipped steering')
 
-  await play(`${edge.url}/vod/bbb-test/master.m3u8`)
-  await play(`${edge.url}/vod/bars/master.m3u8`)
-  await play(`${edge.url}/live/bbb-test/master.m3u8`, 6)
-  const misses = await edge.metrics.lookups.value({ result: 'miss' })
-  t.ok(misses > 10, `first playback filled the cache (${misses} misses)`)
+  await play(vod!)
+  await play(fmp4!)
+  await play(live!, 6)
+  const misses = await edge!.metrics.lookups.value({ result: 'miss' })
+  t.ok(misses > 10, `first playback filled the edge (${misses} misses)`)
 
-  await play(`${edge.url}/vod/bbb-test/master.m3u8`)
-  t.equal(await edge.metrics.lookups.value({ result: 'miss' }), misses, 'the replay caused no miss')
-  t.ok(await edge.metrics.lookups.value({ result: 'hit' }) > 10, 'the replay was served from cache')
+  await play(vod!)
+  t.equal(await edge!.metrics.lookups.value({ result: 'miss' }), misses, 'the replay caused no miss')
+  t.ok(await edge!.metrics.lookups.value({ result: 'hit' }) > 10, 'the replay was served from the edge cache')
 })
