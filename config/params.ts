@@ -96,8 +96,8 @@ export const PARAMS = [
   {
     name: 'edge.id',
     type: 'string',
-    default: () => hostname(),
-    defaultDoc: 'the host name',
+    default: () => `edge-${hostname()}`,
+    defaultDoc: 'edge-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
     pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
     patternDoc: "letters, digits, '.', '_' and '-'",
     placeholder: 'ID',
@@ -227,8 +227,8 @@ export const PARAMS = [
   {
     name: 'shield.id',
     type: 'string',
-    default: () => hostname(),
-    defaultDoc: 'the host name',
+    default: () => `shield-${hostname()}`,
+    defaultDoc: 'shield-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
     pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
     patternDoc: "letters, digits, '.', '_' and '-'",
     placeholder: 'ID',
@@ -314,8 +314,8 @@ export const PARAMS = [
   {
     name: 'controlPlane.id',
     type: 'string',
-    default: () => hostname(),
-    defaultDoc: 'the host name',
+    default: () => `cp-${hostname()}`,
+    defaultDoc: 'cp-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
     pattern: NODE_ID_PATTERN,
     patternDoc: "letters, digits, '.', '_' and '-'",
     placeholder: 'ID',
@@ -370,6 +370,8 @@ export const PARAMS = [
   { name: 'controlPlane.adminToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token for POST /v1/purge and GET /v1/nodes; purging is off when unset.' },
   { name: 'controlPlane.purge.nodeToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token sent to each node\'s /admin/purge (a node\'s own adminToken in the nodes file wins).' },
   { name: 'controlPlane.purge.timeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time each node has to answer a purge.' },
+  { name: 'controlPlane.inventory.intervalMs', type: 'int', default: 30000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often every node\'s title inventory (GET /admin/inventory, with the purge token) is polled; steering prefers, within a group, a healthy node that already holds the title. 0 turns polling off (POST /v1/prefill still works).' },
+  { name: 'controlPlane.inventory.maxAgeMs', type: 'int', default: 120000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'An inventory report older than this no longer steers.' },
   { name: 'controlPlane.reloadIntervalMs', type: 'int', default: 2000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often the nodes, licensing, coverage-zone and GeoIP files are checked for changes; 0 turns reloading off.' }
 ] as const satisfies readonly ParamSpec[]
 

@@ -161,7 +161,7 @@ t.test('describeParams gives docs everything they show', async (t) => {
   })
   t.match(byName.get('edge.cache.lockTimeoutMs'), { typeDoc: 'int ≥ 1 (ms)', default: '5000' })
   t.match(byName.get('start.edges'), { typeDoc: 'int 1..8' })
-  t.match(byName.get('edge.id'), { default: 'the host name', defaultIsLiteral: false })
+  t.match(byName.get('edge.id'), { default: 'edge-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)', defaultIsLiteral: false })
   t.match(byName.get('edge.origin'), { default: undefined, requiredBy: ['edge'] })
   t.equal(placeholderOf(spec('edge.origin')), 'URL')
   t.equal(placeholderOf(spec('edge.cacheDir')), 'DIR')

@@ -182,7 +182,7 @@ t.test('RFC 9111 §3 storability', async (t) => {
     ['POST', { method: 'POST' }, 'method'],
     ['lower-case get is not GET', { method: 'get' }, 'method'],
     ['OPTIONS', { method: 'OPTIONS' }, 'method'],
-    ['§5.2.1.5 request no-store', { reqHeaders: { 'cache-control': 'no-store' } }, 'no-store'],
+    ['§5.2.1.5 request no-store', { reqHeaders: { 'cache-control': 'no-store' } }, 'request-no-store'],
     ['request no-cache does not prevent storing', { reqHeaders: { 'cache-control': 'no-cache' } }, undefined],
     ['response no-store', { resHeaders: { 'cache-control': 'max-age=60, no-store' } }, 'no-store'],
     ['CDN-Cache-Control no-store', { resHeaders: { 'cdn-cache-control': 'no-store', 'cache-control': 'max-age=60' } }, 'no-store'],
