@@ -14,26 +14,7 @@
  * (the hot-spot complaint in apache/trafficcontrol#6902).
  */
 
-/** 32-bit FNV-1a of a string's UTF-16 code units (cheap, no allocation). */
-export function hashString (text: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return h >>> 0
-}
-
-/** MurmurHash3's 32-bit finaliser: spreads every input bit over the output. */
-export function mix32 (value: number): number {
-  let h = value >>> 0
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
+import { HashRing } from '../../lib/hash-ring.ts'
 
 /** Something that can be ranked: a stable id and a positive weight. */
 export interface Weighted {
@@ -41,20 +22,13 @@ export interface Weighted {
   readonly weight: number
 }
 
-/** The HRW score of `node` for a key hash. */
-export function rendezvousScore (keyHash: number, node: Weighted, nodeSeed = hashString(node.id)): number {
-  const h = mix32(keyHash ^ mix32(nodeSeed))
-  const u = (h + 0.5) / 4294967296 // never 0 or 1
-  return -node.weight / Math.log(u)
-}
-
-/** `nodes` in preference order for `key` (highest score first; ties by id, so the order is total). */
+/**
+ * `nodes` in preference order for `key`: weighted rendezvous hashing from lib/hash-ring.ts
+ * (the same ranking the edges use for shields), so the order is total and independent of
+ * the input order.
+ */
 export function rendezvousRank<T extends Weighted> (key: string, nodes: readonly T[]): T[] {
-  const keyHash = hashString(key)
-  return nodes
-    .map((node) => ({ node, score: rendezvousScore(keyHash, node) }))
-    .sort((a, b) => b.score - a.score || (a.node.id < b.node.id ? -1 : 1))
-    .map((s) => s.node)
+  return new HashRing(nodes.map((node) => ({ id: node.id, weight: node.weight, value: node }))).rank(key)
 }
 
 /**

@@ -3,7 +3,7 @@
  * leaves (only its keys move, and they spread over the others) or joins (about 1/n moves).
  */
 import t from 'tap'
-import { hashString, loadBound, mix32, rendezvousRank } from '../../../control-plane/steering/rendezvous.ts'
+import { loadBound, rendezvousRank } from '../../../control-plane/steering/rendezvous.ts'
 
 const KEYS = Array.from({ length: 20_000 }, (_, i) => `/vod/title-${i}/`)
 const nodes = (n: number, weight = 100): Array<{ id: string, weight: number }> => Array.from({ length: n }, (_, i) => ({ id: `edge-${i}`, weight }))
@@ -62,8 +62,6 @@ t.test('the order is total and deterministic', async (t) => {
   const b = rendezvousRank('/vod/x/', [...nodes(8)].reverse()).map((n) => n.id)
   t.same(a, b, 'input order does not matter')
   t.equal(new Set(a).size, 8)
-  t.equal(hashString(''), 0x811c9dc5)
-  t.not(mix32(1), mix32(2))
 })
 
 t.test('the load bound is the weighted share plus slack, at least 1', async (t) => {
