@@ -35,6 +35,8 @@ export interface RunningDemo {
   readonly shield: RunningCacheNode
   readonly edges: readonly RunningCacheNode[]
   readonly controlPlaneUrl: string
+  /** Bearer token of the control plane's POST /v1/purge and /v1/prefill (fresh each run). */
+  readonly adminToken: string
   /** Demo content paths (VOD masters and the live stream). */
   readonly titles: readonly string[]
   /** Steering URLs, one per title. */
@@ -52,6 +54,10 @@ export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<Ru
   // Fresh secrets per run: the demo never ships a key someone could reuse.
   const tokenKeys = [`demo:${randomBytes(24).toString('base64url')}`]
   const heartbeatKey = randomBytes(24).toString('base64url')
+  // Node admin token (purge, prefill, inventory): the control plane uses it to fan out purges and read
+  // inventories. A token given in the config is kept (the edge's; the shield gets the same).
+  const nodeAdminToken = config.edge.admin.token ?? config.shield.admin.token ?? randomBytes(24).toString('base64url')
+  const adminToken = config.controlPlane.adminToken ?? randomBytes(24).toString('base64url')
   const stops: Array<() => Promise<void>> = []
   const close = async (): Promise<void> => {
     for (const stop of stops.reverse()) await stop().catch(() => {})
@@ -62,7 +68,15 @@ export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<Ru
 
     const shield = await startShield({
       ...config,
-      shield: { ...config.shield, id: 'shield-1', listen: { host, port: port(1) }, cacheDir: dir(root, 'shield-1'), origins: [origin.url], trustedProxies: [host] },
+      shield: {
+        ...config.shield,
+        id: 'shield-1',
+        listen: { host, port: port(1) },
+        cacheDir: dir(root, 'shield-1'),
+        origins: [origin.url],
+        trustedProxies: [host],
+        admin: { ...config.shield.admin, token: nodeAdminToken },
+      },
     }, { logger: logger.child({ role: 'shield', node: 'shield-1' }), processMetrics: false })
     stops.push(() => shield.close())
 
@@ -84,6 +98,9 @@ export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<Ru
         trustedProxies: [host],
         tokenKeys,
         heartbeatKey,
+        adminToken,
+        purge: { ...config.controlPlane.purge, nodeToken: nodeAdminToken },
+        inventory: { ...config.controlPlane.inventory, intervalMs: 5000 },
         unknownGeo: { ...config.controlPlane.unknownGeo, policy: 'nearest-point', point: `${first.lat},${first.lon}` },
         probe: { ...config.controlPlane.probe, intervalMs: 500, timeoutMs: 1000 },
         reloadIntervalMs: 200,
@@ -105,6 +122,7 @@ export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<Ru
           shields: [shield.url],
           token: { ...config.edge.token, required: true, keys: tokenKeys },
           controlPlane: { ...config.edge.controlPlane, url: cp.url, heartbeatKey, heartbeatIntervalMs: 1000 },
+          admin: { ...config.edge.admin, token: nodeAdminToken },
         },
       }, { logger: logger.child({ role: 'edge', node: id }), processMetrics: false })
       edges.push(edge)
@@ -119,6 +137,7 @@ export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<Ru
       shield,
       edges,
       controlPlaneUrl: cp.url,
+      adminToken,
       titles,
       steeringUrls: titles.map((t) => `${cp.url}/v1/steer${t}`),
       close,
@@ -168,6 +187,7 @@ export function printDemo (demo: RunningDemo): void {
     ...demo.steeringUrls.map((u) => `  ${u}`),
     '',
     `Explain a decision: ${demo.steeringUrls[0]}?format=json`,
+    `Admin (purge, prefill) bearer token for this run: ${demo.adminToken}`,
     'Press Ctrl-C to stop.',
     '',
   ]

@@ -37,6 +37,18 @@ export async function main (argv: readonly string[]): Promise<void> {
       const controlPlane = await startControlPlane(config)
       closeOnSignal(() => controlPlane.close())
     },
+    async prefill (args, io) {
+      const { prefillFromCli } = await import('./prefill-command.ts')
+      // The first Ctrl-C cancels the job on the node; a second one exits at once.
+      const abort = new AbortController()
+      const onSignal = (): void => { if (abort.signal.aborted) process.exit(130); abort.abort() }
+      process.on('SIGINT', onSignal)
+      try {
+        return await prefillFromCli(args, { stdout: io.stdout, stderr: io.stderr, isTty: process.stderr.isTTY === true, signal: abort.signal })
+      } finally {
+        process.off('SIGINT', onSignal)
+      }
+    },
     async start ({ config }) {
       const { startDemo, printDemo } = await import('../bench/demo.ts')
       const demo = await startDemo(config)

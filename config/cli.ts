@@ -10,7 +10,7 @@ import yargs from 'yargs'
 import type { Argv, Options } from 'yargs'
 import { CdnError, isCdnError } from '../lib/errors.ts'
 import { CONFIG_FILE_ENV, loadConfig, requireSettings } from './load.ts'
-import { describeParams, getParam, paramsRequiredBy } from './params.ts'
+import { describeParams, getParam, paramsRequiredBy, parseBytes, parseHttpUrl, parseInteger } from './params.ts'
 import type { ParamInfo, ParamName, StreamedgeConfig } from './params.ts'
 
 /** What the CLI runs once a command's config is loaded and validated. Each resolves once started. */
@@ -25,7 +25,28 @@ export interface CliHandlers {
   controlPlane?: (config: Readonly<StreamedgeConfig>) => Promise<void>
   /** Extra checks for `streamedge config check FILE` after the file validated; throw to fail it. */
   configCheck?: (file: string, config: Readonly<StreamedgeConfig>) => Promise<void>
+  /** `streamedge prefill`: asks a node to pre-position titles; resolves to the exit code. */
+  prefill?: (args: PrefillArgs, io: CliIo) => Promise<number>
 }
+
+/** The `streamedge prefill` command line, parsed (the request itself is validated by the handler). */
+export interface PrefillArgs {
+  /** The node's base URL. */
+  readonly node: string
+  /** Its admin token (`--token` or the STREAMEDGE_ADMIN_TOKEN env var). */
+  readonly token: string
+  readonly titles: readonly string[]
+  readonly renditions: string | undefined
+  readonly maxBandwidth: number | undefined
+  /** Bytes per second. */
+  readonly rate: number | undefined
+  readonly concurrency: number | undefined
+  readonly window: string | undefined
+  readonly detach: boolean
+}
+
+/** Env var holding the admin token for `streamedge prefill` (so it stays out of shell history). */
+export const ADMIN_TOKEN_ENV = 'STREAMEDGE_ADMIN_TOKEN'
 
 /** The process surface the CLI touches, injectable for tests. */
 export interface CliIo {
@@ -159,13 +180,28 @@ function buildParser (handlers: CliHandlers, select: (action: Action) => void): 
     .exitProcess(false)
     .showHelpOnFail(false)
     .wrap(100)
-    .demandCommand(1, `Give a command: ${[...ROLE_COMMANDS.map((c) => c.name), 'config'].join(', ')}`)
+    .demandCommand(1, `Give a command: ${[...ROLE_COMMANDS.map((c) => c.name), 'prefill', 'config'].join(', ')}`)
     .recommendCommands()
   for (const command of ROLE_COMMANDS) {
     parser = parser.command(command.name, command.describe, (y) => roleFlags(y, command), (args) => {
       select((io) => runRole(command, args, handlers, io))
     })
   }
+  parser = parser.command('prefill <titles..>', 'Pre-position titles on a node (master playlist → renditions → every segment) and follow the job', (y) => y
+    .usage('$0 prefill --node URL [--token T] TITLE...\n\nAsks a node to fill its cache with whole titles (a title is its master playlist path; /vod/t1/ means /vod/t1/master.m3u8) and follows the job with a progress bar. Already cached segments are skipped, so re-running resumes.')
+    .positional('titles', { type: 'string', array: true, describe: 'Master playlist paths (or title directories ending in /)' })
+    .options({
+      node: { type: 'string', requiresArg: true, demandOption: true, describe: 'Base URL of the edge or shield, e.g. http://edge-1:8080' },
+      token: { type: 'string', requiresArg: true, describe: `The node's admin token (edge.admin.token); env ${ADMIN_TOKEN_ENV}` },
+      renditions: { type: 'string', requiresArg: true, choices: ['all', 'highest', 'lowest'], describe: 'Variant streams to fill [default: all]' },
+      'max-bandwidth': { type: 'string', requiresArg: true, describe: 'Skip variants whose BANDWIDTH (bits/s) is above this' },
+      rate: { type: 'string', requiresArg: true, describe: 'Upstream bytes per second, e.g. 20MiB [default: the node\'s edge.hls.prefill.bytesPerSecond]' },
+      concurrency: { type: 'string', requiresArg: true, describe: 'Segments fetched at once [default: the node\'s edge.hls.prefill.concurrency]' },
+      window: { type: 'string', requiresArg: true, describe: 'Daily UTC window HH:MM-HH:MM; the job pauses outside it' },
+      detach: { type: 'boolean', describe: 'Print the job and return without following it' },
+    }), (args) => {
+    select((io) => runPrefill(args, handlers, io))
+  })
   return parser.command('config', 'Configuration tools', (y) => y
     .command('check <file>', 'Validate a YAML or JSON config file on its own (env is not applied)', (c) => c
       .positional('file', { type: 'string', describe: 'Config file (.yaml, .yml or .json)' }), (args) => {
@@ -229,6 +265,56 @@ async function runCheck (file: string, handlers: CliHandlers, io: CliIo): Promis
   return 0
 }
 
+async function runPrefill (args: Record<string, unknown>, handlers: CliHandlers, io: CliIo): Promise<number> {
+  if (handlers.prefill === undefined) return report(new Error('This build has no prefill handler'), io, EXIT_FAILURE)
+  const usage = (message: string): number => {
+    io.stderr(`${message} (see "streamedge prefill --help")\n`)
+    return EXIT_USAGE
+  }
+  const node = parseHttpUrl(args['node'])
+  if (node === undefined) return usage(`--node must be an http: or https: URL, got ${JSON.stringify(args['node'])}`)
+  const token = typeof args['token'] === 'string' ? args['token'] : io.env[ADMIN_TOKEN_ENV]
+  if (token === undefined || token === '') return usage(`Give the node's admin token with --token or ${ADMIN_TOKEN_ENV}`)
+  const optional = <T> (name: string, parse: (raw: unknown) => T | undefined, expected: string): { ok: true, value: T | undefined } | { ok: false } => {
+    const raw = args[name]
+    if (raw === undefined) return { ok: true, value: undefined }
+    const value = parse(raw)
+    if (value === undefined) {
+      usage(`--${name} must be ${expected}, got ${JSON.stringify(raw)}`)
+      return { ok: false }
+    }
+    return { ok: true, value }
+  }
+  const maxBandwidth = optional('max-bandwidth', (raw) => nonNegative(parseInteger(raw)), 'a non-negative integer (bits/s)')
+  const rate = optional('rate', parseBytes, 'a byte size per second like 20MiB')
+  const concurrency = optional('concurrency', (raw) => positive(parseInteger(raw)), 'a positive integer')
+  if (!maxBandwidth.ok || !rate.ok || !concurrency.ok) return EXIT_USAGE
+  const titles = (Array.isArray(args['titles']) ? args['titles'] : []).map(String)
+  try {
+    return await handlers.prefill({
+      node,
+      token,
+      titles,
+      renditions: typeof args['renditions'] === 'string' ? args['renditions'] : undefined,
+      maxBandwidth: maxBandwidth.value,
+      rate: rate.value,
+      concurrency: concurrency.value,
+      window: typeof args['window'] === 'string' ? args['window'] : undefined,
+      detach: args['detach'] === true,
+    }, io)
+  } catch (err) {
+    return report(err, io, EXIT_FAILURE)
+  }
+}
+
+function nonNegative (n: number | undefined): number | undefined {
+  return n !== undefined && n >= 0 ? n : undefined
+}
+
+function positive (n: number | undefined): number | undefined {
+  return n !== undefined && n >= 1 ? n : undefined
+}
+
 /** A shield needs its origins from exactly one place: the quick-start list or the full table. */
 function checkShieldOrigins (config: Readonly<StreamedgeConfig>): void {
   const list = config.shield.origins
@@ -262,7 +348,7 @@ function report (err: unknown, io: CliIo, code: number): number {
 }
 
 function helpCommand (words: readonly unknown[]): string {
-  const known = new Set(['config', 'check', ...ROLE_COMMANDS.map((c) => c.name)])
+  const known = new Set(['config', 'check', 'prefill', ...ROLE_COMMANDS.map((c) => c.name)])
   const path: string[] = []
   for (const word of words) {
     if (typeof word !== 'string' || !known.has(word)) break

@@ -20,6 +20,7 @@ import { loadInventory, type Inventory } from './health/node-inventory.ts'
 import { Prober } from './health/prober.ts'
 import { LicensingRules, loadLicensingRules } from './licensing/licensing-rules.ts'
 import { ControlPlaneServer } from './server.ts'
+import { TitleInventory } from './title-inventory.ts'
 import { DecisionCache } from './steering/decision-cache.ts'
 import type { SteeringPlan } from './steering/selector.ts'
 import { SteeringService } from './steering/steering-service.ts'
@@ -69,6 +70,12 @@ export interface ControlPlaneOptions {
   }
   readonly adminToken?: string | undefined
   readonly purge: { readonly nodeToken?: string | undefined, readonly timeoutMs: number }
+  /**
+   * Title inventories (control-plane/title-inventory.ts): nodes are polled every
+   * `intervalMs` (0: never; prefill fan-out still works) with the purge token and timeout,
+   * and steering prefers nodes holding the title; reports older than `maxAgeMs` are ignored.
+   */
+  readonly inventory?: { readonly intervalMs: number, readonly maxAgeMs: number }
   /** How often watched files are polled for changes (ms); 0 turns reloading off. */
   readonly reloadIntervalMs: number
   readonly accessLog: boolean
@@ -83,6 +90,8 @@ export interface RunningControlPlane {
   readonly metrics: ControlPlaneMetrics
   readonly health: HealthTracker
   readonly logger: Logger
+  /** What every node holds (polled), and prefill fan-out. */
+  readonly titles: TitleInventory
   /** Runs one probe round now (tests, and the first round before listening). */
   probeNow (): Promise<void>
   /** Graceful stop. */
@@ -99,6 +108,7 @@ export const CONTROL_PLANE_DEFAULTS = {
   unknownGeo: { policy: 'default-group' },
   steering: { manifestTtlSeconds: 30, maxPathways: 4, overloadPercent: 90, balanceSlackPercent: 25, decisionCacheTtlMs: 10_000, decisionCacheMaxEntries: 100_000 },
   purge: { timeoutMs: 5000 },
+  inventory: { intervalMs: 30_000, maxAgeMs: 120_000 },
   reloadIntervalMs: 2000,
   accessLog: true,
 } as const satisfies Partial<ControlPlaneOptions>
@@ -200,7 +210,19 @@ async function start (
     geoip,
     unknown: unknownPolicy(options.unknownGeo, inventoryFile.value),
   })
+  const titles = new TitleInventory({
+    nodes: () => inventoryFile.value.nodes,
+    tokenFor: (node) => node.adminToken ?? options.purge.nodeToken,
+    intervalMs: options.inventory?.intervalMs ?? 0,
+    timeoutMs: options.purge.timeoutMs,
+    maxAgeMs: options.inventory?.maxAgeMs ?? 0,
+    logger,
+    onPoll: (target, ok) => metrics.inventoryPolls.inc({ target, outcome: ok ? 'ok' : 'failed' }),
+    now,
+  })
+  closers.push(() => titles.stop())
   steering = new SteeringService({
+    holders: (title) => titles.holders(title),
     inventory: () => inventoryFile.value,
     licensing: () => licensing?.value ?? NO_RULES,
     health: tracker,
@@ -233,12 +255,14 @@ async function start (
     adminToken: options.adminToken,
     purgeNodeToken: options.purge.nodeToken,
     purgeTimeoutMs: options.purge.timeoutMs,
+    titles,
     publicUrl: options.publicUrl,
     ready: () => ready,
     now,
   })
   const url = await server.listen()
   closers.push(() => server.close())
+  titles.start()
   ready = true
   const available = tracker.views().filter((h) => h.status === 'available').length
   logger.info({ url, nodes: inventoryFile.value.nodes.length, available, activeKid: signer.activeKid }, 'control plane listening')
@@ -248,6 +272,7 @@ async function start (
     metrics,
     health: tracker,
     logger,
+    titles,
     probeNow: () => prober.probeAll(),
     async close () {
       if (closed) return

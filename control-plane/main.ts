@@ -61,6 +61,7 @@ export async function startControlPlane (config: Readonly<StreamedgeConfig>, opt
     },
     adminToken: cp.adminToken,
     purge: { nodeToken: cp.purge.nodeToken, timeoutMs: cp.purge.timeoutMs },
+    inventory: { intervalMs: cp.inventory.intervalMs, maxAgeMs: cp.inventory.maxAgeMs },
     reloadIntervalMs: cp.reloadIntervalMs,
     accessLog: config.log.access,
     logger,

@@ -5,6 +5,8 @@
  *   GET  /v1/steering/manifest       HLS steering manifest (never 429; 410 for a session it cannot serve)
  *   POST /v1/heartbeat               node load reports (signed with the shared heartbeat key)
  *   POST /v1/purge                   purge a URL or prefix on every node (admin bearer token)
+ *   POST /v1/prefill                 ask nodes to pre-position titles (admin bearer token)
+ *   GET  /v1/inventory               the titles each node holds (admin bearer token)
  *   GET  /v1/nodes                   inventory with live health (admin bearer token when one is set)
  *   GET  /healthz /readyz /metrics
  *
@@ -27,6 +29,8 @@ import type { ClientAddress, ClientIpResolver } from './geo/client-ip.ts'
 import type { HealthTracker } from './health/health-tracker.ts'
 import type { Inventory, NodeSpec } from './health/node-inventory.ts'
 import { fanOutPurge } from './purge-fanout.ts'
+import { parsePrefillFanout, type TitleInventory } from './title-inventory.ts'
+import { FANOUT_PREFILL_PATH, FLEET_INVENTORY_PATH } from '../lib/protocol/prefill.ts'
 import type { SteerDecision, SteeringService } from './steering/steering-service.ts'
 
 /** Path prefix of steering requests. */
@@ -49,6 +53,8 @@ export interface ControlPlaneServerOptions {
   readonly adminToken: string | undefined
   readonly purgeNodeToken: string | undefined
   readonly purgeTimeoutMs: number
+  /** Title inventories and prefill fan-out; the endpoints answer 404 without. */
+  readonly titles?: TitleInventory | undefined
   /** Base URL players reach this control plane at (for RELOAD-URI); else taken from Host. */
   readonly publicUrl: string | undefined
   readonly ready: () => boolean
@@ -139,6 +145,10 @@ export class ControlPlaneServer {
     }
     if (path === FANOUT_PURGE_PATH && method === 'POST') {
       void this.#purge(req, res)
+      return
+    }
+    if ((path === FANOUT_PREFILL_PATH && method === 'POST') || (path === FLEET_INVENTORY_PATH && method === 'GET')) {
+      void this.#titles(req, res, path)
       return
     }
     if (path === NODES_PATH && method === 'GET') {
@@ -346,6 +356,35 @@ export class ControlPlaneServer {
     for (const r of result.results) this.#o.metrics.nodePurges.inc({ target: r.node, outcome: r.ok ? 'ok' : 'failed' })
     this.#o.logger.info({ request: parsed.request, ok: result.ok, failed: result.results.filter((r) => !r.ok).map((r) => r.node) }, 'purge fanned out')
     sendJson(res, result.ok ? 200 : 502, result, false)
+  }
+
+  /** POST /v1/prefill fans a prefill out; GET /v1/inventory shows what every node holds. */
+  async #titles (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const titles = this.#o.titles
+    if (titles === undefined || this.#o.adminToken === undefined) {
+      req.resume()
+      sendError(res, 'CDN_ERR_NOT_FOUND', 'Prefill and inventories are off: controlPlane.adminToken is not set')
+      return
+    }
+    if (!bearerMatches(req.headers.authorization, this.#o.adminToken)) {
+      req.resume()
+      sendError(res, 'CDN_ERR_UNAUTHORIZED', 'Give Authorization: Bearer <controlPlane.adminToken>')
+      return
+    }
+    if (path === FLEET_INVENTORY_PATH) {
+      sendJson(res, 200, { nodes: titles.snapshot() }, false)
+      return
+    }
+    const body = await readBody(req, 256 * 1024)
+    const parsed = parsePrefillFanout(body === undefined ? undefined : parseJson(body))
+    if (!parsed.ok) {
+      sendError(res, 'CDN_ERR_REQUEST_INVALID', parsed.error)
+      return
+    }
+    const results = await titles.prefill(parsed.request, parsed.nodes)
+    const ok = results.length > 0 && results.every((r) => r.ok)
+    this.#o.logger.info({ titles: parsed.request.titles.length, nodes: results.map((r) => r.node), failed: results.filter((r) => !r.ok).map((r) => r.node) }, 'prefill fanned out')
+    sendJson(res, ok ? 202 : 502, { ok, results }, false)
   }
 
   #nodes (req: IncomingMessage, res: ServerResponse): void {

@@ -8,6 +8,7 @@ import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { parseTokenKeys, TokenVerifier } from '../lib/protocol/token.ts'
 import { startCacheNode, type CacheNodeOptions, type RunningCacheNode } from './cache-node.ts'
+import { HlsRuntime } from './hls/hls-runtime.ts'
 import { UpstreamChain } from './proxy/upstream-chain.ts'
 import { HttpUpstream } from './proxy/upstream.ts'
 
@@ -20,18 +21,20 @@ export interface StartEdgeOptions {
 /** Starts an edge from a validated config (its `edge.origin` must be set). */
 export async function startEdge (config: Readonly<StreamedgeConfig>, options: StartEdgeOptions = {}): Promise<RunningCacheNode> {
   const edge = config.edge
-  if (edge.origin === undefined) throw new TypeError('edge.origin is required: give --origin URL or set it in the config file')
+  const origin = edge.origin
+  if (origin === undefined) throw new TypeError('edge.origin is required: give --origin URL or set it in the config file')
   const logger = options.logger ?? createLogger({ level: config.log.level, bindings: { role: 'edge', node: edge.id } })
   const tls = edge.tls.listen === undefined || edge.tls.certFile === undefined || edge.tls.keyFile === undefined
     ? undefined
     : { listen: edge.tls.listen, cert: readFileSync(edge.tls.certFile), key: readFileSync(edge.tls.keyFile) }
-  return await startCacheNode({
+  return await startWithHls(edge.hls, { nodeId: edge.id, logger, stripQueryParams: edge.cache.stripQueryParams }, (contentPolicy) => startCacheNode({
+    ...contentPolicy,
     role: 'edge',
     id: edge.id,
     listen: edge.listen,
     ...(tls === undefined ? {} : { tls }),
-    origin: edge.origin,
-    ...(edge.shields.length === 0 ? {} : { upstream: shieldChain(edge, edge.origin, logger) }),
+    origin,
+    ...(edge.shields.length === 0 ? {} : { upstream: shieldChain(edge, origin, logger) }),
     cacheDir: edge.cacheDir,
     memoryMaxBytes: edge.cache.memory.maxBytes,
     memoryMaxObjectBytes: edge.cache.memory.maxObjectBytes,
@@ -66,7 +69,46 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     accessLog: config.log.access,
     logger,
     processMetrics: options.processMetrics ?? true,
+  }))
+}
+
+/** The `hls` section of an edge or shield config (the rows are the same). */
+export type HlsConfig = Readonly<StreamedgeConfig>['edge']['hls']
+
+/**
+ * Starts a cache node with the HLS layer from `config` (edge.hls or shield.hls): its
+ * content policy goes into the node's options, and it stops before the node does.
+ */
+export async function startWithHls (
+  config: HlsConfig,
+  identity: { readonly nodeId: string, readonly logger: Logger, readonly stripQueryParams: readonly string[] },
+  start: (extra: Pick<CacheNodeOptions, 'contentPolicy'>) => Promise<RunningCacheNode>,
+): Promise<RunningCacheNode> {
+  if (!config.enabled) return await start({})
+  const hls = new HlsRuntime({
+    ...identity,
+    policy: {
+      liveLifetimeFraction: config.liveLifetimePercent / 100,
+      refreshAheadFraction: config.refreshAheadPercent / 100,
+      notPublishedFraction: config.notPublishedPercent / 100,
+      immutableLifetimeSeconds: config.immutableLifetimeSeconds,
+      masterLifetimeSeconds: config.masterLifetimeSeconds,
+      partLifetimeParts: config.partLifetimeParts,
+      regressionHoldTargetDurations: config.regressionHoldTargetDurations,
+    },
+    index: { maxRenditions: config.index.maxRenditions, maxSegments: config.index.maxSegments },
+    prefetch: { ...config.prefetch },
+    prefill: { defaultBytesPerSecond: config.prefill.bytesPerSecond, defaultConcurrency: config.prefill.concurrency },
   })
+  const node = await start({ contentPolicy: hls.contentPolicyFor })
+  hls.attach(node)
+  return {
+    ...node,
+    async close () {
+      await hls.close()
+      await node.close()
+    },
+  }
 }
 
 /** Edge → shields (by cache key) → origin, when `edge.shields` is set. Every upstream gets the edge.upstream.* timeouts. */

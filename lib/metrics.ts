@@ -3,44 +3,60 @@
  * declared here with its help text; README.md "Metrics" lists them. Each node owns a
  * registry, so several nodes can live in one process (tests, the demo).
  *
- * Hot-path counters are bound to their label values once (`labels(...)` children are
- * cached below), so counting a hit is a property lookup and an add.
+ * Hot-path counters are plain numbers published when /metrics is scraped (CounterFamily),
+ * so counting a hit costs a Map lookup and an add.
  */
 import client from 'prom-client'
 
 const { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } = client
 
-type LabelValues = Record<string, string | number>
+interface Cell<L extends string> {
+  readonly labels: Readonly<Record<L, string | number>>
+  value: number
+}
 
-/** A counter family with cached label children: `inc({phase:'hit'})` allocates nothing after the first call. */
+/**
+ * A counter family counted in plain numbers and published at scrape time: `inc` on the
+ * hot path is a string concatenation, a Map lookup and an add (prom-client's own
+ * `labels().inc()` hashes and validates the labels on every call).
+ */
 export class CounterFamily<L extends string> {
   readonly #counter: client.Counter<L>
-  readonly #children = new Map<string, client.Counter.Internal>()
+  readonly #cells = new Map<string, Cell<L>>()
   readonly #labelNames: readonly L[]
 
   constructor (registry: client.Registry, name: string, help: string, labelNames: readonly L[]) {
-    this.#counter = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] })
+    const cells = this.#cells
+    this.#counter = new Counter({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const cell of cells.values()) this.inc(cell.labels as Partial<Record<L, string | number>>, cell.value)
+      },
+    })
     this.#labelNames = labelNames
   }
 
   inc (labels: Readonly<Record<L, string | number>>, value = 1): void {
     let key = ''
     for (const name of this.#labelNames) key += String(labels[name]) + '\u0000'
-    let child = this.#children.get(key)
-    if (child === undefined) {
-      child = this.#counter.labels(labels as LabelValues as Partial<Record<L, string | number>>)
-      this.#children.set(key, child)
+    const cell = this.#cells.get(key)
+    if (cell !== undefined) {
+      cell.value += value
+      return
     }
-    child.inc(value)
+    this.#cells.set(key, { labels: { ...labels }, value })
   }
 
-  /** Current value for one label set (tests and the bench read counters back). */
+  /** Current value summed over the label sets matching `labels` (tests and the bench read counters back). */
   async value (labels: Readonly<Record<string, string | number>> = {}): Promise<number> {
-    const data = await this.#counter.get()
     let sum = 0
-    for (const v of data.values) {
-      const have = v.labels as Record<string, string | number | undefined>
-      if (Object.entries(labels).every(([k, want]) => String(have[k]) === String(want))) sum += v.value
+    for (const cell of this.#cells.values()) {
+      const have = cell.labels as Readonly<Record<string, string | number>>
+      if (Object.entries(labels).every(([k, want]) => String(have[k]) === String(want))) sum += cell.value
     }
     return sum
   }
@@ -377,6 +393,8 @@ export class ControlPlaneMetrics {
   readonly nodePurges: CounterFamily<'target' | 'outcome'>
   /** Data-file and GeoIP reloads by file kind and outcome (ok, refused). */
   readonly reloads: CounterFamily<'file' | 'outcome'>
+  /** Title-inventory polls of nodes, by target node and outcome (ok, failed). */
+  readonly inventoryPolls: CounterFamily<'target' | 'outcome'>
   #nodes: () => readonly NodeHealthGaugeSource[] = () => []
 
   constructor (options: ControlPlaneMetricsOptions) {
@@ -401,6 +419,7 @@ export class ControlPlaneMetrics {
     this.probes = new CounterFamily(registry, `${p}probes_total`, 'Active /readyz probes, by target node and outcome (ok, failed)', ['target', 'outcome'])
     this.purges = new CounterFamily(registry, `${p}purges_total`, 'Purge fan-outs by outcome (ok: every node purged, partial)', ['outcome'])
     this.nodePurges = new CounterFamily(registry, `${p}node_purges_total`, 'Per-node purge results of fan-outs, by target node and outcome (ok, failed)', ['target', 'outcome'])
+    this.inventoryPolls = new CounterFamily(registry, `${p}inventory_polls_total`, 'Polls of node title inventories (GET /admin/inventory), by target node and outcome (ok, failed)', ['target', 'outcome'])
     this.reloads = new CounterFamily(registry, `${p}reloads_total`, 'Reloads of watched files by kind (nodes, licensing, coverage-zones, geoip) and outcome (ok, refused)', ['file', 'outcome'])
     const nodes = (): readonly NodeHealthGaugeSource[] => this.#nodes()
     new Gauge({

@@ -8,6 +8,7 @@ import type { StreamedgeConfig } from '../config/params.ts'
 import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { startCacheNode, type RunningCacheNode } from '../edge/cache-node.ts'
+import { startWithHls } from '../edge/main.ts'
 import { OriginPool, type OriginSpec } from './origin-pool.ts'
 import { loadOriginsFile, originsFromList } from './origins-file.ts'
 
@@ -39,7 +40,9 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
     logger,
   })
   try {
-    return await startCacheNode({
+    // The same live-playlist rules as the edges, so a shield never hands them a playlist older than it should.
+    return await startWithHls(shield.hls, { nodeId: shield.id, logger, stripQueryParams: shield.cache.stripQueryParams }, (contentPolicy) => startCacheNode({
+      ...contentPolicy,
       role: 'shield',
       id: shield.id,
       listen: shield.listen,
@@ -75,7 +78,7 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       accessLog: config.log.access,
       logger,
       processMetrics: options.processMetrics ?? true,
-    })
+    }))
   } catch (err) {
     await pool.close()
     throw err

@@ -17,6 +17,7 @@ import { PATHWAY_ID_RE, type SteeringManifest } from '../../lib/protocol/steerin
 import type { DecisionCache } from './decision-cache.ts'
 import { orderGroups, pickNode, planFor, rankPathways, withDistances, type CandidateExplain, type GroupOrder, type SteeringPlan } from './selector.ts'
 import { buildSteeringManifest } from './steering-manifest.ts'
+import { preferHolders } from '../title-inventory.ts'
 
 /** Options of {@link SteeringService}. */
 export interface SteeringServiceOptions {
@@ -34,6 +35,8 @@ export interface SteeringServiceOptions {
   readonly slack: number
   readonly manifestTtlSeconds: number
   readonly maxPathways: number
+  /** Nodes that already hold a title (control-plane/title-inventory.ts): preferred within their group. */
+  readonly holders?: (title: string) => ReadonlySet<string>
   readonly now?: () => number
 }
 
@@ -173,7 +176,9 @@ export class SteeringService {
     const inventory = this.#o.inventory()
     const order = this.#order(location, inventory)
     const { value, hit } = await this.#o.cache.getOrBuild(`${order.key}\u0000${title}`, generation, () => planFor(order, title, inventory))
-    return { plan: value, hit }
+    // Holders change with every inventory poll, so they reorder the cached plan rather than key it.
+    const holders = this.#o.holders?.(title)
+    return { plan: holders === undefined ? value : preferHolders(value, holders), hit }
   }
 
   #order (location: ClientLocation, inventory: Inventory): GroupOrder {

@@ -107,6 +107,8 @@ interface FillJob {
   setCookie: string | readonly string[] | undefined
   /** Set by admission: the body went into storage. */
   stored: boolean
+  /** The response has no freshness of its own: stored only if the content policy gives it a lifetime. */
+  needsPolicyLifetime: boolean
 }
 
 /** What `warm` did for a URL. */
@@ -346,6 +348,7 @@ export class CacheProxy {
       purged: false,
       setCookie: undefined,
       stored: false,
+      needsPolicyLifetime: false,
     }
     this.#fills.set(key, job)
     void this.#runFill(job)
@@ -394,7 +397,7 @@ export class CacheProxy {
     ex.source = 'fill'
     let head: FillHead
     try {
-      head = await fill.waitHead(initiator ? undefined : this.#o.lockTimeoutMs)
+      head = await fill.waitHead(initiator ? undefined : this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs)
     } catch (err) {
       if (isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')) {
         this.#o.metrics.collapsed.inc({ outcome: 'lock-timeout' })
@@ -548,6 +551,11 @@ export class CacheProxy {
     })
     let noStore: string | undefined = verdict.storable ? undefined : verdict.reason
     if (noStore === 'no-freshness' && (res.status === 404 || res.status === 410) && this.#o.negativeTtlSeconds > 0) noStore = undefined
+    // No freshness information at all (bare packagers): the content policy may still give a lifetime.
+    if (noStore === 'no-freshness' && res.status === 200 && this.#policy !== NO_CONTENT_POLICY) {
+      noStore = undefined
+      job.needsPolicyLifetime = true
+    }
     // A 5xx never replaces what we hold (RFC 9111 §4.3.3 lets a cache keep using it).
     if (noStore === undefined && res.status >= 500 && job.stale !== undefined) noStore = 'stale-5xx'
     if (noStore === undefined && declared !== undefined && declared > this.#o.maxObjectBytes) noStore = 'too-large'
@@ -637,12 +645,14 @@ export class CacheProxy {
     const head = fill.head!
     const { metrics, logger } = this.#o
     let reason = noStore ?? (job.purged ? 'purged' : undefined)
-    if (reason === undefined && this.#o.checkIntegrity) {
+    // Only a 2xx body is the object itself; an error page under a .ts name is not a damaged segment.
+    if (reason === undefined && this.#o.checkIntegrity && head.status >= 200 && head.status < 300) {
       const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
       if (check !== undefined && !check(body)) reason = 'integrity'
     }
     const decision = reason === undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
     if (decision !== undefined && decision.action !== 'store') reason = decision.reason
+    if (reason === undefined && job.needsPolicyLifetime && decision?.action === 'store' && decision.lifetimeSeconds === undefined) reason = 'no-freshness'
     if (reason !== undefined) {
       metrics.fills.inc({ outcome: 'not-stored' })
       metrics.admissionRejections.inc({ reason })

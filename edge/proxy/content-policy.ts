@@ -44,6 +44,12 @@ export interface ContentPolicy {
   refreshAhead (meta: ObjectMeta, nowMs: number): boolean
   /** A GET for `url` was answered (hit or fill, any status): prefetchers start here. */
   onServed (url: string, status: number): void
+  /**
+   * How long a request may wait for another request's fill of `url` before fetching
+   * alone (LL-HLS blocking reloads are held by the origin for up to a few target
+   * durations); undefined: the node's lockTimeoutMs.
+   */
+  lockTimeoutMs? (url: string): number | undefined
 }
 
 /** The policy of a plain HTTP cache: no content rules. */
