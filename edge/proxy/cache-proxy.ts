@@ -220,7 +220,7 @@ export class CacheProxy {
       upstream: undefined,
       noCacheReason: undefined,
       error: undefined,
-      client: this.#o.forwarding.clientOf(req),
+      peer: req.socket.remoteAddress,
       cacheName: this.#o.cacheName,
       via: this.#o.forwarding.via,
       maxRanges: this.#o.maxRanges,
@@ -891,7 +891,7 @@ export class CacheProxy {
       upstream: ex.upstream,
       noCacheReason: ex.noCacheReason,
       errCode: ex.error?.code,
-      client: ex.client,
+      client: this.#o.forwarding.clientFrom(ex.peer, ex.req.headers['x-forwarded-for']),
     }, 'request')
   }
 }

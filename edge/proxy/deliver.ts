@@ -40,8 +40,8 @@ export interface Exchange {
   upstream: string | undefined
   noCacheReason: string | undefined
   error: CdnError | undefined
-  /** Client address, taken at accept (the socket may be gone when the log line is written). */
-  readonly client: string | undefined
+  /** Socket peer address, taken at accept (the socket may be gone when the log line is written). */
+  readonly peer: string | undefined
   readonly cacheName: string
   /** This node's Via member (`1.1 <name>`), added to every response it sends. */
   readonly via: string

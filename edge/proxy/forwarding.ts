@@ -21,6 +21,7 @@ export class Forwarding {
   /** `1.1 <name>`, the Via member this node adds. */
   readonly via: string
   readonly #clients: ClientIpResolver
+  readonly #anyTrusted: boolean
 
   constructor (options: ForwardingOptions) {
     if (!/^[A-Za-z0-9._~!$&'*+-]+$/.test(options.name)) {
@@ -29,6 +30,7 @@ export class Forwarding {
     this.name = options.name
     this.via = `1.1 ${options.name}`
     this.#clients = new ClientIpResolver(options.trustedProxies, 'options.trustedProxies')
+    this.#anyTrusted = options.trustedProxies.length > 0
   }
 
   /**
@@ -49,7 +51,19 @@ export class Forwarding {
 
   /** The client's address: the socket peer, or from X-Forwarded-For when the peer is a trusted proxy. */
   clientOf (req: IncomingMessage): string | undefined {
-    return this.#clients.resolve(req.socket.remoteAddress, req.headers['x-forwarded-for'])?.ip.text
+    return this.clientFrom(req.socket.remoteAddress, req.headers['x-forwarded-for'])
+  }
+
+  /**
+   * The client's address from the socket peer and X-Forwarded-For. Without a header to
+   * believe (the common case) the peer is returned as is, with no parsing.
+   */
+  clientFrom (peer: string | undefined, forwardedFor: string | readonly string[] | undefined): string | undefined {
+    if (forwardedFor === undefined || !this.#anyTrusted) {
+      // IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 peer) is the IPv4 address.
+      return peer !== undefined && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
+    }
+    return this.#clients.resolve(peer, forwardedFor)?.ip.text
   }
 
   /**
