@@ -163,6 +163,11 @@ export class DiskStore implements Store {
     return this.#index.keys()
   }
 
+  /** The metadata of an indexed object, without I/O (the index keeps it). */
+  peekMeta (key: string): ObjectMeta | undefined {
+    return this.#index.get(key)?.meta
+  }
+
   /** Keys with a write in flight (not indexed until it commits; a delete now still wins over it). */
   pendingKeys (): IterableIterator<string> {
     return this.#writing.keys()

@@ -848,11 +848,30 @@ export class CacheProxy {
     const matches = (key: string): boolean => ruleCovers(rule, key)
     for (const job of this.#fills.values()) if (matches(job.key)) job.purged = true
     let count = 0
-    for (const key of this.#storedKeys(matches)) {
-      if (markerNames(this.#o.store.memory.peek(key)) === undefined) count++
-      void this.#o.store.delete(key)
+    const store = this.#o.store
+    for (const key of this.#purgeCandidates(rule, matches)) {
+      const meta = store.memory.peek(key)?.meta ?? store.disk.peekMeta(key)
+      if (meta !== undefined && meta.status !== 0) count++ // status 0: a Vary marker, not an object
+      void store.delete(key)
     }
     return count
+  }
+
+  /**
+   * The stored keys a rule may cover. A URL without variants is one key, found without a
+   * scan (invalidations after unsafe methods are frequent); its variants are looked for
+   * only when a Vary marker says there are some; prefixes scan every key.
+   */
+  #purgeCandidates (rule: { readonly kind: PurgeKind, readonly value: string }, matches: (key: string) => boolean): string[] {
+    if (rule.kind === 'prefix') return this.#storedKeys(matches)
+    const store = this.#o.store
+    const marker = store.memory.peek(rule.value) ?? (() => {
+      const meta = store.disk.peekMeta(rule.value)
+      return meta === undefined ? undefined : { meta, body: Buffer.alloc(0) }
+    })()
+    if (markerNames(marker) !== undefined) return this.#storedKeys(matches)
+    // Not indexed does not mean not on disk (a cold index, a write in flight): delete it anyway.
+    return [rule.value]
   }
 
   /** Keys held in memory or on disk that satisfy `match` (a snapshot, safe to delete while iterating). */
