@@ -4,17 +4,23 @@
  */
 import { isAbsolute } from 'node:path'
 import { parseArgs } from 'node:util'
+import { PEER_NAMES, type PeerName } from './bench-target.ts'
 
-/** Scenario names accepted by --only. */
-export const SCENARIOS = ['hot-memory', 'cold-herd'] as const
+/** Scenario names accepted by --only, in the order a run takes them. */
+export const SCENARIOS = ['hot-segment', 'hot-playlist', 'ranges', 'working-set', 'cold-herd', 'cold-range', 'steering', 'revalidation', 'offload', 'hot-memory'] as const
 /** One scenario name. */
 export type Scenario = typeof SCENARIOS[number]
+/** What a run without --only runs: everything but issue 2's edge-vs-bare hot-memory, which hot-segment supersedes. */
+export const DEFAULT_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s !== 'hot-memory')
 const PROFILE_MODES = ['auto', 'always', 'never'] as const
 
 /** Parsed command line of bench/run.ts. */
 export interface BenchArgs {
   readonly quick: boolean
-  readonly only: Scenario | undefined
+  /** Scenarios to run (--only a,b), in suite order; undefined: the whole suite. */
+  readonly only: readonly Scenario[] | undefined
+  /** Peers to compare with (--peers nginx,varnish | none); undefined: every installed one. */
+  readonly peers: readonly PeerName[] | undefined
   readonly profile: typeof PROFILE_MODES[number]
   readonly rounds: number | undefined
   /** Another checkout whose bin/streamedge.js is the edge under test (absolute path). */
@@ -27,6 +33,13 @@ export interface BenchArgs {
   readonly render: string | undefined
 }
 
+function list<T extends string> (flag: string, raw: string, allowed: readonly T[]): T[] {
+  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const bad = items.find((s) => !(allowed as readonly string[]).includes(s))
+  if (bad !== undefined || items.length === 0) throw new TypeError(`Expected --${flag} to be a comma-separated list of ${allowed.join(', ')}, got ${raw}`)
+  return allowed.filter((a) => items.includes(a))
+}
+
 /** Parses argv (without node and the script); throws TypeError naming the bad flag. */
 export function parseBenchArgs (argv: readonly string[]): BenchArgs {
   const { values } = parseArgs({
@@ -34,6 +47,7 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      peers: { type: 'string' },
       profile: { type: 'string', default: 'auto' },
       rounds: { type: 'string' },
       'edge-root': { type: 'string' },
@@ -44,10 +58,8 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
     strict: true,
     allowPositionals: false,
   })
-  const only = values.only
-  if (only !== undefined && !(SCENARIOS as readonly string[]).includes(only)) {
-    throw new TypeError(`Expected --only to be one of ${SCENARIOS.join(', ')}, got ${only}`)
-  }
+  const only = values.only === undefined ? undefined : list('only', values.only, SCENARIOS)
+  const peers = values.peers === undefined ? undefined : values.peers === 'none' ? [] : list('peers', values.peers, PEER_NAMES)
   const profile = values.profile
   if (!(PROFILE_MODES as readonly string[]).includes(profile)) {
     throw new TypeError(`Expected --profile to be one of ${PROFILE_MODES.join(', ')}, got ${profile}`)
@@ -66,5 +78,5 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
   if (!Number.isInteger(quietWaitS) || quietWaitS < 0 || quietWaitS > 600) {
     throw new TypeError(`Expected --quiet-wait to be an integer number of seconds between 0 and 600, got ${values['quiet-wait']}`)
   }
-  return { quick: values.quick, only: only as Scenario | undefined, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render }
+  return { quick: values.quick, only, peers, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render }
 }

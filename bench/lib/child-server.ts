@@ -6,9 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { httpGet } from './http-get.ts'
 
 /** Repository root (the children run with it as their working directory). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -35,6 +38,8 @@ export interface ChildServer {
 }
 
 const running = new Set<ChildProcess>()
+/** Children started in their own process group (external servers with workers). */
+const groups = new Set<ChildProcess>()
 let exitHookInstalled = false
 
 /** Starts a child and resolves when it printed its listening line. */
@@ -73,6 +78,10 @@ export interface EdgeProcessOptions {
   readonly edgeRoot?: string
   readonly nodeArgs?: readonly string[]
   readonly id?: string
+  /** Memory tier budget (`--edge.cache.memory.maxBytes`); the edge's default when absent. */
+  readonly memoryMaxBytes?: number
+  /** Shield base URLs (`--shield`): edge → shield → origin. */
+  readonly shields?: readonly string[]
 }
 
 /** Starts `streamedge edge` through the real CLI, access log off. */
@@ -84,8 +93,112 @@ export function startEdgeProcess (opts: EdgeProcessOptions): Promise<ChildServer
     args: [
       'edge', '--origin', opts.originUrl, '--listen', '127.0.0.1:0', '--cache-dir', opts.cacheDir,
       '--edge.id', opts.id ?? 'bench-edge', '--log.access', 'false', '--log.level', 'info',
+      ...opts.memoryMaxBytes === undefined ? [] : ['--edge.cache.memory.maxBytes', String(opts.memoryMaxBytes)],
+      ...(opts.shields ?? []).flatMap((url) => ['--shield', url]),
     ],
   })
+}
+
+/** How to start a shield under test. */
+export interface ShieldProcessOptions {
+  readonly originUrl: string
+  readonly cacheDir: string
+  readonly edgeRoot?: string
+  readonly memoryMaxBytes?: number
+}
+
+/** Starts `streamedge shield` through the real CLI (one origin), access log off. */
+export function startShieldProcess (opts: ShieldProcessOptions): Promise<ChildServer> {
+  return startChildServer({
+    label: 'shield',
+    script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
+    args: [
+      'shield', '--origin', opts.originUrl, '--listen', '127.0.0.1:0', '--cache-dir', opts.cacheDir,
+      '--shield.id', 'bench-shield', '--log.access', 'false', '--log.level', 'info',
+      ...opts.memoryMaxBytes === undefined ? [] : ['--shield.cache.memory.maxBytes', String(opts.memoryMaxBytes)],
+    ],
+  })
+}
+
+/** How to start a server that is not ours (nginx, varnishd). */
+export interface ExternalServerOptions {
+  readonly label: string
+  /** Absolute path of the executable. */
+  readonly command: string
+  readonly args: readonly string[]
+  /** Base URL it will listen on (the caller chose the port). */
+  readonly url: string
+  /** Path that answers 200 once it serves (without touching the origin). */
+  readonly readyPath: string
+  readonly readyTimeoutMs?: number
+  /** Its own log files, quoted when it does not come up. */
+  readonly logFiles?: readonly string[]
+}
+
+/**
+ * Starts a foreground server in its own process group and resolves once `readyPath`
+ * answers 200. Stopping sends SIGTERM to the process it started (nginx and varnishd stop
+ * their workers themselves), then SIGKILL to the whole group, so no worker outlives the bench.
+ */
+export async function startExternalServer (options: ExternalServerOptions): Promise<ChildServer> {
+  installExitHook()
+  const child = spawn(options.command, [...options.args], {
+    cwd: REPO_ROOT,
+    env: cleanEnv(process.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  running.add(child)
+  groups.add(child)
+  child.once('exit', () => running.delete(child))
+  let outputTail = ''
+  const keep = (chunk: Buffer): void => { outputTail = (outputTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES) }
+  child.stdout!.on('data', keep)
+  child.stderr!.on('data', keep)
+  const spawned = await new Promise<Error | undefined>((resolve) => {
+    child.once('spawn', () => resolve(undefined))
+    child.once('error', resolve)
+  })
+  if (spawned !== undefined || child.pid === undefined) throw new Error(`${options.label} did not start: ${spawned?.message ?? 'no pid'}`)
+  const pid = child.pid
+  const stop = async (graceMs = 15_000): Promise<void> => {
+    await stopChild(child, graceMs)
+    killGroup(pid)
+    groups.delete(child)
+  }
+  try {
+    await waitForReady(child, options.url + options.readyPath, options.readyTimeoutMs ?? 20_000)
+  } catch (err) {
+    await stop(2000)
+    const logs = await Promise.all((options.logFiles ?? []).map(async (f) => (await readFile(f, 'utf8').catch(() => '')).slice(-STDERR_TAIL_BYTES)))
+    throw new Error(`${options.label} did not start: ${(err as Error).message}\n${outputTail}\n${logs.join('\n')}`)
+  }
+  return { label: options.label, pid, url: options.url, stop }
+}
+
+async function waitForReady (child: ChildProcess, url: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  let last = 'no answer'
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode})`)
+    try {
+      const res = await httpGet(url, 1000)
+      if (res.status === 200) return
+      last = `status ${res.status}`
+    } catch (err) {
+      last = (err as Error).message
+    }
+    await sleep(50)
+  }
+  throw new Error(`${url} not ready within ${timeoutMs} ms (${last})`)
+}
+
+function killGroup (pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    // the group is already gone
+  }
 }
 
 /** Parent env without STREAMEDGE_* settings, so a developer's shell cannot change what is measured. */
@@ -149,6 +262,7 @@ function installExitHook (): void {
   exitHookInstalled = true
   process.once('exit', () => {
     for (const child of running) child.kill('SIGKILL')
+    for (const child of groups) if (child.pid !== undefined) killGroup(child.pid)
   })
 }
 

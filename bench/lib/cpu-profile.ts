@@ -3,6 +3,7 @@
  * per function and per source file, as a share of the non-idle time.
  * @see https://chromedevtools.github.io/devtools-protocol/tot/Profiler/#type-Profile
  */
+import { SourceMap, type SourceMapPayload } from 'node:module'
 
 /** The parts of a V8 CPU profile this module reads. */
 export interface CpuProfile {
@@ -46,13 +47,35 @@ export interface ProfileSummary {
 const IDLE = '(idle)'
 
 /**
+ * Maps a generated position (0-based line and column, as V8 reports them) to the 0-based
+ * line of the original source, or undefined when unknown.
+ */
+export type LineResolver = (url: string, line: number, column: number) => number | undefined
+
+/** The source maps written by bench/lib/source-map-dump.js: payloads by file URL. */
+export type SourceMapDump = Readonly<Record<string, SourceMapPayload>>
+
+/** A {@link LineResolver} over the source maps a profiled process dumped at exit. */
+export function sourceMapLineResolver (dump: SourceMapDump): LineResolver {
+  const maps = new Map<string, SourceMap | undefined>()
+  return (url, line, column) => {
+    if (!maps.has(url)) {
+      const payload = dump[url]
+      maps.set(url, payload === undefined ? undefined : new SourceMap(payload))
+    }
+    const entry = maps.get(url)?.findEntry(line, column)
+    return entry !== undefined && 'originalLine' in entry && typeof entry.originalLine === 'number' ? entry.originalLine : undefined
+  }
+}
+
+/**
  * Self time per function: each sample is charged the time until the next sample
  * (the last one the mean interval), which is how DevTools computes self time.
  * `rootUrl` (e.g. `file:///work/main/`) is cut from locations. `window` keeps only the
  * samples taken in [fromUs, toUs): V8 stamps samples with the monotonic clock that
  * `process.hrtime()` reads on Linux, so another process can name its load window.
  */
-export function summariseCpuProfile (profile: CpuProfile, options: { top?: number, rootUrl?: string, window?: { fromUs: number, toUs: number } } = {}): ProfileSummary {
+export function summariseCpuProfile (profile: CpuProfile, options: { top?: number, rootUrl?: string, window?: { fromUs: number, toUs: number }, resolveLine?: LineResolver } = {}): ProfileSummary {
   const top = options.top ?? 10
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const selfUs = new Map<number, number>()
@@ -92,7 +115,10 @@ export function summariseCpuProfile (profile: CpuProfile, options: { top?: numbe
     }
     busyUs += us
     const file = frame.url === '' ? frame.functionName : shortUrl(frame.url, options.rootUrl)
-    const location = frame.url === '' ? frame.functionName : frame.lineNumber > 0 ? `${file}:${frame.lineNumber + 1}` : file
+    const sourceLine = frame.url === '' ? undefined : options.resolveLine?.(frame.url, frame.lineNumber, frame.columnNumber ?? 0)
+    const location = frame.url === ''
+      ? frame.functionName
+      : sourceLine !== undefined ? `${file}:${sourceLine + 1}` : frame.lineNumber > 0 ? `${file}:${frame.lineNumber + 1}` : file
     const name = frame.functionName === '' ? '(anonymous)' : frame.functionName
     const key = `${name}\0${location}`
     const entry = fns.get(key) ?? { functionName: name, location, us: 0 }

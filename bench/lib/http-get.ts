@@ -14,11 +14,11 @@ export interface FetchedResponse {
 }
 
 /** GETs `url` (127.0.0.1 only) and buffers the body; rejects after `timeoutMs`. */
-export function httpGet (url: string, timeoutMs = 30_000): Promise<FetchedResponse> {
+export function httpGet (url: string, timeoutMs = 30_000, headers: Readonly<Record<string, string>> = {}): Promise<FetchedResponse> {
   const target = new URL(url)
   if (target.hostname !== '127.0.0.1') return Promise.reject(new TypeError(`Expected a 127.0.0.1 URL, got ${url}`))
   return new Promise((resolve, reject) => {
-    const req = http.get(target, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(target, { agent: false, timeout: timeoutMs, headers: { ...headers } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.once('error', reject)

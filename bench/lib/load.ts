@@ -28,13 +28,38 @@ export function skipAutocannonBodies (): void {
 
 /** One load run. */
 export interface LoadOptions {
+  /** The URL, or with `paths` the base URL (`http://127.0.0.1:port`). */
   readonly url: string
   readonly connections: number
   readonly durationS: number
+  readonly headers?: Readonly<Record<string, string>>
+  /** Paths under `url`; each request picks one at random from a seeded sequence. */
+  readonly paths?: readonly string[]
+  readonly seed?: number
 }
 
 /** Runs autocannon (no pipelining, keep-alive, 30 s request timeout) and returns its result. */
 export function loadTest (o: LoadOptions): Promise<autocannon.Result> {
   skipAutocannonBodies()
-  return autocannon({ url: o.url, connections: o.connections, duration: o.durationS, pipelining: 1, timeout: 30 })
+  const paths = o.paths ?? []
+  const base = { connections: o.connections, duration: o.durationS, pipelining: 1, timeout: 30, ...(o.headers === undefined ? {} : { headers: { ...o.headers } }) }
+  if (paths.length === 0) return autocannon({ url: o.url, ...base })
+  if (paths.length === 1) return autocannon({ url: new URL(paths[0]!, o.url).href, ...base })
+  const random = seededRandom(o.seed ?? 1)
+  return autocannon({
+    url: new URL(paths[0]!, o.url).href,
+    ...base,
+    requests: [{ setupRequest: (req) => ({ ...req, path: paths[Math.floor(random() * paths.length)]! }) }],
+  })
+}
+
+// mulberry32: the same request mix in every window and on every target.
+function seededRandom (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
 }

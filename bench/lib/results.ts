@@ -5,6 +5,9 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
+import type { SteeringResult } from '../scenarios/steering.ts'
+import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
+import type { CompareResult } from './compare.ts'
 import type { HotSpot, ProfileSummary } from './cpu-profile.ts'
 import { clockTicksPerSecond } from './proc-cpu.ts'
 import { ratio } from './stats.ts'
@@ -92,8 +95,8 @@ export interface ProfiledRun extends ProfileSummary {
 /** One cold-herd round against one server. */
 export interface HerdRound {
   readonly round: number
-  /** The edge, or the ideal streamer baseline. */
-  readonly target: 'edge' | 'stream'
+  /** The edge, a peer, or the ideal streamer baseline. */
+  readonly target: TargetName
   readonly path: string
   /** Requests the origin saw for the path during the round (the streamer never asks it: 0). */
   readonly originRequests: number
@@ -125,6 +128,15 @@ export interface HerdMedians {
   readonly serverCpuSeconds: number
 }
 
+/** Medians of one target's herd rounds. */
+export interface HerdTargetSummary extends HerdMedians {
+  readonly target: TargetName
+  readonly originRequestsMax: number
+  /** Clients that got the whole body, over all rounds, of `clients`. */
+  readonly complete: number
+  readonly clients: number
+}
+
 /** The cold-herd scenario. */
 export interface HerdResult {
   readonly scenario: 'cold-herd'
@@ -133,11 +145,106 @@ export interface HerdResult {
   readonly edge: HerdMedians
   /** The ideal streamer baseline, same herd, interleaved. */
   readonly stream: HerdMedians
+  /** Every target (edge, peers, stream), in run order; absent in results from before issue 7. */
+  readonly byTarget?: readonly HerdTargetSummary[]
   readonly originRequestsMax: number
   readonly targets: {
     readonly originRequests: { readonly expected: number, readonly met: boolean }
     readonly ttfbP99: { readonly maxMs: number, readonly met: boolean }
   }
+}
+
+/** Issue 7's memory target: the edge's RSS at the end of a scenario stays under its memory-tier budget plus this. */
+export const RSS_HEADROOM_BYTES = 150e6
+
+/** One RSS reading against the budget. */
+export interface MemoryCheck {
+  readonly scenario: string
+  readonly target: TargetName
+  readonly budgetBytes: number
+  readonly rssBytes: number
+  readonly limitBytes: number
+  readonly met: boolean
+}
+
+/** Reads a target's RSS now (call it before stopping the target); undefined for targets without a budget. */
+export function memoryCheck (scenario: string, target: BenchTarget): MemoryCheck | undefined {
+  if (target.memoryBudgetBytes === undefined) return undefined
+  const rssBytes = target.rssBytes()
+  const limitBytes = target.memoryBudgetBytes + RSS_HEADROOM_BYTES
+  return { scenario, target: target.name, budgetBytes: target.memoryBudgetBytes, rssBytes, limitBytes, met: rssBytes < limitBytes }
+}
+
+/** Profiles of one workload: a fresh edge and a fresh bare server under the same load. */
+export interface WorkloadProfile {
+  readonly scenario: string
+  /** The generator that drove the profiled windows. */
+  readonly generator: string
+  readonly edge: ProfiledRun
+  readonly bare: ProfiledRun | undefined
+}
+
+/** The larger-than-memory working set. */
+export interface WorkingSetResult {
+  readonly comparison: CompareResult
+  readonly objects: number
+  readonly objectBytes: number
+  /** Memory tier (edge) and malloc storage (Varnish) budget. */
+  readonly memoryBudgetBytes: number
+  /** The edge's cache lookups during its measured windows, from its /metrics (undefined if unreadable). */
+  readonly edgeLookups: { readonly memoryHits: number, readonly diskHits: number, readonly misses: number } | undefined
+}
+
+/** One cold mid-file range request. */
+export interface ColdRangeRound {
+  readonly round: number
+  readonly target: TargetName
+  readonly status: number
+  readonly bodyBytes: number
+  /** The body matched the origin's bytes for the range. */
+  readonly correct: boolean
+  readonly headMs: number
+  readonly ttfbMs: number
+  readonly totalMs: number
+  /** Bytes the origin sent (through the meter) for this request, fills the cache finished in the background included. */
+  readonly originBytes: number
+  readonly originRequests: number
+  readonly error: string | undefined
+}
+
+/** Medians of one target's cold-range rounds. */
+export interface ColdRangeSummary {
+  readonly target: TargetName
+  readonly ttfbMs: number
+  readonly totalMs: number
+  readonly originBytes: number
+  readonly originRequests: number
+  readonly allCorrect: boolean
+}
+
+/** The cold-range scenario. */
+export interface ColdRangeResult {
+  readonly scenario: 'cold-range'
+  readonly config: { readonly bodyBytes: number, readonly originBytesPerSecond: number, readonly range: string, readonly rounds: number }
+  readonly rounds: readonly ColdRangeRound[]
+  readonly summaries: readonly ColdRangeSummary[]
+}
+
+/** Tools and peers found on the machine. */
+export interface ToolInfo {
+  readonly autocannon: string
+  readonly wrk: string | undefined
+  readonly peers: readonly PeerAvailability[]
+}
+
+/** One of issue 7's targets, judged from a run. */
+export interface Verdict {
+  readonly id: string
+  readonly target: string
+  /** What was measured, as text for the table. */
+  readonly measured: string
+  /** undefined: not measured in this run (scenario skipped, peer absent). */
+  readonly met: boolean | undefined
 }
 
 /** Everything one `npm run bench` produced. */
@@ -149,8 +256,25 @@ export interface BenchResults {
   readonly machine: MachineInfo
   readonly source: SourceInfo
   readonly wallSeconds: number
+  /** Of the wall time, seconds spent waiting for a quiet machine (--quiet-wait). */
+  readonly quietWaitedSeconds?: number
+  /** Scenarios run (`--only`), in order. */
+  readonly scenarios?: readonly string[]
+  readonly tools?: ToolInfo
   readonly hot?: HotResult
   readonly herd?: HerdResult
+  /** Warm-cache comparisons: hot segment, hot playlist, ranges. */
+  readonly comparisons?: readonly CompareResult[]
+  readonly profiles?: readonly WorkloadProfile[]
+  readonly workingSet?: WorkingSetResult
+  readonly coldRange?: ColdRangeResult
+  readonly steering?: SteeringResult
+  readonly memory?: readonly MemoryCheck[]
+  readonly verdicts?: readonly Verdict[]
+  /** Scenarios that threw (the rest of the suite still ran). */
+  readonly failures?: ReadonlyArray<{ readonly scenario: string, readonly error: string }>
+  /** Sections rendered by the scenarios themselves (offload, revalidation), and their raw results. */
+  readonly extra?: Readonly<Record<string, { readonly result: unknown, readonly markdown: string }>>
 }
 
 /** Reads the machine description (CPU model from /proc/cpuinfo where available). */
@@ -206,13 +330,173 @@ export function renderResultsMarkdown (r: BenchResults): string {
     `- Machine: ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryBytes / 2 ** 30)} GiB RAM, Linux ${m.kernel}`,
     `- Node ${m.nodeVersion}; load generator autocannon 9 in the bench process (its per-response body-to-string copy disabled, see bench/lib/load.ts); servers under test are child processes, CPU from /proc/<pid>/stat (CLK_TCK ${m.clockTicksPerSecond})`,
     `- Edge code: ${r.source.root}, commit ${r.source.commit}${r.source.uncommitted.length === 0 ? '' : ` plus ${r.source.uncommitted.length} uncommitted change(s) under bin/ config/ edge/ lib/ (listed in the JSON)`}`,
-    `- Wall time: ${fmt(r.wallSeconds)} s${r.quietWaitS > 0 ? `; each window first waited up to ${r.quietWaitS} s for the machine to be idle (< 0.2 busy cores)` : ''}`,
+    `- Wall time: ${fmt(r.wallSeconds)} s${r.quietWaitS > 0 ? `; each window first waited up to ${r.quietWaitS} s for the machine to be idle (< 0.2 busy cores)${r.quietWaitedSeconds === undefined ? '' : `, ${fmt(r.quietWaitedSeconds)} s in all, so the suite itself took ${fmt(r.wallSeconds - r.quietWaitedSeconds)} s`}` : ''}`,
     '- "other CPU" columns: machine-wide busy CPU (/proc/stat) minus the processes measured, i.e. other tenants plus kernel network time not charged to any process; high values mean a noisy window',
     '',
   ]
+  if (r.tools !== undefined) out.splice(out.length - 1, 0, ...toolLines(r.tools))
+  if (r.scenarios !== undefined) out.splice(out.length - 1, 0, `- Scenarios: ${r.scenarios.join(', ')}`)
+  if (r.failures !== undefined && r.failures.length > 0) {
+    out.push('## Failed scenarios', '', ...r.failures.map((f) => `- \`${f.scenario}\`: ${f.error.split('\n')[0] ?? ''}`), '')
+  }
+  if (r.verdicts !== undefined && r.verdicts.length > 0) out.push(...verdictSection(r.verdicts))
+  for (const c of r.comparisons ?? []) {
+    out.push(...compareSection(c))
+    const profile = r.profiles?.find((p) => p.scenario === c.scenario)
+    if (profile !== undefined && profile.bare !== undefined) out.push(...profileSection({ edge: profile.edge, bare: profile.bare }, `### Where the edge spends its CPU on ${c.scenario} (\`node --cpu-prof\`, ${profile.generator}, same load)`))
+  }
+  if (r.workingSet !== undefined) out.push(...workingSetSection(r.workingSet))
+  if (r.herd !== undefined) out.push(...(r.herd.byTarget === undefined ? herdSection(r.herd) : herdTargetsSection(r.herd, r.herd.byTarget)))
+  if (r.coldRange !== undefined) out.push(...coldRangeSection(r.coldRange))
+  if (r.steering !== undefined) out.push(...steeringSection(r.steering))
+  if (r.memory !== undefined && r.memory.length > 0) out.push(...memorySection(r.memory))
+  for (const [name, section] of Object.entries(r.extra ?? {})) out.push(`<!-- ${name} -->`, section.markdown.trimEnd(), '')
   if (r.hot !== undefined) out.push(...hotSection(r.hot))
-  if (r.herd !== undefined) out.push(...herdSection(r.herd))
   return `${out.join('\n')}\n`
+}
+
+function toolLines (t: ToolInfo): string[] {
+  const peers = t.peers.map((p) => p.available ? `${p.name}: ${p.version ?? 'version unknown'}` : `${p.name}: **absent** (${p.reason ?? 'not found'})`)
+  return [
+    `- Load generators: autocannon ${t.autocannon} (in the bench process) and ${t.wrk === undefined ? 'wrk **absent** (autocannon only)' : `${t.wrk} (one thread, child process)`}`,
+    `- Peers: ${peers.join('; ')}`,
+  ]
+}
+
+function verdictSection (verdicts: readonly Verdict[]): string[] {
+  const mark = (met: boolean | undefined): string => met === undefined ? 'not measured' : verdict(met)
+  return [
+    '## Issue 7 targets',
+    '',
+    'Medians of per-round ratios in this run (edge and peer windows of the same round and generator).',
+    '',
+    '| target | goal | measured | verdict |',
+    '|---|---|---|---|',
+    ...verdicts.map((v) => `| ${v.id} | ${v.target} | ${v.measured} | ${mark(v.met)} |`),
+    '',
+  ]
+}
+
+function compareSection (c: CompareResult): string[] {
+  const k = c.config
+  const costLabel = k.costUnit === 'gb' ? 'CPU s/GB' : 'CPU ms/1k req'
+  const cost = (x: { cpuSecondsPerGb: number, cpuMsPerKiloRequest: number }): number => k.costUnit === 'gb' ? x.cpuSecondsPerGb : x.cpuMsPerKiloRequest
+  const headers = Object.entries(k.headers).map(([n, v]) => `${n}: ${v}`).join(', ')
+  const showHit = c.scenario === 'working-set'
+  return [
+    `## ${c.title} (\`${c.scenario}\`)`,
+    '',
+    `GET ${k.paths === 1 ? `\`${k.examplePath}\`` : `${k.paths} paths at random (e.g. \`${k.examplePath}\`)`}${headers === '' ? '' : ` with \`${headers}\``}, ${k.bodyBytes}-byte bodies, ${k.connections} connections; per window ${k.warmupS} s warm-up + ${k.measureS} s measured; targets ${c.targets.join(', ')} interleaved for ${k.rounds} rounds with ${k.generators.join(' and ')}; medians. CPU is each target's whole process tree. "vs nginx": median of per-round ratios to nginx with the same generator.`,
+    '',
+    `| target | generator | req/s | MB/s | p50 ms | p99 ms | ${costLabel} | origin requests |${showHit ? ' byte hit ratio |' : ''} req/s vs nginx | CPU vs nginx |`,
+    `|---|---|---:|---:|---:|---:|---:|---:|${showHit ? '---:|' : ''}---:|---:|`,
+    ...c.summaries.map((x) => `| ${x.target} | ${x.generator} | ${fmt(x.requestsPerSec)} | ${fmt(x.mbPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(cost(x))} | ${x.originRequests} |${showHit ? ` ${fmt(x.byteHitRatio, 4)} |` : ''} ${x.vsNginx === undefined ? '–' : fmt(x.vsNginx.requestsPerSec)} | ${x.vsNginx === undefined ? '–' : fmt(cost(x.vsNginx))} |`),
+    '',
+    '<details><summary>Per window</summary>',
+    '',
+    `| round | target | generator | req/s | p50 ms | p99 ms | MB | CPU s (user + sys) | ${costLabel} | load-gen CPU s | other CPU s | origin req | origin MB | non-2xx | errors |`,
+    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...c.windows.map((w) => `| ${w.round} | ${w.target} | ${w.generator} | ${fmt(w.requestsPerSec)} | ${fmt(w.latencyP50Ms)} | ${fmt(w.latencyP99Ms)} | ${fmt(w.bytes / 1e6)} | ${fmt(w.cpuSeconds)} (${fmt(w.cpuUserSeconds)} + ${fmt(w.cpuSystemSeconds)}) | ${fmt(cost(w))} | ${fmt(w.loadGenCpuSeconds)} | ${fmt(w.otherCpuSeconds)} | ${w.originRequests} | ${fmt(w.originBytes / 1e6)} | ${w.non2xx} | ${w.errors} |`),
+    '',
+    '</details>',
+    '',
+  ]
+}
+
+function workingSetSection (ws: WorkingSetResult): string[] {
+  const l = ws.edgeLookups
+  const lookups = l === undefined
+    ? 'The edge\'s tier counters were not readable from /metrics.'
+    : `The edge's lookups in its measured windows (/metrics): ${l.memoryHits} memory hits, ${l.diskHits} disk hits, ${l.misses} misses (${fmt((100 * l.diskHits) / Math.max(1, l.memoryHits + l.diskHits + l.misses))}% from disk).`
+  return [
+    ...compareSection(ws.comparison).slice(0, 3),
+    `${ws.objects} objects of ${ws.objectBytes} bytes (${fmt((ws.objects * ws.objectBytes) / 2 ** 20)} MiB) against a ${fmt(ws.memoryBudgetBytes / 2 ** 20)} MiB memory tier (Varnish: the same malloc size; nginx: proxy_cache files and the page cache). Byte hit ratio = 1 - origin bytes / bytes served in the measured windows, through a byte meter in front of the origin. ${lookups}`,
+    '',
+    ...compareSection(ws.comparison).slice(3),
+  ]
+}
+
+function herdTargetsSection (h: HerdResult, all: readonly HerdTargetSummary[]): string[] {
+  const c = h.config
+  const row = (label: string, pick: (m: HerdTargetSummary) => string): string => `| ${label} | ${all.map(pick).join(' | ')} |`
+  return [
+    '## Cold herd (`cold-herd`)',
+    '',
+    `${c.clients} clients (pre-connected raw sockets in one separate process) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round, targets interleaved; medians of the per-round percentiles. TTFB = request written → first body byte. *stream* is an ideal streamer (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache): what this machine allows at all.`,
+    '',
+    `| | ${all.map((m) => m.target).join(' | ')} |`,
+    `|---|${all.map(() => '---:').join('|')}|`,
+    row('origin requests per round (max)', (m) => m.target === 'stream' ? '–' : String(m.originRequestsMax)),
+    row('clients complete', (m) => `${m.complete}/${m.clients}`),
+    row('TTFB p50 (ms)', (m) => fmt(m.ttfbP50Ms)),
+    row('TTFB p99 (ms)', (m) => fmt(m.ttfbP99Ms)),
+    row('response head p99 (ms)', (m) => fmt(m.headP99Ms)),
+    row('total time p50 (ms)', (m) => fmt(m.totalP50Ms)),
+    row('total time p99 (ms)', (m) => fmt(m.totalP99Ms)),
+    row('server CPU s per round', (m) => fmt(m.serverCpuSeconds)),
+    '',
+    `Edge targets: ${h.targets.originRequests.expected} origin request per herd: ${verdict(h.targets.originRequests.met)}; TTFB p99 < ${h.targets.ttfbP99.maxMs} ms: ${verdict(h.targets.ttfbP99.met)}.`,
+    '',
+    '<details><summary>Per round</summary>',
+    '',
+    '| round | server | origin requests | complete | TTFB p50 | TTFB p99 | head p99 | total p50 | total p99 | connect ms | send spread ms | server CPU s | client CPU s | other CPU s | errors |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...h.rounds.map((x) => `| ${x.round} | ${x.target} | ${x.originRequests} | ${x.complete}/${x.clients} | ${fmt(x.ttfbP50Ms)} | ${fmt(x.ttfbP99Ms)} | ${fmt(x.headP99Ms)} | ${fmt(x.totalP50Ms)} | ${fmt(x.totalP99Ms)} | ${fmt(x.connectMs)} | ${fmt(x.sendSpreadMs)} | ${fmt(x.serverCpuSeconds)} | ${fmt(x.clientCpuSeconds)} | ${fmt(x.otherCpuSeconds)} | ${x.errors.join('; ')} |`),
+    '',
+    '</details>',
+    '',
+  ]
+}
+
+function coldRangeSection (r: ColdRangeResult): string[] {
+  const c = r.config
+  return [
+    '## Cold mid-file range (`cold-range`)',
+    '',
+    `One GET with \`Range: ${c.range}\` for an uncached ${c.bodyBytes}-byte .ts that the origin sends at ${c.originBytesPerSecond} B/s; a fresh object per request, ${c.rounds} rounds, targets interleaved; medians. Origin bytes are counted by a byte meter in front of the origin after the origin went idle, so a fill that a cache finishes in the background counts.`,
+    '',
+    '| target | TTFB ms | total ms | origin requests | origin MiB | body correct |',
+    '|---|---:|---:|---:|---:|---|',
+    ...r.summaries.map((s) => `| ${s.target} | ${fmt(s.ttfbMs)} | ${fmt(s.totalMs)} | ${fmt(s.originRequests)} | ${fmt(s.originBytes / 2 ** 20)} | ${s.allCorrect ? 'yes' : '**no**'} |`),
+    '',
+    '<details><summary>Per request</summary>',
+    '',
+    '| round | target | status | body bytes | head ms | TTFB ms | total ms | origin requests | origin bytes | error |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...r.rounds.map((x) => `| ${x.round} | ${x.target} | ${x.status} | ${x.bodyBytes} | ${fmt(x.headMs)} | ${fmt(x.ttfbMs)} | ${fmt(x.totalMs)} | ${x.originRequests} | ${x.originBytes} | ${x.error ?? ''} |`),
+    '',
+    '</details>',
+    '',
+  ]
+}
+
+function steeringSection (s: SteeringResult): string[] {
+  return [
+    '## Steering decisions (`steering`, issue 5)',
+    '',
+    'The control plane through the real CLI with the embedded DB-IP database, 12 edges in 6 groups, coverage zones and licensing rules; autocannon sends GET /v1/steer/... from 50,000 client addresses (bench/scenarios/steering.ts). The bare row is node:http answering the same 302 with nothing else: this machine\'s ceiling.',
+    '',
+    '| | decisions/s | p50 ms | p99 ms | control-plane CPU s/s | 302 | 451 | other | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| bare node:http 302 | ${fmt(s.bare.requestsPerSec)} | ${fmt(s.bare.latencyP50Ms)} | ${fmt(s.bare.latencyP99Ms)} | | | | | |`,
+    ...s.rounds.map((x) => `| decision log ${x.accessLog ? 'on' : 'off'} | ${fmt(x.decisionsPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(x.serverCpuPerSec)} | ${x.redirects} | ${x.licenceDenials} | ${x.otherStatuses} | ${x.errors} |`),
+    '',
+    `Target (issue 5): ${fmt(s.targetPerSec)} decisions/s with p99 < ${s.targetP99Ms} ms, log on: ${verdict(s.passed)}.`,
+    '',
+  ]
+}
+
+function memorySection (checks: readonly MemoryCheck[]): string[] {
+  return [
+    '## Memory',
+    '',
+    `RSS of the edge (its whole process) at the end of each scenario, against its memory-tier budget + ${fmt(RSS_HEADROOM_BYTES / 1e6)} MB.`,
+    '',
+    '| scenario | target | memory budget MB | RSS MB | limit MB | verdict |',
+    '|---|---|---:|---:|---:|---|',
+    ...checks.map((m) => `| ${m.scenario} | ${m.target} | ${fmt(m.budgetBytes / 1e6)} | ${fmt(m.rssBytes / 1e6)} | ${fmt(m.limitBytes / 1e6)} | ${verdict(m.met)} |`),
+    '',
+  ]
 }
 
 function hotSection (h: HotResult): string[] {
@@ -247,14 +531,14 @@ function hotSection (h: HotResult): string[] {
   return lines
 }
 
-function profileSection (p: NonNullable<HotResult['profile']>): string[] {
+function profileSection (p: NonNullable<HotResult['profile']>, heading = '### Where the edge spends its CPU (`node --cpu-prof`, same load)'): string[] {
   const { edge, bare } = p
   const perReq = (ms: number, run: ProfiledRun): number => run.requests > 0 ? (ms * 1000) / run.requests : Number.NaN
   const bareFn = new Map(bare.topFunctions.map((s) => [`${s.functionName}\0${s.location}`, s]))
   const bareFile = new Map(bare.topFiles.map((s) => [s.location, s]))
   const bareCell = (s: HotSpot | undefined): string => s === undefined ? '–' : fmt(perReq(s.selfMs, bare))
   return [
-    '### Where the edge spends its CPU (`node --cpu-prof`, same load)',
+    heading,
     '',
     `A fresh edge and a fresh bare server under \`node --cpu-prof\` with the same warm-up and load; only each measured window (${fmt(edge.durationMs / 1000)} s) is summarised. Main-thread on-CPU time per request: edge **${fmt(perReq(edge.busyMs, edge))} µs**, bare **${fmt(perReq(bare.busyMs, bare))} µs** (${edge.requests} and ${bare.requests} requests; ${fmt(edge.requestsPerSec)} and ${fmt(bare.requestsPerSec)} req/s under the profiler). Self time; \`writev\` is the native socket write (the bytes themselves). Profiles: \`${edge.file}\`, \`${bare.file}\` (Chrome DevTools or speedscope). "–": not in the bare server's top ${bare.topFunctions.length}.`,
     '',

@@ -6,16 +6,19 @@
  *
  * Usage: node --import tsx bench/peers/bare-server.ts '<json BareServerConfig>'
  */
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { syntheticBody } from '../origin/synthetic-body.ts'
 
 /** The JSON argument of this script. */
 export interface BareServerConfig {
-  /** Body = syntheticBody(name, bytes, ext), the bytes the origin would serve for it. */
+  /** Body = syntheticBody(name, bytes, ext), the bytes the origin would serve for it... */
   readonly name: string
   readonly bytes: number
   readonly ext: string
+  /** ...or the contents of this file (a playlist), when set. */
+  readonly bodyFile?: string
   /** Flat [name, value, ...] header list sent with every 200. */
   readonly headers: readonly string[]
   readonly keepAliveTimeoutMs: number
@@ -32,7 +35,7 @@ function parseConfig (raw: string | undefined): BareServerConfig {
 }
 
 const config = parseConfig(process.argv[2])
-const body = syntheticBody(config.name, config.bytes, config.ext)
+const body = config.bodyFile === undefined ? syntheticBody(config.name, config.bytes, config.ext) : readFileSync(config.bodyFile)
 const headers = [...config.headers]
 
 const server = http.createServer({

@@ -4,21 +4,23 @@
  * request and give every waiter its first bytes as soon as they exist (Varnish: ~50 ms
  * TTFB here; nginx's cache lock: ~2.1 s, the whole object).
  *
- * Each round also runs the same herd against an "ideal streamer" (bench/peers/stream-server.ts:
- * one paced producer fanned out by plain node:http, no cache), interleaved with the edge,
- * so the edge's TTFB can be read against what this machine allows at all.
+ * Each round runs the same herd against every target, interleaved: the edge, optionally
+ * edge → shield, the peers (nginx, nginx with slice, Varnish) when installed, and an "ideal
+ * streamer" (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http,
+ * no cache), so the edge's TTFB can be read against what this machine allows at all.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startOrigin } from '../origin/origin-server.ts'
 import type { HerdConfig, HerdReport } from '../peers/herd-client.ts'
-import { REPO_ROOT, startChildServer, startEdgeProcess, startIpcWorker, type ChildServer, type IpcWorker } from '../lib/child-server.ts'
+import { startPeer } from '../peers/start-peer.ts'
+import { benchTarget, type BenchTarget, type PeerAvailability } from '../lib/bench-target.ts'
+import { REPO_ROOT, startChildServer, startIpcWorker, type IpcWorker } from '../lib/child-server.ts'
 import { cpuSecondsBetween, readProcessCpu, readSystemBusySeconds } from '../lib/proc-cpu.ts'
 import { httpGet } from '../lib/http-get.ts'
-import type { HerdMedians, HerdResult, HerdRound } from '../lib/results.ts'
+import { memoryCheck, type HerdMedians, type HerdResult, type HerdRound, type MemoryCheck } from '../lib/results.ts'
+import { startEdgeShieldTarget, startEdgeTarget } from '../lib/start-target.ts'
 import { median, percentile } from '../lib/stats.ts'
 
 /** Settings of {@link runColdHerd}. */
@@ -27,6 +29,10 @@ export interface ColdHerdOptions {
   readonly rounds: number
   /** Checkout whose edge runs (default: this one). */
   readonly edgeRoot?: string | undefined
+  /** Available peers to run the same herd against (none: edge and ideal streamer only). */
+  readonly peers?: readonly PeerAvailability[]
+  /** Also run edge → shield → origin (default false). */
+  readonly shield?: boolean
   /** Awaited before each measured window (e.g. to wait for a quiet machine). */
   readonly beforeWindow?: () => Promise<unknown>
   readonly log: (line: string) => void
@@ -36,85 +42,95 @@ export interface ColdHerdOptions {
 export const HERD_BODY_BYTES = Math.floor(8 * 1024 * 1024 / 188) * 188
 /** The origin sends the body over about 2 s. */
 export const HERD_ORIGIN_BYTES_PER_SECOND = Math.round(HERD_BODY_BYTES / 2)
-/** Issue 2's target for the waiters' time to first byte. */
-export const HERD_TTFB_P99_MAX_MS = 50
+/** Issue 7's target for the waiters' time to first byte (issue 2 had 50 ms). */
+export const HERD_TTFB_P99_MAX_MS = 25
 const HERD_SCRIPT = join(REPO_ROOT, 'bench/peers/herd-client.ts')
 const STREAM_SCRIPT = join(REPO_ROOT, 'bench/peers/stream-server.ts')
 const ROUND_TIMEOUT_MS = 60_000
 const SETTLE_MS = 1000
+const HERD_MEMORY_BYTES = 256 * 2 ** 20
 
 /** Runs the scenario; every process it starts is stopped before it returns. */
-export async function runColdHerd (o: ColdHerdOptions): Promise<HerdResult> {
+export async function runColdHerd (o: ColdHerdOptions): Promise<HerdResult & { memory: MemoryCheck[] }> {
   const origin = await startOrigin()
-  const cacheDir = await mkdtemp(join(tmpdir(), 'streamedge-bench-herd-'))
   const herd = startIpcWorker<HerdConfig, HerdReport>(HERD_SCRIPT)
-  const servers: ChildServer[] = []
+  const targets: BenchTarget[] = []
   const rounds: HerdRound[] = []
+  const memory: MemoryCheck[] = []
   try {
-    const edge = await startEdgeProcess({ originUrl: origin.url, cacheDir, ...(o.edgeRoot === undefined ? {} : { edgeRoot: o.edgeRoot }) })
-    servers.push(edge)
+    const edgeRoot = o.edgeRoot === undefined ? {} : { edgeRoot: o.edgeRoot }
+    targets.push(await startEdgeTarget({ originUrl: origin.url, memoryMaxBytes: HERD_MEMORY_BYTES, ...edgeRoot }))
+    if (o.shield === true) targets.push(await startEdgeShieldTarget({ originUrl: origin.url, memoryMaxBytes: HERD_MEMORY_BYTES, ...edgeRoot }))
+    for (const peer of o.peers ?? []) targets.push(await startPeer(peer, { originUrl: origin.url, memoryMaxBytes: HERD_MEMORY_BYTES }))
     const stream = await startChildServer({
       label: 'stream',
       nodeArgs: ['--import', 'tsx'],
       script: STREAM_SCRIPT,
       args: [JSON.stringify({ name: 'herd', bytes: HERD_BODY_BYTES, bytesPerSecond: HERD_ORIGIN_BYTES_PER_SECOND, keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000 })],
     })
-    servers.push(stream)
-    o.log(`cold-herd: edge pid ${edge.pid} ${edge.url}, ideal streamer pid ${stream.pid} ${stream.url}; ${o.clients} clients, ${HERD_BODY_BYTES} bytes at ${HERD_ORIGIN_BYTES_PER_SECOND} B/s`)
+    targets.push(benchTarget('stream', [stream], { hit: 'always' }))
+    o.log(`cold-herd: ${targets.map((t) => `${t.name} ${t.url}`).join(', ')}; ${o.clients} clients, ${HERD_BODY_BYTES} bytes at ${HERD_ORIGIN_BYTES_PER_SECOND} B/s`)
     const runId = randomBytes(4).toString('hex')
-    // Round 0 warms the JIT of both servers and of the client; it is not reported.
+    // Round 0 warms the JIT of the servers and of the client; it is not reported.
     for (let round = 0; round <= o.rounds; round++) {
       const path = `/synthetic/herd-${runId}-r${round}-${HERD_BODY_BYTES}.ts`
       // Build the synthetic body in the origin first, so its one-off generation cost is not in anyone's TTFB.
       const direct = await httpGet(origin.url + path)
       if (direct.status !== 200 || direct.body.length !== HERD_BODY_BYTES) throw new Error(`origin pre-build of ${path}: ${direct.status}, ${direct.body.length} bytes`)
-      for (const [target, server] of [['edge', edge], ['stream', stream]] as const) {
+      for (const target of targets) {
         const before = origin.count(path)
-        if (target === 'edge') origin.setFault(path, { bytesPerSecond: HERD_ORIGIN_BYTES_PER_SECOND })
+        if (target.name !== 'stream') origin.setFault(path, { bytesPerSecond: HERD_ORIGIN_BYTES_PER_SECOND })
         if (round > 0) await o.beforeWindow?.()
-        const r = await herdRound(target, server, herd, round, path, o.clients)
+        const r = await herdRound(target, herd, round, path, o.clients)
         origin.clearFaults()
         const result = { ...r, originRequests: origin.count(path) - before }
-        o.log(`  ${round === 0 ? 'warm-up' : `round ${round}`} ${target}: origin requests ${result.originRequests}, complete ${r.complete}/${r.clients}, TTFB p50 ${r.ttfbP50Ms.toFixed(1)} ms p99 ${r.ttfbP99Ms.toFixed(1)} ms, total p99 ${r.totalP99Ms.toFixed(0)} ms; CPU s: server ${r.serverCpuSeconds.toFixed(2)}, client ${r.clientCpuSeconds.toFixed(2)}, other ${r.otherCpuSeconds.toFixed(2)}`)
+        o.log(`  ${round === 0 ? 'warm-up' : `round ${round}`} ${target.name}: origin requests ${result.originRequests}, complete ${r.complete}/${r.clients}, TTFB p50 ${r.ttfbP50Ms.toFixed(1)} ms p99 ${r.ttfbP99Ms.toFixed(1)} ms, total p99 ${r.totalP99Ms.toFixed(0)} ms; CPU s: server ${r.serverCpuSeconds.toFixed(2)}, client ${r.clientCpuSeconds.toFixed(2)}, other ${r.otherCpuSeconds.toFixed(2)}`)
         if (round > 0) rounds.push(result)
-        await sleep(SETTLE_MS) // let the edge finish writing the object to disk before the next herd
+        await sleep(SETTLE_MS) // let the caches finish writing the object before the next herd
       }
     }
+    const check = memoryCheck('cold-herd', targets[0]!)
+    if (check !== undefined) memory.push(check)
   } finally {
     await herd.stop()
-    await Promise.all(servers.map((s) => s.stop()))
+    await Promise.all(targets.map((t) => t.stop()))
     await origin.close()
-    await rm(cacheDir, { recursive: true, force: true })
   }
   const edgeRounds = rounds.filter((r) => r.target === 'edge')
   const edge = mediansOf(edgeRounds)
   const allComplete = edgeRounds.every((r) => r.complete === r.clients)
+  const names = [...new Set(rounds.map((r) => r.target))]
   return {
     scenario: 'cold-herd',
     config: { clients: o.clients, bodyBytes: HERD_BODY_BYTES, originBytesPerSecond: HERD_ORIGIN_BYTES_PER_SECOND, rounds: o.rounds },
     rounds,
     edge,
     stream: mediansOf(rounds.filter((r) => r.target === 'stream')),
+    byTarget: names.map((target) => {
+      const mine = rounds.filter((r) => r.target === target)
+      return { target, ...mediansOf(mine), originRequestsMax: Math.max(...mine.map((r) => r.originRequests)), complete: mine.reduce((s, r) => s + r.complete, 0), clients: mine.reduce((s, r) => s + r.clients, 0) }
+    }),
     originRequestsMax: Math.max(...edgeRounds.map((r) => r.originRequests)),
     targets: {
       originRequests: { expected: 1, met: edgeRounds.every((r) => r.originRequests === 1) },
       ttfbP99: { maxMs: HERD_TTFB_P99_MAX_MS, met: allComplete && edge.ttfbP99Ms < HERD_TTFB_P99_MAX_MS },
     },
+    memory,
   }
 }
 
-/** One herd against one server, with the CPU every party used meanwhile. */
-async function herdRound (target: HerdRound['target'], server: ChildServer, herd: IpcWorker<HerdConfig, HerdReport>, round: number, path: string, clients: number): Promise<HerdRound> {
-  const server0 = readProcessCpu(server.pid)
+/** One herd against one target, with the CPU every party used meanwhile. */
+async function herdRound (target: BenchTarget, herd: IpcWorker<HerdConfig, HerdReport>, round: number, path: string, clients: number): Promise<HerdRound> {
+  const server0 = target.cpu()
   const client0 = readProcessCpu(herd.pid)
   const self0 = process.cpuUsage()
   const system0 = readSystemBusySeconds()
-  const report = await herd.call({ url: server.url, path, clients, timeoutMs: ROUND_TIMEOUT_MS - 10_000 }, ROUND_TIMEOUT_MS)
-  const serverCpuSeconds = cpuSecondsBetween(server0, readProcessCpu(server.pid))
+  const report = await herd.call({ url: target.url, path, clients, timeoutMs: ROUND_TIMEOUT_MS - 10_000 }, ROUND_TIMEOUT_MS)
+  const serverCpuSeconds = cpuSecondsBetween(server0, target.cpu())
   const clientCpuSeconds = cpuSecondsBetween(client0, readProcessCpu(herd.pid))
   const self = process.cpuUsage(self0)
   const otherCpuSeconds = Math.max(0, readSystemBusySeconds() - system0 - serverCpuSeconds - clientCpuSeconds - (self.user + self.system) / 1e6)
-  return summariseRound({ round, target, path, originRequests: 0, report, serverCpuSeconds, clientCpuSeconds, otherCpuSeconds })
+  return summariseRound({ round, target: target.name, path, originRequests: 0, report, serverCpuSeconds, clientCpuSeconds, otherCpuSeconds })
 }
 
 function mediansOf (rounds: readonly HerdRound[]): HerdMedians {

@@ -1,0 +1,81 @@
+/**
+ * Starting our own targets: the edge (alone, or in front of a shield) through the real
+ * CLI, and the bare node:http baseline. Each gets its own temp cache dir, removed on stop.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { benchTarget, type BenchTarget } from './bench-target.ts'
+import { REPO_ROOT, startChildServer, startEdgeProcess, startShieldProcess, type ChildServer } from './child-server.ts'
+
+/** How to start the edge target. */
+export interface EdgeTargetOptions {
+  readonly originUrl: string
+  /** The edge's memory tier budget, passed explicitly so the RSS check knows it. */
+  readonly memoryMaxBytes: number
+  readonly edgeRoot?: string | undefined
+  /** Node flags (e.g. profiling) for the edge process. */
+  readonly nodeArgs?: readonly string[]
+}
+
+/** Starts `streamedge edge` as the `edge` target. */
+export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarget> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'streamedge-bench-edge-'))
+  try {
+    const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o) })
+    return benchTarget('edge', [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(cacheDir, { recursive: true, force: true }) })
+  } catch (err) {
+    await rm(cacheDir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+/**
+ * Starts a shield in front of the origin and an edge in front of the shield, as the
+ * `edge-shield` target (its CPU is both processes'; its memory budget both tiers').
+ */
+export async function startEdgeShieldTarget (o: EdgeTargetOptions): Promise<BenchTarget> {
+  const dir = await mkdtemp(join(tmpdir(), 'streamedge-bench-edge-shield-'))
+  const started: ChildServer[] = []
+  try {
+    const shield = await startShieldProcess({ originUrl: o.originUrl, cacheDir: join(dir, 'shield'), memoryMaxBytes: o.memoryMaxBytes, ...(o.edgeRoot === undefined ? {} : { edgeRoot: o.edgeRoot }) })
+    started.push(shield)
+    const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir: join(dir, 'edge'), memoryMaxBytes: o.memoryMaxBytes, shields: [shield.url], ...rootAndArgs(o) })
+    started.push(edge)
+    return benchTarget('edge-shield', [edge, shield], { hit: 'cache-status', memoryBudgetBytes: 2 * o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop()))
+    await rm(dir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+function rootAndArgs (o: EdgeTargetOptions): { edgeRoot?: string, nodeArgs?: readonly string[] } {
+  return { ...(o.edgeRoot === undefined ? {} : { edgeRoot: o.edgeRoot }), ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }) }
+}
+
+/** What the bare baseline sends. */
+export interface BareTargetOptions {
+  /** Synthetic body (name, bytes, ext), or `bodyFile` for a file's contents. */
+  readonly name: string
+  readonly bytes: number
+  readonly ext: string
+  readonly bodyFile?: string
+  /** The edge's response headers for the same object (replayableHeaders), so both send the same bytes. */
+  readonly headers: readonly string[]
+  readonly nodeArgs?: readonly string[]
+}
+
+/**
+ * Starts bench/peers/bare-server.ts as the `bare` target: node:http sending one
+ * preallocated body, with the edge's http.Server settings (edge.server.* defaults).
+ */
+export async function startBareTarget (o: BareTargetOptions): Promise<BenchTarget> {
+  const server = await startChildServer({
+    label: 'bare',
+    nodeArgs: [...o.nodeArgs ?? [], '--import', 'tsx'],
+    script: join(REPO_ROOT, 'bench/peers/bare-server.ts'),
+    args: [JSON.stringify({ name: o.name, bytes: o.bytes, ext: o.ext, ...(o.bodyFile === undefined ? {} : { bodyFile: o.bodyFile }), headers: o.headers, keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000 })],
+  })
+  return benchTarget('bare', [server], { hit: 'always' })
+}

@@ -1,0 +1,49 @@
+/**
+ * Process-tree CPU and RSS from /proc (bench/lib/proc-cpu.ts): the pure parsers, and real
+ * readings of this process and a child that burns CPU.
+ */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import t from 'tap'
+import { parseProcStatEntry, parseVmRssBytes, processTree, readProcessTreeCpu, readProcessTreeRssBytes, readReapedChildrenCpu } from '../../../bench/lib/proc-cpu.ts'
+
+t.test('parseProcStatEntry reads pid, ppid and the children\'s CPU', async (t) => {
+  const fields = Array.from({ length: 49 }, (_, i) => String(i + 3))
+  fields[0] = 'S'
+  fields[4 - 3] = '77'
+  fields[14 - 3] = '10'
+  fields[15 - 3] = '20'
+  fields[16 - 3] = '30'
+  fields[17 - 3] = '40'
+  const e = parseProcStatEntry(`4242 (nginx: worker (x)) ${fields.join(' ')}\n`)
+  t.same(e, { pid: 4242, ppid: 77, utimeTicks: 10, stimeTicks: 20, cutimeTicks: 30, cstimeTicks: 40 })
+  t.throws(() => parseProcStatEntry('x (y) S'), TypeError)
+})
+
+t.test('processTree walks children breadth-first and ignores cycles and strangers', async (t) => {
+  const table = [{ pid: 1, ppid: 0 }, { pid: 10, ppid: 1 }, { pid: 11, ppid: 10 }, { pid: 12, ppid: 10 }, { pid: 13, ppid: 11 }, { pid: 20, ppid: 1 }, { pid: 99, ppid: 98 }]
+  t.same(processTree(10, table), [10, 11, 12, 13])
+  t.same(processTree(99, table), [99])
+  t.same(processTree(5, [{ pid: 5, ppid: 6 }, { pid: 6, ppid: 5 }]), [5, 6], 'a cycle ends')
+})
+
+t.test('parseVmRssBytes', async (t) => {
+  t.equal(parseVmRssBytes('Name:\tnode\nVmRSS:\t  1024 kB\nVmSwap:\t0 kB\n'), 1024 * 1024)
+  t.ok(Number.isNaN(parseVmRssBytes('Name:\tkthreadd\n')))
+})
+
+t.test('a busy child counts in its parent\'s tree, and in reaped-children CPU once it exits', { skip: process.platform === 'linux' ? false : 'needs /proc' }, async (t) => {
+  const reaped0 = readReapedChildrenCpu()
+  const child = spawn(process.execPath, ['-e', 'const end = Date.now() + 400; while (Date.now() < end); setTimeout(() => {}, 5000)'], { stdio: 'ignore' })
+  t.teardown(() => { child.kill('SIGKILL') })
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  const tree = readProcessTreeCpu(process.pid)
+  const own = readProcessTreeCpu(child.pid!)
+  t.ok(own.userSeconds + own.systemSeconds >= 0.2, `child burned ${own.userSeconds + own.systemSeconds} s`)
+  t.ok(tree.userSeconds + tree.systemSeconds >= own.userSeconds + own.systemSeconds, 'the parent\'s tree includes the child')
+  t.ok(readProcessTreeRssBytes(process.pid) > readProcessTreeRssBytes(child.pid!), 'tree RSS adds the parent to the child')
+  child.kill('SIGKILL')
+  await once(child, 'exit')
+  const reaped = readReapedChildrenCpu()
+  t.ok(reaped.userSeconds + reaped.systemSeconds - reaped0.userSeconds - reaped0.systemSeconds >= 0.2, 'its CPU moved to the reaped-children counters')
+})

@@ -1,0 +1,66 @@
+/**
+ * The wrk driver: the generated Lua script, the report parser, and one real short run
+ * against a local server when wrk is installed.
+ */
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import { findExecutable } from '../../../bench/lib/executables.ts'
+import { parseWrkReport, runWrk, wrkScript } from '../../../bench/lib/wrk.ts'
+
+t.test('wrkScript: one path is static, several pick at random, headers are escaped', async (t) => {
+  const one = wrkScript({ paths: ['/a.ts'], headers: { Range: 'bytes=0-9' } })
+  t.match(one, /wrk\.path = "\/a\.ts"/)
+  t.match(one, /wrk\.headers\["Range"\] = "bytes=0-9"/)
+  t.notMatch(one, /request = function/, 'a single path needs no per-request Lua')
+  t.match(one, /done = function\(summary, latency, requests\)/)
+  const many = wrkScript({ paths: ['/a', '/b"c'], seed: 7 })
+  t.match(many, /local paths = \{ "\/a", "\/b\\"c" \}/)
+  t.match(many, /math\.randomseed\(7\)/)
+  t.match(many, /request = function\(\)/)
+  t.throws(() => wrkScript({ paths: [] }), TypeError)
+})
+
+t.test('parseWrkReport reads the JSON line and converts units', async (t) => {
+  const out = 'Running 1s test @ http://127.0.0.1:1/\n  1 threads and 2 connections\n' +
+    'STREAMEDGE_WRK_REPORT {"requests":2000,"durationUs":2000000,"bytes":4096000,"connect":0,"read":1,"write":0,"status":3,"timeout":2,"p50Us":1500,"p99Us":9000,"maxUs":12000}\n'
+  const r = parseWrkReport(out)
+  t.equal(r.requests, 2000)
+  t.equal(r.durationS, 2)
+  t.equal(r.requestsPerSec, 1000)
+  t.equal(r.bytes, 4096000)
+  t.equal(r.latencyP50Ms, 1.5)
+  t.equal(r.latencyP99Ms, 9)
+  t.equal(r.statusErrors, 3)
+  t.equal(r.timeouts, 2)
+  t.throws(() => parseWrkReport('no report here'), TypeError)
+  t.throws(() => parseWrkReport('STREAMEDGE_WRK_REPORT {"requests":"x"}'), TypeError)
+})
+
+const wrk = findExecutable('wrk')
+t.test('runWrk against a real server: requests, bytes, headers and status errors', { skip: wrk === undefined ? 'wrk not installed' : false }, async (t) => {
+  const seen = new Map<string, number>()
+  let ranges = 0
+  const server = http.createServer((req, res) => {
+    seen.set(req.url ?? '', (seen.get(req.url ?? '') ?? 0) + 1)
+    if (req.headers.range === 'bytes=0-9') ranges++
+    res.writeHead(req.url === '/missing' ? 404 : 200, { 'content-length': '10' })
+    res.end('0123456789')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const one = await runWrk({ command: wrk!, url, paths: ['/one'], headers: { Range: 'bytes=0-9' }, connections: 2, durationS: 1 })
+  t.ok(one.requests > 0)
+  t.ok(seen.get('/one')! >= one.requests, 'the server saw every completed request on the one path')
+  t.same([...seen.keys()], ['/one'], 'and no other path')
+  t.equal(ranges, seen.get('/one'), 'the header went with every request')
+  t.ok(one.bytes >= one.requests * 10, 'bytes include the bodies')
+  t.equal(one.statusErrors, 0)
+  const mixed = await runWrk({ command: wrk!, url, paths: ['/a', '/missing'], connections: 2, durationS: 1 })
+  t.ok((seen.get('/a') ?? 0) > 0 && (seen.get('/missing') ?? 0) > 0, 'both paths were requested')
+  t.ok(mixed.statusErrors > 0, '404s count as status errors')
+  await t.rejects(runWrk({ command: wrk!, url: 'http://localhost:1', paths: ['/'], connections: 1, durationS: 1 }), TypeError, 'loopback by address only')
+})
