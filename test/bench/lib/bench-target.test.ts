@@ -1,6 +1,8 @@
+/**
+ * isHit decides what counts as a cache hit for each kind of target.
+ */
 import t from 'tap'
 import { isHit } from '../../../bench/lib/bench-target.ts'
-import { findExecutable } from '../../../bench/lib/executables.ts'
 
 t.test('isHit: the last Cache-Status entry decides; peers use X-Bench-Cache', async (t) => {
   const h = (headers: Record<string, string>): { headers: Record<string, string> } => ({ headers })
@@ -13,9 +15,4 @@ t.test('isHit: the last Cache-Status entry decides; peers use X-Bench-Cache', as
   t.notOk(isHit('x-bench-cache', h({ 'x-bench-cache': 'MISS' })))
   t.notOk(isHit('x-bench-cache', h({})))
   t.ok(isHit('always', h({})))
-})
-
-t.test('findExecutable searches PATH, then the sbin directories', async (t) => {
-  t.ok(findExecutable('sh') !== undefined, 'sh is on PATH')
-  t.equal(findExecutable('streamedge-no-such-program', '/bin:/usr/bin'), undefined)
 })

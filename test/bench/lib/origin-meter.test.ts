@@ -1,3 +1,6 @@
+/**
+ * The byte meter in front of the origin, over real sockets.
+ */
 import t from 'tap'
 import { startOrigin } from '../../../bench/origin/origin-server.ts'
 import { httpGet } from '../../../bench/lib/http-get.ts'

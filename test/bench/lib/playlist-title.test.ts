@@ -1,3 +1,6 @@
+/**
+ * The ~1.5 KiB playlist title the hot-playlist scenario writes for the demo origin.
+ */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

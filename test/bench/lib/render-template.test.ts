@@ -1,3 +1,6 @@
+/**
+ * Placeholders in the peer config templates.
+ */
 import t from 'tap'
 import { renderTemplate } from '../../../bench/lib/render-template.ts'
 
