@@ -4,9 +4,9 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { createLogger } from '../../lib/log.ts'
 import { CACHE_NODE_DEFAULTS, startCacheNode, type CacheNodeOptions, type RunningCacheNode } from '../../edge/cache-node.ts'
+import { captureLogs } from './log-capture.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -32,17 +32,7 @@ export async function startTestNode (t: Teardown, overrides: Partial<CacheNodeOp
   // A directory we make is removed only after the node on it has closed (its writes have settled).
   const ownDir = overrides.cacheDir === undefined ? await mkdtemp(join(tmpdir(), 'streamedge-test-')) : undefined
   const cacheDir = overrides.cacheDir ?? ownDir!
-  const logs: Array<Record<string, unknown>> = []
-  const destination = new PassThrough()
-  let pending = ''
-  destination.on('data', (chunk: Buffer) => {
-    pending += chunk.toString('utf8')
-    let nl
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      logs.push(JSON.parse(pending.slice(0, nl)) as Record<string, unknown>)
-      pending = pending.slice(nl + 1)
-    }
-  })
+  const { logs, destination } = captureLogs()
   const node = await startCacheNode({
     ...CACHE_NODE_DEFAULTS,
     role: 'edge',

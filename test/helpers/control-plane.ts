@@ -8,13 +8,13 @@ import { writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { stringify as toYaml } from 'yaml'
 import { createLogger } from '../../lib/log.ts'
 import { TokenKey } from '../../lib/protocol/token.ts'
 import { CONTROL_PLANE_DEFAULTS, startControlPlaneNode, type ControlPlaneOptions, type RunningControlPlane } from '../../control-plane/control-plane.ts'
 import { tempDir } from './cache-node.ts'
 import { writeMaxmindFixture } from './geo-fixtures.ts'
+import { captureLogs } from './log-capture.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -134,17 +134,7 @@ export async function startTestControlPlane (t: Teardown, overrides: Partial<Con
   }))
   const zonesFile = join(dir, 'zones.json')
   await writeFile(zonesFile, JSON.stringify({ coverageZones: { 'isp-berlin': { network: ['100.64.0.0/10'], country: 'DE' } } }))
-  const logs: Array<Record<string, unknown>> = []
-  const destination = new PassThrough()
-  let pending = ''
-  destination.on('data', (chunk: Buffer) => {
-    pending += chunk.toString('utf8')
-    let nl
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      logs.push(JSON.parse(pending.slice(0, nl)) as Record<string, unknown>)
-      pending = pending.slice(nl + 1)
-    }
-  })
+  const { logs, destination } = captureLogs()
   const cp = await startControlPlaneNode({
     ...CONTROL_PLANE_DEFAULTS,
     id: 'cp-test',

@@ -9,10 +9,10 @@ import { LiveChannel } from '../../bench/origin/live-channel.ts'
 import { loadMediaLibrary, type Title } from '../../bench/origin/media-library.ts'
 import { HlsRuntime, type HlsRuntimeOptions } from '../../edge/hls/hls-runtime.ts'
 import type { CacheNodeOptions } from '../../edge/cache-node.ts'
-import { PassThrough } from 'node:stream'
 import { createLogger } from '../../lib/log.ts'
 import { startTestNode, type TestNode } from './cache-node.ts'
 import { startScriptedOrigin, type ScriptedOrigin, type ScriptedResponse } from './scripted-origin.ts'
+import { captureLogs } from './log-capture.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -24,17 +24,7 @@ export interface HlsTestNode {
 
 /** Starts a cache node with an HLS runtime; both log to `node.logs`. */
 export async function startHlsNode (t: Teardown, overrides: Partial<CacheNodeOptions> & { origin?: string }, hlsOptions: Partial<HlsRuntimeOptions> = {}): Promise<HlsTestNode> {
-  const logs: Array<Record<string, unknown>> = []
-  const destination = new PassThrough()
-  let pending = ''
-  destination.on('data', (chunk: Buffer) => {
-    pending += chunk.toString('utf8')
-    let nl
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      logs.push(JSON.parse(pending.slice(0, nl)) as Record<string, unknown>)
-      pending = pending.slice(nl + 1)
-    }
-  })
+  const { logs, destination } = captureLogs()
   const logger = createLogger({ level: 'debug', destination })
   const hls = new HlsRuntime({
     nodeId: overrides.id ?? 'test-edge',
