@@ -14,7 +14,8 @@
  * Target: 20,000 decisions/s with p99 < 5 ms; floor 8,000/s (Traffic Control's harness).
  * Register in bench/run.ts: `import { runSteering } from './scenarios/steering.ts'` and call
  * `await runSteering({ durationS, connections: 64, log })` when `wants('steering')`.
- * Alone: `node --import tsx bench/scenarios/steering.ts [--quick]`.
+ * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--profile DIR]` (DIR gets the
+ * `.cpuprofile` of the decision-log-off round).
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -28,6 +29,7 @@ import autocannon from 'autocannon'
 import { stringify as toYaml } from 'yaml'
 import { cleanEnv, listeningUrl, REPO_ROOT, startChildServer, type ChildServer } from '../lib/child-server.ts'
 import { readProcessCpu } from '../lib/proc-cpu.ts'
+import { profileNodeArgs } from '../lib/profile-run.ts'
 
 const STREAMEDGE_BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
 
@@ -38,6 +40,8 @@ export interface SteeringBenchOptions {
   readonly warmupS?: number
   readonly connections: number
   readonly log: (line: string) => void
+  /** When set, the decision-log-off round runs under `node --cpu-prof` writing into this directory. */
+  readonly profileDir?: string
 }
 
 /** One measured round. */
@@ -108,7 +112,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     child = undefined
     const rounds: SteeringRound[] = []
     for (const accessLog of [true, false]) {
-      child = await startControlPlaneProcess(dir, accessLog)
+      child = await startControlPlaneProcess(dir, accessLog, accessLog ? [] : profileArgs(o.profileDir))
       o.log(`steering: control plane pid ${child.pid} ${child.url}, decision log ${accessLog ? 'on' : 'off'}`)
       if ((o.warmupS ?? 2) > 0) await measure(child.url, clients, o.connections, o.warmupS ?? 2)
       const cpuBefore = readProcessCpu(child.pid)
@@ -159,10 +163,10 @@ export const run = runSteering
  * Starts `streamedge control-plane` with stdout going to a file, as a service's log would:
  * piping 20,000 lines a second into the load generator's process would measure the pipe.
  */
-async function startControlPlaneProcess (dir: string, accessLog: boolean): Promise<ChildServer> {
+async function startControlPlaneProcess (dir: string, accessLog: boolean, nodeArgs: readonly string[]): Promise<ChildServer> {
   const logFile = join(dir, `control-plane-${accessLog ? 'log' : 'nolog'}.jsonl`)
   const out = await open(logFile, 'w')
-  const child = spawn(process.execPath, [STREAMEDGE_BIN, ...controlPlaneArgs(dir, accessLog)], { cwd: REPO_ROOT, env: cleanEnv(process.env), stdio: ['ignore', out.fd, 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, STREAMEDGE_BIN, ...controlPlaneArgs(dir, accessLog)], { cwd: REPO_ROOT, env: cleanEnv(process.env), stdio: ['ignore', out.fd, 'pipe'] })
   await out.close()
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4096) })
@@ -191,6 +195,10 @@ async function startControlPlaneProcess (dir: string, accessLog: boolean): Promi
       clearTimeout(timer)
     },
   }
+}
+
+function profileArgs (profileDir: string | undefined): string[] {
+  return profileDir === undefined ? [] : profileNodeArgs(profileDir)
 }
 
 function controlPlaneArgs (dir: string, accessLog: boolean): string[] {
@@ -264,7 +272,9 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   void serveBare302()
 } else if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick')
-  runSteering({ durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
+  const profileAt = process.argv.indexOf('--profile')
+  const profileDir = profileAt === -1 ? undefined : process.argv[profileAt + 1]
+  runSteering({ durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
     process.exit(0)
   }, (err: unknown) => {

@@ -1,0 +1,387 @@
+/**
+ * A fast path in front of node:http for the requests a server answers most: plain GET and
+ * HEAD requests it can answer synchronously (a cached object in memory, a steering 302).
+ *
+ * node:http costs ~60 µs of JavaScript per request on a small VM (IncomingMessage and
+ * ServerResponse objects, header validation, stream machinery), more than a cache hit
+ * itself. The front reads a connection's bytes first: while every request on it is simple
+ * (request line `GET|HEAD <origin-form> HTTP/1.1`, well-formed fields, no body, no upgrade,
+ * no Expect) and the handler answers it, the front writes the pre-rendered response with one
+ * corked write. At the first request that is anything else, or that the handler declines,
+ * the socket with every unread byte is handed to node:http's own connection listener and
+ * stays there; node:http then parses and answers everything on it, including malformed
+ * input (400, 431), exactly as without the front. So the front never has to be a complete
+ * HTTP/1.1 implementation: it only has to recognise the easy case (RFC 9112 §3, §5).
+ *
+ * Responses on one connection stay in request order: the handler answers synchronously, the
+ * front writes before it reads the next request, and it hands over only between requests.
+ */
+import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
+
+/** A request the fast path may answer. */
+export interface FastRequest {
+  readonly method: 'GET' | 'HEAD'
+  /** The request-target as sent (origin-form: starts with `/`). */
+  readonly target: string
+  /**
+   * Header fields by lower-case name (a null-prototype object). Repeated fields are joined
+   * with `, ` (RFC 9110 §5.3), as node:http does for most fields.
+   */
+  readonly headers: Readonly<Record<string, string>>
+  readonly remoteAddress: string | undefined
+  /** The client asked to close the connection after this response (`Connection: close`). */
+  readonly close: boolean
+}
+
+/** A complete answer. */
+export interface FastResponse {
+  /**
+   * The status line and header fields, each ending in CRLF, without `Date`, `Connection` and
+   * the empty line (the front adds those). Must carry Content-Length.
+   */
+  readonly head: string
+  /** The body (not sent for HEAD). */
+  readonly body?: Buffer | undefined
+}
+
+/**
+ * Answers a request synchronously, or returns undefined to let node:http take the
+ * connection (the handler then sees the same request again through node:http).
+ */
+export type FastHandler = (req: FastRequest) => FastResponse | undefined
+
+/** Options of {@link FastFront}. */
+export interface FastFrontOptions {
+  readonly handler: FastHandler
+  /** Idle keep-alive connections are closed after this long (node:http's keepAliveTimeout). */
+  readonly keepAliveTimeoutMs: number
+  /** A request head longer than this is handed to node:http (which answers 431). Default 16 KiB. */
+  readonly maxHeadBytes?: number
+}
+
+/** Counters for /metrics and tests. */
+export interface FastFrontStats {
+  /** Requests answered by the fast path. */
+  readonly answered: number
+  /** Connections handed to node:http. */
+  readonly handedOff: number
+  /** Connections the front holds now. */
+  readonly open: number
+}
+
+const CRLF2 = '\r\n\r\n'
+const DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+// Buffered, unprocessed bytes while a response waits for the client to read (pipelining).
+const MAX_PENDING_BYTES = 64 * 1024
+
+/** The fast path of one or more node:http servers. */
+export class FastFront {
+  readonly #handler: FastHandler
+  readonly #keepAliveTimeoutMs: number
+  readonly #maxHeadBytes: number
+  readonly #connections = new Set<FastConnection>()
+  #closing = false
+  #answered = 0
+  #handedOff = 0
+
+  constructor (options: FastFrontOptions) {
+    if (typeof options.handler !== 'function') throw new TypeError(`Expected options.handler to be a function, got ${typeof options.handler}`)
+    if (!Number.isSafeInteger(options.keepAliveTimeoutMs) || options.keepAliveTimeoutMs < 1) throw new TypeError(`Expected options.keepAliveTimeoutMs to be a positive integer, got ${String(options.keepAliveTimeoutMs)}`)
+    const maxHead = options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES
+    if (!Number.isSafeInteger(maxHead) || maxHead < 64) throw new TypeError(`Expected options.maxHeadBytes to be an integer of at least 64, got ${String(maxHead)}`)
+    this.#handler = options.handler
+    this.#keepAliveTimeoutMs = options.keepAliveTimeoutMs
+    this.#maxHeadBytes = maxHead
+  }
+
+  /**
+   * Puts the front before `server`'s own connection listener (call right after creating the
+   * server, before adding other `connection` listeners: those keep seeing every connection).
+   * Plain HTTP only: a TLS server's requests arrive decrypted on another event.
+   */
+  attach (server: Server): void {
+    const original = server.listeners('connection') as Array<(socket: Socket) => void>
+    if (original.length !== 1) throw new TypeError(`Expected a fresh node:http server with one connection listener, got ${original.length}`)
+    const listener = original[0]!
+    server.removeListener('connection', listener)
+    server.on('connection', (socket: Socket) => {
+      if (this.#closing) {
+        listener.call(server, socket)
+        return
+      }
+      const connection = new FastConnection(socket, this, () => listener.call(server, socket))
+      this.#connections.add(connection)
+    })
+  }
+
+  /** Counters. */
+  get stats (): FastFrontStats {
+    return { answered: this.#answered, handedOff: this.#handedOff, open: this.#connections.size }
+  }
+
+  /** Stops keeping connections alive: idle ones close now, busy ones after their response. */
+  closeIdle (): void {
+    this.#closing = true
+    for (const connection of this.#connections) connection.closeWhenIdle()
+  }
+
+  /** Destroys every connection the front holds. */
+  closeAll (): void {
+    this.#closing = true
+    for (const connection of this.#connections) connection.destroy()
+  }
+
+  // ---- used by FastConnection ----
+
+  get handler (): FastHandler { return this.#handler }
+  get keepAliveTimeoutMs (): number { return this.#keepAliveTimeoutMs }
+  get maxHeadBytes (): number { return this.#maxHeadBytes }
+  get closing (): boolean { return this.#closing }
+  noteAnswered (): void { this.#answered++ }
+  release (connection: FastConnection, handedOff: boolean): void {
+    if (this.#connections.delete(connection) && handedOff) this.#handedOff++
+  }
+}
+
+/** One client connection while the fast path owns it. */
+class FastConnection {
+  readonly #socket: Socket
+  readonly #front: FastFront
+  readonly #handOff: () => void
+  #pending: Buffer | undefined
+  #writes = 0
+  #waitingForDrain = false
+  #ended = false
+  #closeWhenIdle = false
+  readonly #onData = (chunk: Buffer): void => this.#data(chunk)
+  readonly #onDrain = (): void => this.#drained()
+  readonly #onWritten = (): void => this.#written()
+  readonly #onTimeout = (): void => this.destroy()
+  readonly #onClose = (): void => this.#front.release(this, false)
+  readonly #onError = (): void => this.destroy()
+
+  constructor (socket: Socket, front: FastFront, handOff: () => void) {
+    this.#socket = socket
+    this.#front = front
+    this.#handOff = handOff
+    socket.on('data', this.#onData)
+    socket.on('error', this.#onError)
+    socket.on('close', this.#onClose)
+    socket.setTimeout(front.keepAliveTimeoutMs, this.#onTimeout)
+  }
+
+  destroy (): void {
+    this.#ended = true
+    this.#socket.destroy()
+  }
+
+  closeWhenIdle (): void {
+    this.#closeWhenIdle = true
+    if (this.#writes === 0 && this.#pending === undefined) this.#end()
+  }
+
+  #data (chunk: Buffer): void {
+    this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
+    if (this.#waitingForDrain) {
+      if (this.#pending.length > MAX_PENDING_BYTES) this.#socket.pause()
+      return
+    }
+    this.#process()
+  }
+
+  /** Answers every complete request in the buffer, in order, until one needs node:http. */
+  #process (): void {
+    while (this.#pending !== undefined && !this.#ended) {
+      const buf = this.#pending
+      const end = buf.indexOf(CRLF2, 0, 'latin1')
+      if (end < 0 || end > this.#front.maxHeadBytes) {
+        // An incomplete head (rare: clients send small GETs in one segment) or an oversized
+        // one: node:http applies its header timeout and size limit from here on.
+        this.#giveAway()
+        return
+      }
+      const req = parseHead(buf.toString('latin1', 0, end), this.#socket.remoteAddress)
+      const res = req === undefined ? undefined : this.#front.handler(req)
+      if (req === undefined || res === undefined) {
+        this.#giveAway()
+        return
+      }
+      this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4)
+      const close = req.close || this.#front.closing || this.#closeWhenIdle
+      this.#write(req, res, close)
+      this.#front.noteAnswered()
+      if (close) {
+        this.#end()
+        return
+      }
+      if (this.#socket.writableNeedDrain) {
+        this.#waitingForDrain = true
+        this.#socket.once('drain', this.#onDrain)
+        return
+      }
+    }
+  }
+
+  #write (req: FastRequest, res: FastResponse, close: boolean): void {
+    const socket = this.#socket
+    const head = `${res.head}Date: ${httpDate()}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
+    if (this.#writes === 0) socket.setTimeout(0) // a slow reader of a big body is not idle
+    this.#writes++
+    if (req.method === 'HEAD' || res.body === undefined || res.body.length === 0) {
+      socket.write(head, 'latin1', this.#onWritten)
+      return
+    }
+    if (res.body.length <= 2048) {
+      // one small buffer beats a writev of two
+      socket.write(Buffer.concat([Buffer.from(head, 'latin1'), res.body]), this.#onWritten)
+      return
+    }
+    socket.cork()
+    socket.write(head, 'latin1')
+    socket.write(res.body, this.#onWritten)
+    socket.uncork()
+  }
+
+  #written (): void {
+    this.#writes--
+    if (this.#writes > 0 || this.#ended) return
+    if (this.#closeWhenIdle && this.#pending === undefined) {
+      this.#end()
+      return
+    }
+    this.#socket.setTimeout(this.#front.keepAliveTimeoutMs, this.#onTimeout)
+  }
+
+  #drained (): void {
+    this.#waitingForDrain = false
+    if (this.#socket.isPaused()) this.#socket.resume()
+    this.#process()
+  }
+
+  #end (): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#socket.removeListener('data', this.#onData)
+    this.#socket.end()
+  }
+
+  /** Hands the socket and every byte not yet answered to node:http. */
+  #giveAway (): void {
+    const socket = this.#socket
+    socket.removeListener('data', this.#onData)
+    socket.removeListener('error', this.#onError)
+    socket.removeListener('close', this.#onClose)
+    socket.removeListener('drain', this.#onDrain)
+    socket.setTimeout(0)
+    socket.removeListener('timeout', this.#onTimeout)
+    socket.pause()
+    // bytes the stream buffered while we were paused for backpressure
+    let unread = this.#pending
+    for (let more = socket.read() as Buffer | null; more !== null; more = socket.read() as Buffer | null) {
+      unread = unread === undefined ? more : Buffer.concat([unread, more])
+    }
+    this.#pending = undefined
+    this.#ended = true
+    this.#front.release(this, true)
+    this.#handOff()
+    // node:http's listener is attached now (it reads the socket's handle directly from here on):
+    // feed it what was already read, in order. resume() first: whatever pause node:http decides
+    // while parsing those bytes must win.
+    socket.resume()
+    if (unread !== undefined) socket.emit('data', unread)
+  }
+}
+
+const TCHAR = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// field-value: VCHAR, SP, HTAB and obs-text; no CR, LF, NUL or other controls (RFC 9110 §5.5)
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/
+// origin-form request-target characters (RFC 3986, printable ASCII without space)
+const BAD_TARGET = /[^\x21-\x7e]/
+
+/**
+ * Parses a request head (without the final CRLF CRLF). Undefined when it is not a simple
+ * request: other methods or versions, absolute-form targets, malformed or folded fields, a
+ * body (Content-Length other than 0, Transfer-Encoding), Upgrade, Expect, a repeated Host.
+ */
+export function parseHead (head: string, remoteAddress: string | undefined): FastRequest | undefined {
+  const lineEnd = head.indexOf('\r\n')
+  const line = lineEnd < 0 ? head : head.slice(0, lineEnd)
+  let method: 'GET' | 'HEAD'
+  let targetStart: number
+  if (line.startsWith('GET /')) {
+    method = 'GET'
+    targetStart = 4
+  } else if (line.startsWith('HEAD /')) {
+    method = 'HEAD'
+    targetStart = 5
+  } else {
+    return undefined
+  }
+  const targetEnd = line.length - 9
+  if (targetEnd <= targetStart || !line.endsWith(' HTTP/1.1')) return undefined
+  const target = line.slice(targetStart, targetEnd)
+  if (BAD_TARGET.test(target)) return undefined
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>
+  let close = false
+  let hosts = 0
+  let at = lineEnd < 0 ? head.length : lineEnd + 2
+  while (at < head.length) {
+    let next = head.indexOf('\r\n', at)
+    if (next < 0) next = head.length
+    const colon = head.indexOf(':', at)
+    if (colon <= at || colon >= next) return undefined
+    const name = head.slice(at, colon)
+    if (!TCHAR.test(name)) return undefined // also refuses obs-fold and space before the colon
+    const value = trimOws(head, colon + 1, next)
+    if (BAD_VALUE.test(value)) return undefined
+    const key = name.toLowerCase()
+    switch (key) {
+      case 'host':
+        if (++hosts > 1) return undefined
+        break
+      case 'content-length':
+        if (value !== '0') return undefined
+        break
+      case 'transfer-encoding':
+      case 'upgrade':
+      case 'expect':
+        return undefined
+      case 'connection':
+        for (const token of value.toLowerCase().split(',')) {
+          const option = token.trim()
+          if (option === 'upgrade') return undefined
+          if (option === 'close') close = true
+        }
+        break
+    }
+    const seen = headers[key]
+    headers[key] = seen === undefined ? value : `${seen}, ${value}`
+    at = next + 2
+  }
+  if (hosts === 0) return undefined // node:http answers 400 (RFC 9112 §3.2)
+  return { method, target, headers, remoteAddress, close }
+}
+
+/** `head[from, to)` without leading and trailing SP and HTAB (OWS, RFC 9110 §5.6.3). */
+function trimOws (head: string, from: number, to: number): string {
+  let a = from
+  let b = to
+  while (a < b && (head.charCodeAt(a) === 0x20 || head.charCodeAt(a) === 0x09)) a++
+  while (b > a && (head.charCodeAt(b - 1) === 0x20 || head.charCodeAt(b - 1) === 0x09)) b--
+  return head.slice(a, b)
+}
+
+let dateSecond = -1
+let dateText = ''
+
+/** The IMF-fixdate for now, rendered once per second. */
+function httpDate (): string {
+  const now = Date.now()
+  const second = Math.floor(now / 1000)
+  if (second !== dateSecond) {
+    dateSecond = second
+    dateText = new Date(second * 1000).toUTCString()
+  }
+  return dateText
+}

@@ -1,0 +1,201 @@
+import { once } from 'node:events'
+import http from 'node:http'
+import net, { type AddressInfo } from 'node:net'
+import t from 'tap'
+import { FastFront, parseHead, type FastRequest } from '../../../lib/http/fast-front.ts'
+
+interface Harness {
+  readonly port: number
+  readonly front: FastFront
+  readonly seenFast: FastRequest[]
+  readonly seenSlow: string[]
+}
+
+// /fast/... is answered by the front; anything else by node:http ("slow"), which also gets
+// /fast/... requests the front hands over.
+async function start (tap: Teardown, keepAliveTimeoutMs = 5000): Promise<Harness> {
+  const seenFast: FastRequest[] = []
+  const seenSlow: string[] = []
+  const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
+    seenSlow.push(`${req.method ?? ''} ${req.url ?? ''}`)
+    const body = `slow ${req.url ?? ''}\n`
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+  const front = new FastFront({
+    keepAliveTimeoutMs,
+    handler: (req) => {
+      if (!req.target.startsWith('/fast/')) return undefined
+      seenFast.push(req)
+      const body = Buffer.from(req.target === '/fast/big' ? 'x'.repeat(8 * 1024 * 1024) : `fast ${req.target}\n`)
+      return { head: `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n`, body }
+    },
+  })
+  front.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  tap.teardown(async () => {
+    front.closeAll()
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { port: (server.address() as AddressInfo).port, front, seenFast, seenSlow }
+}
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+/** Sends raw bytes (in the given pieces) and collects everything until the server closes or `untilText` appears. */
+async function exchange (port: number, pieces: ReadonlyArray<string | Buffer>, untilText?: string, gapMs = 20): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  const done = new Promise<void>((resolve) => {
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1')
+      if (untilText !== undefined && text.includes(untilText)) resolve()
+    })
+    socket.on('close', () => resolve())
+    socket.on('error', () => resolve())
+  })
+  for (const piece of pieces) {
+    socket.write(piece)
+    await new Promise((resolve) => setTimeout(resolve, gapMs))
+  }
+  const timer = setTimeout(() => socket.destroy(), 5000)
+  await done
+  clearTimeout(timer)
+  socket.destroy()
+  return text
+}
+
+function bodies (text: string): string[] {
+  return [...text.matchAll(/(fast|slow) [^\n]*\n/g)].map((m) => m[0].trim())
+}
+
+t.test('simple GETs are answered by the front; the first other request hands the connection to node:http, in order', async (t) => {
+  const h = await start(t)
+  const text = await exchange(h.port, [
+    'GET /fast/1 HTTP/1.1\r\nHost: a\r\n\r\n',
+    'GET /fast/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /other HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/3 HTTP/1.1\r\nHost: a\r\n\r\n',
+    'GET /fast/4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+  ])
+  t.same(bodies(text), ['fast /fast/1', 'fast /fast/2', 'slow /other', 'slow /fast/3', 'slow /fast/4'])
+  t.same(h.seenSlow, ['GET /other', 'GET /fast/3', 'GET /fast/4'])
+  t.equal(h.front.stats.answered, 2)
+  t.equal(h.front.stats.handedOff, 1)
+  t.match(text, /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/plain\r\nContent-Length: 13\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n\r\nfast \/fast\/1\n/)
+})
+
+t.test('pipelined requests in one segment are all answered, in order', async (t) => {
+  const h = await start(t)
+  const burst = Array.from({ length: 50 }, (_, i) => `GET /fast/${i} HTTP/1.1\r\nHost: a\r\n\r\n`).join('')
+  const text = await exchange(h.port, [burst], 'fast /fast/49\n')
+  t.same(bodies(text), Array.from({ length: 50 }, (_, i) => `fast /fast/${i}`))
+  t.equal(h.front.stats.handedOff, 0)
+})
+
+t.test('HEAD gets the head only; Connection: close closes after the response', async (t) => {
+  const h = await start(t)
+  const text = await exchange(h.port, ['HEAD /fast/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n'])
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
+  t.match(text, /Content-Length: 13\r\n/)
+  t.match(text, /Connection: close\r\n\r\n$/)
+  t.notMatch(text, /fast \/fast/)
+  t.equal(h.seenFast[0]?.method, 'HEAD')
+  t.equal(h.seenFast[0]?.close, true)
+})
+
+t.test('a head split over two segments goes to node:http, which still answers it', async (t) => {
+  const h = await start(t)
+  const text = await exchange(h.port, ['GET /fast/split HTTP/1.1\r\nHo', 'st: a\r\nConnection: close\r\n\r\n'])
+  t.same(bodies(text), ['slow /fast/split'])
+  t.equal(h.front.stats.handedOff, 1)
+})
+
+t.test('malformed and unusual requests reach node:http, which answers them as it always does', async (t) => {
+  const h = await start(t)
+  const bad400 = await exchange(h.port, ['GET /fast/a HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n'])
+  t.match(bad400, /^HTTP\/1\.1 400 /, 'space in a field name: 400 from node:http')
+  const noHost = await exchange(h.port, ['GET /fast/a HTTP/1.1\r\n\r\n'])
+  t.match(noHost, /^HTTP\/1\.1 400 /, 'no Host: 400')
+  const withBody = await exchange(h.port, ['GET /fast/a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc'])
+  t.same(bodies(withBody), ['slow /fast/a'], 'a GET with a body is node:http\'s')
+  const post = await exchange(h.port, ['POST /fast/a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'])
+  t.same(bodies(post), ['slow /fast/a'])
+  const http10 = await exchange(h.port, ['GET /fast/a HTTP/1.0\r\nHost: a\r\n\r\n'])
+  t.same(bodies(http10), ['slow /fast/a'])
+  const huge = await exchange(h.port, [`GET /fast/a HTTP/1.1\r\nHost: a\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`])
+  t.match(huge, /^HTTP\/1\.1 431 /, 'oversized head: 431 from node:http')
+  t.equal(h.seenFast.length, 0)
+})
+
+t.test('a slow reader of big pipelined responses gets them all, in order, without the front buffering requests unboundedly', async (t) => {
+  const h = await start(t)
+  const socket = net.connect(h.port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /fast/big HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(3) + 'GET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.ok(h.seenFast.length < 3, 'later requests wait until earlier responses drain')
+  let received = 0
+  let tail = ''
+  socket.on('data', (d: Buffer) => {
+    received += d.length
+    tail = (tail + d.toString('latin1')).slice(-64)
+  })
+  socket.resume()
+  await once(socket, 'end')
+  t.equal(h.seenFast.length, 3)
+  t.same(h.seenSlow, ['GET /other'])
+  t.ok(received > 3 * 8 * 1024 * 1024, 'three bodies arrived')
+  t.match(tail, /slow \/other\n$/)
+  socket.destroy()
+})
+
+t.test('idle keep-alive connections close after the timeout; closeIdle closes idle ones now', async (t) => {
+  const h = await start(t, 200)
+  const socket = net.connect(h.port, '127.0.0.1')
+  socket.write('GET /fast/1 HTTP/1.1\r\nHost: a\r\n\r\n')
+  const started = Date.now()
+  socket.resume()
+  await once(socket, 'close')
+  t.ok(Date.now() - started >= 150, 'closed by the idle timer')
+  const other = net.connect(h.port, '127.0.0.1')
+  other.write('GET /fast/2 HTTP/1.1\r\nHost: a\r\n\r\n')
+  other.resume()
+  await once(other, 'data')
+  t.equal(h.front.stats.open, 1)
+  h.front.closeIdle()
+  await once(other, 'close')
+  for (let i = 0; i < 100 && h.front.stats.open > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(h.front.stats.open, 0)
+})
+
+t.test('parseHead', async (t) => {
+  const ok = parseHead('GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept:  text/plain \t\r\nX-A: 1\r\nx-a: 2\r\nConnection: Keep-Alive', '127.0.0.1')
+  t.same(ok, { method: 'GET', target: '/a?b=c', headers: { host: 'x', accept: 'text/plain', 'x-a': '1, 2', connection: 'Keep-Alive' }, remoteAddress: '127.0.0.1', close: false })
+  const refused = [
+    'GET http://x/a HTTP/1.1\r\nHost: x', // absolute-form
+    'GET /a HTTP/1.1\r\nHost: x\r\n folded', // obs-fold
+    'GET /a HTTP/1.1\r\nHost: x\r\nHost: y', // two Hosts
+    'GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked',
+    'GET /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue',
+    'GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket',
+    'GET /a HTTP/1.1\r\nHost: x\r\nX: a\x00b', // NUL in a value
+    'GET /a b HTTP/1.1\r\nHost: x', // space in the target
+    'GET /\xe9 HTTP/1.1\r\nHost: x', // non-ASCII target
+    'GET / HTTP/1.1\r\nHost: x\r\n: empty name',
+    'PUT /a HTTP/1.1\r\nHost: x',
+    'GET /a HTTP/2.0\r\nHost: x',
+  ]
+  for (const head of refused) t.equal(parseHead(head, undefined), undefined, JSON.stringify(head))
+  t.equal(parseHead('GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0', undefined)?.target, '/a', 'an empty body is fine')
+})
+
+t.test('options are checked', async (t) => {
+  t.throws(() => new FastFront({ keepAliveTimeoutMs: 0, handler: () => undefined }), /keepAliveTimeoutMs to be a positive integer, got 0/)
+  t.throws(() => new FastFront({ keepAliveTimeoutMs: 10, maxHeadBytes: 1, handler: () => undefined }), /maxHeadBytes to be an integer of at least 64, got 1/)
+  const server = http.createServer()
+  server.on('connection', () => {})
+  t.throws(() => new FastFront({ keepAliveTimeoutMs: 10, handler: () => undefined }).attach(server), /one connection listener, got 2/)
+})
