@@ -188,6 +188,7 @@ export const PARAMS = [
     unit: 'ms',
     doc: 'On SIGTERM stop accepting, let in-flight responses finish up to this long.'
   },
+  { name: 'edge.server.fastPath', type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' },
 
   {
     name: 'edge.token.required',
@@ -288,6 +289,7 @@ export const PARAMS = [
   { name: 'shield.server.keepAliveTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle edge connections are closed after this long.' },
   { name: 'shield.server.headersTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A client must send the complete request headers within this time.' },
   { name: 'shield.server.shutdownGraceMs', type: 'int', default: 10000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'On SIGTERM stop accepting (and answer 503 on /readyz), let in-flight responses finish up to this long.' },
+  { name: 'shield.server.fastPath', type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' },
   { name: 'shield.hls.enabled', type: 'bool', default: true, doc: 'HLS rules: live playlist lifetimes and media-sequence checks, refresh-ahead, short 404s for unpublished segments, part lifetimes, prefill and the title inventory (/admin/prefill, /admin/inventory). False: a plain HTTP cache.' },
   { name: 'shield.hls.liveLifetimePercent', type: 'int', default: 50, min: 1, max: 100, unit: '%', doc: 'Live media playlists are cached this share of their target duration (LL-HLS: at most one part target), whatever lifetime the origin gives, unless it gives a shorter positive one.' },
   { name: 'shield.hls.refreshAheadPercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'A fresh live playlist is refreshed by one background request once its age reaches this share of its lifetime, so every edge reloading it cost one upstream request per refresh; 0 turns refresh-ahead off.' },

@@ -4,6 +4,7 @@
  * tests build them directly with options.
  */
 import { join } from 'node:path'
+import type { FastFrontStats } from '../lib/http/fast-front.ts'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { DiskStore } from './cache/disk-store.ts'
@@ -15,6 +16,7 @@ import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
 import { Forwarding } from './proxy/forwarding.ts'
 import { AccessGate } from './proxy/access-gate.ts'
+import { createFastHitHandler } from './proxy/fast-hit.ts'
 import { HeartbeatClient } from '../lib/protocol/heartbeat-client.ts'
 import type { TokenVerifier } from '../lib/protocol/token.ts'
 import { steeringTransform } from './hls/steering-transform.ts'
@@ -75,6 +77,11 @@ export interface CacheNodeOptions {
   readonly keepAliveTimeoutMs: number
   readonly headersTimeoutMs: number
   readonly shutdownGraceMs: number
+  /**
+   * Answer fresh memory hits below node:http on the plain HTTP listener
+   * (edge/proxy/fast-hit.ts). Default true; false sends every request through node:http.
+   */
+  readonly fastPath?: boolean
   readonly accessLog: boolean
   readonly logger?: Logger
   readonly processMetrics?: boolean
@@ -114,6 +121,8 @@ export interface RunningCacheNode {
   readonly store: TieredStore
   readonly proxy: CacheProxy
   readonly logger: Logger
+  /** The fast path's counters now (undefined when it is off). */
+  fastPathStats (): FastFrontStats | undefined
   /** Graceful stop: stop accepting, finish in-flight responses up to the grace period, close stores. */
   close (): Promise<void>
 }
@@ -168,11 +177,12 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   const forwarding = new Forwarding({ name: cacheName, trustedProxies: options.trustedProxies ?? [] })
   const gate = new AccessGate({ token: options.token, forwarding, metrics, logger, cacheName, now: options.now ?? Date.now })
   const controlPlaneUrl = options.controlPlane?.url
-  const steering = controlPlaneUrl === undefined ? undefined : steeringTransform(controlPlaneUrl, options.id, (req) => gate.tokenOf(req))
+  // Keyed by the session's token, so both paths (node:http's requests, the fast path's) use this one rewrite.
+  const steering = controlPlaneUrl === undefined ? undefined : steeringTransform(controlPlaneUrl, options.id, (token: string | undefined) => token)
   const proxy = new CacheProxy({
     cacheName,
     forwarding,
-    ...(steering === undefined ? {} : { bodyTransform: steering }),
+    ...(steering === undefined ? {} : { bodyTransform: (req, url) => steering(gate.tokenOf(req), url) }),
     ...(options.contentPolicy === undefined ? {} : { contentPolicy: (proxy: CacheProxy) => options.contentPolicy!(proxy, metrics) }),
     store: tiered,
     upstream,
@@ -196,6 +206,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     listen: options.listen,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
+    fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor: steering }),
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
@@ -231,6 +242,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     store,
     proxy,
     logger,
+    fastPathStats: () => server.fastPath,
     async close () {
       // Tell the control plane first, so new sessions go elsewhere while this node drains.
       await heartbeat?.stop()

@@ -66,6 +66,7 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     keepAliveTimeoutMs: edge.server.keepAliveTimeoutMs,
     headersTimeoutMs: edge.server.headersTimeoutMs,
     shutdownGraceMs: edge.server.shutdownGraceMs,
+    fastPath: edge.server.fastPath,
     accessLog: config.log.access,
     logger,
     processMetrics: options.processMetrics ?? true,

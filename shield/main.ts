@@ -75,6 +75,7 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       keepAliveTimeoutMs: shield.server.keepAliveTimeoutMs,
       headersTimeoutMs: shield.server.headersTimeoutMs,
       shutdownGraceMs: shield.server.shutdownGraceMs,
+      fastPath: shield.server.fastPath,
       accessLog: config.log.access,
       logger,
       processMetrics: options.processMetrics ?? true,

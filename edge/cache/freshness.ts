@@ -122,7 +122,12 @@ export function isFresh (meta: ObjectMeta, nowMs: number): boolean {
  * @see https://www.rfc-editor.org/rfc/rfc9111#section-5.1
  */
 export function ageHeaderValue (meta: ObjectMeta, nowMs: number): string {
-  return String(Math.min(Math.floor(currentAgeSeconds(meta, nowMs)), DELTA_SECONDS_MAX))
+  return String(ageHeaderSeconds(meta, nowMs))
+}
+
+/** {@link ageHeaderValue} as a number (the fast path compares it to decide whether a pre-rendered head still holds). */
+export function ageHeaderSeconds (meta: ObjectMeta, nowMs: number): number {
+  return Math.min(Math.floor(currentAgeSeconds(meta, nowMs)), DELTA_SECONDS_MAX)
 }
 
 /**

@@ -107,15 +107,18 @@ export class HlsRuntime {
     registerAdminRoutes(proxy, this.#adminRoutes)
     // Bound, not wrapped: a warm that takes an abort signal gets it.
     const warm: Warm = proxy.warm.bind(proxy)
-    return this.policyFor(warm)
+    return this.policyFor(warm, (url) => proxy.isFreshInMemory(url))
   }
 
-  /** The policy, with prefetch and prefill warming through `warm` (tests give their own). */
-  policyFor (warm: Warm): ContentPolicy {
+  /**
+   * The policy, with prefetch and prefill warming through `warm` (tests give their own);
+   * `isCached` lets the prefetcher skip segments fresh in memory without a warm.
+   */
+  policyFor (warm: Warm, isCached?: (url: string) => boolean): ContentPolicy {
     const { logger } = this.#o
     const prefetch = { ...PREFETCH_DEFAULTS, ...this.#o.prefetch }
     this.#prefetcher?.close()
-    this.#prefetcher = new Prefetcher({ ...prefetch, index: this.index, warm, metrics: this.metrics, logger, now: this.#now })
+    this.#prefetcher = new Prefetcher({ ...prefetch, index: this.index, warm, isCached, metrics: this.metrics, logger, now: this.#now })
     void this.#prefiller?.close()
     this.#prefiller = new Prefiller({
       ...PREFILL_DEFAULTS,

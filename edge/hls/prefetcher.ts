@@ -48,6 +48,12 @@ export const PREFETCH_DEFAULTS: PrefetchSettings = Object.freeze({
 export interface PrefetcherOptions extends PrefetchSettings {
   readonly index: RenditionIndex
   readonly warm: Warm
+  /**
+   * Is the URL fresh in the cache right now (what `warm` would answer `cached`)? Answered
+   * synchronously, it spares the queue, the warm and its promise for the segments a
+   * popular rendition already holds, which is most of them (counted as `cached` all the same).
+   */
+  readonly isCached?: ((url: string) => boolean) | undefined
   readonly metrics: HlsMetrics
   readonly logger: Logger
   readonly now?: () => number
@@ -125,6 +131,10 @@ export class Prefetcher {
 
   #enqueue (url: string): void {
     if (this.#queue.has(url) || this.#inFlight.has(url) || this.#tracked.has(url)) return
+    if (this.#o.isCached?.(url) === true) {
+      this.#o.metrics.prefetches.inc({ outcome: 'cached' })
+      return
+    }
     if (this.#queue.size >= this.#o.maxQueue) {
       const oldest = this.#queue.values().next().value
       if (oldest === undefined) return

@@ -8,12 +8,16 @@ import type { IncomingMessage } from 'node:http'
 import { steeringServerUri } from '../../lib/protocol/steering.ts'
 import { addContentSteering, isMultivariantPlaylist } from './content-steering.ts'
 
-/** A body transform for the pipeline (CacheProxyOptions.bodyTransform) that adds content steering to master playlists. */
-export function steeringTransform (
+/**
+ * A body transform for the pipeline (CacheProxyOptions.bodyTransform) that adds content
+ * steering to master playlists. `R` is whatever the caller knows the request by (node:http's
+ * IncomingMessage, or the fast path's token), `tokenOf` finds the session's token in it.
+ */
+export function steeringTransform<R = IncomingMessage> (
   controlPlaneUrl: string,
   pathwayId: string,
-  tokenOf: (req: IncomingMessage) => string | undefined,
-): (req: IncomingMessage, url: string) => ((body: Buffer) => Buffer | undefined) | undefined {
+  tokenOf: (req: R) => string | undefined,
+): (req: R, url: string) => ((body: Buffer) => Buffer | undefined) | undefined {
   return (req, url) => {
     const q = url.indexOf('?')
     const path = q < 0 ? url : url.slice(0, q)

@@ -9,6 +9,7 @@
  * origins would break playback; the token, not the origin, is what authorises.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FastRequest } from '../../lib/http/fast-front.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { Logger } from '../../lib/log.ts'
 import type { TokenVerifier } from '../../lib/protocol/token.ts'
@@ -27,6 +28,14 @@ export interface AccessGateOptions {
 
 /** Response headers every answer carries (see the module comment). */
 export const CORS_HEADERS: readonly string[] = ['access-control-allow-origin', '*', 'access-control-expose-headers', 'cache-status, age, content-range, content-length, via']
+
+/** A request let in: its URL without the token, and the token. */
+export interface Admitted {
+  readonly url: string
+  readonly token: string | undefined
+}
+
+type Door = Admitted & { readonly ok: true } | { readonly ok: false, readonly reason: string }
 
 const PREFLIGHT_HEADERS = {
   'access-control-allow-origin': '*',
@@ -60,32 +69,46 @@ export class AccessGate {
       return false
     }
     const url = req.url ?? '/'
-    const token = this.#o.token
-    if (token === undefined || !token.required) {
-      const split = splitRequestToken(url)
-      if (split.token !== undefined) {
-        req.url = split.url
-        this.#tokens.set(req, split.token)
+    const door = this.#door(url, req.socket.remoteAddress, req.headers['x-forwarded-for'])
+    if (door.ok) {
+      if (door.token !== undefined) {
+        req.url = door.url
+        this.#tokens.set(req, door.token)
       }
       return true
     }
-    const checked = checkRequestToken(url, this.#o.forwarding.clientOf(req), token.verifier, this.#o.now())
-    if (!checked.ok) {
-      this.#o.metrics.tokenRejections.inc({ reason: checked.reason })
-      this.#o.logger.info({ path: splitRequestToken(url).path, reason: checked.reason, client: this.#o.forwarding.clientOf(req) }, 'request refused: playback token')
-      const body = JSON.stringify({ error: 'CDN_ERR_TOKEN_INVALID', reason: checked.reason }) + '\n'
-      res.writeHead(403, [
-        'content-type', 'application/json',
-        'content-length', String(Buffer.byteLength(body)),
-        'cache-control', 'no-store',
-        'cache-status', `${this.#o.cacheName}; detail=CDN_ERR_TOKEN_INVALID`,
-        ...CORS_HEADERS,
-      ])
-      res.end(req.method === 'HEAD' ? undefined : body)
-      return false
+    this.#o.metrics.tokenRejections.inc({ reason: door.reason })
+    this.#o.logger.info({ path: splitRequestToken(url).path, reason: door.reason, client: this.#o.forwarding.clientOf(req) }, 'request refused: playback token')
+    const body = JSON.stringify({ error: 'CDN_ERR_TOKEN_INVALID', reason: door.reason }) + '\n'
+    res.writeHead(403, [
+      'content-type', 'application/json',
+      'content-length', String(Buffer.byteLength(body)),
+      'cache-control', 'no-store',
+      'cache-status', `${this.#o.cacheName}; detail=CDN_ERR_TOKEN_INVALID`,
+      ...CORS_HEADERS,
+    ])
+    res.end(req.method === 'HEAD' ? undefined : body)
+    return false
+  }
+
+  /**
+   * `admit` for the fast path (edge/proxy/fast-hit.ts): the URL and token `admit` would
+   * continue with, or undefined when `admit` would answer the request itself (a refused
+   * token: node:http then takes the request, and `admit` answers, counts and logs it).
+   */
+  pass (req: FastRequest): Admitted | undefined {
+    const door = this.#door(req.target, req.remoteAddress, req.headers['x-forwarded-for'])
+    return door.ok ? door : undefined
+  }
+
+  /** The token rules of both paths: what the request continues with, or why it is refused. */
+  #door (url: string, peer: string | undefined, forwardedFor: string | readonly string[] | undefined): Door {
+    const token = this.#o.token
+    if (token === undefined || !token.required) {
+      const split = splitRequestToken(url)
+      return split.token === undefined ? { ok: true, url, token: undefined } : { ok: true, url: split.url, token: split.token }
     }
-    req.url = checked.path
-    this.#tokens.set(req, checked.token)
-    return true
+    const checked = checkRequestToken(url, this.#o.forwarding.clientFrom(peer, forwardedFor), token.verifier, this.#o.now())
+    return checked.ok ? { ok: true, url: checked.path, token: checked.token } : { ok: false, reason: checked.reason }
   }
 }

@@ -12,8 +12,9 @@
  * metrics update and a Cache-Status header (RFC 9211) that say the same thing.
  * @see https://www.rfc-editor.org/rfc/rfc9111
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CdnError, isCdnError } from '../../lib/errors.ts'
+import type { FastRequest, FastResponse } from '../../lib/http/fast-front.ts'
 import type { Logger } from '../../lib/log.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
@@ -30,12 +31,70 @@ import type { TieredStore } from '../cache/tiered-store.ts'
 import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
-import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, type Exchange, type StatusFields } from './deliver.ts'
+import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, rangeDecision, type Exchange, type StatusFields } from './deliver.ts'
+import { HitHeads } from './hit-head.ts'
 import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
 
 export type CachePhase = 'hit' | 'miss' | 'collapsed' | 'revalidated' | 'stale' | 'pass' | 'bypass' | 'error'
+
+/** Rewrites a whole 200 body for one client (the master-playlist steering tag), or undefined to send it as stored. */
+export type BodyRewrite = (body: Buffer) => Buffer | undefined
+
+/** Request headers as the pipeline reads them (node:http's, or the fast path's). */
+type RequestHeaders = Readonly<Record<string, string | readonly string[] | undefined>>
+
+/** What the access log and the request metrics say about a finished request. */
+type Accounted = Pick<Exchange, 'id' | 'startMs' | 'path' | 'key' | 'phase' | 'source' | 'bytes' | 'upstream' | 'noCacheReason' | 'error' | 'peer'>
+
+const HIT_IN_MEMORY = { result: 'hit', tier: 'memory' } as const
+
+/**
+ * A fast path answer (CacheProxy.answerFast) that is also its own exchange record: the
+ * front calls `onDone` on it when the response is out, and it is accounted like any
+ * other request then (a class rather than a closure: nothing per request but this object).
+ */
+class FastHit implements FastResponse, Accounted {
+  readonly phase = 'hit'
+  readonly source = 'memory'
+  readonly upstream = undefined
+  readonly noCacheReason = undefined
+  readonly error = undefined
+  readonly head: string
+  readonly body: Buffer
+  readonly ownDate: boolean
+  readonly id: number
+  readonly startMs: number
+  readonly path: string
+  readonly key: string
+  readonly bytes: number
+  readonly peer: string | undefined
+  readonly method: string
+  readonly status: number
+  readonly forwardedFor: string | undefined
+  readonly #done: (hit: FastHit, completed: boolean) => void
+
+  constructor (head: string, body: Buffer, ownDate: boolean, done: (hit: FastHit, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number) {
+    this.head = head
+    this.body = body
+    this.ownDate = ownDate
+    this.#done = done
+    this.id = id
+    this.startMs = startMs
+    this.path = path
+    this.key = key
+    this.status = status
+    this.method = req.method
+    this.bytes = req.method === 'HEAD' ? 0 : body.length
+    this.peer = req.remoteAddress
+    this.forwardedFor = req.headers['x-forwarded-for']
+  }
+
+  onDone (completed: boolean): void {
+    this.#done(this, completed)
+  }
+}
 
 export interface CacheProxyOptions {
   /** Name this cache uses in Cache-Status (RFC 9211), e.g. `streamedge-edge-1`. */
@@ -78,7 +137,7 @@ export interface CacheProxyOptions {
    * Per-request body rewriting (the master-playlist steering tag): given the request and
    * its URL, a function that rewrites a whole 200 body, or undefined for none.
    */
-  readonly bodyTransform?: (req: IncomingMessage, url: string) => ((body: Buffer) => Buffer | undefined) | undefined
+  readonly bodyTransform?: (req: IncomingMessage, url: string) => BodyRewrite | undefined
   /** Content-aware rules (HLS), or a factory given this proxy (for prefetching through `warm`); a plain HTTP cache without. */
   readonly contentPolicy?: ContentPolicy | ((proxy: CacheProxy) => ContentPolicy)
   /** Wall clock in ms (injectable for tests). */
@@ -93,7 +152,7 @@ interface FillJob {
   /** Where the answer is looked up: the primary key, or a variant key when the URL's Vary is known. */
   readonly key: string
   /** The initiating request's headers: the upstream request and the variant are derived from them. */
-  readonly reqHeaders: IncomingHttpHeaders
+  readonly reqHeaders: RequestHeaders
   /** Via, CDN-Loop and X-Forwarded-For for the upstream request, from the initiating request. */
   readonly forwarded: Record<string, string>
   /** The stored response being revalidated, if any. */
@@ -131,7 +190,10 @@ export class CacheProxy {
   readonly #now: () => number
   readonly #fills = new Map<string, FillJob>()
   readonly #strip: ReadonlySet<string>
+  readonly #keyOptions: { readonly stripQueryParams: ReadonlySet<string> }
   readonly #policy: ContentPolicy
+  readonly #heads: HitHeads
+  readonly #accountFast = (hit: FastHit, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
   #nextId = 0
   #servedBytes = 0
 
@@ -147,8 +209,10 @@ export class CacheProxy {
     this.#o = options
     this.#now = options.now ?? Date.now
     this.#strip = new Set(options.stripQueryParams)
+    this.#keyOptions = { stripQueryParams: this.#strip }
     const policy = options.contentPolicy
     this.#policy = policy === undefined ? NO_CONTENT_POLICY : typeof policy === 'function' ? policy(this) : policy
+    this.#heads = new HitHeads({ cacheName: options.cacheName, via: options.forwarding.via })
     options.metrics.watchFillsInFlight(() => this.#fills.size)
   }
 
@@ -201,6 +265,57 @@ export class CacheProxy {
       return
     }
     void this.#lookupDisk(ex, primary, vary, directives)
+  }
+
+  /**
+   * The synchronous answer to a GET or HEAD whose object is fresh in memory, for the fast
+   * path below node:http (edge/proxy/fast-hit.ts): the decision, headers, body, metrics,
+   * access-log line and content-policy hooks of `handle` for the same request. Undefined
+   * when the request needs anything more (a miss, stale, Vary, 304, 416, several ranges,
+   * a rewritten body...): node:http then takes it to `handle`. The caller has admitted
+   * the request (`path` is its URL without the token; `rewrite` what `bodyTransform` gives
+   * it) and declined request headers that could change the decision (conditionals,
+   * Cache-Control, Authorization...).
+   */
+  answerFast (req: FastRequest, path: string, rewrite: BodyRewrite | undefined): FastResponse | undefined {
+    const loop = req.headers['cdn-loop']
+    if (loop !== undefined && this.#o.forwarding.loops(loop)) return undefined
+    let primary: string
+    try {
+      primary = makeCacheKey(path, this.#keyOptions)
+    } catch {
+      return undefined
+    }
+    const object = this.#o.store.getFromMemory(primary)
+    if (object === undefined || markerNames(object) !== undefined) return undefined
+    const meta = object.meta
+    // node:http sends no body for these whatever the Content-Length says
+    if (meta.status === 204 || meta.status === 304) return undefined
+    const now = this.#now()
+    if (decideReuse(meta, requestDirectives(req.headers), now).kind !== 'fresh') return undefined
+    if (rewrite !== undefined && meta.status === 200 && rewrite(object.body) !== undefined) return undefined
+    const size = meta.bodyBytes
+    const range = rangeDecision(req.method, req.headers.range, undefined, this.#o.maxRanges, meta.status, meta.headers, size)
+    if (range.kind === 'unsatisfiable' || (range.kind === 'partial' && range.ranges.length > 1)) return undefined
+    const ttl = Math.floor(ttlSeconds(meta, now))
+    const rendered = this.#heads.get(object, ttl, now)
+    if (rendered === undefined) return undefined
+    let head = rendered.whole
+    let body = object.body
+    let status = meta.status
+    if (range.kind === 'partial') {
+      const { start, end } = range.ranges[0]!
+      head = rendered.partial(start, end, size)
+      body = body.subarray(start, end + 1)
+      status = 206
+    }
+    this.#o.metrics.lookups.inc(HIT_IN_MEMORY)
+    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status)
+    if (this.#policy.refreshAhead(meta, now)) {
+      this.#refreshInBackground(primary, primary, object, req.headers, this.#o.forwarding.upstreamHeadersFrom(req.remoteAddress, req.headers))
+    }
+    this.#policy.onServed(primary, status)
+    return hit
   }
 
   #begin (req: IncomingMessage, res: ServerResponse): Exchange {
@@ -286,7 +401,7 @@ export class CacheProxy {
       ex.phase = 'hit'
       ex.source = tier
       deliverObject(ex, object, { hit: true, ttl: Math.floor(ttlSeconds(meta, now)) })
-      if (decision.kind === 'fresh' && this.#policy.refreshAhead(meta, now)) this.#refreshInBackground(ex.key!, primary, object, ex.req)
+      if (decision.kind === 'fresh' && this.#policy.refreshAhead(meta, now)) this.#refreshInBackground(ex.key!, primary, object, ex.req.headers, this.#o.forwarding.upstreamHeaders(ex.req))
       this.#policy.onServed(primary, ex.status)
       return
     }
@@ -295,7 +410,7 @@ export class CacheProxy {
       metrics.staleServed.inc({ reason: 'stale-while-revalidate' })
       ex.phase = 'stale'
       ex.source = tier
-      this.#refreshInBackground(ex.key!, primary, object, ex.req)
+      this.#refreshInBackground(ex.key!, primary, object, ex.req.headers, this.#o.forwarding.upstreamHeaders(ex.req))
       deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(meta, now)), detail: 'stale-while-revalidate' })
       this.#policy.onServed(primary, ex.status)
       return
@@ -324,24 +439,27 @@ export class CacheProxy {
   }
 
   /** One refresh per key, with no client waiting on it (RFC 5861 stale-while-revalidate). */
-  #refreshInBackground (key: string, primary: string, stale: StoredObject, req: IncomingMessage | undefined): void {
+  #refreshInBackground (key: string, primary: string, stale: StoredObject, reqHeaders: RequestHeaders, forwarded: Record<string, string>): void {
     if (this.#fills.has(key)) return
-    const job = this.#fillFor(key, primary, req, stale, 'stale')
+    const job = this.#fillFor(key, primary, reqHeaders, forwarded, stale, 'stale')
     job.fill.waitHead().catch(() => {})
   }
 
   #startFill (ex: Exchange, primary: string, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
-    return this.#fillFor(ex.key!, primary, ex.req, stale, fwd)
+    return this.#fillFor(ex.key!, primary, ex.req.headers, this.#o.forwarding.upstreamHeaders(ex.req), stale, fwd)
   }
 
-  /** Starts a fill for `key`; `req` is the request it is for (none for warm-ups). */
-  #fillFor (key: string, primary: string, req: IncomingMessage | undefined, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
+  /**
+   * Starts a fill for `key`: `reqHeaders` are the headers of the request it is for (none
+   * for warm-ups), `forwarded` the Via, CDN-Loop and X-Forwarded-For to send upstream.
+   */
+  #fillFor (key: string, primary: string, reqHeaders: RequestHeaders, forwarded: Record<string, string>, stale: StoredObject | undefined, fwd: FillJob['fwd']): FillJob {
     const job: FillJob = {
       fill: new SharedFill(key, this.#now()),
       primaryKey: primary,
       key,
-      reqHeaders: req?.headers ?? {},
-      forwarded: req === undefined ? this.#o.forwarding.ownHeaders() : this.#o.forwarding.upstreamHeaders(req),
+      reqHeaders,
+      forwarded,
       stale,
       fwd,
       varyNames: [],
@@ -372,7 +490,7 @@ export class CacheProxy {
     }
     if (found !== undefined && isFresh(found.meta, this.#now())) return { result: 'cached', status: found.meta.status, bytes: 0 }
     const inFlight = this.#fills.get(key)
-    const job = inFlight ?? this.#fillFor(key, primary, undefined, found, found === undefined ? 'uri-miss' : 'stale')
+    const job = inFlight ?? this.#fillFor(key, primary, {}, this.#o.forwarding.ownHeaders(), found, found === undefined ? 'uri-miss' : 'stale')
     job.fill.attach()
     await job.fill.settled()
     const { fill } = job
@@ -381,6 +499,22 @@ export class CacheProxy {
     if (head.stored !== undefined) return { result: head.stored.kind === 'stale-if-error' ? 'failed' : 'cached', status: head.status, bytes: 0 }
     const result = !job.stored ? 'not-stored' : inFlight === undefined ? 'filled' : 'joined'
     return { result, status: head.status, bytes: fill.length }
+  }
+
+  /**
+   * Is `url` (path and query) fresh in the memory tier now? What `warm` would answer
+   * `cached` for, without a promise (prefetch asks it for every segment ahead of a hit).
+   * Refreshes the object's recency as `warm` does; a URL that varies answers false.
+   */
+  isFreshInMemory (url: string): boolean {
+    let key: string
+    try {
+      key = makeCacheKey(url, { stripQueryParams: this.#strip })
+    } catch {
+      return false
+    }
+    const found = this.#o.store.getFromMemory(key)
+    return found !== undefined && markerNames(found) === undefined && isFresh(found.meta, this.#now())
   }
 
   /** Attaches a request to a fill and answers it from the fill. */
@@ -885,10 +1019,13 @@ export class CacheProxy {
 
   /** One access-log line and the request metrics, when the response ends or the client leaves. */
   #end (ex: Exchange): void {
-    const { metrics } = this.#o
     const res = ex.res
-    const status = ex.status === 0 ? res.statusCode : ex.status
-    const completed = res.writableFinished
+    this.#account(ex, ex.req.method, ex.status === 0 ? res.statusCode : ex.status, res.writableFinished, ex.req.headers['x-forwarded-for'])
+  }
+
+  /** The access-log line and request metrics of a finished request, from either path. */
+  #account (ex: Accounted, method: string | undefined, status: number, completed: boolean, forwardedFor: string | readonly string[] | undefined): void {
+    const { metrics } = this.#o
     metrics.requests.inc({ phase: ex.phase, status })
     if (ex.bytes > 0) {
       this.#servedBytes += ex.bytes
@@ -898,7 +1035,7 @@ export class CacheProxy {
     if (!this.#o.accessLog) return
     this.#o.logger.info({
       reqId: ex.id,
-      method: ex.req.method,
+      method,
       path: ex.path,
       status,
       cachePhase: ex.phase,
@@ -910,7 +1047,7 @@ export class CacheProxy {
       upstream: ex.upstream,
       noCacheReason: ex.noCacheReason,
       errCode: ex.error?.code,
-      client: this.#o.forwarding.clientFrom(ex.peer, ex.req.headers['x-forwarded-for']),
+      client: this.#o.forwarding.clientFrom(ex.peer, forwardedFor),
     }, 'request')
   }
 }

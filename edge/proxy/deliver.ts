@@ -64,23 +64,32 @@ const COMPUTED = new Set(['age', 'cache-status', 'content-length', 'content-rang
 /** RFC 9110 §15.4.5: what a 304 carries of the 200 it stands for. */
 const NOT_MODIFIED_FIELDS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
 
-type RangeDecision =
+/** What {@link rangeDecision} says. */
+export type RangeDecision =
   | { readonly kind: 'full' }
   | { readonly kind: 'partial', readonly ranges: readonly ByteRange[] }
   | { readonly kind: 'unsatisfiable' }
 
 const FULL: RangeDecision = { kind: 'full' }
+const UNSATISFIABLE: RangeDecision = { kind: 'unsatisfiable' }
 
 /** Decides how to answer a request's Range header for a 200 body of `size` bytes. */
 function decideRange (ex: Exchange, status: number, headers: StoredHeaders, size: number): RangeDecision {
-  const range = ex.req.headers.range
+  return rangeDecision(ex.req.method, ex.req.headers.range, header(ex.req.headers['if-range']), ex.maxRanges, status, headers, size)
+}
+
+/**
+ * How to answer a Range header (RFC 9110 §14) for a stored response of `status` with a
+ * body of `size` bytes: whole, one or more ranges, or 416. Shared by both delivery paths.
+ */
+export function rangeDecision (method: string | undefined, range: string | undefined, ifRange: string | undefined, maxRanges: number, status: number, headers: StoredHeaders, size: number): RangeDecision {
   // RFC 9110 §14.2: range handling is defined for GET only; HEAD gets the 200 head.
-  if (range === undefined || status !== 200 || ex.req.method !== 'GET') return FULL
+  if (range === undefined || status !== 200 || method !== 'GET') return FULL
   const specs = parseRangeHeader(range)
   if (specs === null) return FULL
-  if (!ifRangeMatches(header(ex.req.headers['if-range']), headerValue(headers.etag), headerValue(headers['last-modified']))) return FULL
-  const resolved = resolveRanges(specs, size, { maxRanges: ex.maxRanges })
-  if (resolved.kind === 'unsatisfiable') return { kind: 'unsatisfiable' }
+  if (!ifRangeMatches(ifRange, headerValue(headers.etag), headerValue(headers['last-modified']))) return FULL
+  const resolved = resolveRanges(specs, size, { maxRanges })
+  if (resolved.kind === 'unsatisfiable') return UNSATISFIABLE
   if (resolved.kind === 'ignore') return FULL
   return { kind: 'partial', ranges: resolved.ranges }
 }
@@ -100,8 +109,11 @@ function notModified (req: IncomingMessage, status: number, headers: StoredHeade
   return since !== undefined && modified !== undefined && modified <= since
 }
 
+/** Who answers: the names a response carries in Cache-Status and Via. */
+export type Responder = Pick<Exchange, 'cacheName' | 'via'>
+
 /** Flat [name, value, ...] list of the stored headers plus ours (writeHead takes it as is). */
-function buildHeaders (ex: Exchange, stored: StoredHeaders, status: StatusFields, hidden?: readonly string[]): string[] {
+function buildHeaders (ex: Responder, stored: StoredHeaders, status: StatusFields, hidden?: readonly string[]): string[] {
   const out: string[] = []
   for (const name in stored) {
     if (COMPUTED.has(name) || (hidden !== undefined && hidden.includes(name))) continue
@@ -143,6 +155,21 @@ function write416 (ex: Exchange, size: number, status: StatusFields): void {
   ex.res.end('Range Not Satisfiable\n')
 }
 
+/**
+ * The header fields of a stored response answered whole or as ranges, up to but without
+ * the framing fields (Content-Range, Content-Length, which the caller appends): stored
+ * fields, Cache-Status, Via, CORS, Age and Accept-Ranges. Both delivery paths (node:http
+ * and the fast path, edge/proxy/fast-hit.ts) take their headers from here.
+ */
+export function storedObjectFields (ex: Responder, meta: ObjectMeta, status: StatusFields, nowMs: number): string[] {
+  // RFC 9111 §5.2.2.4: fields named by no-cache="..." are not sent without revalidation.
+  const hidden = status.hit === true || status.detail !== undefined ? storedDirectives(meta).noCacheFields : undefined
+  const headers = buildHeaders(ex, meta.headers, status, hidden)
+  headers.push('age', ageHeaderValue(meta, nowMs))
+  if (meta.status === 200 && meta.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
+  return headers
+}
+
 /** Answers from a stored object (memory Buffer or disk stream). */
 export function deliverObject (ex: Exchange, object: StoredObject, status: StatusFields): void {
   if (ex.transform !== undefined && object.body !== null && object.meta.status === 200) {
@@ -154,11 +181,8 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
   }
   const meta: ObjectMeta = object.meta
   const now = ex.now()
-  const age = ageHeaderValue(meta, now)
-  // RFC 9111 §5.2.2.4: fields named by no-cache="..." are not sent without revalidation.
-  const hidden = status.hit === true || status.detail !== undefined ? storedDirectives(meta).noCacheFields : undefined
   if (notModified(ex.req, meta.status, meta.headers)) {
-    write304(ex, meta.headers, status, age)
+    write304(ex, meta.headers, status, ageHeaderValue(meta, now))
     return
   }
   const size = meta.bodyBytes
@@ -167,9 +191,7 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
     write416(ex, size, status)
     return
   }
-  const headers = buildHeaders(ex, meta.headers, status, hidden)
-  headers.push('age', age)
-  if (meta.status === 200 && meta.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
+  const headers = storedObjectFields(ex, meta, status, now)
   const slices = range.kind === 'full' ? undefined : range.ranges
   if (slices !== undefined && slices.length > 1) {
     writeMultipart(ex, headers, meta, slices, (r) => object.body !== null ? object.body.subarray(r.start, r.end + 1) : object.createReadStream(r.start, r.end))

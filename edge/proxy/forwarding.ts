@@ -39,8 +39,12 @@ export class Forwarding {
    */
   isLoop (req: IncomingMessage): boolean {
     const header = req.headers['cdn-loop']
-    if (header === undefined) return false
-    const members = (typeof header === 'string' ? header : (header as string[]).join(',')).split(',')
+    return header !== undefined && this.loops(header)
+  }
+
+  /** {@link isLoop} for a CDN-Loop field value. */
+  loops (header: string | readonly string[]): boolean {
+    const members = (typeof header === 'string' ? header : header.join(',')).split(',')
     if (members.length > MAX_CDN_HOPS) return true
     for (const member of members) {
       const semi = member.indexOf(';')
@@ -71,12 +75,17 @@ export class Forwarding {
    * X-Forwarded-For chain kept only as far as trusted proxies vouch for it, then the peer.
    */
   upstreamHeaders (req: IncomingMessage): Record<string, string> {
-    const peer = req.socket.remoteAddress ?? ''
-    const xff = req.headers['x-forwarded-for']
-    const prior = this.#clients.resolve(req.socket.remoteAddress, xff)?.source === 'x-forwarded-for' ? join(xff) : undefined
+    return this.upstreamHeadersFrom(req.socket.remoteAddress, req.headers)
+  }
+
+  /** {@link upstreamHeaders} from the socket peer and the request's headers. */
+  upstreamHeadersFrom (remoteAddress: string | undefined, headers: Readonly<Record<string, string | readonly string[] | undefined>>): Record<string, string> {
+    const peer = remoteAddress ?? ''
+    const xff = headers['x-forwarded-for']
+    const prior = this.#clients.resolve(remoteAddress, xff)?.source === 'x-forwarded-for' ? join(xff) : undefined
     return {
-      via: append(req.headers.via, this.via),
-      'cdn-loop': append(req.headers['cdn-loop'], this.name),
+      via: append(headers.via, this.via),
+      'cdn-loop': append(headers['cdn-loop'], this.name),
       'x-forwarded-for': prior === undefined ? peer : `${prior}, ${peer}`,
     }
   }

@@ -1,12 +1,15 @@
 /**
  * The HTTP(S) front of a cache node: keep-alive node:http (and node:https) servers,
  * the operational endpoints (/healthz, /readyz, /metrics), and graceful shutdown
- * (stop accepting, let in-flight responses finish up to a deadline).
+ * (stop accepting, let in-flight responses finish up to a deadline). The plain HTTP
+ * listener can put a fast path in front of node:http (lib/http/fast-front.ts) for the
+ * requests it can answer at once; operational endpoints always go to node:http.
  */
 import { once } from 'node:events'
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { FastFront, type FastFrontStats, type FastHandler } from '../../lib/http/fast-front.ts'
 import type { Logger } from '../../lib/log.ts'
 
 export interface ListenAddress {
@@ -19,6 +22,12 @@ export interface NodeServerOptions {
   readonly tls?: { readonly listen: ListenAddress, readonly cert: Buffer | string, readonly key: Buffer | string }
   /** Serves everything that is not an operational endpoint. */
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void
+  /**
+   * Answers what it can synchronously below node:http on the plain HTTP listener (not
+   * HTTPS); undefined hands the connection to node:http and `handler`. Never sees the
+   * operational endpoints.
+   */
+  readonly fastHandler?: FastHandler | undefined
   /** Serves `/admin/...` (authenticated operations such as purge). */
   readonly admin?: (req: IncomingMessage, res: ServerResponse) => void
   /** Ready to take traffic (/readyz)? */
@@ -33,6 +42,7 @@ export interface NodeServerOptions {
 export class NodeServer {
   readonly #o: NodeServerOptions
   readonly #servers: Server[] = []
+  #front: FastFront | undefined
   #closing = false
   #connections = 0
 
@@ -50,6 +60,14 @@ export class NodeServer {
       noDelay: true,
     }
     const plain = http.createServer(common, onRequest)
+    const fast = this.#o.fastHandler
+    if (fast !== undefined) {
+      this.#front = new FastFront({
+        keepAliveTimeoutMs: this.#o.keepAliveTimeoutMs,
+        handler: (req) => this.#operational(req.target) ? undefined : fast(req),
+      })
+      this.#front.attach(plain)
+    }
     const url = await this.#bind(plain, this.#o.listen, 'http')
     let httpsUrl: string | undefined
     if (this.#o.tls !== undefined) {
@@ -78,11 +96,17 @@ export class NodeServer {
     return `${scheme}://${host}:${address.port}`
   }
 
+  /** Is `url` answered by `#route` itself or the admin handler, rather than `handler`? */
+  #operational (url: string): boolean {
+    const c = url.charCodeAt(1)
+    if (c !== 0x68 && c !== 0x72 && c !== 0x6d && c !== 0x61) return false // not /h…, /r…, /m…, /a…
+    return (url.startsWith('/admin/') && this.#o.admin !== undefined) || url === '/healthz' || url === '/readyz' || url === '/metrics'
+  }
+
   #route (req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/'
-    const c = url.charCodeAt(1)
-    if (c !== 0x68 && c !== 0x72 && c !== 0x6d && c !== 0x61) {
-      this.#o.handler(req, res) // fast path: not /h…, /r…, /m…, /a…
+    if (!this.#operational(url)) {
+      this.#o.handler(req, res)
       return
     }
     if (url.startsWith('/admin/') && this.#o.admin !== undefined) {
@@ -106,21 +130,28 @@ export class NodeServer {
         this.#o.logger.error({ err }, 'metrics rendering failed')
         sendText(res, 500, 'metrics unavailable\n')
       })
-      return
     }
-    this.#o.handler(req, res)
   }
 
   /** Client connections open now. */
   get connections (): number { return this.#connections }
 
+  /** The fast path's counters (undefined without one). */
+  get fastPath (): FastFrontStats | undefined { return this.#front?.stats }
+
   /** Stops accepting, closes idle keep-alive sockets, waits for in-flight responses up to `graceMs`, then cuts the rest. */
   async close (graceMs: number): Promise<void> {
     this.#closing = true
+    const front = this.#front
+    // The front's connections are the server's too: close() waits for them as for node:http's.
+    front?.closeIdle()
     const closing = this.#servers.map(async (server) => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs)
+      const timer = setTimeout(() => {
+        front?.closeAll()
+        server.closeAllConnections()
+      }, graceMs)
       timer.unref()
       await closed
       clearTimeout(timer)

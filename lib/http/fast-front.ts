@@ -25,8 +25,8 @@ export interface FastRequest {
   /** The request-target as sent (origin-form: starts with `/`). */
   readonly target: string
   /**
-   * Header fields by lower-case name (a null-prototype object). Repeated fields are joined
-   * with `, ` (RFC 9110 §5.3), as node:http does for most fields.
+   * Header fields by lower-case name (no Object.prototype in its chain, so any field name is
+   * safe). Repeated fields are joined with `, ` (RFC 9110 §5.3), as node:http does for most fields.
    */
   readonly headers: Readonly<Record<string, string>>
   readonly remoteAddress: string | undefined
@@ -37,12 +37,26 @@ export interface FastRequest {
 /** A complete answer. */
 export interface FastResponse {
   /**
-   * The status line and header fields, each ending in CRLF, without `Date`, `Connection` and
-   * the empty line (the front adds those). Must carry Content-Length.
+   * The status line and header fields, each ending in CRLF, without `Connection` and the
+   * empty line (the front adds those) and without `Date` unless `ownDate`. Must carry
+   * Content-Length.
    */
   readonly head: string
   /** The body (not sent for HEAD). */
   readonly body?: Buffer | undefined
+  /**
+   * `head` carries a Date field of its own (a cache passes a stored response's Date on,
+   * with Age, RFC 9111 §4.2.3): the front adds none, as node:http adds none when a
+   * response sets one. Default false: the front adds the current date (RFC 9110 §6.6.1).
+   */
+  readonly ownDate?: boolean | undefined
+  /**
+   * Called once, as a method of this response (so a class can answer without a closure per
+   * request), when the response is done: `true` when all of it was handed to the kernel,
+   * `false` when the connection ended first (node:http's `res.writableFinished` at 'close').
+   * For access logs and request metrics, which the node:http path writes at that point.
+   */
+  onDone? (completed: boolean): void
 }
 
 /**
@@ -149,15 +163,20 @@ class FastConnection {
   readonly #socket: Socket
   readonly #front: FastFront
   readonly #handOff: () => void
+  readonly #remoteAddress: string | undefined
   #pending: Buffer | undefined
   #writes = 0
+  // Responses written and not yet flushed, in write order (write callbacks come in order)
+  readonly #done: FastResponse[] = []
   #waitingForDrain = false
+  // The idle timer fired while a response was still being written (a slow reader): re-armed once it is out.
+  #timedOutBusy = false
   #ended = false
   #closeWhenIdle = false
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
   readonly #onDrain = (): void => this.#drained()
-  readonly #onWritten = (): void => this.#written()
-  readonly #onTimeout = (): void => this.destroy()
+  readonly #onWritten = (err?: Error | null): void => this.#written(err)
+  readonly #onTimeout = (): void => this.#timedOut()
   readonly #onClose = (): void => this.#front.release(this, false)
   readonly #onError = (): void => this.destroy()
 
@@ -165,10 +184,27 @@ class FastConnection {
     this.#socket = socket
     this.#front = front
     this.#handOff = handOff
+    this.#remoteAddress = socket.remoteAddress
     socket.on('data', this.#onData)
     socket.on('error', this.#onError)
     socket.on('close', this.#onClose)
-    socket.setTimeout(front.keepAliveTimeoutMs, this.#onTimeout)
+    // Listening for good rather than once per response: every body above the socket's
+    // highWaterMark waits for a 'drain', and once() costs a wrapper each time.
+    socket.on('drain', this.#onDrain)
+    // Armed once: every read and write restarts it (net.Socket refreshes its timer on activity),
+    // so answering costs no timer work; one listener for the connection's life (setTimeout(ms,
+    // callback) would add one per call).
+    socket.on('timeout', this.#onTimeout)
+    socket.setTimeout(front.keepAliveTimeoutMs)
+  }
+
+  #timedOut (): void {
+    if (this.#writes > 0) {
+      // a slow reader of a big body is not idle
+      this.#timedOutBusy = true
+      return
+    }
+    this.destroy()
   }
 
   destroy (): void {
@@ -201,7 +237,7 @@ class FastConnection {
         this.#giveAway()
         return
       }
-      const req = parseHead(buf.toString('latin1', 0, end), this.#socket.remoteAddress)
+      const req = parseHead(buf.toString('latin1', 0, end), this.#remoteAddress)
       const res = req === undefined ? undefined : this.#front.handler(req)
       if (req === undefined || res === undefined) {
         this.#giveAway()
@@ -217,7 +253,6 @@ class FastConnection {
       }
       if (this.#socket.writableNeedDrain) {
         this.#waitingForDrain = true
-        this.#socket.once('drain', this.#onDrain)
         return
       }
     }
@@ -225,16 +260,19 @@ class FastConnection {
 
   #write (req: FastRequest, res: FastResponse, close: boolean): void {
     const socket = this.#socket
-    const head = `${res.head}Date: ${httpDate()}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
-    if (this.#writes === 0) socket.setTimeout(0) // a slow reader of a big body is not idle
+    const head = `${res.head}${res.ownDate === true ? '' : `Date: ${httpDate()}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
     this.#writes++
+    this.#done.push(res)
     if (req.method === 'HEAD' || res.body === undefined || res.body.length === 0) {
       socket.write(head, 'latin1', this.#onWritten)
       return
     }
     if (res.body.length <= 2048) {
-      // one small buffer beats a writev of two
-      socket.write(Buffer.concat([Buffer.from(head, 'latin1'), res.body]), this.#onWritten)
+      // one small (pooled) buffer beats a writev of two
+      const bytes = Buffer.allocUnsafe(head.length + res.body.length)
+      bytes.write(head, 0, 'latin1')
+      res.body.copy(bytes, head.length)
+      socket.write(bytes, this.#onWritten)
       return
     }
     socket.cork()
@@ -243,17 +281,26 @@ class FastConnection {
     socket.uncork()
   }
 
-  #written (): void {
+  #written (err: Error | null | undefined): void {
+    // Every write's callback runs, after a hand-over too (node:http owns the socket then, the
+    // write was ours). A write cut short by a destroyed socket reports no error
+    // (stream_base_commons onWriteComplete), so a destroyed socket means not completed.
+    const res = this.#done.shift()
+    if (res?.onDone !== undefined) res.onDone((err === undefined || err === null) && !this.#socket.destroyed)
     this.#writes--
     if (this.#writes > 0 || this.#ended) return
     if (this.#closeWhenIdle && this.#pending === undefined) {
       this.#end()
       return
     }
-    this.#socket.setTimeout(this.#front.keepAliveTimeoutMs, this.#onTimeout)
+    if (this.#timedOutBusy) {
+      this.#timedOutBusy = false
+      this.#socket.setTimeout(this.#front.keepAliveTimeoutMs)
+    }
   }
 
   #drained (): void {
+    if (!this.#waitingForDrain) return
     this.#waitingForDrain = false
     if (this.#socket.isPaused()) this.#socket.resume()
     this.#process()
@@ -293,6 +340,15 @@ class FastConnection {
   }
 }
 
+/**
+ * The header table's class: instances have no Object.prototype in their chain (a field
+ * named `__proto__` or `constructor` is just a field) yet stay fast-mode objects;
+ * Object.create(null) makes dictionary-mode ones, whose keyed stores cost ~1 µs each.
+ * (The pattern of node's querystring.)
+ */
+function Fields (): void {}
+Fields.prototype = Object.create(null) as object
+
 const TCHAR = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // field-value: VCHAR, SP, HTAB and obs-text; no CR, LF, NUL or other controls (RFC 9110 §5.5)
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/
@@ -322,7 +378,7 @@ export function parseHead (head: string, remoteAddress: string | undefined): Fas
   if (targetEnd <= targetStart || !line.endsWith(' HTTP/1.1')) return undefined
   const target = line.slice(targetStart, targetEnd)
   if (BAD_TARGET.test(target)) return undefined
-  const headers: Record<string, string> = Object.create(null) as Record<string, string>
+  const headers = new (Fields as unknown as new () => Record<string, string>)()
   let close = false
   let hosts = 0
   let at = lineEnd < 0 ? head.length : lineEnd + 2

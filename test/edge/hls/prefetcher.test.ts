@@ -28,7 +28,7 @@ interface Harness {
   now: number
 }
 
-function harness (t: Test, settings: Partial<PrefetchSettings> = {}, auto?: WarmOutcome): Harness {
+function harness (t: Test, settings: Partial<PrefetchSettings> = {}, auto?: WarmOutcome, isCached?: (url: string) => boolean): Harness {
   const index = new RenditionIndex({ maxRenditions: 10, maxSegments: 1000 })
   const metrics = new HlsMetrics()
   const warmed: string[] = []
@@ -41,6 +41,7 @@ function harness (t: Test, settings: Partial<PrefetchSettings> = {}, auto?: Warm
     metrics,
     logger: silentLogger(),
     now: () => h.now,
+    isCached,
     warm: async (url) => {
       warmed.push(url)
       if (auto !== undefined) return auto
@@ -170,4 +171,23 @@ t.test('warm failures are counted; close aborts and stops', async (t) => {
   prefetcher.onServed('/vod/t/seg-5.ts', 200)
   t.equal(prefetcher.queued, 0)
   t.throws(() => new Prefetcher({ ...PREFETCH_DEFAULTS, concurrency: 0, index, metrics, logger: silentLogger(), warm: async () => ({ result: 'cached', bytes: 0 }) }), /options\.concurrency/)
+})
+
+t.test('segments already fresh in cache are counted as cached without a warm', async (t) => {
+  const cached = new Set(['/vod/t/360p/seg-3.ts', '/vod/t/360p/seg-4.ts'])
+  const asked: string[] = []
+  const h = harness(t, { segments: 3 }, { result: 'filled', status: 200, bytes: 10 }, (url) => {
+    asked.push(url)
+    return cached.has(url)
+  })
+  h.index.recordMedia('/vod/t/360p/index.m3u8', playlist('/vod/t/360p/index.m3u8', 0, 10, false), 0)
+  h.prefetcher.onServed('/vod/t/360p/seg-2.ts', 200)
+  await tick()
+  t.same(h.warmed, ['/vod/t/360p/seg-5.ts'], 'only the segment not cached is warmed')
+  t.equal(await h.metrics.prefetches.value({ outcome: 'cached' }), 2)
+  t.equal(await h.metrics.prefetches.value({ outcome: 'filled' }), 1)
+  h.prefetcher.onServed('/vod/t/360p/seg-3.ts', 200)
+  await tick()
+  t.notOk(asked.slice(3).includes('/vod/t/360p/seg-5.ts'), 'a segment this prefetcher fetched is not looked up again')
+  t.same(h.warmed, ['/vod/t/360p/seg-5.ts', '/vod/t/360p/seg-6.ts'])
 })

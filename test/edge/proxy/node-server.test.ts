@@ -12,6 +12,9 @@ import { startOrigin } from '../../../bench/origin/origin-server.ts'
 import { syntheticBody } from '../../../bench/origin/synthetic-body.ts'
 import { fetchRaw } from '../../helpers/http-client.ts'
 import { startTestNode, tempDir } from '../../helpers/cache-node.ts'
+import { NodeServer } from '../../../edge/proxy/node-server.ts'
+import { silentLogger } from '../../../lib/log.ts'
+import type { FastRequest } from '../../../lib/http/fast-front.ts'
 
 t.test('HTTPS listener with a configured certificate serves through the same cache', async (t) => {
   const dir = await tempDir(t)
@@ -83,4 +86,47 @@ t.test('graceful shutdown lets an in-flight response finish and refuses new conn
   t.ok(res.body.equals(syntheticBody('drain', 300800, 'ts')))
   await closing
   await t.rejects(fetchRaw(edge.url + '/healthz'), 'no new connections after close')
+})
+
+t.test('the fast handler never sees operational endpoints; close() also closes its idle connections', async (t) => {
+  const seen: string[] = []
+  const server = new NodeServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    handler: (req, res) => res.end(`slow ${req.url ?? ''}`),
+    admin: (req, res) => res.end(`admin ${req.url ?? ''}`),
+    fastHandler: (req: FastRequest) => {
+      seen.push(req.target)
+      return { head: 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n', body: Buffer.from('fast') }
+    },
+    ready: () => true,
+    metrics: async () => ({ contentType: 'text/plain', body: 'm 1\n' }),
+    keepAliveTimeoutMs: 120_000,
+    headersTimeoutMs: 10_000,
+    logger: silentLogger(),
+  })
+  const { url } = await server.listen()
+  let closed = false
+  t.teardown(async () => { if (!closed) await server.close(0) })
+  t.equal((await fetchRaw(url + '/healthz')).body.toString(), 'ok\n')
+  t.equal((await fetchRaw(url + '/readyz')).body.toString(), 'ready\n')
+  t.equal((await fetchRaw(url + '/metrics')).body.toString(), 'm 1\n')
+  t.equal((await fetchRaw(url + '/admin/purge')).body.toString(), 'admin /admin/purge')
+  t.equal((await fetchRaw(url + '/media/seg.ts')).body.toString(), 'fast')
+  t.equal((await fetchRaw(url + '/healthz-not')).body.toString(), 'fast', 'only the endpoints themselves are kept out')
+  t.same(seen, ['/media/seg.ts', '/healthz-not'])
+  t.equal(server.fastPath?.answered, 2)
+  // an idle keep-alive connection held by the fast path: close() must not wait 120 s for it
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const socketClosed = new Promise<void>((resolve, reject) => {
+    const req = http.get(url + '/x', { agent }, (res) => res.resume())
+    req.on('socket', (socket) => socket.once('close', () => resolve()))
+    req.on('error', reject)
+  })
+  for (let i = 0; i < 200 && server.fastPath?.answered !== 3; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  closed = true
+  await server.close(120_000)
+  await socketClosed
+  for (let i = 0; i < 100 && server.fastPath?.open !== 0; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(server.fastPath?.open, 0)
 })

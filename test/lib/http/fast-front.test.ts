@@ -199,3 +199,85 @@ t.test('options are checked', async (t) => {
   server.on('connection', () => {})
   t.throws(() => new FastFront({ keepAliveTimeoutMs: 10, handler: () => undefined }).attach(server), /one connection listener, got 2/)
 })
+
+t.test('ownDate: a head with its own Date gets no second one; onDone says whether the response was flushed', async (t) => {
+  const done: Array<[string, boolean]> = []
+  const big = Buffer.alloc(32 * 1024 * 1024, 0x61)
+  const server = http.createServer({ keepAliveTimeout: 5000 }, (_req, res) => res.end())
+  const front = new FastFront({
+    keepAliveTimeoutMs: 5000,
+    handler: (req) => ({
+      head: req.target === '/dated'
+        ? 'HTTP/1.1 200 OK\r\ndate: Mon, 05 Jan 2026 12:00:00 GMT\r\nContent-Length: 2\r\n'
+        : `HTTP/1.1 200 OK\r\nContent-Length: ${req.target === '/big' ? big.length : 2}\r\n`,
+      body: req.target === '/big' ? big : Buffer.from('ok'),
+      ownDate: req.target === '/dated',
+      onDone: (completed) => done.push([req.target, completed]),
+    }),
+  })
+  front.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(async () => {
+    front.closeAll()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const port = (server.address() as AddressInfo).port
+  const dated = await exchange(port, ['GET /dated HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  t.equal([...dated.matchAll(/^date:/gim)].length, 1, 'one Date field')
+  t.match(dated, /\r\ndate: Mon, 05 Jan 2026 12:00:00 GMT\r\n/)
+  const plain = await exchange(port, ['GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  t.match(plain, /\r\nDate: \w{3}, /, 'the front dates the others')
+  t.same(done, [['/dated', true], ['/plain', true]])
+  // A client that reads nothing of a body bigger than the socket buffers, then leaves.
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /big HTTP/1.1\r\nHost: a\r\n\r\n')
+  for (let i = 0; i < 200 && front.stats.answered < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(done.length, 2, 'not done while the body is still being written')
+  socket.destroy()
+  for (let i = 0; i < 200 && done.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.same(done[2], ['/big', false], 'a response cut short is reported as not completed')
+})
+
+t.test('a long keep-alive connection keeps one timeout listener (no listener per response)', async (t) => {
+  const server = http.createServer((_req, res) => res.end())
+  const front = new FastFront({ keepAliveTimeoutMs: 5000, handler: () => ({ head: 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n', body: Buffer.from('ok') }) })
+  front.attach(server)
+  let serverSide: net.Socket | undefined
+  server.on('connection', (socket: net.Socket) => { serverSide = socket })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(async () => {
+    front.closeAll()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const socket = net.connect((server.address() as AddressInfo).port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  let answers = 0
+  socket.on('data', (d: Buffer) => { answers += d.toString('latin1').split('HTTP/1.1 200').length - 1 })
+  for (let i = 0; i < 30; i++) {
+    socket.write('GET /x HTTP/1.1\r\nHost: a\r\n\r\n')
+    while (answers <= i) await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  t.equal(answers, 30)
+  t.equal(serverSide?.listenerCount('timeout'), 1)
+})
+
+t.test('the idle timer does not cut a slow reader of a big body, and closes the connection once it is idle', async (t) => {
+  const h = await start(t, 100)
+  const socket = net.connect(h.port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /fast/big HTTP/1.1\r\nHost: a\r\n\r\n')
+  await new Promise((resolve) => setTimeout(resolve, 400)) // several idle timeouts while the body waits
+  let received = 0
+  socket.on('data', (d: Buffer) => { received += d.length })
+  socket.resume()
+  await once(socket, 'close')
+  t.ok(received > 8 * 1024 * 1024, 'the whole body arrived')
+  for (let i = 0; i < 100 && h.front.stats.open > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(h.front.stats.open, 0, 'then the idle connection was closed')
+})

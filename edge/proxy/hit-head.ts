@@ -1,0 +1,92 @@
+/**
+ * Pre-rendered response heads for memory hits answered below node:http (the fast path,
+ * edge/proxy/fast-hit.ts). The fields are deliver.ts's `storedObjectFields`, the list the
+ * node:http path hands to `writeHead`, rendered to text once per object for as long as its
+ * Age and Cache-Status ttl stay the same whole numbers (about a second), so a hot hit
+ * builds no header at all.
+ */
+import { STATUS_CODES } from 'node:http'
+import { formatContentRange } from '../../lib/http/range.ts'
+import { ageHeaderSeconds } from '../cache/freshness.ts'
+import type { MemoryObject } from '../cache/types.ts'
+import { storedObjectFields, type Responder } from './deliver.ts'
+
+// What node:http refuses in writeHead (ERR_INVALID_HTTP_TOKEN, ERR_INVALID_CHAR): the
+// fast path declines such an object rather than send what node:http would not.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+
+/** A stored response's head for one (Age, ttl) pair. */
+export class HitHead {
+  #ageSeconds = -1
+  #ttlSeconds = Number.NaN
+  #whole = ''
+  #fields = ''
+  #ownDate = false
+  #sendable = false
+
+  /** Status line, fields and Content-Length of the whole object. */
+  get whole (): string { return this.#whole }
+  /** The fields carry a Date (the stored response's): nothing may add another (RFC 9110 §6.6.1). */
+  get ownDate (): boolean { return this.#ownDate }
+  /** Every field can be sent as is (node:http would accept it). */
+  get sendable (): boolean { return this.#sendable }
+
+  /** Rendered for this Age and ttl already? */
+  holds (ageSeconds: number, ttlSeconds: number): boolean {
+    return this.#ageSeconds === ageSeconds && this.#ttlSeconds === ttlSeconds
+  }
+
+  /** The head of a single-range answer (RFC 9110 §14.4): 206 with Content-Range. */
+  partial (start: number, end: number, size: number): string {
+    return `HTTP/1.1 206 ${STATUS_CODES[206]!}\r\n${this.#fields}content-range: ${formatContentRange(start, end, size)}\r\ncontent-length: ${end - start + 1}\r\n`
+  }
+
+  /** Renders `list` ([name, value, ...], as writeHead takes it) for a response of `status` with `bodyBytes`. */
+  render (list: readonly string[], status: number, bodyBytes: number, ageSeconds: number, ttlSeconds: number): void {
+    let fields = ''
+    let ownDate = false
+    let sendable = true
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!
+      const value = list[i + 1]!
+      if (!TOKEN.test(name) || BAD_VALUE.test(value)) sendable = false
+      if (name.length === 4 && name.toLowerCase() === 'date') ownDate = true
+      fields += `${name}: ${value}\r\n`
+    }
+    this.#ageSeconds = ageSeconds
+    this.#ttlSeconds = ttlSeconds
+    this.#fields = fields
+    this.#whole = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n${fields}content-length: ${bodyBytes}\r\n`
+    this.#ownDate = ownDate
+    this.#sendable = sendable
+  }
+}
+
+/** The heads of the objects hit through the fast path (kept while the object lives). */
+export class HitHeads {
+  readonly #responder: Responder
+  readonly #heads = new WeakMap<MemoryObject, HitHead>()
+
+  constructor (responder: Responder) {
+    this.#responder = responder
+  }
+
+  /**
+   * The head of a fresh hit on `object` at `nowMs` whose Cache-Status ttl is `ttlSeconds`
+   * (RFC 9211: `hit; ttl=N`), or undefined when a stored field cannot be sent as is.
+   */
+  get (object: MemoryObject, ttlSeconds: number, nowMs: number): HitHead | undefined {
+    const meta = object.meta
+    const ageSeconds = ageHeaderSeconds(meta, nowMs)
+    let head = this.#heads.get(object)
+    if (head === undefined) {
+      head = new HitHead()
+      this.#heads.set(object, head)
+    }
+    if (!head.holds(ageSeconds, ttlSeconds)) {
+      head.render(storedObjectFields(this.#responder, meta, { hit: true, ttl: ttlSeconds }, nowMs), meta.status, meta.bodyBytes, ageSeconds, ttlSeconds)
+    }
+    return head.sendable ? head : undefined
+  }
+}
