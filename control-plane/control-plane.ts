@@ -262,6 +262,7 @@ async function start (
   })
   const url = await server.listen()
   closers.push(() => server.close())
+  metrics.watchFastPath(() => server.fastPath)
   titles.start()
   ready = true
   const available = tracker.views().filter((h) => h.status === 'available').length

@@ -13,11 +13,18 @@
  * Every answer carries `Access-Control-Allow-Origin: *`: browser players follow the 302 with
  * `Origin: null`, so an allow-list of real origins would break playback, and nothing here
  * relies on cookies. Steering answers are `no-store`: they are per client.
+ *
+ * Steering requests (`GET|HEAD /v1/steer/...` without `format=json`) are answered below
+ * node:http by lib/http/fast-front.ts: the decision is synchronous (SteeringService.steerNow)
+ * and the answer is rendered by the same {@link steerAnswer} node:http's path writes, so both
+ * paths send the same status, fields and body. Everything else, and every later request on a
+ * connection once one request needed node:http, goes through node:http as before.
  */
 import { once } from 'node:events'
-import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import http, { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { timingSafeEqual, createHash } from 'node:crypto'
+import { FastFront, type FastRequest, type FastResponse } from '../lib/http/fast-front.ts'
 import { CdnError, CODES, type ErrorCode } from '../lib/errors.ts'
 import type { Logger } from '../lib/log.ts'
 import type { ControlPlaneMetrics } from '../lib/metrics.ts'
@@ -80,6 +87,7 @@ export class ControlPlaneServer {
   readonly #o: ControlPlaneServerOptions
   readonly #now: () => number
   #server: Server | undefined
+  #front: FastFront | undefined
   #closing = false
 
   constructor (options: ControlPlaneServerOptions) {
@@ -87,14 +95,23 @@ export class ControlPlaneServer {
     this.#now = options.now ?? Date.now
   }
 
+  /** Requests the fast path answered, and connections it handed to node:http. */
+  get fastPath (): { readonly answered: number, readonly handedOff: number, readonly open: number } {
+    return this.#front?.stats ?? { answered: 0, handedOff: 0, open: 0 }
+  }
+
   /** Binds and resolves with the URL (port 0 becomes a real port). */
   async listen (): Promise<string> {
+    const keepAliveTimeoutMs = this.#o.keepAliveTimeoutMs ?? 5000
     const server = http.createServer({
-      keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 5000,
+      keepAliveTimeout: keepAliveTimeoutMs,
       headersTimeout: 10_000,
       requestTimeout: 30_000,
       noDelay: true,
     }, (req, res) => this.#route(req, res))
+    const front = new FastFront({ keepAliveTimeoutMs, handler: (req) => this.#fastSteer(req) })
+    front.attach(server)
+    this.#front = front
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
       else socket.destroy()
@@ -113,8 +130,12 @@ export class ControlPlaneServer {
     const server = this.#server
     if (server === undefined) return
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    this.#front?.closeIdle()
     server.closeIdleConnections()
-    const timer = setTimeout(() => server.closeAllConnections(), graceMs)
+    const timer = setTimeout(() => {
+      this.#front?.closeAll()
+      server.closeAllConnections()
+    }, graceMs)
     timer.unref()
     await closed
     clearTimeout(timer)
@@ -175,6 +196,37 @@ export class ControlPlaneServer {
 
   // ---- steering ------------------------------------------------------------------------------
 
+  /**
+   * The fast path's handler: a steering request decided and rendered synchronously. Undefined
+   * (node:http takes the connection) for anything else, for explained (`format=json`)
+   * answers, and if deciding throws (node:http's path then logs it and answers 500).
+   */
+  #fastSteer (req: FastRequest): FastResponse | undefined {
+    const target = req.target
+    if (!target.startsWith(STEER_PREFIX)) return undefined
+    const started = performance.now()
+    const q = target.indexOf('?')
+    const path = target.slice(STEER_PATH.length, q < 0 ? target.length : q)
+    let passQuery = ''
+    if (q >= 0) {
+      const query = target.slice(q + 1)
+      if (queryParam(query, 'format') === 'json') return undefined
+      passQuery = withoutParams(query, ['format'])
+    }
+    const client = this.#o.clientIp.resolve(req.remoteAddress, req.headers['x-forwarded-for'])
+    let decision: SteerDecision
+    let answer: SteerAnswer
+    try {
+      decision = this.#o.steering.steerNow(path, client)
+      answer = steerAnswer(decision, false, passQuery)
+    } catch {
+      return undefined
+    }
+    const response: FastResponse = { head: renderHead(answer), body: answer.body === undefined ? undefined : Buffer.from(answer.body) }
+    this.#account(decision, answer.outcome, path, (performance.now() - started) / 1000)
+    return response
+  }
+
   async #steer (req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
     const started = performance.now()
     const format = queryParam(query, 'format')
@@ -188,67 +240,36 @@ export class ControlPlaneServer {
       sendError(res, 'CDN_ERR_INTERNAL')
       return
     }
-    const json = format === 'json'
-    const outcome = this.#answerSteer(res, decision, json, passQuery, req.method === 'HEAD')
-    const seconds = (performance.now() - started) / 1000
-    this.#o.metrics.decisionLatency.observe(seconds)
-    const group = decision.kind === 'redirect' ? decision.group : 'none'
-    this.#o.metrics.decisions.inc({ outcome, group })
+    const answer = steerAnswer(decision, format === 'json', passQuery)
+    res.writeHead(answer.status, answer.headers)
+    res.end(req.method === 'HEAD' ? undefined : answer.body)
+    this.#account(decision, answer.outcome, path, (performance.now() - started) / 1000)
+  }
+
+  /** Metrics and the decision log line, the same for both paths. */
+  #account (decision: SteerDecision, outcome: SteerOutcome, path: string, seconds: number): void {
+    const metrics = this.#o.metrics
+    metrics.decisionLatency.observe(seconds)
+    metrics.decisions.inc({ outcome, group: decision.kind === 'redirect' ? decision.group : 'none' })
     if (decision.kind !== 'bad-request') {
       const location = decision.explain.location
-      if (location.source === 'unknown') this.#o.metrics.unknownGeo.inc({ policy: unknownPolicyOf(location) })
-      if (decision.explain.cache !== 'none') this.#o.metrics.decisionCache.inc({ result: decision.explain.cache })
+      if (location.source === 'unknown') metrics.unknownGeo.inc({ policy: unknownPolicyOf(location) })
+      if (decision.explain.cache !== 'none') metrics.decisionCache.inc({ result: decision.explain.cache })
     }
-    if (decision.kind === 'denied-licence') this.#o.metrics.licenceDenials.inc({ country: decision.country ?? 'unknown', reason: decision.reason })
+    if (decision.kind === 'denied-licence') metrics.licenceDenials.inc({ country: decision.country ?? 'unknown', reason: decision.reason })
     if (this.#o.accessLog) this.#logDecision(decision, outcome, path, seconds)
   }
 
-  #answerSteer (res: ServerResponse, d: SteerDecision, json: boolean, passQuery: string, head: boolean): string {
-    switch (d.kind) {
-      case 'bad-request':
-        sendError(res, 'CDN_ERR_REQUEST_INVALID', d.message)
-        return 'bad-request'
-      case 'denied-licence':
-        sendJson(res, 451, {
-          error: 'CDN_ERR_LICENCE_DENIED',
-          message: `${d.explain.path} is not available ${d.country === undefined ? 'to clients of unknown location' : `in ${d.country}`}${d.reason === 'not-yet-available' || d.reason === 'expired' ? ' at this time' : ''}`,
-          reason: d.reason,
-          rule: d.rule,
-          country: d.country ?? null,
-          ...(json ? { explain: d.explain } : {}),
-        }, head)
-        return 'denied-licence'
-      case 'denied-unknown-geo':
-        sendJson(res, 403, { error: 'CDN_ERR_GEO_UNKNOWN', message: CODES.CDN_ERR_GEO_UNKNOWN.message, ...(json ? { explain: d.explain } : {}) }, head)
-        return 'denied-unknown-geo'
-      case 'no-node':
-        sendJson(res, 503, { error: 'CDN_ERR_NO_NODE', message: CODES.CDN_ERR_NO_NODE.message, ...(json ? { explain: d.explain } : {}) }, head, { 'retry-after': '5' })
-        return 'no-node'
-      case 'redirect': {
-        const location = passQuery === '' ? d.location : `${d.location}?${passQuery}`
-        if (json) {
-          sendJson(res, 200, {
-            decision: 'redirect',
-            url: location,
-            node: { id: d.node.id, group: d.group, url: d.node.url },
-            token: { expiresAt: new Date(d.claims.exp * 1000).toISOString(), path: d.claims.path, ip: d.claims.ip ?? null, country: d.claims.country ?? null, sid: d.claims.sid },
-            explain: d.explain,
-          }, head)
-          return 'explained'
-        }
-        res.writeHead(302, { ...CORS_HEADERS, location, 'cache-control': NO_STORE, 'content-length': '0' })
-        res.end()
-        return 'redirect'
-      }
-    }
-  }
-
-  #logDecision (d: SteerDecision, outcome: string, path: string, seconds: number): void {
+  #logDecision (d: SteerDecision, outcome: SteerOutcome, path: string, seconds: number): void {
     if (d.kind === 'bad-request') {
       this.#o.logger.info({ outcome, path: path.slice(0, 200), ms: round(seconds * 1000) }, 'steer')
       return
     }
     const e = d.explain
+    let skipped = 0
+    for (const c of e.candidates) if (c.verdict !== 'chosen') skipped++
+    const redirect = d.kind === 'redirect' ? d : undefined
+    // one flat object, fields in a fixed order (pino leaves out the undefined ones)
     this.#o.logger.info({
       outcome,
       client: e.client.ip,
@@ -258,12 +279,12 @@ export class ControlPlaneServer {
       country: e.location.country,
       network: e.location.network,
       rule: e.licence.rule,
-      ...(d.kind === 'denied-licence' ? { reason: d.reason } : {}),
-      node: d.kind === 'redirect' ? d.node.id : undefined,
-      group: d.kind === 'redirect' ? d.group : undefined,
-      sid: d.kind === 'redirect' ? d.claims.sid : undefined,
+      reason: d.kind === 'denied-licence' ? d.reason : undefined,
+      node: redirect?.node.id,
+      group: redirect?.group,
+      sid: redirect?.claims.sid,
       cache: e.cache,
-      skipped: e.candidates.filter((c) => c.verdict !== 'chosen').length,
+      skipped,
       ms: round(seconds * 1000),
     }, 'steer')
   }
@@ -479,11 +500,89 @@ function bearerMatches (header: string | undefined, token: string): boolean {
   return timingSafeEqual(given, expected)
 }
 
+/** What a steering request was answered with (the `outcome` label and log field). */
+export type SteerOutcome = 'redirect' | 'explained' | 'denied-licence' | 'denied-unknown-geo' | 'no-node' | 'bad-request'
+
+/** A steering answer before it is written: one encoding for node:http and the fast path. */
+export interface SteerAnswer {
+  readonly outcome: SteerOutcome
+  readonly status: number
+  /** Header fields in the order they are sent. */
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string | undefined
+}
+
+/** Renders a decision: 302 (or the JSON explanation), 451, 403, 503 or 400. */
+export function steerAnswer (d: SteerDecision, json: boolean, passQuery: string): SteerAnswer {
+  switch (d.kind) {
+    case 'bad-request':
+      return errorAnswer('bad-request', 'CDN_ERR_REQUEST_INVALID', d.message)
+    case 'denied-licence':
+      return jsonAnswer('denied-licence', 451, {
+        error: 'CDN_ERR_LICENCE_DENIED',
+        message: `${d.explain.path} is not available ${d.country === undefined ? 'to clients of unknown location' : `in ${d.country}`}${d.reason === 'not-yet-available' || d.reason === 'expired' ? ' at this time' : ''}`,
+        reason: d.reason,
+        rule: d.rule,
+        country: d.country ?? null,
+        ...(json ? { explain: d.explain } : {}),
+      })
+    case 'denied-unknown-geo':
+      return jsonAnswer('denied-unknown-geo', 403, { error: 'CDN_ERR_GEO_UNKNOWN', message: CODES.CDN_ERR_GEO_UNKNOWN.message, ...(json ? { explain: d.explain } : {}) })
+    case 'no-node':
+      return jsonAnswer('no-node', 503, { error: 'CDN_ERR_NO_NODE', message: CODES.CDN_ERR_NO_NODE.message, ...(json ? { explain: d.explain } : {}) }, RETRY_AFTER)
+    case 'redirect': {
+      const location = passQuery === '' ? d.location : `${d.location}?${passQuery}`
+      if (json) {
+        return jsonAnswer('explained', 200, {
+          decision: 'redirect',
+          url: location,
+          node: { id: d.node.id, group: d.group, url: d.node.url },
+          token: { expiresAt: new Date(d.claims.exp * 1000).toISOString(), path: d.claims.path, ip: d.claims.ip ?? null, country: d.claims.country ?? null, sid: d.claims.sid },
+          explain: d.explain,
+        })
+      }
+      return {
+        outcome: 'redirect',
+        status: 302,
+        headers: { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_HEADERS['access-control-expose-headers'], location, 'cache-control': NO_STORE, 'content-length': '0' },
+        body: undefined,
+      }
+    }
+  }
+}
+
+const RETRY_AFTER = { 'retry-after': '5' } as const
+
+function jsonAnswer (outcome: SteerOutcome, status: number, body: unknown, extra: Readonly<Record<string, string>> = {}): SteerAnswer {
+  const text = `${JSON.stringify(body)}\n`
+  return {
+    outcome,
+    status,
+    headers: { ...CORS_HEADERS, 'content-type': JSON_TYPE, 'content-length': String(Buffer.byteLength(text)), 'cache-control': NO_STORE, ...extra },
+    body: text,
+  }
+}
+
+function errorAnswer (outcome: SteerOutcome, code: ErrorCode, message?: string): SteerAnswer {
+  const err = new CdnError(code, message)
+  return jsonAnswer(outcome, err.status, { error: err.code, message: err.message })
+}
+
+/** The status line and fields of an answer as the fast path writes them (it adds Date and the empty line). */
+function renderHead (answer: SteerAnswer): string {
+  let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n`
+  const headers = answer.headers
+  for (const name in headers) head += `${name}: ${headers[name]}\r\n`
+  return head
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
 function sendJson (res: ServerResponse, status: number, body: unknown, head: boolean, extra: Record<string, string> = {}): void {
   const text = `${JSON.stringify(body)}\n`
   res.writeHead(status, {
     ...CORS_HEADERS,
-    'content-type': 'application/json; charset=utf-8',
+    'content-type': JSON_TYPE,
     'content-length': Buffer.byteLength(text),
     'cache-control': NO_STORE,
     ...extra,

@@ -62,6 +62,70 @@ export class CounterFamily<L extends string> {
   }
 }
 
+/**
+ * A histogram without labels counted in a typed array and published at scrape time:
+ * `observe` is a bucket search and three adds (prom-client's own `observe()` hashes and
+ * validates labels on every call). The registry renders it like a prom-client Histogram
+ * (`_bucket{le}` cumulative, `_sum`, `_count`).
+ */
+export class HistogramCells {
+  readonly name: string
+  readonly help: string
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #bounds: Float64Array
+  /** Per-bucket counts (not cumulative); the last cell is +Inf. */
+  readonly #counts: Float64Array
+  #sum = 0
+  #count = 0
+
+  constructor (registry: client.Registry, name: string, help: string, buckets: readonly number[]) {
+    if (buckets.length === 0 || buckets.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]!))) {
+      throw new TypeError(`Expected buckets to be finite and increasing, got ${JSON.stringify(buckets)}`)
+    }
+    this.name = name
+    this.help = help
+    this.#bounds = Float64Array.from(buckets)
+    this.#counts = new Float64Array(buckets.length + 1)
+    registry.registerMetric(this as unknown as client.Metric)
+  }
+
+  observe (value: number): void {
+    const bounds = this.#bounds
+    let i = 0
+    while (i < bounds.length && value > bounds[i]!) i++
+    this.#counts[i]!++
+    this.#sum += value
+    this.#count++
+  }
+
+  /** Observations so far (tests). */
+  get count (): number {
+    return this.#count
+  }
+
+  /** The series, as prom-client's registry reads them. */
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<client.MetricValueWithName<string>> }> {
+    const values: Array<client.MetricValueWithName<string>> = []
+    const bucket = `${this.name}_bucket`
+    let cumulative = 0
+    for (let i = 0; i < this.#bounds.length; i++) {
+      cumulative += this.#counts[i]!
+      values.push({ labels: { le: this.#bounds[i]! }, value: cumulative, metricName: bucket })
+    }
+    values.push({ labels: { le: '+Inf' }, value: this.#count, metricName: bucket })
+    values.push({ labels: {}, value: this.#sum, metricName: `${this.name}_sum` })
+    values.push({ labels: {}, value: this.#count, metricName: `${this.name}_count` })
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
+  }
+
+  reset (): void {
+    this.#counts.fill(0)
+    this.#sum = 0
+    this.#count = 0
+  }
+}
+
 /** One upstream member's health as metrics read it (structurally the proxy's UpstreamHealth). */
 export interface UpstreamHealthSample {
   readonly name: string
@@ -364,6 +428,13 @@ export interface NodeHealthGaugeSource {
   readonly heartbeatAgeSeconds: number | undefined
 }
 
+/** What the HTTP fast path reports at scrape time. */
+export interface FastPathGaugeSource {
+  readonly answered: number
+  readonly handedOff: number
+  readonly open: number
+}
+
 /** The node statuses a control plane reports (health-tracker.ts NodeStatus). */
 export const NODE_STATUSES = ['available', 'overloaded', 'draining', 'unknown', 'not-ready', 'heartbeat-stale', 'down', 'offline'] as const
 
@@ -379,7 +450,7 @@ export class ControlPlaneMetrics {
   /** Decision-cache lookups by result (hit, miss). */
   readonly decisionCache: CounterFamily<'result'>
   /** Time to decide and answer one steering request. */
-  readonly decisionLatency: client.Histogram
+  readonly decisionLatency: HistogramCells
   /** Steering manifests served, by outcome (ok, invalid-session). */
   readonly steeringManifests: CounterFamily<'outcome'>
   /** Node status changes, by target node and new status (`node` is this control plane's own label). */
@@ -407,12 +478,8 @@ export class ControlPlaneMetrics {
     this.licenceDenials = new CounterFamily(registry, `${p}licence_denials_total`, 'Requests refused by a licensing rule (451), by client country and reason', ['country', 'reason'])
     this.unknownGeo = new CounterFamily(registry, `${p}unknown_geo_total`, 'Clients neither a coverage zone nor GeoIP located, by the unknown-location policy applied', ['policy'])
     this.decisionCache = new CounterFamily(registry, `${p}decision_cache_total`, 'Decision cache lookups by result (hit, miss)', ['result'])
-    this.decisionLatency = new Histogram({
-      name: `${p}decision_seconds`,
-      help: 'Time from receiving a steering request to sending its answer',
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
-      registers: [registry],
-    })
+    this.decisionLatency = new HistogramCells(registry, `${p}decision_seconds`, 'Time from receiving a steering request to sending its answer',
+      [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1])
     this.steeringManifests = new CounterFamily(registry, `${p}steering_manifests_total`, 'HLS steering manifests served, by outcome (ok, invalid-session)', ['outcome'])
     this.healthChanges = new CounterFamily(registry, `${p}node_health_changes_total`, 'Node status changes, by target node and the status it changed to', ['target', 'status'])
     this.heartbeats = new CounterFamily(registry, `${p}heartbeats_total`, 'Heartbeats received, by outcome (accepted, bad-signature, unknown-node, invalid)', ['outcome'])
@@ -449,6 +516,39 @@ export class ControlPlaneMetrics {
   /** Reports node statuses and heartbeat ages at scrape time. */
   watchNodes (source: () => readonly NodeHealthGaugeSource[]): void {
     this.#nodes = source
+  }
+
+  /**
+   * Reports the HTTP fast path (lib/http/fast-front.ts) at scrape time: requests it answered,
+   * connections it handed to node:http, and connections it holds.
+   */
+  watchFastPath (source: () => FastPathGaugeSource): void {
+    const p = 'streamedge_cp_'
+    const registry = this.registry
+    new Counter({
+      name: `${p}fast_path_requests_total`,
+      help: 'Requests answered by the fast path below node:http (steering redirects and refusals)',
+      registers: [registry],
+      collect () {
+        this.reset()
+        this.inc(source().answered)
+      },
+    })
+    new Counter({
+      name: `${p}fast_path_handoffs_total`,
+      help: 'Connections the fast path handed to node:http (a request it does not answer; node:http keeps the connection)',
+      registers: [registry],
+      collect () {
+        this.reset()
+        this.inc(source().handedOff)
+      },
+    })
+    new Gauge({
+      name: `${p}fast_path_connections`,
+      help: 'Client connections the fast path holds',
+      registers: [registry],
+      collect () { this.set(source().open) },
+    })
   }
 
   get contentType (): string {

@@ -36,6 +36,8 @@ export interface ClientLocation {
   readonly denied?: boolean
 }
 
+type Writable<T> = { -readonly [K in keyof T]: T[K] }
+
 /** Options of {@link Locator}. */
 export interface LocatorOptions {
   readonly zones: () => CoverageZones
@@ -57,10 +59,10 @@ export class Locator {
 
   /** Locates one client address. */
   locate (ip: IpAddress): ClientLocation {
-    const geo = this.#o.geoip?.lookup(ip)
     const zone = this.#o.zones().lookup(ip)
     if (zone !== undefined) {
-      const country = zone.zone.country ?? geo?.country
+      // GeoIP only when the zone does not say which country its subscribers are in
+      const country = zone.zone.country ?? this.#o.geoip?.lookup(ip)?.country
       return {
         source: 'coverage-zone',
         group: zone.zone.group,
@@ -70,17 +72,18 @@ export class Locator {
         network: zone.cidr.text,
       }
     }
+    const geo = this.#o.geoip?.lookup(ip)
     if (geo !== undefined) {
+      // built field by field rather than with spreads: this runs for every steering request
       const network = maskBytes(ip.bytes, geo.networkBits)
-      return {
-        source: 'geoip',
-        point: { lat: geo.lat, lon: geo.lon },
-        ...(geo.country === undefined ? {} : { country: geo.country }),
-        ...(geo.city === undefined ? {} : { city: geo.city }),
-        precision: geo.precision,
-        prefixKey: `g:${bytesToHex(network)}/${geo.networkBits}`,
-        network: `${formatIp(network)}/${geo.networkBits}`,
-      }
+      const location = { source: 'geoip' } as Writable<ClientLocation>
+      location.point = { lat: geo.lat, lon: geo.lon }
+      if (geo.country !== undefined) location.country = geo.country
+      if (geo.city !== undefined) location.city = geo.city
+      location.precision = geo.precision
+      location.prefixKey = `g:${bytesToHex(network)}/${geo.networkBits}`
+      location.network = `${formatIp(network)}/${geo.networkBits}`
+      return location
     }
     return this.locateUnknown()
   }

@@ -14,7 +14,7 @@
  * (the hot-spot complaint in apache/trafficcontrol#6902).
  */
 
-import { HashRing } from '../../lib/hash-ring.ts'
+import { HashRing, type HashRingNode } from '../../lib/hash-ring.ts'
 
 /** Something that can be ranked: a stable id and a positive weight. */
 export interface Weighted {
@@ -28,7 +28,12 @@ export interface Weighted {
  * the input order.
  */
 export function rendezvousRank<T extends Weighted> (key: string, nodes: readonly T[]): T[] {
-  return new HashRing(nodes.map((node) => ({ id: node.id, weight: node.weight, value: node }))).rank(key)
+  return rendezvousRing(nodes.map((node) => ({ id: node.id, weight: node.weight, value: node }))).rank(key)
+}
+
+/** The ring {@link rendezvousRank} ranks with, to build once and rank many keys with. */
+export function rendezvousRing<T> (nodes: ReadonlyArray<HashRingNode<T>>): HashRing<T> {
+  return new HashRing(nodes)
 }
 
 /**

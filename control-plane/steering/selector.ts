@@ -18,7 +18,8 @@
 import { greatCircleKm, type LatLon } from '../geo/great-circle.ts'
 import type { NodeStatus } from '../health/health-tracker.ts'
 import type { Inventory, NodeSpec } from '../health/node-inventory.ts'
-import { loadBound, rendezvousRank } from './rendezvous.ts'
+import type { HashRing } from '../../lib/hash-ring.ts'
+import { loadBound, rendezvousRing } from './rendezvous.ts'
 
 /** Where steering starts: a group (coverage zone, default group), a point (GeoIP), or both. */
 export interface SteeringStart {
@@ -112,22 +113,46 @@ export function orderGroups (start: SteeringStart, inventory: Inventory): GroupO
 
 /** Ranks every group's edges for the title. */
 export function planFor (order: GroupOrder, title: string, inventory: Inventory): SteeringPlan {
+  const rings = ringsOf(inventory)
   const groups: PlannedGroup[] = []
   for (const { id, via } of order.groups) {
-    const edges = inventory.edgesByGroup.get(id) ?? []
-    const ranked = rendezvousRank(title, edges.map((node) => ({ id: node.id, weight: node.capacity.connections, node })))
-    groups.push({ id, via, nodes: ranked.map((r) => r.node) })
+    groups.push({ id, via, nodes: rings.get(id)?.rank(title) ?? [] })
   }
   return { groups }
 }
 
+// One rendezvous ring per group, built once per inventory (an inventory is immutable; a reload
+// makes a new one): ranking a title is then a score per edge and a sort, with no set-up.
+const RINGS = new WeakMap<Inventory, ReadonlyMap<string, HashRing<NodeSpec>>>()
+
+function ringsOf (inventory: Inventory): ReadonlyMap<string, HashRing<NodeSpec>> {
+  let rings = RINGS.get(inventory)
+  if (rings === undefined) {
+    const built = new Map<string, HashRing<NodeSpec>>()
+    for (const [id, edges] of inventory.edgesByGroup) built.set(id, rendezvousRing(edges.map((node) => ({ id: node.id, weight: node.capacity.connections, value: node }))))
+    rings = built
+    RINGS.set(inventory, rings)
+  }
+  return rings
+}
+
 /** Adds each candidate's distance from `point` to its group (for explanations). */
 export function withDistances (candidates: readonly CandidateExplain[], point: LatLon | undefined, inventory: Inventory): CandidateExplain[] {
-  if (point === undefined) return [...candidates]
-  return candidates.map((c) => {
-    const group = inventory.groups.get(c.group)
-    return group === undefined ? c : { ...c, distanceKm: Math.round(greatCircleKm(point, group)) }
-  })
+  const out = new Array<CandidateExplain>(candidates.length)
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i]!
+    const group = point === undefined ? undefined : inventory.groups.get(c.group)
+    if (group === undefined || point === undefined) {
+      out[i] = c
+      continue
+    }
+    // spelt out rather than spread: candidates come in several shapes, and this runs per request
+    const distanceKm = Math.round(greatCircleKm(point, group))
+    out[i] = c.bound === undefined
+      ? { node: c.node, group: c.group, via: c.via, status: c.status, load: c.load, verdict: c.verdict, distanceKm }
+      : { node: c.node, group: c.group, via: c.via, status: c.status, load: c.load, bound: c.bound, verdict: c.verdict, distanceKm }
+  }
+  return out
 }
 
 /**
@@ -137,31 +162,36 @@ export function withDistances (candidates: readonly CandidateExplain[], point: L
 export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: number): Selection {
   const candidates: CandidateExplain[] = []
   for (const group of plan.groups) {
+    const nodes = group.nodes
+    // one status and load read per node (loads move with every assignment)
+    const statuses: NodeStatus[] = []
+    const loads: number[] = []
     let groupLoad = 0
     let groupWeight = 0
-    const loads = new Map<string, number>()
-    for (const node of group.nodes) {
-      if (health.statusOf(node.id) !== 'available') continue
+    for (const node of nodes) {
+      const status = health.statusOf(node.id)
       const load = health.loadOf(node.id)
-      loads.set(node.id, load)
+      statuses.push(status)
+      loads.push(load)
+      if (status !== 'available') continue
       groupLoad += load
       groupWeight += node.capacity.connections
     }
     let fallback: { node: NodeSpec, ratio: number, index: number } | undefined
-    for (const node of group.nodes) {
-      const status = health.statusOf(node.id)
-      const base = { node: node.id, group: group.id, via: group.via, status }
-      const load = loads.get(node.id)
-      if (status !== 'available' || load === undefined) {
-        candidates.push({ ...base, load: health.loadOf(node.id), verdict: status as Exclude<NodeStatus, 'available'> })
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!
+      const status = statuses[i]!
+      const load = loads[i]!
+      if (status !== 'available') {
+        candidates.push({ node: node.id, group: group.id, via: group.via, status, load, verdict: status })
         continue
       }
       const bound = loadBound(groupLoad, groupWeight, node.capacity.connections, slack)
       if (load + 1 <= bound) {
-        candidates.push({ ...base, load, bound, verdict: 'chosen' })
+        candidates.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'chosen' })
         return { chosen: node, group: group.id, candidates }
       }
-      candidates.push({ ...base, load, bound, verdict: 'over-share' })
+      candidates.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'over-share' })
       const ratio = (load + 1) / node.capacity.connections
       if (fallback === undefined || ratio < fallback.ratio) fallback = { node, ratio, index: candidates.length - 1 }
     }

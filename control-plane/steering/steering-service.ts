@@ -4,17 +4,23 @@
  *
  * Per request: locate the client (zones → GeoIP → unknown policy) → licensing rule for the
  * path → plan for (client prefix, title) from the decision cache → pick a node with live
- * health and bounded load → sign a token for the title bound to the licence decision.
+ * health and bounded load → a token for the title bound to the licence decision (signed, or
+ * reused within its expiry bucket: control-plane/token-issuer.ts).
+ *
+ * Everything a decision needs is in memory, so {@link SteeringService.steerNow} decides
+ * synchronously (the HTTP fast path); {@link SteeringService.steer} is the same decision with
+ * the plan read through the decision cache's authority (cache-manager) on a memory miss.
+ * Both run the same steps ({@link SteeringService} `#begin` and `#finish`): one policy engine.
  */
-import { randomBytes } from 'node:crypto'
 import type { ClientAddress } from '../geo/client-ip.ts'
 import type { ClientLocation, Locator } from '../geo/locator.ts'
 import type { HealthTracker } from '../health/health-tracker.ts'
 import type { Inventory, NodeSpec } from '../health/node-inventory.ts'
 import type { LicenceDenyReason, LicensingRules } from '../licensing/licensing-rules.ts'
 import { isSafePath, TOKEN_PATH_SEGMENT, type TokenClaims, type TokenSigner, type TokenVerifier } from '../../lib/protocol/token.ts'
+import { TokenIssuer } from '../token-issuer.ts'
 import { PATHWAY_ID_RE, type SteeringManifest } from '../../lib/protocol/steering.ts'
-import type { DecisionCache } from './decision-cache.ts'
+import type { CacheLookup, DecisionCache } from './decision-cache.ts'
 import { orderGroups, pickNode, planFor, rankPathways, withDistances, type CandidateExplain, type GroupOrder, type SteeringPlan } from './selector.ts'
 import { buildSteeringManifest } from './steering-manifest.ts'
 import { preferHolders } from '../title-inventory.ts'
@@ -77,12 +83,10 @@ export interface ManifestQuery {
 export class SteeringService {
   readonly #o: SteeringServiceOptions
   readonly #now: () => number
-  // Session ids: a random per-instance prefix and a counter (randomBytes per request costs more
-  // than the rest of the token); unique per instance, which is all logs need.
-  readonly #sidPrefix = randomBytes(4).toString('base64url')
-  #sidCounter = 0
+  readonly #tokens: TokenIssuer
   // Group order per client prefix (it depends only on where the client is and the inventory).
   readonly #orders = new Map<string, GroupOrder>()
+  readonly #ordersByStart = new Map<string, GroupOrder>()
   #ordersFor: Inventory | undefined
 
   constructor (options: SteeringServiceOptions) {
@@ -91,49 +95,47 @@ export class SteeringService {
     if (!Number.isSafeInteger(options.maxPathways) || options.maxPathways < 1) throw new TypeError(`Expected options.maxPathways to be a positive integer, got ${String(options.maxPathways)}`)
     this.#o = options
     this.#now = options.now ?? Date.now
+    this.#tokens = new TokenIssuer({ signer: options.signer, ttlSeconds: options.tokenTtlSeconds })
+  }
+
+  /** Tokens signed and reused (see control-plane/token-issuer.ts). */
+  get tokenStats (): { readonly signed: number, readonly reused: number } {
+    return this.#tokens.stats
   }
 
   /** Forgets memoized group orders: call when coverage zones or GeoIP data change. */
   invalidate (): void {
     this.#orders.clear()
+    this.#ordersByStart.clear()
   }
 
-  /** Decides where `path` should be played from for `client` (undefined: the peer address was unusable). */
+  /**
+   * Decides where `path` should be played from for `client` (undefined: the peer address was
+   * unusable), synchronously: a plan missing from the decision cache's memory level is built
+   * on the spot (the same pure planFor the cache would store) and reconciled with the cache in
+   * the background. Plans are keyed by the client's group order (what its prefix resolves to)
+   * and the title, so clients of many prefixes that share an order share plans.
+   */
+  steerNow (path: string, client: ClientAddress | undefined): SteerDecision {
+    const pending = this.#begin(path, client)
+    if (pending.kind !== 'pending') return pending
+    const inventory = this.#o.inventory()
+    const order = this.#order(pending.base.location, inventory)
+    const title = pending.base.title
+    const generation = this.#o.health.generation
+    const cached = this.#o.cache.peek(order.key, title, generation)
+    if (cached !== undefined) return this.#finish(pending, cached, true)
+    const plan = planFor(order, title, inventory)
+    this.#o.cache.fill(order.key, title, generation, plan)
+    return this.#finish(pending, plan, false)
+  }
+
+  /** Decides like {@link SteeringService.steerNow}, reading the plan through the decision cache's authority on a memory miss. */
   async steer (path: string, client: ClientAddress | undefined): Promise<SteerDecision> {
-    if (!isSafePath(path) || path === '/' || path.startsWith(`/${TOKEN_PATH_SEGMENT}/`)) {
-      return { kind: 'bad-request', message: `Cannot steer ${JSON.stringify(path.slice(0, 200))}: give a content path without dot segments or encoded slashes` }
-    }
-    const nowMs = this.#now()
-    const location = this.#locate(client)
-    const title = titleOf(path)
-    const licence = this.#o.licensing().evaluate(path, location.country, nowMs)
-    const base = {
-      client: { ip: client?.ip.text, source: client?.source ?? 'none' as const },
-      location,
-      path,
-      title,
-      licence: { rule: licence.rule?.prefix, allowed: licence.allowed, ...(licence.allowed ? {} : { reason: licence.reason }) },
-    }
-    if (!licence.allowed) {
-      return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', candidates: [] } }
-    }
-    if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', candidates: [] } }
-    const { plan, hit } = await this.#plan(location, title)
-    const selection = pickNode(plan, this.#o.health, this.#o.slack)
-    const candidates = withDistances(selection.candidates, location.point ?? this.#o.inventory().groups.get(location.group ?? ''), this.#o.inventory())
-    const explain: SteerExplain = { ...base, cache: hit ? 'hit' : 'miss', candidates }
-    if (selection.chosen === undefined || selection.group === undefined) return { kind: 'no-node', explain }
-    this.#o.health.noteAssigned(selection.chosen.id)
-    const claims: Omit<TokenClaims, 'kid'> = {
-      exp: Math.floor(nowMs / 1000) + this.#o.tokenTtlSeconds,
-      path: title,
-      ...(this.#o.bindIp && client !== undefined ? { ip: client.ip.text } : {}),
-      ...(location.country === undefined ? {} : { country: location.country }),
-      sid: `${this.#sidPrefix}${(this.#sidCounter++).toString(36)}`,
-    }
-    const token = this.#o.signer.sign(claims)
-    const target = `${selection.chosen.url}/${TOKEN_PATH_SEGMENT}/${token}${path}`
-    return { kind: 'redirect', node: selection.chosen, group: selection.group, location: target, token, claims, explain }
+    const pending = this.#begin(path, client)
+    if (pending.kind !== 'pending') return pending
+    const { value, hit } = await this.#plan(pending.base.location, pending.base.title)
+    return this.#finish(pending, value, hit)
   }
 
   /**
@@ -153,12 +155,64 @@ export class SteeringService {
       return { kind: 'invalid-session', message: 'give se_token (or title) as the edge put it in SERVER-URI' }
     }
     const basePathway = query.pathway !== undefined && PATHWAY_ID_RE.test(query.pathway) ? query.pathway : '.'
-    const location = this.#locate(client)
-    const { plan } = await this.#plan(location, title)
+    const { value } = await this.#plan(this.#locate(client), title)
+    const plan = this.#withHolders(value, title)
     const picked = pickNode(plan, this.#o.health, this.#o.slack).chosen
     const pathways = rankPathways(plan, this.#o.health, picked, this.#o.maxPathways)
     const manifest = buildSteeringManifest({ ttlSeconds: this.#o.manifestTtlSeconds, reloadUri: query.reloadUri, basePathway, pathways })
     return { kind: 'manifest', manifest, title }
+  }
+
+  /** Everything up to the plan: locating, licensing. A decision when no plan is needed. */
+  #begin (path: string, client: ClientAddress | undefined): SteerDecision | Pending {
+    if (!isSafePath(path) || path === '/' || path.startsWith(`/${TOKEN_PATH_SEGMENT}/`)) {
+      return { kind: 'bad-request', message: `Cannot steer ${JSON.stringify(path.slice(0, 200))}: give a content path without dot segments or encoded slashes` }
+    }
+    const nowMs = this.#now()
+    const location = this.#locate(client)
+    const title = titleOf(path)
+    const licence = this.#o.licensing().evaluate(path, location.country, nowMs)
+    const base: ExplainBase = {
+      client: { ip: client?.ip.text, source: client?.source ?? 'none' },
+      location,
+      path,
+      title,
+      licence: licence.allowed ? { rule: licence.rule?.prefix, allowed: true } : { rule: licence.rule.prefix, allowed: false, reason: licence.reason },
+    }
+    if (!licence.allowed) {
+      return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', candidates: [] } }
+    }
+    if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', candidates: [] } }
+    return { kind: 'pending', base, client, nowMs }
+  }
+
+  /** The plan through both cache levels (the async path: a memory miss reads the authority). */
+  async #plan (location: ClientLocation, title: string): Promise<CacheLookup<SteeringPlan>> {
+    const inventory = this.#o.inventory()
+    const order = this.#order(location, inventory)
+    return await this.#o.cache.getOrBuild(order.key, title, this.#o.health.generation, () => planFor(order, title, inventory))
+  }
+
+  /** Picks the node from the plan and issues the token. */
+  #finish (pending: Pending, cached: SteeringPlan, hit: boolean): SteerDecision {
+    const { base, client, nowMs } = pending
+    const location = base.location
+    const plan = this.#withHolders(cached, base.title)
+    const selection = pickNode(plan, this.#o.health, this.#o.slack)
+    const inventory = this.#o.inventory()
+    const candidates = withDistances(selection.candidates, location.point ?? inventory.groups.get(location.group ?? ''), inventory)
+    const explain: SteerExplain = { client: base.client, location, path: base.path, title: base.title, licence: base.licence, cache: hit ? 'hit' : 'miss', candidates }
+    if (selection.chosen === undefined || selection.group === undefined) return { kind: 'no-node', explain }
+    this.#o.health.noteAssigned(selection.chosen.id)
+    const { token, claims } = this.#tokens.issue(base.title, location.country, this.#o.bindIp && client !== undefined ? client.ip.text : undefined, nowMs)
+    const target = `${selection.chosen.url}/${TOKEN_PATH_SEGMENT}/${token}${base.path}`
+    return { kind: 'redirect', node: selection.chosen, group: selection.group, location: target, token, claims, explain }
+  }
+
+  /** Holders change with every inventory poll, so they reorder the cached plan rather than key it. */
+  #withHolders (plan: SteeringPlan, title: string): SteeringPlan {
+    const holders = this.#o.holders?.(title)
+    return holders === undefined ? plan : preferHolders(plan, holders)
   }
 
   #locate (client: ClientAddress | undefined): ClientLocation {
@@ -167,35 +221,42 @@ export class SteeringService {
   }
 
   /**
-   * The plan for a client and a title. The decision cache is keyed by the client's group
-   * order (what its prefix resolves to) and the title, so clients of many prefixes that share
-   * an order share plans; entries are dropped on every health or inventory change.
+   * The group order for a location, memoized per client prefix and, behind that, per starting
+   * point (every network of one city starts from the same point, so the groups are sorted by
+   * distance once per city rather than once per network).
    */
-  async #plan (location: ClientLocation, title: string): Promise<{ plan: SteeringPlan, hit: boolean }> {
-    const generation = this.#o.health.generation
-    const inventory = this.#o.inventory()
-    const order = this.#order(location, inventory)
-    const { value, hit } = await this.#o.cache.getOrBuild(`${order.key}\u0000${title}`, generation, () => planFor(order, title, inventory))
-    // Holders change with every inventory poll, so they reorder the cached plan rather than key it.
-    const holders = this.#o.holders?.(title)
-    return { plan: holders === undefined ? value : preferHolders(value, holders), hit }
-  }
-
   #order (location: ClientLocation, inventory: Inventory): GroupOrder {
-    if (this.#ordersFor !== inventory || this.#orders.size >= MAX_MEMOIZED_ORDERS) {
+    if (this.#ordersFor !== inventory || this.#orders.size >= MAX_MEMOIZED_ORDERS || this.#ordersByStart.size >= MAX_MEMOIZED_ORDERS) {
       this.#orders.clear()
+      this.#ordersByStart.clear()
       this.#ordersFor = inventory
     }
     let order = this.#orders.get(location.prefixKey)
+    if (order !== undefined) return order
+    const point = location.point
+    const startKey = `${location.group ?? ''}|${point === undefined ? '' : `${point.lat},${point.lon}`}`
+    order = this.#ordersByStart.get(startKey)
     if (order === undefined) {
-      order = orderGroups({ group: location.group, point: location.point }, inventory)
-      this.#orders.set(location.prefixKey, order)
+      order = orderGroups({ group: location.group, point }, inventory)
+      this.#ordersByStart.set(startKey, order)
     }
+    this.#orders.set(location.prefixKey, order)
     return order
   }
 }
 
-/** Client prefixes whose group order is remembered (cleared when full or when the inventory changes). */
+/** The explanation without the cache outcome and the candidates. */
+type ExplainBase = Omit<SteerExplain, 'cache' | 'candidates'>
+
+/** A decision that needs a plan. */
+interface Pending {
+  readonly kind: 'pending'
+  readonly base: ExplainBase
+  readonly client: ClientAddress | undefined
+  readonly nowMs: number
+}
+
+/** Client prefixes (and starting points) whose group order is remembered (cleared when full or when the inventory changes). */
 const MAX_MEMOIZED_ORDERS = 100_000
 
 /**

@@ -3,7 +3,7 @@
  *
  * Wire form: `<payload>.<signature>`, both base64url (RFC 4648 §5) without padding, so the
  * token fits in a path segment. The payload is compact JSON `{ v, k, e, p, n?, i?, c?, s? }`
- * (version, key id, expiry, path prefix, not-before, client IP, country, session id); the
+ * (version, key id, expiry, path prefix, not-before, client IP, country, token id); the
  * signature is HMAC-SHA256 (RFC 2104) over `streamedge-token-v1.` + the payload text, so the
  * exact bytes are signed and no JSON canonicalisation is needed.
  *
@@ -27,7 +27,13 @@ export interface TokenClaims {
   readonly ip?: string
   /** ISO 3166-1 alpha-2 country the licence decision was made for (informational for nodes). */
   readonly country?: string
-  /** Session id, for logs. */
+  /**
+   * Token id, for logs (optional; nodes ignore it). The control plane reuses one signed token
+   * for every steering decision with the same key id, title, country, bound IP and expiry
+   * bucket (control-plane/token-issuer.ts), so a sid names a signed token, shared by the
+   * viewers it was handed to within one bucket, not one playback session. It lets a decision
+   * log line be matched to the token a player shows later; it grants nothing.
+   */
   readonly sid?: string
 }
 
@@ -89,6 +95,11 @@ export class TokenKey {
     return createHmac('sha256', this.#key).update(MAC_CONTEXT).update(payload).digest()
   }
 
+  /** {@link TokenKey.mac} as unpadded base64url, the form tokens carry (cheaper than encoding the Buffer). */
+  macText (payload: string): string {
+    return createHmac('sha256', this.#key).update(MAC_CONTEXT).update(payload).digest('base64url')
+  }
+
   toJSON (): { kid: string } {
     return { kid: this.kid }
   }
@@ -142,7 +153,7 @@ export class TokenSigner {
     if (claims.country !== undefined) wire.c = claims.country
     if (claims.sid !== undefined) wire.s = claims.sid
     const payload = Buffer.from(JSON.stringify(wire)).toString('base64url')
-    return `${payload}.${this.#key.mac(payload).toString('base64url')}`
+    return `${payload}.${this.#key.macText(payload)}`
   }
 }
 
@@ -176,7 +187,7 @@ export class TokenVerifier {
     const key = this.#keys.get(claims.kid)
     if (key === undefined) return reject('unknown-key')
     // Compare the encoded text: two spellings of one signature (unused low bits) must not both pass.
-    const expected = Buffer.from(key.mac(payload).toString('base64url'))
+    const expected = Buffer.from(key.macText(payload))
     if (!timingSafeEqual(expected, Buffer.from(signature))) return reject('bad-signature')
     const nowSeconds = context.nowMs / 1000
     if (nowSeconds >= claims.exp + this.#leewaySeconds) return reject('expired')
@@ -200,26 +211,37 @@ export function pathInScope (path: string, prefix: string): boolean {
   return path.startsWith(prefix) && path.charCodeAt(prefix.length) === 0x2f
 }
 
-// Percent-encoded '.', '/', '\', NUL and '%' itself (double encoding): anything a server or
-// origin might decode into a different path than the one checked is refused, not normalised.
-const UNSAFE_ESCAPE_RE = /%(?:2[eEfF5]|5[cC]|00)/
-
 /**
  * True for a path that means the same thing before and after any decoding or normalisation:
  * absolute, no dot segments (RFC 3986 §5.2.4), no backslashes, no encoded dots, slashes,
- * backslashes, NULs or percent signs, no control characters.
+ * backslashes, NULs or percent signs (double encoding), no control characters. Anything a
+ * server or origin might decode into a different path than the one checked is refused, not
+ * normalised. One pass, no allocation: edges run it on every request.
  */
 export function isSafePath (path: string): boolean {
   if (path.charCodeAt(0) !== 0x2f) return false
-  if (UNSAFE_ESCAPE_RE.test(path)) return false
-  for (let i = 0; i < path.length; i++) {
-    const c = path.charCodeAt(i)
+  let segmentStart = 1
+  for (let i = 1; i <= path.length; i++) {
+    const c = i === path.length ? 0x2f : path.charCodeAt(i)
+    if (c === 0x2f) {
+      // a segment of exactly "." or ".."
+      const length = i - segmentStart
+      if ((length === 1 || length === 2) && path.charCodeAt(segmentStart) === 0x2e && (length === 1 || path.charCodeAt(segmentStart + 1) === 0x2e)) return false
+      segmentStart = i + 1
+      continue
+    }
     if (c < 0x20 || c === 0x7f || c === 0x5c) return false
-  }
-  for (const segment of path.split('/')) {
-    if (segment === '.' || segment === '..') return false
+    if (c === 0x25 && isUnsafeEscape(path.charCodeAt(i + 1), path.charCodeAt(i + 2))) return false
   }
   return true
+}
+
+/** `%2E`, `%2F`, `%25`, `%5C` and `%00`, either case. */
+function isUnsafeEscape (a: number, b: number): boolean {
+  const lower = b | 0x20
+  if (a === 0x32) return lower === 0x65 || lower === 0x66 || b === 0x35 // 2e 2f 25
+  if (a === 0x35) return lower === 0x63 // 5c
+  return a === 0x30 && b === 0x30 // 00
 }
 
 interface WireClaims {

@@ -3,10 +3,13 @@
  * country through a trusted proxy's X-Forwarded-For, coverage zones, the unknown-location
  * policy, licence refusals (451), explained decisions, tokens, CORS, node failure moving
  * steering and the steering manifest, draining, heartbeats (signature, overload, self-drain,
- * staleness), purge fan-out, hot reloads, metrics and decision logs.
+ * staleness), purge fan-out, hot reloads, metrics and decision logs; steering answered by the
+ * fast path below node:http and by node:http itself, byte for byte alike.
  */
 import { writeFile } from 'node:fs/promises'
+import { once } from 'node:events'
 import http from 'node:http'
+import net from 'node:net'
 import t from 'tap'
 import { stringify as toYaml } from 'yaml'
 import { signReport, SIGNATURE_HEADER, type NodeReport } from '../../lib/protocol/node-report.ts'
@@ -271,4 +274,140 @@ t.test('operational endpoints, CORS preflight, bad requests, admin views and dec
   t.match(metrics, /streamedge_cp_decisions_total\{outcome="redirect",group="eu-west",role="control-plane",node="cp-test"\} [4-9]/)
   t.match(metrics, /streamedge_cp_decision_seconds_bucket\{le="0.005",role="control-plane",node="cp-test"\} \d+/)
   t.match(metrics, /streamedge_cp_unknown_geo_total/)
+})
+
+/** One raw connection: writes `pieces` (a gap between them) and collects bytes until `done(text)` or the server closes. */
+async function rawExchange (base: string, pieces: readonly string[], done: (text: string) => boolean): Promise<{ text: string, closed: boolean }> {
+  const { hostname, port } = new URL(base)
+  const socket = net.connect(Number(port), hostname)
+  await once(socket, 'connect')
+  let text = ''
+  let closed = false
+  const finished = new Promise<void>((resolve) => {
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1')
+      if (done(text)) resolve()
+    })
+    socket.on('close', () => {
+      closed = true
+      resolve()
+    })
+    socket.on('error', () => resolve())
+  })
+  for (const piece of pieces) {
+    socket.write(piece)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+  }
+  const timer = setTimeout(() => socket.destroy(), 5000)
+  await finished
+  clearTimeout(timer)
+  socket.destroy()
+  return { text, closed }
+}
+
+interface RawResponse { status: string, headers: Record<string, string>, body: string }
+
+/** Splits a byte stream of responses with Content-Length bodies (HEAD: `bodiless`). */
+function parseResponses (text: string, bodiless = false): RawResponse[] {
+  const out: RawResponse[] = []
+  let at = 0
+  while (at < text.length) {
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end < 0) break
+    const [status = '', ...lines] = text.slice(at, end).split('\r\n')
+    const headers: Record<string, string> = {}
+    for (const line of lines) {
+      const colon = line.indexOf(':')
+      headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+    }
+    const length = bodiless ? 0 : Number(headers['content-length'] ?? 0)
+    out.push({ status, headers, body: text.slice(end + 4, end + 4 + length) })
+    at = end + 4 + length
+  }
+  return out
+}
+
+/** What must match between two answers: all but Date and the connection-management fields; tokens masked (they are checked apart). */
+function comparable (r: RawResponse): RawResponse {
+  const headers: Record<string, string> = {}
+  for (const [name, value] of Object.entries(r.headers)) {
+    if (name === 'date' || name === 'connection' || name === 'keep-alive') continue
+    headers[name] = name === 'location' ? value.replace(/\/t\/[^/]+\//, '/t/TOKEN/') : value
+  }
+  return { status: r.status, headers, body: r.body }
+}
+
+t.test('the fast path and node:http give the same answers and log the same decisions', async (t) => {
+  const cp = await startTestControlPlane(t)
+  const verifier = new TokenVerifier([TEST_TOKEN_KEY])
+  const request = (method: string, path: string, ip: string): string => `${method} /v1/steer${path} HTTP/1.1\r\nHost: cp.test\r\nX-Forwarded-For: ${ip}\r\nConnection: close\r\n\r\n`
+  const cases: Array<[string, string, string, string]> = [
+    ['302', 'GET', '/vod/x/master.m3u8?start=10&format=m3u8', GB],
+    ['302 HEAD', 'HEAD', '/vod/x/master.m3u8', US],
+    ['451', 'GET', '/vod/uk-only/master.m3u8', DE],
+    ['451 HEAD', 'HEAD', '/vod/uk-only/master.m3u8', UNKNOWN],
+    ['400', 'GET', '/vod/../etc/passwd', GB],
+  ]
+  const decisions = async (): Promise<number> => await cp.cp.metrics.decisions.value({})
+  for (const [label, method, path, ip] of cases) {
+    const decided = await decisions()
+    const bytes = request(method, path, ip)
+    // in one segment: the fast path answers; split mid-head: the front hands the connection to node:http
+    const fast = await rawExchange(cp.cp.url, [bytes], () => false)
+    const slow = await rawExchange(cp.cp.url, [bytes.slice(0, 20), bytes.slice(20)], () => false)
+    const [a] = parseResponses(fast.text, method === 'HEAD')
+    const [b] = parseResponses(slow.text, method === 'HEAD')
+    t.ok(a !== undefined && b !== undefined, `${label}: both answered`)
+    if (a === undefined || b === undefined) continue
+    t.same(comparable(a), comparable(b), `${label}: same status, fields and body`)
+    t.match(a.status, new RegExp(`^HTTP/1\\.1 ${label.slice(0, 3)} `))
+    t.equal(a.headers['connection'], 'close', `${label}: Connection: close honoured by the fast path`)
+    if (label.startsWith('302')) {
+      for (const r of [a, b]) {
+        const token = /\/t\/([^/]+)\//.exec(r.headers['location'] ?? '')?.[1] ?? ''
+        t.ok(verifier.verify(token, { nowMs: Date.now(), path: path.split('?')[0]! }).ok, `${label}: a valid token`)
+      }
+    }
+    t.equal(await decisions(), decided + 2, `${label}: both decisions counted`)
+    // the first of a pair may be a decision-cache miss, the second a hit
+    const [logA, logB] = cp.logs.filter((l) => l['msg'] === 'steer').slice(-2).map((l) => ({ ...l, ms: 0, time: 0, cache: l['cache'] === 'none' ? 'none' : 'any' }))
+    t.same(logA, logB, `${label}: the same decision log line`)
+  }
+  const metrics = (await fetchRaw(`${cp.cp.url}/metrics`)).body.toString()
+  t.match(metrics, /streamedge_cp_fast_path_requests_total\{role="control-plane",node="cp-test"\} 5\n/, 'five answered by the fast path')
+  t.match(metrics, /streamedge_cp_fast_path_handoffs_total\{role="control-plane",node="cp-test"\} [5-9]\n/, 'five (and the metrics request) handed off')
+})
+
+t.test('after a request the fast path hands to node:http, the same keep-alive connection keeps steering', async (t) => {
+  const cp = await startTestControlPlane(t)
+  const head = (path: string, close = false): string => `GET /v1/steer${path} HTTP/1.1\r\nHost: cp.test\r\nX-Forwarded-For: ${GB}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
+  const { text } = await rawExchange(cp.cp.url, [
+    head('/vod/x/master.m3u8'),
+    head('/vod/x/master.m3u8?format=json'),
+    head('/vod/x/master.m3u8'),
+    head('/vod/y/master.m3u8', true),
+  ], () => false)
+  const responses = parseResponses(text)
+  t.same(responses.map((r) => r.status), ['HTTP/1.1 302 Found', 'HTTP/1.1 200 OK', 'HTTP/1.1 302 Found', 'HTTP/1.1 302 Found'], 'in order, on one connection')
+  t.equal(responses[0]?.headers['keep-alive'], undefined, 'the first from the fast path')
+  t.match(JSON.parse(responses[1]?.body ?? '{}'), { decision: 'redirect', node: { id: 'edge-lon' } }, 'the explained answer from node:http')
+  t.match(responses[2]?.headers['keep-alive'], /timeout=/, 'node:http keeps the connection from then on')
+  t.match(responses[2]?.headers['location'], /\/vod\/x\/master\.m3u8$/)
+  t.match(responses[3]?.headers['location'], /\/vod\/y\/master\.m3u8$/)
+  t.match(cp.logs.filter((l) => l['msg'] === 'steer').slice(-4), [{ outcome: 'redirect' }, { outcome: 'explained' }, { outcome: 'redirect' }, { outcome: 'redirect' }])
+})
+
+t.test('closing the control plane closes keep-alive connections the fast path holds', async (t) => {
+  const cp = await startTestControlPlane(t)
+  const { hostname, port } = new URL(cp.cp.url)
+  const socket = net.connect(Number(port), hostname)
+  await once(socket, 'connect')
+  const closed = once(socket, 'close')
+  socket.on('error', () => {})
+  socket.write(`GET /v1/steer/vod/x/master.m3u8 HTTP/1.1\r\nHost: cp.test\r\nX-Forwarded-For: ${GB}\r\n\r\n`)
+  await once(socket, 'data')
+  const started = Date.now()
+  await cp.cp.close()
+  await closed
+  t.ok(Date.now() - started < 4000, 'an idle keep-alive connection does not hold the shutdown for the grace period')
 })

@@ -111,6 +111,33 @@ t.test('pathInScope and isSafePath on their own', async (t) => {
   t.notOk(isSafePath('/vod/a\u0001'))
 })
 
+t.test('isSafePath agrees with the straightforward definition on every tricky shape', async (t) => {
+  // the definition isSafePath's single pass implements
+  const reference = (path: string): boolean => {
+    if (!path.startsWith('/')) return false
+    if (/%(?:2[eEfF5]|5[cC]|00)/.test(path)) return false
+    if (/[\x00-\x1f\x7f\\]/.test(path)) return false
+    return path.split('/').every((segment) => segment !== '.' && segment !== '..')
+  }
+  const pieces = ['', '/', '.', '..', '...', 'a', '.a', 'a.', '%', '%2', '%2e', '%2E', '%2f', '%2F', '%25', '%5c', '%5C', '%00', '%0', '%20', '%3e', '%2g', '%5d', '\\', '\u0000', '\u001f', '\u007f', '~', 'é']
+  let checked = 0
+  for (const a of pieces) {
+    for (const b of pieces) {
+      for (const c of pieces) {
+        for (const path of [`/${a}${b}${c}`, `/${a}/${b}/${c}`, `${a}/${b}${c}`, `/${a}${b}/${c}/`]) {
+          if (isSafePath(path) !== reference(path)) t.fail(`${JSON.stringify(path)}: ${isSafePath(path)} but should be ${reference(path)}`)
+          checked++
+        }
+      }
+    }
+  }
+  t.pass(`${checked} paths agree`)
+  t.notOk(isSafePath('/vod/..'), 'a dot segment at the end')
+  t.notOk(isSafePath('/./x'), 'at the start')
+  t.ok(isSafePath('/vod/.../x'), 'three dots are a name')
+  t.ok(isSafePath('/vod/x%2'), 'an escape cut short at the end is none of the refused ones')
+})
+
 t.test('IP binding compares canonical addresses', async (t) => {
   const { signer1, verifier } = setup()
   const bound = signer1.sign({ ...claims, ip: '203.0.113.7' })
