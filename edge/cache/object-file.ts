@@ -19,7 +19,6 @@
  * are deleted on open, never served. Checksums are zlib.crc32 (Node >= 20.15).
  */
 import { createHash } from 'node:crypto'
-import { read } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import type { FileHandle } from 'node:fs/promises'
 import type { ObjectMeta } from './types.ts'
@@ -129,12 +128,12 @@ export function decodeObjectHead (buf: Buffer): HeadDecodeResult {
 }
 
 /**
- * Reads and decodes the head of an open object file (a FileHandle or a descriptor) of
- * `fileBytes` bytes. Reads `probeBytes` first (callers pass the whole file size to get
- * the body in the same read) and more only for unusually large headers.
+ * Reads and decodes the head of an open object file of `fileBytes` bytes. Reads
+ * `probeBytes` first (callers pass the whole file size to get the body in the same
+ * read) and more only for unusually large headers.
  */
 export async function readObjectHead (
-  fh: FileHandle | number,
+  fh: FileHandle,
   fileBytes: number,
   probeBytes: number = HEADER_PROBE_BYTES,
 ): Promise<ObjectHeadReadResult> {
@@ -150,28 +149,16 @@ export async function readObjectHead (
   }
 }
 
-/**
- * Reads exactly `length` bytes at `position` of a FileHandle or a descriptor, or fewer
- * only when the file ends first.
- */
-export async function readAt (fh: FileHandle | number, position: number, length: number): Promise<Buffer> {
+/** Reads exactly `length` bytes at `position`, or fewer only when the file ends first. */
+export async function readAt (fh: FileHandle, position: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length)
   let filled = 0
   while (filled < length) {
-    const bytesRead = typeof fh === 'number'
-      ? await readFd(fh, buf, filled, length - filled, position + filled)
-      : (await fh.read(buf, filled, length - filled, position + filled)).bytesRead
+    const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled)
     if (bytesRead === 0) break
     filled += bytesRead
   }
   return filled === length ? buf : buf.subarray(0, filled)
-}
-
-// The callback API: a disk hit is one pread, without a FileHandle's promise machinery.
-function readFd (fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    read(fd, buf, offset, length, position, (err, bytesRead) => { if (err === null) resolve(bytesRead); else reject(err) })
-  })
 }
 
 function invalid (reason: string): HeadDecodeResult {

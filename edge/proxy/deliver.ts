@@ -220,10 +220,6 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
     res.end(body)
     return
   }
-  // TODO(perf): object.writeTo (pooled chunks, edge/cache/body-writer.ts) served ~1.3x the
-  // disk-hit req/s of this stream, but with it ffmpeg's live playback in
-  // test/integration/hls-e2e.test.ts hangs when three copies of that test run at once (3 of 3;
-  // 0 of 3 with this stream). Back to the stream until that hang is understood.
   const stream = object.createReadStream(start, end)
   stream.on('data', (chunk: Buffer) => { ex.bytes += chunk.length })
   pipeline(stream, res, (err) => {
