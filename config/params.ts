@@ -3,6 +3,8 @@
  *
  * One row per setting. The TypeScript config types, the validator, the env-var names, the CLI
  * flags and docs/config.md are all derived from this table, so adding a setting is adding a row.
+ * Rows the edge and the shield share (the cache engine, server, HLS, upstream health) come from
+ * one generator per group, called once per role, so the two roles cannot drift apart.
  * Defaults are written as an operator would write them (`'256MiB'`) and go through the same
  * parser as every other input, so a bad default fails the tests instead of shipping.
  */
@@ -88,21 +90,205 @@ export function dbipCityFiles (): string[] {
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 
-/** Every setting. Sections: `log`, `edge`, `start` (the local demo), `controlPlane`. */
+/** The two roles that run the cache engine; their shared settings come from the row generators below. */
+type CacheRole = 'edge' | 'shield'
+
+/** `<role>.id`: the node's name in logs, metrics, Via and CDN-Loop. */
+function nodeIdRow<R extends CacheRole> (role: R) {
+  return {
+    name: `${role}.id`,
+    type: 'string',
+    default: () => `${role}-${hostname()}`,
+    defaultDoc: `${role}-<host name> (roles on one host must differ: the id is this node's name in Via and CDN-Loop)`,
+    pattern: NODE_ID_PATTERN,
+    patternDoc: "letters, digits, '.', '_' and '-'",
+    placeholder: 'ID',
+    doc: 'Node id reported in logs, metrics and Cache-Status.'
+  } as const satisfies ParamSpec
+}
+
+/** `<role>.cache.*`: the cache engine (tiers, fills, negative caching, ranges). The shield's upstream is its origins. */
+function cacheRows<R extends CacheRole> (role: R) {
+  const edge = role === 'edge'
+  return [
+    { name: `${role}.cache.memory.maxBytes`, type: 'bytes', default: '256MiB', min: 1, doc: 'Memory tier budget (bodies + metadata).' },
+    { name: `${role}.cache.memory.maxObjectBytes`, type: 'bytes', default: '16MiB', min: 1, doc: 'Objects larger than this skip the memory tier.' },
+    { name: `${role}.cache.disk.maxBytes`, type: 'bytes', default: '10GiB', min: 1, doc: 'Disk tier budget.' },
+    {
+      name: `${role}.cache.disk.fsync`,
+      type: 'bool',
+      default: false,
+      doc: edge
+        ? 'fsync each object before it becomes visible (power-loss safety; process crashes are safe without it).'
+        : 'fsync each object before it becomes visible (power-loss safety).'
+    },
+    { name: `${role}.cache.maxObjectBytes`, type: 'bytes', default: '1GiB', min: 1, doc: 'Larger responses are streamed but never stored.' },
+    {
+      name: `${role}.cache.lockTimeoutMs`,
+      type: 'int',
+      default: 5000,
+      min: 1,
+      max: MAX_TIMER_MS,
+      unit: 'ms',
+      doc: "A request waiting for another request's fill longer than this (before response headers arrive) goes upstream on its own."
+    },
+    { name: `${role}.cache.stripQueryParams`, type: 'string-list', default: [], doc: 'Query parameters removed from the cache key (e.g. tokens).' },
+    { name: `${role}.cache.checkMpegTs`, type: 'bool', default: true, doc: 'Refuse to store .ts bodies that fail the MPEG-TS sync-byte check.' },
+    {
+      name: `${role}.cache.negativeTtlSeconds`,
+      type: 'int',
+      default: 10,
+      min: 0,
+      unit: 's',
+      doc: edge
+        ? 'Lifetime of 404/410 responses without explicit freshness (negative caching); 0 disables.'
+        : 'Lifetime of origin 404/410 responses without explicit freshness (negative caching); 0 disables.'
+    },
+    { name: `${role}.cache.negativeTtlMaxSeconds`, type: 'int', default: 60, min: 0, unit: 's', doc: 'Ceiling on the lifetime of any 404/410 response, whatever the origin says.' },
+    {
+      name: `${role}.cache.staleIfErrorSeconds`,
+      type: 'int',
+      default: 0,
+      min: 0,
+      unit: 's',
+      doc: edge
+        ? 'Grace: serve stale this long past expiry when upstream fails, even without stale-if-error (never for must-revalidate).'
+        : 'Grace: serve stale this long past expiry when every origin fails, even without stale-if-error (never for must-revalidate).'
+    },
+    {
+      name: `${role}.cache.allowSetCookie`,
+      type: 'bool',
+      default: false,
+      doc: edge
+        ? 'Store responses that carry Set-Cookie (stored without the cookie; only the client that caused the fill gets it).'
+        : 'Store responses that carry Set-Cookie (stored without the cookie).'
+    },
+    { name: `${role}.cache.maxRanges`, type: 'int', default: 16, min: 1, doc: 'Most ranges answered as multipart/byteranges; requests with more get the whole body (200).' },
+    {
+      name: `${role}.cache.rangeMissOffsetBytes`,
+      type: 'bytes',
+      default: '1MiB',
+      doc: edge
+        ? 'A range request starting this far beyond what is cached or being filled goes upstream as a range of its own (uncached) instead of waiting for the whole object up to it (nginx proxy_cache_max_range_offset). 0: never.'
+        : 'A range request starting this far beyond what is cached or being filled goes upstream as a range of its own (uncached). 0: never.'
+    }
+  ] as const satisfies readonly ParamSpec[]
+}
+
+/** `<role>.server.*`: the client-facing HTTP server (the shield's clients are edges). */
+function serverRows<R extends CacheRole> (role: R) {
+  const edge = role === 'edge'
+  return [
+    {
+      name: `${role}.server.keepAliveTimeoutMs`,
+      type: 'int',
+      default: 5000,
+      min: 1,
+      max: MAX_TIMER_MS,
+      unit: 'ms',
+      doc: edge ? 'Idle client connections are closed after this long.' : 'Idle edge connections are closed after this long.'
+    },
+    { name: `${role}.server.headersTimeoutMs`, type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A client must send the complete request headers within this time.' },
+    {
+      name: `${role}.server.shutdownGraceMs`,
+      type: 'int',
+      default: 10000,
+      min: 0,
+      max: MAX_TIMER_MS,
+      unit: 'ms',
+      doc: edge
+        ? 'On SIGTERM stop accepting, let in-flight responses finish up to this long.'
+        : 'On SIGTERM stop accepting (and answer 503 on /readyz), let in-flight responses finish up to this long.'
+    },
+    { name: `${role}.server.fastPath`, type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' }
+  ] as const satisfies readonly ParamSpec[]
+}
+
+/** `<role>.hls.*`: HLS rules, rendition index, prefetch and prefill. The shield does not prefetch unless told to. */
+function hlsRows<R extends CacheRole> (role: R) {
+  const edge = role === 'edge'
+  return [
+    {
+      name: `${role}.hls.enabled`,
+      type: 'bool',
+      default: true,
+      doc: edge
+        ? 'HLS rules: live playlist lifetimes and media-sequence checks, refresh-ahead, short 404s for unpublished segments, part lifetimes, next-segment prefetch, prefill and the title inventory (/admin/prefill, /admin/inventory). False: a plain HTTP cache.'
+        : 'HLS rules: live playlist lifetimes and media-sequence checks, refresh-ahead, short 404s for unpublished segments, part lifetimes, prefill and the title inventory (/admin/prefill, /admin/inventory). False: a plain HTTP cache.'
+    },
+    { name: `${role}.hls.liveLifetimePercent`, type: 'int', default: 50, min: 1, max: 100, unit: '%', doc: 'Live media playlists are cached this share of their target duration (LL-HLS: at most one part target), whatever lifetime the origin gives, unless it gives a shorter positive one.' },
+    {
+      name: `${role}.hls.refreshAheadPercent`,
+      type: 'int',
+      default: 50,
+      min: 0,
+      max: 100,
+      unit: '%',
+      doc: edge
+        ? 'A fresh live playlist is refreshed by one background request once its age reaches this share of its lifetime, so thousands of players reloading it cost one upstream request per refresh; 0 turns refresh-ahead off.'
+        : 'A fresh live playlist is refreshed by one background request once its age reaches this share of its lifetime, so every edge reloading it cost one upstream request per refresh; 0 turns refresh-ahead off.'
+    },
+    { name: `${role}.hls.notPublishedPercent`, type: 'int', default: 25, min: 0, max: 100, unit: '%', doc: 'A 404 for a segment a live rendition has not published yet is cached at most this share of the target duration.' },
+    { name: `${role}.hls.immutableLifetimeSeconds`, type: 'int', default: 604800, min: 0, unit: 's', doc: 'Lifetime of segments, VOD playlists and ended EVENT playlists when the origin gives none.' },
+    { name: `${role}.hls.masterLifetimeSeconds`, type: 'int', default: 60, min: 0, unit: 's', doc: 'Lifetime of multivariant (master) playlists when the origin gives none.' },
+    { name: `${role}.hls.partLifetimeParts`, type: 'int', default: 12, min: 1, doc: 'LL-HLS partial segments and preload hints are cached at most this many part target durations (12 at 4 parts per segment is the 3 target durations a part stays listed).' },
+    { name: `${role}.hls.regressionHoldTargetDurations`, type: 'int', default: 6, min: 0, doc: 'A live playlist whose media sequence went backwards is refused while the stored one moved within this many target durations; after that it is accepted as a restarted stream.' },
+    { name: `${role}.hls.index.maxRenditions`, type: 'int', default: 4096, min: 1, doc: 'Media playlists remembered in the rendition index (least recently used go first).' },
+    { name: `${role}.hls.index.maxSegments`, type: 'int', default: 200000, min: 1, doc: 'Segment URIs remembered in the rendition index, across renditions.' },
+    { name: `${role}.hls.prefetch.segments`, type: 'int', default: edge ? 2 : 0, min: 0, max: 32, doc: 'When segment N of a rendition is served, segments N+1..N+k (never past what a live playlist has published) are fetched into the cache in the background; this is k, 0 turns prefetch off.' },
+    { name: `${role}.hls.prefetch.concurrency`, type: 'int', default: 8, min: 1, max: 1024, doc: 'Prefetches under way at once on this node.' },
+    { name: `${role}.hls.prefetch.maxQueue`, type: 'int', default: 256, min: 0, doc: 'Prefetches waiting for a slot; beyond it the oldest waiting one is dropped.' },
+    { name: `${role}.hls.prefetch.maxUnusedBytes`, type: 'bytes', default: '256MiB', doc: 'Prefetched bytes no client has asked for yet; prefetch pauses above it (0: no limit).' },
+    { name: `${role}.hls.prefetch.bytesPerSecond`, type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Upstream bytes per second for prefetch (0: no cap).' },
+    { name: `${role}.hls.prefetch.wastedAfterMs`, type: 'int', default: 120000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A prefetched segment no client asked for within this time counts as wasted.' },
+    { name: `${role}.hls.prefill.bytesPerSecond`, type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Default upstream bytes per second of a prefill job that gives none (0: no cap).' },
+    { name: `${role}.hls.prefill.concurrency`, type: 'int', default: 4, min: 1, max: 256, doc: 'Default segments fetched at once by a prefill job that gives none.' }
+  ] as const satisfies readonly ParamSpec[]
+}
+
+/** `edge.shield.*` and `shield.origin.*`: passive (breaker) and active (probe) health of each upstream in the set. */
+function upstreamHealthRows<P extends 'edge.shield' | 'shield.origin'> (prefix: P) {
+  const shields = prefix === 'edge.shield'
+  const one = shields ? 'a shield' : 'an origin'
+  const kind = shields ? 'shield' : 'origin'
+  return [
+    {
+      name: `${prefix}.breaker.failureThreshold`,
+      type: 'int',
+      default: 5,
+      min: 0,
+      doc: shields
+        ? 'Consecutive failures (connect error, timeout, own 5xx, broken body) that mark a shield down; 0 turns this rule off.'
+        : 'Consecutive failures that mark an origin down; 0 turns this rule off.'
+    },
+    { name: `${prefix}.breaker.errorRatePercent`, type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: `Failure percentage over the window that marks ${one} down; 0 turns this rule off.` },
+    { name: `${prefix}.breaker.minRequests`, type: 'int', default: 20, min: 0, doc: 'Requests in the window before the error rate counts.' },
+    { name: `${prefix}.breaker.windowMs`, type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Sliding window of the error rate.' },
+    { name: `${prefix}.breaker.coolDownMs`, type: 'int', default: 5000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: `${shields ? 'A shield' : 'An origin'} marked down gets one trial request after this long; success brings it back.` },
+    { name: `${prefix}.probe.intervalMs`, type: 'int', default: 0, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: `Active health checks of each ${kind} every this long; 0 turns them off (passive health only).` },
+    {
+      name: `${prefix}.probe.path`,
+      type: 'string',
+      default: shields ? '/readyz' : '/',
+      pattern: /^\//,
+      patternDoc: 'a path starting with /',
+      placeholder: 'PATH',
+      doc: shields
+        ? 'Path probed with GET; 2xx/3xx is healthy (/readyz turns 503 while a shield drains).'
+        : 'Path probed with GET on every origin; 2xx/3xx is healthy. Pick one your origins answer cheaply.'
+    },
+    { name: `${prefix}.probe.timeoutMs`, type: 'int', default: 2000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long failed.' },
+    { name: `${prefix}.probe.failuresToDown`, type: 'int', default: 3, min: 1, doc: `Failed probes in a row that mark ${one} down.` },
+    { name: `${prefix}.probe.successesToUp`, type: 'int', default: 2, min: 1, doc: `Good probes in a row that mark a down ${kind} up.` }
+  ] as const satisfies readonly ParamSpec[]
+}
+
+/** Every setting. Sections: `log`, `edge`, `shield`, `start` (the local demo), `controlPlane`. */
 export const PARAMS = [
   { name: 'log.level', type: 'enum', values: LOG_LEVELS, default: 'info', doc: 'Log level for pino JSON logs on stdout.' },
   { name: 'log.access', type: 'bool', default: true, doc: 'Write one JSON access-log line per request.' },
 
-  {
-    name: 'edge.id',
-    type: 'string',
-    default: () => `edge-${hostname()}`,
-    defaultDoc: 'edge-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
-    pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
-    patternDoc: "letters, digits, '.', '_' and '-'",
-    placeholder: 'ID',
-    doc: 'Node id reported in logs, metrics and Cache-Status.'
-  },
+  nodeIdRow('edge'),
   { name: 'edge.listen', type: 'hostport', default: '0.0.0.0:8080', doc: 'HTTP listen address.' },
   { name: 'edge.tls.listen', type: 'hostport', doc: 'HTTPS listen address; set it, edge.tls.certFile and edge.tls.keyFile together or none of them.' },
   { name: 'edge.tls.certFile', type: 'path', placeholder: 'FILE', doc: 'PEM certificate chain.' },
@@ -110,33 +296,7 @@ export const PARAMS = [
   { name: 'edge.origin', type: 'url', requiredBy: ['edge'], doc: 'Upstream origin base URL.' },
   { name: 'edge.cacheDir', type: 'path', default: './var/cache/edge', placeholder: 'DIR', doc: 'Directory of the disk tier (created if missing).' },
 
-  { name: 'edge.cache.memory.maxBytes', type: 'bytes', default: '256MiB', min: 1, doc: 'Memory tier budget (bodies + metadata).' },
-  { name: 'edge.cache.memory.maxObjectBytes', type: 'bytes', default: '16MiB', min: 1, doc: 'Objects larger than this skip the memory tier.' },
-  { name: 'edge.cache.disk.maxBytes', type: 'bytes', default: '10GiB', min: 1, doc: 'Disk tier budget.' },
-  {
-    name: 'edge.cache.disk.fsync',
-    type: 'bool',
-    default: false,
-    doc: 'fsync each object before it becomes visible (power-loss safety; process crashes are safe without it).'
-  },
-  { name: 'edge.cache.maxObjectBytes', type: 'bytes', default: '1GiB', min: 1, doc: 'Larger responses are streamed but never stored.' },
-  {
-    name: 'edge.cache.lockTimeoutMs',
-    type: 'int',
-    default: 5000,
-    min: 1,
-    max: MAX_TIMER_MS,
-    unit: 'ms',
-    doc: "A request waiting for another request's fill longer than this (before response headers arrive) goes upstream on its own."
-  },
-  { name: 'edge.cache.stripQueryParams', type: 'string-list', default: [], doc: 'Query parameters removed from the cache key (e.g. tokens).' },
-  { name: 'edge.cache.checkMpegTs', type: 'bool', default: true, doc: 'Refuse to store .ts bodies that fail the MPEG-TS sync-byte check.' },
-  { name: 'edge.cache.negativeTtlSeconds', type: 'int', default: 10, min: 0, unit: 's', doc: 'Lifetime of 404/410 responses without explicit freshness (negative caching); 0 disables.' },
-  { name: 'edge.cache.negativeTtlMaxSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Ceiling on the lifetime of any 404/410 response, whatever the origin says.' },
-  { name: 'edge.cache.staleIfErrorSeconds', type: 'int', default: 0, min: 0, unit: 's', doc: 'Grace: serve stale this long past expiry when upstream fails, even without stale-if-error (never for must-revalidate).' },
-  { name: 'edge.cache.allowSetCookie', type: 'bool', default: false, doc: 'Store responses that carry Set-Cookie (stored without the cookie; only the client that caused the fill gets it).' },
-  { name: 'edge.cache.maxRanges', type: 'int', default: 16, min: 1, doc: 'Most ranges answered as multipart/byteranges; requests with more get the whole body (200).' },
-  { name: 'edge.cache.rangeMissOffsetBytes', type: 'bytes', default: '1MiB', doc: 'A range request starting this far beyond what is cached or being filled goes upstream as a range of its own (uncached) instead of waiting for the whole object up to it (nginx proxy_cache_max_range_offset). 0: never.' },
+  ...cacheRows('edge'),
   { name: 'edge.admin.token', type: 'string', doc: 'Bearer token for /admin/ endpoints (purge). Unset: the endpoints answer 404.' },
   { name: 'edge.trustedProxies', type: 'string-list', default: [], doc: 'Peers whose X-Forwarded-For is believed (addresses or CIDR prefixes), e.g. a load balancer in front of the edge.' },
 
@@ -158,37 +318,9 @@ export const PARAMS = [
     default: true,
     doc: 'With shields set: go to edge.origin when no shield can answer (down, unreachable, own 5xx). False answers 502/504 instead. Never used after a shield relays an origin failure.'
   },
-  { name: 'edge.shield.breaker.failureThreshold', type: 'int', default: 5, min: 0, doc: 'Consecutive failures (connect error, timeout, own 5xx, broken body) that mark a shield down; 0 turns this rule off.' },
-  { name: 'edge.shield.breaker.errorRatePercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'Failure percentage over the window that marks a shield down; 0 turns this rule off.' },
-  { name: 'edge.shield.breaker.minRequests', type: 'int', default: 20, min: 0, doc: 'Requests in the window before the error rate counts.' },
-  { name: 'edge.shield.breaker.windowMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Sliding window of the error rate.' },
-  { name: 'edge.shield.breaker.coolDownMs', type: 'int', default: 5000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'A shield marked down gets one trial request after this long; success brings it back.' },
-  { name: 'edge.shield.probe.intervalMs', type: 'int', default: 0, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'Active health checks of each shield every this long; 0 turns them off (passive health only).' },
-  { name: 'edge.shield.probe.path', type: 'string', default: '/readyz', pattern: /^\//, patternDoc: 'a path starting with /', placeholder: 'PATH', doc: 'Path probed with GET; 2xx/3xx is healthy (/readyz turns 503 while a shield drains).' },
-  { name: 'edge.shield.probe.timeoutMs', type: 'int', default: 2000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long failed.' },
-  { name: 'edge.shield.probe.failuresToDown', type: 'int', default: 3, min: 1, doc: 'Failed probes in a row that mark a shield down.' },
-  { name: 'edge.shield.probe.successesToUp', type: 'int', default: 2, min: 1, doc: 'Good probes in a row that mark a down shield up.' },
+  ...upstreamHealthRows('edge.shield'),
 
-  { name: 'edge.server.keepAliveTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle client connections are closed after this long.' },
-  {
-    name: 'edge.server.headersTimeoutMs',
-    type: 'int',
-    default: 10000,
-    min: 1,
-    max: MAX_TIMER_MS,
-    unit: 'ms',
-    doc: 'A client must send the complete request headers within this time.'
-  },
-  {
-    name: 'edge.server.shutdownGraceMs',
-    type: 'int',
-    default: 10000,
-    min: 0,
-    max: MAX_TIMER_MS,
-    unit: 'ms',
-    doc: 'On SIGTERM stop accepting, let in-flight responses finish up to this long.'
-  },
-  { name: 'edge.server.fastPath', type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' },
+  ...serverRows('edge'),
 
   {
     name: 'edge.token.required',
@@ -206,35 +338,9 @@ export const PARAMS = [
   { name: 'edge.controlPlane.url', type: 'url', doc: 'Control plane base URL: heartbeats go there, and master playlists point EXT-X-CONTENT-STEERING at it.' },
   { name: 'edge.controlPlane.heartbeatKey', type: 'string', placeholder: 'KEY', doc: 'Shared key that signs heartbeats (controlPlane.heartbeatKey); no heartbeats when unset.' },
   { name: 'edge.controlPlane.heartbeatIntervalMs', type: 'int', default: 5000, min: 100, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often the node reports its load to the control plane.' },
-  { name: 'edge.hls.enabled', type: 'bool', default: true, doc: 'HLS rules: live playlist lifetimes and media-sequence checks, refresh-ahead, short 404s for unpublished segments, part lifetimes, next-segment prefetch, prefill and the title inventory (/admin/prefill, /admin/inventory). False: a plain HTTP cache.' },
-  { name: 'edge.hls.liveLifetimePercent', type: 'int', default: 50, min: 1, max: 100, unit: '%', doc: 'Live media playlists are cached this share of their target duration (LL-HLS: at most one part target), whatever lifetime the origin gives, unless it gives a shorter positive one.' },
-  { name: 'edge.hls.refreshAheadPercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'A fresh live playlist is refreshed by one background request once its age reaches this share of its lifetime, so thousands of players reloading it cost one upstream request per refresh; 0 turns refresh-ahead off.' },
-  { name: 'edge.hls.notPublishedPercent', type: 'int', default: 25, min: 0, max: 100, unit: '%', doc: 'A 404 for a segment a live rendition has not published yet is cached at most this share of the target duration.' },
-  { name: 'edge.hls.immutableLifetimeSeconds', type: 'int', default: 604800, min: 0, unit: 's', doc: 'Lifetime of segments, VOD playlists and ended EVENT playlists when the origin gives none.' },
-  { name: 'edge.hls.masterLifetimeSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Lifetime of multivariant (master) playlists when the origin gives none.' },
-  { name: 'edge.hls.partLifetimeParts', type: 'int', default: 12, min: 1, doc: 'LL-HLS partial segments and preload hints are cached at most this many part target durations (12 at 4 parts per segment is the 3 target durations a part stays listed).' },
-  { name: 'edge.hls.regressionHoldTargetDurations', type: 'int', default: 6, min: 0, doc: 'A live playlist whose media sequence went backwards is refused while the stored one moved within this many target durations; after that it is accepted as a restarted stream.' },
-  { name: 'edge.hls.index.maxRenditions', type: 'int', default: 4096, min: 1, doc: 'Media playlists remembered in the rendition index (least recently used go first).' },
-  { name: 'edge.hls.index.maxSegments', type: 'int', default: 200000, min: 1, doc: 'Segment URIs remembered in the rendition index, across renditions.' },
-  { name: 'edge.hls.prefetch.segments', type: 'int', default: 2, min: 0, max: 32, doc: 'When segment N of a rendition is served, segments N+1..N+k (never past what a live playlist has published) are fetched into the cache in the background; this is k, 0 turns prefetch off.' },
-  { name: 'edge.hls.prefetch.concurrency', type: 'int', default: 8, min: 1, max: 1024, doc: 'Prefetches under way at once on this node.' },
-  { name: 'edge.hls.prefetch.maxQueue', type: 'int', default: 256, min: 0, doc: 'Prefetches waiting for a slot; beyond it the oldest waiting one is dropped.' },
-  { name: 'edge.hls.prefetch.maxUnusedBytes', type: 'bytes', default: '256MiB', doc: 'Prefetched bytes no client has asked for yet; prefetch pauses above it (0: no limit).' },
-  { name: 'edge.hls.prefetch.bytesPerSecond', type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Upstream bytes per second for prefetch (0: no cap).' },
-  { name: 'edge.hls.prefetch.wastedAfterMs', type: 'int', default: 120000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A prefetched segment no client asked for within this time counts as wasted.' },
-  { name: 'edge.hls.prefill.bytesPerSecond', type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Default upstream bytes per second of a prefill job that gives none (0: no cap).' },
-  { name: 'edge.hls.prefill.concurrency', type: 'int', default: 4, min: 1, max: 256, doc: 'Default segments fetched at once by a prefill job that gives none.' },
+  ...hlsRows('edge'),
 
-  {
-    name: 'shield.id',
-    type: 'string',
-    default: () => `shield-${hostname()}`,
-    defaultDoc: 'shield-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
-    pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
-    patternDoc: "letters, digits, '.', '_' and '-'",
-    placeholder: 'ID',
-    doc: 'Node id reported in logs, metrics and Cache-Status.'
-  },
+  nodeIdRow('shield'),
   { name: 'shield.listen', type: 'hostport', default: '0.0.0.0:8081', doc: 'HTTP listen address (edges connect here).' },
   {
     name: 'shield.origins',
@@ -249,20 +355,7 @@ export const PARAMS = [
   },
   { name: 'shield.cacheDir', type: 'path', default: './var/cache/shield', placeholder: 'DIR', doc: 'Directory of the disk tier (created if missing).' },
 
-  { name: 'shield.cache.memory.maxBytes', type: 'bytes', default: '256MiB', min: 1, doc: 'Memory tier budget (bodies + metadata).' },
-  { name: 'shield.cache.memory.maxObjectBytes', type: 'bytes', default: '16MiB', min: 1, doc: 'Objects larger than this skip the memory tier.' },
-  { name: 'shield.cache.disk.maxBytes', type: 'bytes', default: '10GiB', min: 1, doc: 'Disk tier budget.' },
-  { name: 'shield.cache.disk.fsync', type: 'bool', default: false, doc: 'fsync each object before it becomes visible (power-loss safety).' },
-  { name: 'shield.cache.maxObjectBytes', type: 'bytes', default: '1GiB', min: 1, doc: 'Larger responses are streamed but never stored.' },
-  { name: 'shield.cache.lockTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: "A request waiting for another request's fill longer than this (before response headers arrive) goes upstream on its own." },
-  { name: 'shield.cache.stripQueryParams', type: 'string-list', default: [], doc: 'Query parameters removed from the cache key (e.g. tokens).' },
-  { name: 'shield.cache.checkMpegTs', type: 'bool', default: true, doc: 'Refuse to store .ts bodies that fail the MPEG-TS sync-byte check.' },
-  { name: 'shield.cache.negativeTtlSeconds', type: 'int', default: 10, min: 0, unit: 's', doc: 'Lifetime of origin 404/410 responses without explicit freshness (negative caching); 0 disables.' },
-  { name: 'shield.cache.negativeTtlMaxSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Ceiling on the lifetime of any 404/410 response, whatever the origin says.' },
-  { name: 'shield.cache.staleIfErrorSeconds', type: 'int', default: 0, min: 0, unit: 's', doc: 'Grace: serve stale this long past expiry when every origin fails, even without stale-if-error (never for must-revalidate).' },
-  { name: 'shield.cache.allowSetCookie', type: 'bool', default: false, doc: 'Store responses that carry Set-Cookie (stored without the cookie).' },
-  { name: 'shield.cache.maxRanges', type: 'int', default: 16, min: 1, doc: 'Most ranges answered as multipart/byteranges; requests with more get the whole body (200).' },
-  { name: 'shield.cache.rangeMissOffsetBytes', type: 'bytes', default: '1MiB', doc: 'A range request starting this far beyond what is cached or being filled goes upstream as a range of its own (uncached). 0: never.' },
+  ...cacheRows('shield'),
   { name: 'shield.trustedProxies', type: 'string-list', default: [], doc: 'Peers whose X-Forwarded-For is believed (addresses or CIDR prefixes): the edges in front of this shield.' },
   { name: 'shield.admin.token', type: 'string', doc: 'Bearer token for /admin/ endpoints (purge). Unset: the endpoints answer 404.' },
 
@@ -275,39 +368,10 @@ export const PARAMS = [
   { name: 'shield.origin.queueTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Longest wait for an origin slot; then 503 with Retry-After.' },
   { name: 'shield.origin.retryAfterSeconds', type: 'int', default: 1, min: 0, unit: 's', doc: 'Retry-After sent with overload 503s.' },
   { name: 'shield.origin.retries', type: 'int', default: 2, min: 0, doc: 'Extra attempts on other origins for GET/HEAD after a connect error, timeout or 5xx, before any byte was sent (each origin at most once).' },
-  { name: 'shield.origin.breaker.failureThreshold', type: 'int', default: 5, min: 0, doc: 'Consecutive failures that mark an origin down; 0 turns this rule off.' },
-  { name: 'shield.origin.breaker.errorRatePercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'Failure percentage over the window that marks an origin down; 0 turns this rule off.' },
-  { name: 'shield.origin.breaker.minRequests', type: 'int', default: 20, min: 0, doc: 'Requests in the window before the error rate counts.' },
-  { name: 'shield.origin.breaker.windowMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Sliding window of the error rate.' },
-  { name: 'shield.origin.breaker.coolDownMs', type: 'int', default: 5000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'An origin marked down gets one trial request after this long; success brings it back.' },
-  { name: 'shield.origin.probe.intervalMs', type: 'int', default: 0, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'Active health checks of each origin every this long; 0 turns them off (passive health only).' },
-  { name: 'shield.origin.probe.path', type: 'string', default: '/', pattern: /^\//, patternDoc: 'a path starting with /', placeholder: 'PATH', doc: 'Path probed with GET on every origin; 2xx/3xx is healthy. Pick one your origins answer cheaply.' },
-  { name: 'shield.origin.probe.timeoutMs', type: 'int', default: 2000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A probe without an answer after this long failed.' },
-  { name: 'shield.origin.probe.failuresToDown', type: 'int', default: 3, min: 1, doc: 'Failed probes in a row that mark an origin down.' },
-  { name: 'shield.origin.probe.successesToUp', type: 'int', default: 2, min: 1, doc: 'Good probes in a row that mark a down origin up.' },
+  ...upstreamHealthRows('shield.origin'),
 
-  { name: 'shield.server.keepAliveTimeoutMs', type: 'int', default: 5000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle edge connections are closed after this long.' },
-  { name: 'shield.server.headersTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A client must send the complete request headers within this time.' },
-  { name: 'shield.server.shutdownGraceMs', type: 'int', default: 10000, min: 0, max: MAX_TIMER_MS, unit: 'ms', doc: 'On SIGTERM stop accepting (and answer 503 on /readyz), let in-flight responses finish up to this long.' },
-  { name: 'shield.server.fastPath', type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' },
-  { name: 'shield.hls.enabled', type: 'bool', default: true, doc: 'HLS rules: live playlist lifetimes and media-sequence checks, refresh-ahead, short 404s for unpublished segments, part lifetimes, prefill and the title inventory (/admin/prefill, /admin/inventory). False: a plain HTTP cache.' },
-  { name: 'shield.hls.liveLifetimePercent', type: 'int', default: 50, min: 1, max: 100, unit: '%', doc: 'Live media playlists are cached this share of their target duration (LL-HLS: at most one part target), whatever lifetime the origin gives, unless it gives a shorter positive one.' },
-  { name: 'shield.hls.refreshAheadPercent', type: 'int', default: 50, min: 0, max: 100, unit: '%', doc: 'A fresh live playlist is refreshed by one background request once its age reaches this share of its lifetime, so every edge reloading it cost one upstream request per refresh; 0 turns refresh-ahead off.' },
-  { name: 'shield.hls.notPublishedPercent', type: 'int', default: 25, min: 0, max: 100, unit: '%', doc: 'A 404 for a segment a live rendition has not published yet is cached at most this share of the target duration.' },
-  { name: 'shield.hls.immutableLifetimeSeconds', type: 'int', default: 604800, min: 0, unit: 's', doc: 'Lifetime of segments, VOD playlists and ended EVENT playlists when the origin gives none.' },
-  { name: 'shield.hls.masterLifetimeSeconds', type: 'int', default: 60, min: 0, unit: 's', doc: 'Lifetime of multivariant (master) playlists when the origin gives none.' },
-  { name: 'shield.hls.partLifetimeParts', type: 'int', default: 12, min: 1, doc: 'LL-HLS partial segments and preload hints are cached at most this many part target durations (12 at 4 parts per segment is the 3 target durations a part stays listed).' },
-  { name: 'shield.hls.regressionHoldTargetDurations', type: 'int', default: 6, min: 0, doc: 'A live playlist whose media sequence went backwards is refused while the stored one moved within this many target durations; after that it is accepted as a restarted stream.' },
-  { name: 'shield.hls.index.maxRenditions', type: 'int', default: 4096, min: 1, doc: 'Media playlists remembered in the rendition index (least recently used go first).' },
-  { name: 'shield.hls.index.maxSegments', type: 'int', default: 200000, min: 1, doc: 'Segment URIs remembered in the rendition index, across renditions.' },
-  { name: 'shield.hls.prefetch.segments', type: 'int', default: 0, min: 0, max: 32, doc: 'When segment N of a rendition is served, segments N+1..N+k (never past what a live playlist has published) are fetched into the cache in the background; this is k, 0 turns prefetch off.' },
-  { name: 'shield.hls.prefetch.concurrency', type: 'int', default: 8, min: 1, max: 1024, doc: 'Prefetches under way at once on this node.' },
-  { name: 'shield.hls.prefetch.maxQueue', type: 'int', default: 256, min: 0, doc: 'Prefetches waiting for a slot; beyond it the oldest waiting one is dropped.' },
-  { name: 'shield.hls.prefetch.maxUnusedBytes', type: 'bytes', default: '256MiB', doc: 'Prefetched bytes no client has asked for yet; prefetch pauses above it (0: no limit).' },
-  { name: 'shield.hls.prefetch.bytesPerSecond', type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Upstream bytes per second for prefetch (0: no cap).' },
-  { name: 'shield.hls.prefetch.wastedAfterMs', type: 'int', default: 120000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'A prefetched segment no client asked for within this time counts as wasted.' },
-  { name: 'shield.hls.prefill.bytesPerSecond', type: 'bytes', default: 0, unit: 'bytes/s', doc: 'Default upstream bytes per second of a prefill job that gives none (0: no cap).' },
-  { name: 'shield.hls.prefill.concurrency', type: 'int', default: 4, min: 1, max: 256, doc: 'Default segments fetched at once by a prefill job that gives none.' },
+  ...serverRows('shield'),
+  ...hlsRows('shield'),
 
   { name: 'start.edges', type: 'int', default: 2, min: 1, max: 8, doc: 'Number of edges the demo starts.' },
   { name: 'start.listenHost', type: 'string', default: '127.0.0.1', placeholder: 'HOST', doc: 'Host the demo binds (ports are chosen automatically).' },

@@ -214,6 +214,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     headersTimeoutMs: options.headersTimeoutMs,
     logger,
   })
+  metrics.watchFastPath(() => server.fastPath)
   const { url, httpsUrl } = await server.listen()
   logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
   const heartbeat = options.controlPlane?.heartbeatKey === undefined

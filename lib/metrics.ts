@@ -137,6 +137,12 @@ export interface UpstreamHealthSample {
   readonly rejectedQueueTimeout?: number
 }
 
+/** The hit fast path's running totals (structurally lib/http/fast-front.ts FastFrontStats). */
+export interface FastPathSample {
+  readonly answered: number
+  readonly handedOff: number
+}
+
 /** Sizes and counts a store reports when /metrics is scraped. */
 export interface StoreGaugeSource {
   readonly sizeBytes: number
@@ -299,6 +305,25 @@ export class CacheNodeMetrics {
         }
       },
     })
+  }
+
+  /** Publishes the hit fast path's totals at scrape time; both stay 0 while `source` gives undefined (fast path off). */
+  watchFastPath (source: () => FastPathSample | undefined): void {
+    const totals = [
+      ['streamedge_fast_path_responses_total', 'Requests answered by the hit fast path below node:http (memory-tier hits)', 'answered'],
+      ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer', 'handedOff'],
+    ] as const
+    for (const [name, help, field] of totals) {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect () {
+          this.reset()
+          this.inc(source()?.[field] ?? 0)
+        },
+      })
+    }
   }
 
   /** Reports the number of fills in flight at scrape time. */

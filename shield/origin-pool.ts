@@ -14,11 +14,10 @@
  * breaker is open are skipped without costing an attempt. Overload (a full queue) is not a
  * failure and never spills to a lower-priority origin: backups are for outages.
  */
-import type { Readable } from 'node:stream'
 import { CdnError, isCdnError } from '../lib/errors.ts'
 import type { Logger } from '../lib/log.ts'
 import { checkBreakerSettings, checkProbeSettings, watchUpstream, type BreakerPermit, type BreakerSettings, type BreakerState, type ProbeSettings, type UpstreamHealth } from '../edge/proxy/circuit-breaker.ts'
-import { discardBody, observeBody } from '../edge/proxy/observed-body.ts'
+import { TrackedBodies, discardKept, settleBody, settleOnError } from '../edge/proxy/tracked-bodies.ts'
 import { HttpUpstream, toUpstreamError, type Upstream, type UpstreamRequest, type UpstreamResponse } from '../edge/proxy/upstream.ts'
 import { ConcurrencyLimiter, type LimiterSlot, type LimiterStats } from './concurrency-limiter.ts'
 
@@ -101,11 +100,6 @@ interface Route {
 
 /** Statuses that count as the origin failing and allow another origin to be tried. */
 const RETRY_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504])
-/** Error codes that are the origin's (or the network's) fault. */
-const ORIGIN_FAULTS: ReadonlySet<string> = new Set([
-  'CDN_ERR_UPSTREAM_CONNECT', 'CDN_ERR_UPSTREAM_TIMEOUT', 'CDN_ERR_UPSTREAM_BODY_TIMEOUT',
-  'CDN_ERR_UPSTREAM_TRUNCATED', 'CDN_ERR_UPSTREAM_PROTOCOL', 'CDN_ERR_UPSTREAM_UNAVAILABLE',
-])
 
 /** The origins behind a shield: routing, failover and origin protection. */
 export class OriginPool implements Upstream {
@@ -116,7 +110,7 @@ export class OriginPool implements Upstream {
   readonly #random: () => number
   readonly #logger: Logger | undefined
   /** Bodies still streaming from origins; close() cuts them so it never waits on a body nobody reads. */
-  readonly #open = new Set<Readable>()
+  readonly #bodies = new TrackedBodies()
   #closed: Promise<void> | undefined
 
   constructor (options: OriginPoolOptions) {
@@ -293,20 +287,10 @@ export class OriginPool implements Upstream {
 
   /** Returns the response with its body wrapped: the slot is freed and the breaker told when the body is done. */
   #hold (res: UpstreamResponse, name: string, slot: LimiterSlot, permit: BreakerPermit, failedStatus: boolean): UpstreamResponse {
-    const body: Readable = observeBody(res.body, (outcome, err) => {
-      this.#open.delete(body)
+    return this.#bodies.track(res, name, (outcome, err) => {
       slot.release()
-      if (outcome === 'end') {
-        if (failedStatus) permit.failure()
-        else permit.success()
-      } else if (outcome === 'error') {
-        settleOnError(permit, toUpstreamError(err, name))
-      } else {
-        permit.release()
-      }
+      settleBody(permit, outcome, err, name, failedStatus)
     })
-    this.#open.add(body)
-    return { status: res.status, headers: res.headers, body, upstream: name }
   }
 
   /** Stops probes, refuses queued requests, cuts bodies still streaming, closes the connection pools. Idempotent. */
@@ -320,18 +304,9 @@ export class OriginPool implements Upstream {
       o.health.probe?.stop()
       o.limiter.close()
     }
-    for (const body of this.#open) body.destroy()
+    this.#bodies.destroyAll()
     await Promise.all(this.#origins.flatMap((o) => [o.upstream.close(), o.probeUpstream?.close()]))
   }
-}
-
-function settleOnError (permit: BreakerPermit, error: CdnError): void {
-  if (ORIGIN_FAULTS.has(error.code)) permit.failure()
-  else permit.release()
-}
-
-function discardKept (kept: UpstreamResponse | undefined): void {
-  if (kept !== undefined) discardBody(kept.body)
 }
 
 function exhausted (req: UpstreamRequest, failures: readonly string[], lastError: CdnError | undefined): CdnError {

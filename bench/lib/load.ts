@@ -11,6 +11,7 @@
  */
 import { createRequire } from 'node:module'
 import autocannon from 'autocannon'
+import { mulberry32 } from './seeded-random.ts'
 
 const require = createRequire(import.meta.url)
 let patched = false
@@ -45,21 +46,11 @@ export function loadTest (o: LoadOptions): Promise<autocannon.Result> {
   const base = { connections: o.connections, duration: o.durationS, pipelining: 1, timeout: 30, ...(o.headers === undefined ? {} : { headers: { ...o.headers } }) }
   if (paths.length === 0) return autocannon({ url: o.url, ...base })
   if (paths.length === 1) return autocannon({ url: new URL(paths[0]!, o.url).href, ...base })
-  const random = seededRandom(o.seed ?? 1)
+  // Seeded: the same request mix in every window and on every target.
+  const random = mulberry32(o.seed ?? 1)
   return autocannon({
     url: new URL(paths[0]!, o.url).href,
     ...base,
     requests: [{ setupRequest: (req) => ({ ...req, path: paths[Math.floor(random() * paths.length)]! }) }],
   })
-}
-
-// mulberry32: the same request mix in every window and on every target.
-function seededRandom (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
 }

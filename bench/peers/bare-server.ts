@@ -7,9 +7,8 @@
  * Usage: node --import tsx bench/peers/bare-server.ts '<json BareServerConfig>'
  */
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { syntheticBody } from '../origin/synthetic-body.ts'
+import { serveBaseline } from './baseline-server.ts'
 
 /** The JSON argument of this script. */
 export interface BareServerConfig {
@@ -38,24 +37,7 @@ const config = parseConfig(process.argv[2])
 const body = config.bodyFile === undefined ? syntheticBody(config.name, config.bytes, config.ext) : readFileSync(config.bodyFile)
 const headers = [...config.headers]
 
-const server = http.createServer({
-  keepAliveTimeout: config.keepAliveTimeoutMs,
-  headersTimeout: config.headersTimeoutMs,
-  requestTimeout: 0,
-  noDelay: true,
-}, (req, res) => {
+serveBaseline('bare', config, (req, res) => {
   res.writeHead(200, headers)
   res.end(req.method === 'HEAD' ? undefined : body)
-})
-
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo
-  process.stdout.write(`${JSON.stringify({ msg: 'bare listening', url: `http://127.0.0.1:${port}`, bodyBytes: body.length })}\n`)
-})
-
-const stop = (): void => {
-  server.close(() => process.exit(0))
-  server.closeAllConnections()
-}
-process.once('SIGTERM', stop)
-process.once('SIGINT', stop)
+}, { bodyBytes: body.length })

@@ -9,10 +9,10 @@
  *
  * Usage: node --import tsx bench/peers/stream-server.ts '<json StreamServerConfig>'
  */
-import http, { type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { ServerResponse } from 'node:http'
 import { THROTTLE_TICK_MS } from '../origin/body-writer.ts'
 import { syntheticBody } from '../origin/synthetic-body.ts'
+import { serveBaseline } from './baseline-server.ts'
 
 /** The JSON argument of this script. */
 export interface StreamServerConfig {
@@ -60,12 +60,7 @@ function start (path: string): Broadcast {
   return b
 }
 
-const server = http.createServer({
-  keepAliveTimeout: config.keepAliveTimeoutMs,
-  headersTimeout: config.headersTimeoutMs,
-  requestTimeout: 0,
-  noDelay: true,
-}, (req, res) => {
+serveBaseline('stream', config, (req, res) => {
   const path = req.url ?? '/'
   const b = broadcasts.get(path) ?? start(path)
   res.writeHead(200, headers)
@@ -74,15 +69,3 @@ const server = http.createServer({
   b.readers.add(res)
   res.once('close', () => b.readers.delete(res))
 })
-
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo
-  process.stdout.write(`${JSON.stringify({ msg: 'stream listening', url: `http://127.0.0.1:${port}` })}\n`)
-})
-
-const stop = (): void => {
-  server.close(() => process.exit(0))
-  server.closeAllConnections()
-}
-process.once('SIGTERM', stop)
-process.once('SIGINT', stop)

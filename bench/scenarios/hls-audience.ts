@@ -25,13 +25,14 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CACHE_NODE_DEFAULTS, startCacheNode, type RunningCacheNode } from '../../edge/cache-node.ts'
+import type { RunningCacheNode } from '../../edge/cache-node.ts'
 import { HlsRuntime } from '../../edge/hls/hls-runtime.ts'
 import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
 import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
 import { HttpUpstream, type Upstream } from '../../edge/proxy/upstream.ts'
 import { silentLogger } from '../../lib/log.ts'
 import { OriginPool } from '../../shield/origin-pool.ts'
+import { startInProcessNode } from '../lib/in-process-node.ts'
 import { percentile } from '../lib/stats.ts'
 import { syntheticBody } from '../origin/synthetic-body.ts'
 import { runPlayers, runPlayersInWorker } from './hls-audience-players.ts'
@@ -225,18 +226,7 @@ function http1 (url: string): HttpUpstream {
 async function node (id: string, role: 'edge' | 'shield', upstream: Upstream, cacheDir: string, prefetchSegments: number, runtimes: HlsRuntime[]): Promise<RunningCacheNode> {
   const hls = new HlsRuntime({ nodeId: id, logger: silentLogger(), stripQueryParams: [], prefetch: { segments: prefetchSegments } })
   runtimes.push(hls)
-  const running = await startCacheNode({
-    ...CACHE_NODE_DEFAULTS,
-    role,
-    id,
-    listen: { host: '127.0.0.1', port: 0 },
-    upstream,
-    cacheDir,
-    memoryMaxBytes: 1024 * 1024 * 1024,
-    accessLog: false,
-    logger: silentLogger(),
-    contentPolicy: hls.contentPolicyFor,
-  })
+  const running = await startInProcessNode({ id, role, upstream, cacheDir, memoryMaxBytes: 1024 * 1024 * 1024, contentPolicy: hls.contentPolicyFor })
   hls.attach(running)
   return running
 }

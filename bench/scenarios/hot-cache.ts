@@ -46,9 +46,8 @@ const SEGMENT_PATH = `/synthetic/segment-${HOT_BODY_BYTES}.ts`
 const MID_OFFSET = Math.floor(HOT_BODY_BYTES / 2)
 const PLAYLIST_TARGET_BYTES = 1536
 
-/** Settings of {@link runHotCache}. */
-export interface HotCacheOptions {
-  readonly scenarios: readonly HotCacheScenario[]
+/** What bench/run.ts gives every scenario that compares the edge with its peers in wrk/autocannon windows (hot-cache, working-set). */
+export interface ComparisonRunOptions {
   /** Available peers to compare with. */
   readonly peers: readonly PeerAvailability[]
   readonly wrkCommand: string | undefined
@@ -56,12 +55,17 @@ export interface HotCacheOptions {
   readonly rounds: number
   readonly warmupS: number
   readonly measureS: number
-  readonly profile: 'auto' | 'always' | 'never'
   readonly edgeRoot: string | undefined
-  readonly resultsDir: string
-  readonly stamp: string
   readonly beforeWindow?: (() => Promise<unknown>) | undefined
   readonly log: (line: string) => void
+}
+
+/** Settings of {@link runHotCache}. */
+export interface HotCacheOptions extends ComparisonRunOptions {
+  readonly scenarios: readonly HotCacheScenario[]
+  readonly profile: 'auto' | 'always' | 'never'
+  readonly resultsDir: string
+  readonly stamp: string
 }
 
 /** What {@link runHotCache} reports. */

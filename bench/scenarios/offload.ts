@@ -17,12 +17,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startOrigin, type Origin } from '../origin/origin-server.ts'
-import { CACHE_NODE_DEFAULTS, startCacheNode, type RunningCacheNode } from '../../edge/cache-node.ts'
+import type { RunningCacheNode } from '../../edge/cache-node.ts'
 import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
 import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
 import { HttpUpstream, type Upstream } from '../../edge/proxy/upstream.ts'
-import { silentLogger } from '../../lib/log.ts'
 import { OriginPool } from '../../shield/origin-pool.ts'
+import { startInProcessNode } from '../lib/in-process-node.ts'
+import { mulberry32 } from '../lib/seeded-random.ts'
+
+/** Re-exported for the HLS audience's players, which draw from the same generator. */
+export { mulberry32 }
 
 /** Settings of {@link run}; every field has a default. */
 export interface OffloadOptions {
@@ -186,18 +190,8 @@ function http1 (url: string): HttpUpstream {
 }
 
 async function node (id: string, role: 'edge' | 'shield', upstream: Upstream, cacheDir: string, config: Config): Promise<RunningCacheNode> {
-  const bytes = Math.max(64 * 1024 * 1024, config.segments * config.segmentBytes * 2)
-  return await startCacheNode({
-    ...CACHE_NODE_DEFAULTS,
-    role,
-    id,
-    listen: { host: '127.0.0.1', port: 0 },
-    upstream,
-    cacheDir,
-    memoryMaxBytes: bytes,
-    accessLog: false,
-    logger: silentLogger(),
-  })
+  const memoryMaxBytes = Math.max(64 * 1024 * 1024, config.segments * config.segmentBytes * 2)
+  return await startInProcessNode({ id, role, upstream, cacheDir, memoryMaxBytes })
 }
 
 function getBytes (url: string, agent: http.Agent): Promise<{ status: number, bytes: number }> {
@@ -232,17 +226,6 @@ export function zipfSampler (n: number, s: number, random: () => number): () => 
       else hi = mid
     }
     return lo
-  }
-}
-
-/** A small seeded PRNG (mulberry32): uniform in [0, 1), the same sequence for the same seed. */
-export function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
   }
 }
 

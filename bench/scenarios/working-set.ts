@@ -8,12 +8,13 @@
  */
 import { startOrigin } from '../origin/origin-server.ts'
 import { startPeer } from '../peers/start-peer.ts'
-import type { BenchTarget, PeerAvailability } from '../lib/bench-target.ts'
+import type { BenchTarget } from '../lib/bench-target.ts'
 import { runComparison, type GeneratorName } from '../lib/compare.ts'
 import { httpGet } from '../lib/http-get.ts'
 import { startOriginMeter } from '../lib/origin-meter.ts'
 import { memoryCheck, type MemoryCheck, type WorkingSetResult } from '../lib/results.ts'
 import { startEdgeTarget } from '../lib/start-target.ts'
+import type { ComparisonRunOptions } from './hot-cache.ts'
 
 /** Objects in the working set. */
 export const WORKING_SET_OBJECTS = 160
@@ -23,18 +24,8 @@ export const WORKING_SET_OBJECT_BYTES = Math.floor(2 ** 20 / 188) * 188
 export const WORKING_SET_MEMORY_BYTES = 64 * 2 ** 20
 const PRIME_CONCURRENCY = 8
 
-/** Settings of {@link runWorkingSet}. */
-export interface WorkingSetOptions {
-  readonly peers: readonly PeerAvailability[]
-  readonly wrkCommand: string | undefined
-  readonly connections: number
-  readonly rounds: number
-  readonly warmupS: number
-  readonly measureS: number
-  readonly edgeRoot: string | undefined
-  readonly beforeWindow?: (() => Promise<unknown>) | undefined
-  readonly log: (line: string) => void
-}
+/** Settings of {@link runWorkingSet}: the common comparison settings, nothing of its own. */
+export type WorkingSetOptions = ComparisonRunOptions
 
 /** Runs the scenario; every process it started is stopped when it returns. */
 export async function runWorkingSet (o: WorkingSetOptions): Promise<{ result: WorkingSetResult, memory: MemoryCheck[] }> {

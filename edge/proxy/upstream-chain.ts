@@ -19,13 +19,12 @@
  * With every shield down, the edge goes to the origin directly unless `allowDirectOrigin`
  * is false (ATS `go_direct`).
  */
-import type { Readable } from 'node:stream'
 import { CdnError } from '../../lib/errors.ts'
 import { HashRing } from '../../lib/hash-ring.ts'
 import { parseCacheStatus } from '../../lib/http/cache-status.ts'
 import type { Logger } from '../../lib/log.ts'
 import { checkBreakerSettings, watchUpstream, type BreakerPermit, type BreakerSettings, type BreakerState, type ProbeSettings, type UpstreamHealth } from './circuit-breaker.ts'
-import { discardBody, observeBody } from './observed-body.ts'
+import { TrackedBodies, discardKept, settleBody, settleOnError } from './tracked-bodies.ts'
 import { toUpstreamError, type Upstream, type UpstreamHeaders, type UpstreamRequest, type UpstreamResponse } from './upstream.ts'
 
 /** One shield of the chain. */
@@ -74,11 +73,6 @@ interface Member {
 
 /** Statuses after which the next shield is tried (a 501 or 505 would be the same everywhere). */
 const FAILOVER_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504])
-/** Error codes that are the shield's (or network's) fault, as opposed to our client leaving. */
-const SHIELD_FAULTS: ReadonlySet<string> = new Set([
-  'CDN_ERR_UPSTREAM_CONNECT', 'CDN_ERR_UPSTREAM_TIMEOUT', 'CDN_ERR_UPSTREAM_BODY_TIMEOUT',
-  'CDN_ERR_UPSTREAM_TRUNCATED', 'CDN_ERR_UPSTREAM_PROTOCOL', 'CDN_ERR_UPSTREAM_UNAVAILABLE',
-])
 
 /** Edge → shields (consistent hashing, failover) → origin. */
 export class UpstreamChain implements Upstream {
@@ -89,7 +83,7 @@ export class UpstreamChain implements Upstream {
   readonly #allowDirectOrigin: boolean
   readonly #logger: Logger | undefined
   /** Bodies still streaming from shields or the origin; close() cuts them so it never waits on a body nobody reads. */
-  readonly #open = new Set<Readable>()
+  readonly #bodies = new TrackedBodies()
   #closed: Promise<void> | undefined
 
   constructor (options: UpstreamChainOptions) {
@@ -226,15 +220,9 @@ export class UpstreamChain implements Upstream {
 
   /** Wraps the body: settles the shield's permit when it is done (a broken body is a failure, a dropped one no verdict). */
   #track (res: UpstreamResponse, name: string, permit: BreakerPermit | undefined): UpstreamResponse {
-    const body: Readable = observeBody(res.body, (outcome, err) => {
-      this.#open.delete(body)
-      if (permit === undefined) return
-      if (outcome === 'end') permit.success()
-      else if (outcome === 'error') settleOnError(permit, toUpstreamError(err, name))
-      else permit.release()
+    return this.#bodies.track(res, name, (outcome, err) => {
+      if (permit !== undefined) settleBody(permit, outcome, err, name)
     })
-    this.#open.add(body)
-    return { status: res.status, headers: res.headers, body, upstream: name }
   }
 
   /** Stops probes, cuts bodies still streaming, closes the connection pools. Idempotent. */
@@ -245,21 +233,12 @@ export class UpstreamChain implements Upstream {
 
   async #close (): Promise<void> {
     for (const m of this.#members) m.health.probe?.stop()
-    for (const body of this.#open) body.destroy()
+    this.#bodies.destroyAll()
     await Promise.all([
       ...this.#members.flatMap((m) => [m.upstream.close(), m.probeUpstream?.close()]),
       this.#origin?.close(),
     ])
   }
-}
-
-function settleOnError (permit: BreakerPermit, error: CdnError): void {
-  if (SHIELD_FAULTS.has(error.code)) permit.failure()
-  else permit.release()
-}
-
-function discardKept (kept: UpstreamResponse | undefined): void {
-  if (kept !== undefined) discardBody(kept.body)
 }
 
 function throwIfAborted (signal: AbortSignal | undefined): void {

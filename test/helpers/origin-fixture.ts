@@ -17,6 +17,13 @@ export async function startTestOrigin (t: Teardown, options: OriginOptions = {})
   return origin
 }
 
+/** A URL nothing listens on: a demo origin's address after it closed (a stopped shield or origin). */
+export async function deadOriginUrl (): Promise<string> {
+  const origin = await startOrigin()
+  await origin.close()
+  return origin.url
+}
+
 /** One body chunk as the client saw it. */
 export interface OriginChunk {
   readonly atMs: number

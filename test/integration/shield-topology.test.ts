@@ -7,29 +7,18 @@
  */
 import http from 'node:http'
 import t, { type Test } from 'tap'
-import { startOrigin, type Origin } from '../../bench/origin/origin-server.ts'
 import { syntheticBody } from '../../bench/origin/synthetic-body.ts'
 import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
 import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
 import { HttpUpstream } from '../../edge/proxy/upstream.ts'
 import { OriginPool, type OriginPoolOptions, type OriginSpec } from '../../shield/origin-pool.ts'
 import { fetchRaw, type Fetched } from '../helpers/http-client.ts'
+import { deadOriginUrl, startTestOrigin } from '../helpers/origin-fixture.ts'
+import { pathsRankedFirst } from '../helpers/upstream-client.ts'
 import { startTestNode, tempDir, type TestNode } from '../helpers/cache-node.ts'
 
 const TIMEOUTS = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: 5000, keepAliveTimeoutMs: 2000 }
 const BREAKER: BreakerSettings = { failureThreshold: 2, errorRatePercent: 0, minRequests: 0, windowMs: 10_000, coolDownMs: 300 }
-
-async function origin (t: Test): Promise<Origin> {
-  const o = await startOrigin()
-  t.teardown(() => o.close())
-  return o
-}
-
-async function deadUrl (): Promise<string> {
-  const o = await startOrigin()
-  await o.close()
-  return o.url
-}
 
 interface ShieldOptions {
   readonly id: string
@@ -146,17 +135,11 @@ function bodyOf (path: string): Buffer {
 
 /** Paths whose first-choice shield is `shieldUrl`. */
 function pathsOn (chain: UpstreamChain, shieldUrl: string, n: number, tag: string, bytes: number): string[] {
-  const name = shieldUrl.slice(7)
-  const out: string[] = []
-  for (let i = 0; out.length < n; i++) {
-    const path = `/synthetic/${tag}-${i}-${bytes}.ts`
-    if (chain.rank(path)[0] === name) out.push(path)
-  }
-  return out
+  return pathsRankedFirst(chain, shieldUrl.slice('http://'.length), n, tag, bytes)
 }
 
 t.test('origin → 2 shields → 2 edges: 50 clients per edge on one cold segment, exactly 1 origin request', async (t) => {
-  const o = await origin(t)
+  const o = await startTestOrigin(t)
   const shields = [
     await startShield(t, { id: 'shield-a', origins: [{ url: o.url }] }),
     await startShield(t, { id: 'shield-b', origins: [{ url: o.url }] }),
@@ -179,7 +162,7 @@ t.test('origin → 2 shields → 2 edges: 50 clients per edge on one cold segmen
 })
 
 t.test('a shield killed mid-transfer: its clients see an aborted response, the next requests go to the other shield, then back once it recovers', async (t) => {
-  const o = await origin(t)
+  const o = await startTestOrigin(t)
   const dirs = { a: await tempDir(t), b: await tempDir(t) }
   let a = await startShield(t, { id: 'shield-a', origins: [{ url: o.url }], cacheDir: dirs.a })
   const b = await startShield(t, { id: 'shield-b', origins: [{ url: o.url }], cacheDir: dirs.b })
@@ -223,8 +206,8 @@ t.test('a shield killed mid-transfer: its clients see an aborted response, the n
 })
 
 t.test('primary origin down: the secondary serves through the shield', async (t) => {
-  const secondary = await origin(t)
-  const shield = await startShield(t, { id: 'shield-a', origins: [{ url: await deadUrl(), name: 'primary' }, { url: secondary.url, name: 'secondary', priority: 1 }] })
+  const secondary = await startTestOrigin(t)
+  const shield = await startShield(t, { id: 'shield-a', origins: [{ url: await deadOriginUrl(), name: 'primary' }, { url: secondary.url, name: 'secondary', priority: 1 }] })
   const edge = await startEdge(t, 'edge-1', [shield], secondary.url, { allowDirectOrigin: false })
   for (let i = 0; i < 3; i++) {
     const path = `/synthetic/fo-${i}-1880.ts`
@@ -237,8 +220,8 @@ t.test('primary origin down: the secondary serves through the shield', async (t)
 })
 
 t.test('primary origin answering 503: the secondary serves, and the primary stops being asked once its breaker opens', async (t) => {
-  const primary = await origin(t)
-  const secondary = await origin(t)
+  const primary = await startTestOrigin(t)
+  const secondary = await startTestOrigin(t)
   primary.setFault('/synthetic/*', { status: 503 })
   const shield = await startShield(t, { id: 'shield-a', origins: [{ url: primary.url, name: 'primary' }, { url: secondary.url, name: 'secondary', priority: 1 }] })
   const edge = await startEdge(t, 'edge-1', [shield], secondary.url)
@@ -247,8 +230,8 @@ t.test('primary origin answering 503: the secondary serves, and the primary stop
 })
 
 t.test('every origin down: a 502 with each tier in Cache-Status; the edge does not go to the origin itself', async (t) => {
-  const edgeDirect = await origin(t) // a live origin the edge could reach: it must not be used
-  const shield = await startShield(t, { id: 'shield-a', origins: [{ url: await deadUrl(), name: 'a' }, { url: await deadUrl(), name: 'b', priority: 1 }] })
+  const edgeDirect = await startTestOrigin(t) // a live origin the edge could reach: it must not be used
+  const shield = await startShield(t, { id: 'shield-a', origins: [{ url: await deadOriginUrl(), name: 'a' }, { url: await deadOriginUrl(), name: 'b', priority: 1 }] })
   const edge = await startEdge(t, 'edge-1', [shield], edgeDirect.url, { allowDirectOrigin: true })
   const r = await fetchRaw(`${edge.node.url}/synthetic/down-1880.ts`)
   t.equal(r.status, 502)
@@ -258,7 +241,7 @@ t.test('every origin down: a 502 with each tier in Cache-Status; the edge does n
 })
 
 t.test('every origin down, stale-if-error allowed: both tiers serve stale; not allowed: 502', async (t) => {
-  const o = await origin(t)
+  const o = await startTestOrigin(t)
   const clock = { ms: Date.now() }
   const now = (): number => clock.ms
   const shield = await startShield(t, { id: 'shield-a', origins: [{ url: o.url }], now })
@@ -278,7 +261,7 @@ t.test('every origin down, stale-if-error allowed: both tiers serve stale; not a
 })
 
 t.test('origin protection: 500 concurrent distinct misses against a cap of 20', async (t) => {
-  const o = await origin(t)
+  const o = await startTestOrigin(t)
   o.setFault('/synthetic/*', { delayMs: 200 })
   const queueTimeoutMs = 400
   const shield = await startShield(t, {
@@ -307,7 +290,7 @@ t.test('origin protection: 500 concurrent distinct misses against a cap of 20', 
 })
 
 t.test('overload 503s carry Retry-After to the client', async (t) => {
-  const o = await origin(t)
+  const o = await startTestOrigin(t)
   o.setFault('/synthetic/*', { delayMs: 200 })
   const shield = await startShield(t, { id: 'shield-a', origins: [{ url: o.url }], pool: { maxConcurrent: 1, maxQueue: 0, retryAfterSeconds: 2 } })
   // Either request may reach the shield first: the one that finds the single slot taken is refused.

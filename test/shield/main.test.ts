@@ -10,7 +10,6 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import { startOrigin, type Origin } from '../../bench/origin/origin-server.ts'
 import { syntheticBody } from '../../bench/origin/synthetic-body.ts'
 import { runCli, type CliHandlers } from '../../config/cli.ts'
 import { loadConfig } from '../../config/load.ts'
@@ -20,21 +19,10 @@ import { isCdnError } from '../../lib/errors.ts'
 import { startShield } from '../../shield/main.ts'
 import { loadOriginsFile, parseOrigins } from '../../shield/origins-file.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
+import { deadOriginUrl, startTestOrigin } from '../helpers/origin-fixture.ts'
 import { tempDir } from '../helpers/cache-node.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
-
-async function origin (t: Test): Promise<Origin> {
-  const o = await startOrigin()
-  t.teardown(() => o.close())
-  return o
-}
-
-async function deadUrl (): Promise<string> {
-  const o = await startOrigin()
-  await o.close()
-  return o.url
-}
 
 interface NodeProcess { readonly url: string, readonly child: ChildProcess }
 
@@ -61,8 +49,8 @@ async function stop (node: NodeProcess): Promise<number | null> {
 }
 
 t.test('quick start as real processes: shield --origin DEAD,LIVE and edge --shield URL --origin URL', async (t) => {
-  const live = await origin(t)
-  const shield = await spawnNode(t, 'shield', ['--origin', `${await deadUrl()},${live.url}`, '--cache-dir', await tempDir(t)])
+  const live = await startTestOrigin(t)
+  const shield = await spawnNode(t, 'shield', ['--origin', `${await deadOriginUrl()},${live.url}`, '--cache-dir', await tempDir(t)])
   const path = '/synthetic/quick-188000.ts'
   const direct = await fetchRaw(shield.url + path)
   t.equal(direct.status, 200, 'the second origin serves while the first is down')
@@ -150,8 +138,8 @@ t.test('origins file: prefixes, priorities and weights; every problem reported a
 })
 
 t.test('startShield with an origins file routes by prefix', async (t) => {
-  const vod = await origin(t)
-  const synthetic = await origin(t)
+  const vod = await startTestOrigin(t)
+  const synthetic = await startTestOrigin(t)
   const dir = await tempDir(t)
   const file = join(dir, 'origins.yaml')
   await writeFile(file, `origins:\n  - { url: "${vod.url}", prefix: /vod/ }\n  - { url: "${synthetic.url}", prefix: / }\n`)
@@ -176,7 +164,7 @@ t.test('startShield refuses a config without origins', async (t) => {
 })
 
 t.test('startEdge with edge.shields goes through the shields; allowDirectOrigin false turns a dead tier into a 502', async (t) => {
-  const live = await origin(t)
+  const live = await startTestOrigin(t)
   const dir = await tempDir(t)
   const shieldConfig = loadConfig({ env: {}, cwd: dir, argv: { 'log.level': 'silent', 'shield.id': 'sh', 'shield.listen': '127.0.0.1:0', 'shield.cacheDir': 'sh', 'shield.origins': live.url } })
   const shield = await startShield(shieldConfig, { processMetrics: false })
@@ -191,7 +179,7 @@ t.test('startEdge with edge.shields goes through the shields; allowDirectOrigin 
   const sealed = await startEdge(loadConfig({
     env: {},
     cwd: dir,
-    argv: { ...edgeArgs, 'edge.id': 'sealed', 'edge.cacheDir': 'sealed', 'edge.shields': await deadUrl(), 'edge.allowDirectOrigin': 'false' },
+    argv: { ...edgeArgs, 'edge.id': 'sealed', 'edge.cacheDir': 'sealed', 'edge.shields': await deadOriginUrl(), 'edge.allowDirectOrigin': 'false' },
   }), { processMetrics: false })
   t.teardown(() => sealed.close())
   const refused = await fetchRaw(`${sealed.url}/synthetic/sealed-1880.ts`)
@@ -203,8 +191,7 @@ t.test('startEdge with edge.shields goes through the shields; allowDirectOrigin 
 
 t.test('a failed start closes the origin pool (no probe timers left behind)', async (t) => {
   const dir = await tempDir(t)
-  const busy = await startOrigin()
-  t.teardown(() => busy.close())
+  const busy = await startTestOrigin(t)
   const config = loadConfig({
     env: {},
     cwd: dir,

@@ -293,6 +293,32 @@ t.test('metrics and the log: a fast hit counts as a hit', async (t) => {
   t.match(requestLogs(h).at(-1), { method: 'GET', path: '/plain.txt', status: 200, cachePhase: 'hit', source: 'memory', bytes: 6, completed: true, cacheKey: '/plain.txt', client: '127.0.0.1' })
 })
 
+/** The fast path's two totals as /metrics shows them (scraping is itself a hand-off: /metrics is node:http's). */
+async function scrapeFastPath (t: Test, h: Harness): Promise<{ responses: number, handoffs: number }> {
+  const res = await get(h.url + '/metrics')
+  t.equal(res.status, 200, '/metrics answers')
+  const value = (name: string): number => {
+    const m = new RegExp(`^${name}\\{[^}]*node="test-edge"[^}]*\\} (\\d+)$`, 'm').exec(res.body.toString())
+    if (m === null) throw new Error(`no ${name} series for node test-edge in /metrics`)
+    return Number(m[1])
+  }
+  return { responses: value('streamedge_fast_path_responses_total'), handoffs: value('streamedge_fast_path_handoffs_total') }
+}
+
+t.test('metrics: /metrics counts fast answers and hand-offs to node:http', async (t) => {
+  const h = await setup(t)
+  await warm(h, '/plain.txt', '/vod/t/v/seg-0.ts')
+  const before = await scrapeFastPath(t, h)
+  t.equal(before.responses, answered(h), 'the counter is the fast path\'s own total')
+  t.ok(before.handoffs >= 3, 'the warm-up requests and the scrape were handed to node:http')
+  for (const path of ['/plain.txt', '/plain.txt', '/vod/t/v/seg-0.ts']) t.equal((await get(h.url + path)).status, 200)
+  await get(h.url + '/plain.txt', SLOW)
+  const after = await scrapeFastPath(t, h)
+  t.equal(after.responses, before.responses + 3, 'three fast hits')
+  t.ok(after.handoffs >= before.handoffs + 1, 'the forced request was handed off')
+  t.equal(after.handoffs, h.node.fastPathStats()?.handedOff, 'the counter is the fast path\'s own total')
+})
+
 t.test('keep-alive: fast answers, then a request node:http takes, on one connection, in order', async (t) => {
   const h = await setup(t)
   await warm(h, '/plain.txt', '/vod/t/v/seg-0.ts')
@@ -331,4 +357,5 @@ t.test('fastPath: false sends everything through node:http', async (t) => {
   const hit = await get(h.url + '/plain.txt')
   t.match(header(hit, 'cache-status'), /; hit/)
   t.equal(h.node.fastPathStats(), undefined)
+  t.same(await scrapeFastPath(t, h), { responses: 0, handoffs: 0 }, 'the fast-path series stay at 0')
 })
