@@ -2,19 +2,25 @@
  * The disk tier: one checksummed file per object (see object-file.ts), an in-memory
  * LRU index bounded in bytes, crash-safe writes (temp file, verify, rename) and an
  * index rebuilt from the files in the background after a restart, serving "cold"
- * hits from disk meanwhile (nginx's cache loader).
+ * hits from disk meanwhile (nginx's cache loader). Hot files stay open (open-files.ts)
+ * and a file's body checksum is verified once per process: later hits on the same
+ * file (same inode, size and mtime) are one pread or a stream, without a checksum.
  */
 import { randomBytes } from 'node:crypto'
-import type { Dirent } from 'node:fs'
+import { fstatSync, read as readFd, type Dirent, type Stats } from 'node:fs'
+import { pipeline, type Writable } from 'node:stream'
 import { lstat, mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { inspect } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { CdnError } from '../../lib/errors.ts'
+import { writeBodyRange } from './body-writer.ts'
+import { BufferPool } from './buffer-pool.ts'
 import {
   HEADER_PROBE_BYTES,
   encodeObjectHead,
+  encodeObjectHeadFor,
   hashKey,
   isObjectFileName,
   objectRelativePath,
@@ -22,7 +28,8 @@ import {
   readObjectHead,
 } from './object-file.ts'
 import type { ObjectHeader } from './object-file.ts'
-import { ObjectReadStream } from './object-read-stream.ts'
+import { ObjectReadStream, READ_CHUNK_BYTES } from './object-read-stream.ts'
+import { OpenFiles, type OpenFile } from './open-files.ts'
 import type { MemoryObject, ObjectMeta, Store, StoredObject, StoreObserver, StreamedObject } from './types.ts'
 
 /** Objects up to this many body bytes are read whole and returned as MemoryObject. */
@@ -30,6 +37,23 @@ export const DEFAULT_READ_WHOLE_MAX_BYTES = 16 * 1024 * 1024
 
 /** Files whose headers the index rebuild reads at the same time. */
 export const REBUILD_CONCURRENCY = 16
+
+/** Object files kept open between hits by default (see DiskStoreOptions.maxOpenFiles). */
+export const DEFAULT_MAX_OPEN_FILES = 256
+
+/** Default bound on the pooled read buffers of streamed hits (see DiskStoreOptions.readBufferPoolBytes). */
+export const DEFAULT_READ_BUFFER_POOL_BYTES = 32 * 1024 * 1024
+
+/**
+ * How `get` answers: `whole` reads the body into a Buffer (a MemoryObject), `stream`
+ * returns a StreamedObject (empty bodies still come whole), `auto` reads bodies up to
+ * readWholeMaxBytes whole and streams larger ones.
+ */
+export type DiskReadMode = 'auto' | 'whole' | 'stream'
+
+// A lookup that raced a put, delete or unlink starts over, a few times at most.
+const MAX_LOOKUP_ATTEMPTS = 3
+const RETRY: unique symbol = Symbol('retry')
 
 /** The file-system calls a test may replace to inject write faults when it cannot mount a small file system. */
 export interface DiskStoreIo {
@@ -43,8 +67,14 @@ export interface DiskStoreOptions {
   readonly dir: string
   /** Budget for the sum of object file sizes (headers included). */
   readonly maxBytes: number
-  /** Bodies up to this size are read whole and verified on get; larger ones are streamed (default 16 MiB). */
+  /** With get's `auto` mode, bodies up to this size are read whole; larger ones are streamed (default 16 MiB). */
   readonly readWholeMaxBytes?: number | undefined
+  /** Object files kept open between hits (default DEFAULT_MAX_OPEN_FILES; 0: open per hit). */
+  readonly maxOpenFiles?: number | undefined
+  /** Bytes per read of a streamed body (default READ_CHUNK_BYTES, 512 KiB). */
+  readonly readChunkBytes?: number | undefined
+  /** Bound on the pooled read buffers StreamedObject.writeTo uses (default 32 MiB; 0: no pooling). */
+  readonly readBufferPoolBytes?: number | undefined
   /** fsync each object file and its directory before it becomes visible (default false). */
   readonly fsync?: boolean | undefined
   /** Receives evictions, damaged files and I/O failures; the store never logs or counts by itself. */
@@ -60,13 +90,32 @@ export interface DiskStoreOptions {
   readonly isPurged?: ((meta: ObjectMeta) => boolean) | undefined
 }
 
+/** What identifies one version of a file: a rename, rewrite or truncation changes one of these. */
+interface FileIdentity {
+  readonly ino: number
+  readonly size: number
+  readonly mtimeMs: number
+}
+
 interface IndexEntry {
   readonly key: string
   readonly hash: string
   readonly fileBytes: number
   readonly meta: ObjectMeta
-  /** The whole body matched its checksum at least once in this process. */
-  verified: boolean
+  /**
+   * The file whose whole body matched its checksum in this process; undefined until the
+   * first full read. A restart starts unverified, so a file a crash left damaged is
+   * caught on its first read.
+   */
+  verifiedAs: FileIdentity | undefined
+}
+
+/** A body to copy into a new file from an open object file (a metadata rewrite). */
+interface FileBody {
+  readonly file: OpenFile
+  /** File offset of the first body byte. */
+  readonly offset: number
+  readonly bytes: number
 }
 
 interface ScannedFile extends IndexEntry {
@@ -94,6 +143,8 @@ export class DiskStore implements Store {
   readonly name = 'disk' as const
   /** Resolves when the index rebuild has scanned every file (or was cut short by close). */
   readonly indexReady: Promise<void>
+  /** Read buffers of StreamedObject.writeTo, lent per chunk; the tiered store charges their size to the memory tier. */
+  readonly readBuffers: BufferPool
 
   readonly #objectsDir: string
   readonly #tmpDir: string
@@ -104,6 +155,7 @@ export class DiskStore implements Store {
   readonly #now: () => number
   readonly #writev: DiskStoreIo['writev']
   readonly #isPurged: (meta: ObjectMeta) => boolean
+  readonly #files: OpenFiles
 
   // Map order is the LRU order: first entry is the least recently used.
   #index = new Map<string, IndexEntry>()
@@ -140,6 +192,8 @@ export class DiskStore implements Store {
     this.#now = options.now ?? Date.now
     this.#writev = options.io?.writev ?? defaultWritev
     this.#isPurged = options.isPurged ?? (() => false)
+    this.#files = new OpenFiles({ maxOpen: options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES })
+    this.readBuffers = new BufferPool({ chunkBytes: options.readChunkBytes ?? READ_CHUNK_BYTES, maxBytes: options.readBufferPoolBytes ?? DEFAULT_READ_BUFFER_POOL_BYTES })
     this.indexReady = new Promise<void>((resolve, reject) => {
       this.#settleReady = (err) => { if (err === undefined) resolve(); else reject(err) }
     })
@@ -209,37 +263,44 @@ export class DiskStore implements Store {
   }
 
   /**
-   * Looks the object up and checks it before answering: bodies up to readWholeMaxBytes
-   * come back whole and verified, larger ones as a StreamedObject that verifies as it
-   * reads. A damaged file is deleted and reported, and the answer is a miss.
+   * Looks the object up and checks it before answering (see DiskReadMode for the
+   * shape of the answer). The first read of a file in this process verifies its header
+   * and body checksum (a streamed body as it streams); later reads of the same file
+   * trust it. A damaged file is deleted and reported, and the answer is a miss.
    */
-  async get (key: string): Promise<StoredObject | undefined> {
-    if (this.#state !== 'open') return undefined
-    const entry = this.#index.get(key)
-    if (entry !== undefined) {
-      this.#index.delete(key)
-      this.#index.set(key, entry)
-    } else if (!this.#cold || this.#settled.has(key)) {
-      return undefined
+  async get (key: string, mode: DiskReadMode = 'auto'): Promise<StoredObject | undefined> {
+    for (let attempt = 0; attempt < MAX_LOOKUP_ATTEMPTS; attempt++) {
+      if (this.#state !== 'open') return undefined
+      const entry = this.#index.get(key)
+      if (entry !== undefined) {
+        this.#index.delete(key)
+        this.#index.set(key, entry)
+      } else if (!this.#cold || this.#settled.has(key)) {
+        return undefined
+      }
+      const hash = entry?.hash ?? hashKey(key)
+      const path = this.#pathOf(hash)
+      let file: OpenFile
+      try {
+        file = await this.#files.acquire(hash, path)
+      } catch (err) {
+        if (isNotFound(err)) this.#forget(key, entry)
+        else this.#observer.onReadError?.(asError(err), { path, key })
+        return undefined
+      }
+      try {
+        // A put, delete or eviction committed while the file was opening: the descriptor may be either file.
+        if (this.#index.get(key) !== entry) continue
+        const found = await this.#readOpenFile(file, key, hash, path, entry, mode)
+        if (found !== RETRY) return found
+      } catch (err) {
+        this.#observer.onReadError?.(asError(err), { path, key })
+        return undefined
+      } finally {
+        this.#files.release(file)
+      }
     }
-    const hash = entry?.hash ?? hashKey(key)
-    const path = this.#pathOf(hash)
-    let fh: FileHandle
-    try {
-      fh = await open(path, 'r')
-    } catch (err) {
-      if (isNotFound(err)) this.#forget(key, entry)
-      else this.#observer.onReadError?.(asError(err), { path, key })
-      return undefined
-    }
-    try {
-      return await this.#readOpenFile(fh, key, hash, path, entry)
-    } catch (err) {
-      this.#observer.onReadError?.(asError(err), { path, key })
-      return undefined
-    } finally {
-      await fh.close().catch(() => {})
-    }
+    return undefined
   }
 
   /**
@@ -264,10 +325,47 @@ export class DiskStore implements Store {
     if (fileBytes > this.#maxBytes) {
       throw new CdnError('CDN_ERR_STORE_WRITE', `Object ${meta.key} needs ${fileBytes} bytes on disk, more than the disk store budget of ${this.#maxBytes} bytes`)
     }
-    // A new file starts unverified: bit rot after the write is still caught before a partial range.
-    const task = this.#write({ key: meta.key, hash: hashKey(meta.key), fileBytes, meta, verified: false }, head, body)
+    // A new file starts unverified: damage after the write is still caught by its first read.
+    const task = this.#write({ key: meta.key, hash: hashKey(meta.key), fileBytes, meta, verifiedAs: undefined }, head, body)
     this.#track(task)
     await task
+  }
+
+  /**
+   * Replaces an indexed object's metadata and keeps its body (a 304 freshened it, RFC 9111
+   * §4.3.4) without the body passing through memory: a new file gets the new head and the
+   * old file's body, copied file to file without a checksum pass (the body keeps its crc32,
+   * and the new file is verified on its first read like any new file), and is renamed into
+   * place like a put. Resolves false, writing nothing, when the object is not indexed, its
+   * file is not the indexed one, or a put, delete or eviction commits first. Rejects like
+   * put when the write fails.
+   */
+  async replaceMeta (key: string, meta: ObjectMeta): Promise<boolean> {
+    if (meta.key !== key) throw new TypeError(`Expected meta.key to be ${JSON.stringify(key)}, got ${JSON.stringify(meta.key)}`)
+    if (this.#state !== 'open') return false
+    const entry = this.#index.get(key)
+    if (entry === undefined) return false
+    if (meta.bodyBytes !== entry.meta.bodyBytes) {
+      throw new TypeError(`Expected meta.bodyBytes to equal the stored body length ${entry.meta.bodyBytes}, got ${meta.bodyBytes}`)
+    }
+    let file: OpenFile
+    try {
+      file = await this.#files.acquire(entry.hash, this.#pathOf(entry.hash))
+    } catch {
+      return false
+    }
+    try {
+      const head = await this.#headOfIndexed(file, entry)
+      if (head === undefined) return false
+      const newHead = encodeObjectHeadFor(meta, meta.bodyBytes, head.header.bodyCrc32)
+      const fileBytes = newHead.length + meta.bodyBytes
+      if (fileBytes > this.#maxBytes) return false
+      const task = this.#write({ key, hash: entry.hash, fileBytes, meta, verifiedAs: undefined }, newHead, { file, offset: head.headBytes, bytes: meta.bodyBytes }, entry)
+      this.#track(task)
+      return await task
+    } finally {
+      this.#files.release(file)
+    }
   }
 
   /** Removes the object's file and index entry (fine if there is none); the removal survives a restart. */
@@ -289,69 +387,153 @@ export class DiskStore implements Store {
     this.#rebuildAborted = true
     await this.#rebuild
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
+    this.#files.close()
     this.#settleReady()
   }
 
-  async #readOpenFile (fh: FileHandle, key: string, hash: string, path: string, entry: IndexEntry | undefined): Promise<StoredObject | undefined> {
-    const stat = await fh.stat()
+  async #readOpenFile (file: OpenFile, key: string, hash: string, path: string, entry: IndexEntry | undefined, mode: DiskReadMode): Promise<StoredObject | undefined | typeof RETRY> {
+    // fstat of an open descriptor is a syscall without I/O; it tells whether the file is still the one verified.
+    const stat = fstatSync(file.fd)
+    if (stat.nlink === 0) {
+      // Unlinked or renamed over behind the cached descriptor: look at the path again.
+      this.#files.invalidate(hash)
+      return RETRY
+    }
+    if (entry !== undefined && sameFile(entry.verifiedAs, stat)) return this.#trustedHit(file, entry, stat, path, mode)
+    return this.#checkedHit(file, key, hash, path, entry, stat, mode)
+  }
+
+  /** A file verified earlier in this process: no header parse, no checksum. */
+  async #trustedHit (file: OpenFile, entry: IndexEntry, stat: Stats, path: string, mode: DiskReadMode): Promise<StoredObject | undefined> {
+    const { meta } = entry
+    const bodyOffset = stat.size - meta.bodyBytes
+    if (!this.#wantsWhole(meta.bodyBytes, mode)) return this.#streamed(entry, identityOf(stat), bodyOffset, meta, 0, path, () => {})
+    const body = await readAt(file.fd, bodyOffset, meta.bodyBytes)
+    if (body.length !== meta.bodyBytes) return this.#corrupt({ path, hash: entry.hash, reason: 'file ended before its body did', key: entry.key, entry, ino: stat.ino })
+    return { meta, body }
+  }
+
+  /** The first read of a file (or of a file that changed): header, size and body checksum are checked. */
+  async #checkedHit (file: OpenFile, key: string, hash: string, path: string, entry: IndexEntry | undefined, stat: Stats, mode: DiskReadMode): Promise<StoredObject | undefined> {
     const corrupt = (reason: string): undefined => this.#corrupt({ path, hash, reason, key, entry, ino: stat.ino })
+    const expectedBody = entry?.meta.bodyBytes ?? stat.size
     // Small objects come in with their header in one read.
-    const probeBytes = stat.size <= this.#readWholeMaxBytes + HEADER_PROBE_BYTES ? stat.size : HEADER_PROBE_BYTES
-    const head = await readObjectHead(fh, stat.size, probeBytes)
+    const probeBytes = this.#wantsWhole(expectedBody, mode) && stat.size <= expectedBody + HEADER_PROBE_BYTES ? stat.size : HEADER_PROBE_BYTES
+    const head = await readObjectHead(file.fd, stat.size, probeBytes)
     if (head.status !== 'ok') return corrupt(head.reason)
     const { header, headBytes } = head
     if (header.key !== key) return corrupt('file holds another key')
     if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`)
     if (entry === undefined && this.#isPurged(header.meta)) return this.#purgedFile(key, hash)
-    if (header.bodyBytes > this.#readWholeMaxBytes) {
-      const known = this.#adopt(header, hash, stat.size, entry, false)
-      return this.#streamed(known, header, Buffer.from(head.bytes.subarray(0, headBytes)), path)
+    const identity = identityOf(stat)
+    if (!this.#wantsWhole(header.bodyBytes, mode)) {
+      const known = this.#adopt(header, hash, stat.size, entry)
+      const onVerified = (): void => { this.#verified(known, header, identity) }
+      return this.#streamed(known, identity, headBytes, header.meta, header.bodyCrc32, path, onVerified)
     }
     const body = head.bytes.length >= stat.size
       ? head.bytes.subarray(headBytes, stat.size)
-      : await readAt(fh, headBytes, header.bodyBytes)
+      : await readAt(file.fd, headBytes, header.bodyBytes)
     if (body.length !== header.bodyBytes) return corrupt('file ended before its body did')
     if (crc32(body) !== header.bodyCrc32) return corrupt('body checksum mismatch')
-    this.#adopt(header, hash, stat.size, entry, true)
+    this.#verified(this.#adopt(header, hash, stat.size, entry), header, identity)
     return { meta: header.meta, body }
   }
 
-  #streamed (entry: IndexEntry, header: ObjectHeader, head: Buffer, path: string): StreamedObject {
+  /** The checked head of `file` when it is the file `entry` indexes (damage is left for the next get to find). */
+  async #headOfIndexed (file: OpenFile, entry: IndexEntry): Promise<{ header: ObjectHeader, headBytes: number } | undefined> {
+    const stat = fstatSync(file.fd)
+    if (stat.nlink === 0 || stat.size !== entry.fileBytes || this.#index.get(entry.key) !== entry) return undefined
+    const head = await readObjectHead(file.fd, stat.size)
+    if (head.status !== 'ok' || head.header.key !== entry.key || !sameVersion(head.header.meta, entry.meta)) return undefined
+    if (stat.size !== head.headBytes + head.header.bodyBytes) return undefined
+    return { header: head.header, headBytes: head.headBytes }
+  }
+
+  /** Remembers a verified file, but only on the entry it describes (a put may have renamed a newer file onto the path). */
+  #verified (entry: IndexEntry, header: ObjectHeader, identity: FileIdentity): void {
+    if (entry.fileBytes === identity.size && sameVersion(entry.meta, header.meta)) entry.verifiedAs = identity
+  }
+
+  #wantsWhole (bodyBytes: number, mode: DiskReadMode): boolean {
+    return bodyBytes === 0 || mode === 'whole' || (mode === 'auto' && bodyBytes <= this.#readWholeMaxBytes)
+  }
+
+  /**
+   * A body left on disk. Each stream takes its own reference on the open file, and only
+   * while `entry` is still the indexed object: a stream created after a replace or
+   * delete fails with CDN_ERR_STORE_CORRUPT before its first byte.
+   */
+  #streamed (entry: IndexEntry, identity: FileIdentity, bodyOffset: number, meta: ObjectMeta, bodyCrc32: number, path: string, onVerified: () => void): StreamedObject {
     const { key, hash } = entry
-    const { bodyBytes, bodyCrc32 } = header
-    return {
-      meta: header.meta,
-      body: null,
-      createReadStream: (start, endInclusive) => {
-        if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endInclusive) || start < 0 || start > endInclusive || endInclusive >= bodyBytes) {
-          throw new RangeError(`Expected a range within 0..${bodyBytes - 1}, got ${start}..${endInclusive}`)
-        }
-        const partial = start !== 0 || endInclusive !== bodyBytes - 1
-        return new ObjectReadStream({
-          path,
-          head,
-          bodyBytes,
-          bodyCrc32,
-          start,
-          endInclusive,
-          verifyFirst: partial && !entry.verified,
-          onVerified: () => { entry.verified = true },
-          onCorrupt: (reason, ino) => { this.#corrupt({ path, hash, reason, key, entry, ino }) },
-        })
-      },
+    const bodyBytes = meta.bodyBytes
+    const release = (file: OpenFile): void => { this.#files.release(file) }
+    const onCorrupt = (reason: string): void => { this.#corrupt({ path, hash, reason, key, entry, ino: identity.ino }) }
+    const createReadStream = (start: number, endInclusive: number): ObjectReadStream => {
+      checkRange(start, endInclusive, bodyBytes)
+      return new ObjectReadStream({
+        path,
+        open: () => this.#openForStream(entry, identity, path),
+        release,
+        bodyOffset,
+        bodyBytes,
+        bodyCrc32,
+        start,
+        endInclusive,
+        trusted: sameFile(entry.verifiedAs, identity),
+        chunkBytes: this.readBuffers.chunkBytes,
+        onVerified,
+        onCorrupt,
+      })
     }
+    const writeTo = (out: Writable, start: number, endInclusive: number, done: (err: Error | undefined, bytes: number) => void): void => {
+      checkRange(start, endInclusive, bodyBytes)
+      if (!sameFile(entry.verifiedAs, identity)) {
+        // First read of this file: the stream checks the body as it goes (once per file and process).
+        let bytes = 0
+        const stream = createReadStream(start, endInclusive)
+        stream.on('data', (chunk: Buffer) => { bytes += chunk.length })
+        pipeline(stream, out, (err) => { done(err ?? undefined, bytes) })
+        return
+      }
+      const write = (file: OpenFile): void => {
+        writeBodyRange(out, { file, release, pool: this.readBuffers, path, bodyOffset, start, endInclusive, onCorrupt }, done)
+      }
+      let opened: OpenFile | Promise<OpenFile>
+      try {
+        opened = this.#openForStream(entry, identity, path)
+      } catch (err) {
+        process.nextTick(done, asError(err), 0)
+        return
+      }
+      if (opened instanceof Promise) opened.then(write, (err: unknown) => { done(asError(err), 0) })
+      else write(opened)
+    }
+    return { meta, body: null, createReadStream, writeTo }
+  }
+
+  #openForStream (entry: IndexEntry, identity: FileIdentity, path: string): OpenFile | Promise<OpenFile> {
+    const replaced = (): CdnError => new CdnError('CDN_ERR_STORE_CORRUPT', `Object file ${path} was replaced or deleted after lookup`)
+    if (this.#state !== 'open' || this.#index.get(entry.key) !== entry) throw replaced()
+    const check = (file: OpenFile): OpenFile => {
+      if (file.ino === identity.ino) return file
+      this.#files.release(file)
+      throw replaced()
+    }
+    const cached = this.#files.tryAcquire(entry.hash)
+    if (cached !== undefined) return check(cached)
+    return Promise.resolve(this.#files.acquire(entry.hash, path)).then(check, (err: unknown) => {
+      throw isNotFound(err) ? replaced() : err
+    })
   }
 
   /**
    * The index entry for an object just read: the existing one, or, on a cold hit, a
    * new one inserted as most recently used (unless a delete or put settled the key).
    */
-  #adopt (header: ObjectHeader, hash: string, fileBytes: number, entry: IndexEntry | undefined, verified: boolean): IndexEntry {
-    if (entry !== undefined) {
-      if (verified) entry.verified = true
-      return entry
-    }
-    const fresh: IndexEntry = { key: header.key, hash, fileBytes, meta: header.meta, verified }
+  #adopt (header: ObjectHeader, hash: string, fileBytes: number, entry: IndexEntry | undefined): IndexEntry {
+    if (entry !== undefined) return entry
+    const fresh: IndexEntry = { key: header.key, hash, fileBytes, meta: header.meta, verifiedAs: undefined }
     if (this.#cold && this.#state === 'open' && !this.#settled.has(fresh.key) && !this.#index.has(fresh.key)) {
       this.#index.set(fresh.key, fresh)
       this.#sizeBytes += fileBytes
@@ -360,7 +542,11 @@ export class DiskStore implements Store {
     return fresh
   }
 
-  async #write (entry: IndexEntry, head: Buffer, body: Buffer): Promise<void> {
+  /**
+   * Writes a new file for `entry` and commits it; resolves false when it did not commit: a
+   * delete won, or `replaces` (the entry a metadata rewrite copied from) is no longer indexed.
+   */
+  async #write (entry: IndexEntry, head: Buffer, body: Buffer | FileBody, replaces?: IndexEntry): Promise<boolean> {
     const { key, hash, fileBytes } = entry
     const startSeq = ++this.#seq
     this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1)
@@ -370,17 +556,21 @@ export class DiskStore implements Store {
     const tmpPath = join(this.#tmpDir, `${hash}.${randomBytes(6).toString('hex')}`)
     try {
       await this.#writeTempFile(tmpPath, head, body, fileBytes)
-      await this.#serial(hash, async () => {
-        if ((this.#deletedSeq.get(key) ?? 0) > startSeq) {
-          // Deleted after this write began: the delete wins, the object never appears.
+      return await this.#serial(hash, async () => {
+        const superseded = replaces !== undefined && this.#index.get(key) !== replaces
+        if (superseded || (this.#deletedSeq.get(key) ?? 0) > startSeq) {
+          // Deleted after this write began (the delete wins, the object never appears), or the
+          // object a rewrite copied changed meanwhile (the newer object stays).
           await unlink(tmpPath).catch(() => {})
-          return
+          return false
         }
         await this.#renameIntoPlace(tmpPath, hash)
+        // Descriptors opened on the old file must not serve the new object's entry.
+        this.#files.invalidate(hash)
         if ((this.#deletedSeq.get(key) ?? 0) > startSeq) {
           // Deleted while the rename ran: take the file back out before anyone can index it.
           await unlink(this.#pathOf(hash)).catch(() => {})
-          return
+          return false
         }
         this.#reservedBytes -= fileBytes
         reserved = false
@@ -389,6 +579,7 @@ export class DiskStore implements Store {
         this.#index.set(key, entry)
         this.#sizeBytes += fileBytes
         this.#evictToBudget(key, 0)
+        return true
       })
     } catch (err) {
       await unlink(tmpPath).catch(() => {})
@@ -406,16 +597,11 @@ export class DiskStore implements Store {
     }
   }
 
-  async #writeTempFile (tmpPath: string, head: Buffer, body: Buffer, fileBytes: number): Promise<void> {
+  async #writeTempFile (tmpPath: string, head: Buffer, body: Buffer | FileBody, fileBytes: number): Promise<void> {
     const fh = await open(tmpPath, 'wx')
     try {
-      let buffers = body.length > 0 ? [head, body] : [head]
-      for (let position = 0; position < fileBytes;) {
-        const { bytesWritten } = await this.#writev(fh, buffers, position)
-        if (!(bytesWritten > 0)) throw new Error(`Write to ${tmpPath} made no progress`)
-        position += bytesWritten
-        buffers = skipBytes(buffers, bytesWritten)
-      }
+      if (Buffer.isBuffer(body)) await this.#writeAll(fh, tmpPath, body.length > 0 ? [head, body] : [head], 0)
+      else await this.#copyBody(fh, tmpPath, head, body)
       if (this.#fsync) await fh.sync()
       const mtimeSeconds = this.#now() / 1000
       await fh.utimes(mtimeSeconds, mtimeSeconds)
@@ -426,6 +612,30 @@ export class DiskStore implements Store {
       throw err
     }
     await fh.close()
+  }
+
+  /** Writes `buffers` at `position`, completing short writes. */
+  async #writeAll (fh: FileHandle, tmpPath: string, buffers: Buffer[], position: number): Promise<void> {
+    let bytes = 0
+    for (const buffer of buffers) bytes += buffer.length
+    for (const end = position + bytes; position < end;) {
+      const { bytesWritten } = await this.#writev(fh, buffers, position)
+      if (!(bytesWritten > 0)) throw new Error(`Write to ${tmpPath} made no progress`)
+      position += bytesWritten
+      buffers = skipBytes(buffers, bytesWritten)
+    }
+  }
+
+  /** Writes `head`, then the body from another open file, one read chunk at a time. */
+  async #copyBody (fh: FileHandle, tmpPath: string, head: Buffer, body: FileBody): Promise<void> {
+    await this.#writeAll(fh, tmpPath, [head], 0)
+    const chunk = Buffer.allocUnsafe(Math.min(this.readBuffers.chunkBytes, body.bytes))
+    for (let done = 0; done < body.bytes;) {
+      const bytesRead = await readInto(body.file.fd, chunk, Math.min(chunk.length, body.bytes - done), body.offset + done)
+      if (bytesRead === 0) throw new Error(`Object file ended before its body did while copying it to ${tmpPath}`)
+      await this.#writeAll(fh, tmpPath, [chunk.subarray(0, bytesRead)], head.length + done)
+      done += bytesRead
+    }
   }
 
   async #renameIntoPlace (tmpPath: string, hash: string): Promise<void> {
@@ -475,6 +685,7 @@ export class DiskStore implements Store {
   /** Removes an entry from the index and the accounting at once, so no get can return it. */
   #drop (entry: IndexEntry): void {
     if (this.#index.get(entry.key) !== entry) return
+    this.#files.invalidate(entry.hash)
     this.#index.delete(entry.key)
     this.#sizeBytes -= entry.fileBytes
     if (this.#cold) this.#settled.add(entry.key)
@@ -482,6 +693,7 @@ export class DiskStore implements Store {
 
   /** A file found unindexed that a purge covers: delete it (a miss, not damage). */
   #purgedFile (key: string, hash: string): undefined {
+    this.#files.invalidate(hash)
     if (this.#cold) this.#settled.add(key)
     this.#track(this.#unlinkUnlessReplaced(key, hash))
     return undefined
@@ -498,6 +710,7 @@ export class DiskStore implements Store {
     return this.#serial(hash, async () => {
       // A put that committed after the drop owns the path now.
       if (this.#index.has(key)) return
+      this.#files.invalidate(hash)
       await unlink(path).catch(() => {})
     })
   }
@@ -508,6 +721,7 @@ export class DiskStore implements Store {
    */
   #corrupt (detail: { path: string, hash: string, reason: string, key?: string | undefined, entry?: IndexEntry | undefined, ino?: number | undefined }): undefined {
     const { path, hash, reason, key, entry, ino } = detail
+    this.#files.invalidate(hash)
     if (entry !== undefined) this.#drop(entry)
     else if (key !== undefined && this.#cold) this.#settled.add(key)
     this.#observer.onCorrupt?.(key === undefined ? { path, reason } : { path, reason, key })
@@ -583,7 +797,7 @@ export class DiskStore implements Store {
       if (hashKey(header.key) !== name) return corrupt('key hash does not match the file name', header.key)
       if (stat.size !== headBytes + header.bodyBytes) return corrupt(`file is ${stat.size} bytes, header says ${headBytes + header.bodyBytes}`, header.key)
       if (this.#isPurged(header.meta)) return this.#purgedFile(header.key, name)
-      return { key: header.key, hash: name, fileBytes: stat.size, meta: header.meta, verified: false, mtimeMs: stat.mtimeMs }
+      return { key: header.key, hash: name, fileBytes: stat.size, meta: header.meta, verifiedAs: undefined, mtimeMs: stat.mtimeMs }
     } catch (err) {
       this.#observer.onReadError?.(asError(err), { path })
       return undefined
@@ -611,9 +825,9 @@ export class DiskStore implements Store {
     this.#evictToBudget(undefined, 0)
   }
 
-  #serial (hash: string, task: () => Promise<void>): Promise<void> {
+  #serial<T> (hash: string, task: () => Promise<T>): Promise<T> {
     const run = (this.#chains.get(hash) ?? Promise.resolve()).then(task)
-    const tail = run.catch(() => {})
+    const tail = run.then(() => {}, () => {})
     this.#chains.set(hash, tail)
     void tail.then(() => { if (this.#chains.get(hash) === tail) this.#chains.delete(hash) })
     return run
@@ -634,12 +848,15 @@ function validateOptions (options: DiskStoreOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`Expected options to be an object, got ${inspect(options)}`)
   }
-  const { dir, maxBytes, readWholeMaxBytes, fsync, observer, now, io, isPurged } = options
+  const { dir, maxBytes, readWholeMaxBytes, maxOpenFiles, readChunkBytes, readBufferPoolBytes, fsync, observer, now, io, isPurged } = options
   if (typeof dir !== 'string' || dir === '') fail('dir', 'a non-empty string', dir)
   if (!isNonNegativeInteger(maxBytes)) fail('maxBytes', 'a non-negative integer', maxBytes)
   if (readWholeMaxBytes !== undefined && !isNonNegativeInteger(readWholeMaxBytes)) {
     fail('readWholeMaxBytes', 'a non-negative integer', readWholeMaxBytes)
   }
+  if (maxOpenFiles !== undefined && !isNonNegativeInteger(maxOpenFiles)) fail('maxOpenFiles', 'a non-negative integer', maxOpenFiles)
+  if (readChunkBytes !== undefined && (!isNonNegativeInteger(readChunkBytes) || readChunkBytes === 0)) fail('readChunkBytes', 'a positive integer', readChunkBytes)
+  if (readBufferPoolBytes !== undefined && !isNonNegativeInteger(readBufferPoolBytes)) fail('readBufferPoolBytes', 'a non-negative integer', readBufferPoolBytes)
   if (fsync !== undefined && typeof fsync !== 'boolean') fail('fsync', 'a boolean', fsync)
   if (observer !== undefined && (typeof observer !== 'object' || observer === null)) fail('observer', 'an object', observer)
   if (now !== undefined && typeof now !== 'function') fail('now', 'a function', now)
@@ -650,6 +867,25 @@ function validateOptions (options: DiskStoreOptions): void {
 
 function fail (field: string, expected: string, got: unknown): never {
   throw new TypeError(`Expected options.${field} to be ${expected}, got ${inspect(got)}`)
+}
+
+function checkRange (start: number, endInclusive: number, bodyBytes: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endInclusive) || start < 0 || start > endInclusive || endInclusive >= bodyBytes) {
+    throw new RangeError(`Expected a range within 0..${bodyBytes - 1}, got ${start}..${endInclusive}`)
+  }
+}
+
+function identityOf (stat: Stats): FileIdentity {
+  return { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs }
+}
+
+function sameFile (identity: FileIdentity | undefined, stat: FileIdentity): boolean {
+  return identity !== undefined && identity.ino === stat.ino && identity.size === stat.size && identity.mtimeMs === stat.mtimeMs
+}
+
+/** Same stored response (a replace writes a new request and response time). */
+function sameVersion (a: ObjectMeta, b: ObjectMeta): boolean {
+  return a.bodyBytes === b.bodyBytes && a.status === b.status && a.requestTimeMs === b.requestTimeMs && a.responseTimeMs === b.responseTimeMs
 }
 
 function isNonNegativeInteger (value: unknown): value is number {
@@ -687,6 +923,12 @@ async function readdirIfExists (path: string): Promise<Dirent[]> {
     if (isNotFound(err)) return []
     throw err
   }
+}
+
+function readInto (fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readFd(fd, buf, 0, length, position, (err, bytesRead) => { if (err === null) resolve(bytesRead); else reject(err) })
+  })
 }
 
 function isNotFound (err: unknown): boolean {

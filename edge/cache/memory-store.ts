@@ -33,6 +33,8 @@ export class MemoryStore implements Store {
   readonly name = 'memory' as const
   readonly #lru: LRUCache<string, MemoryObject>
   readonly #maxObjectBytes: number
+  // Part of the budget held by buffers outside the LRU (the disk tier's read buffers).
+  #reservedBytes = 0
 
   constructor (options: MemoryStoreOptions) {
     const { maxBytes, maxObjectBytes = maxBytes, observer, onEvict } = options
@@ -59,6 +61,31 @@ export class MemoryStore implements Store {
     return bodyBytes <= this.#maxObjectBytes
   }
 
+  /** The byte budget (bodies plus metadata). */
+  get maxBytes (): number {
+    return this.#lru.maxSize
+  }
+
+  /**
+   * Keys that would be evicted, least recently used first, to make room for an object
+   * costing `costBytes` (see memoryCostBytes): empty when it fits as is, undefined when
+   * more than `maxVictims` would have to go. Does not touch recency.
+   */
+  victimsFor (costBytes: number, maxVictims: number): string[] | undefined {
+    let missing = costBytes - (this.#capacity() - this.#lru.calculatedSize)
+    const victims: string[] = []
+    if (missing <= 0) return victims
+    for (const key of this.#lru.rkeys()) {
+      if (victims.length === maxVictims) return undefined
+      const object = this.#lru.peek(key)
+      if (object === undefined) continue
+      victims.push(key)
+      missing -= memoryCostBytes(object.meta)
+      if (missing <= 0) return victims
+    }
+    return undefined
+  }
+
   get (key: string): MemoryObject | undefined {
     return this.#lru.get(key)
   }
@@ -69,11 +96,36 @@ export class MemoryStore implements Store {
   }
 
   put (object: MemoryObject): void {
-    if (!this.accepts(object.meta.bodyBytes) || memoryCostBytes(object.meta) > this.#lru.maxSize) {
+    if (!this.accepts(object.meta.bodyBytes) || memoryCostBytes(object.meta) > this.#capacity()) {
       this.#lru.delete(object.meta.key)
       return
     }
     this.#lru.set(object.meta.key, object)
+    this.#fit()
+  }
+
+  /**
+   * Sets aside `bytes` of the budget for memory held outside the LRU (the disk tier's
+   * pooled read buffers), evicting least recently used objects until the rest fits, so
+   * objects plus those buffers stay within maxBytes.
+   */
+  reserve (bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new TypeError(`Expected bytes to be a non-negative integer, got ${String(bytes)}`)
+    this.#reservedBytes = Math.min(bytes, this.#lru.maxSize)
+    this.#fit()
+  }
+
+  /** Bytes set aside by reserve. */
+  get reservedBytes (): number {
+    return this.#reservedBytes
+  }
+
+  #capacity (): number {
+    return this.#lru.maxSize - this.#reservedBytes
+  }
+
+  #fit (): void {
+    while (this.#lru.size > 0 && this.#lru.calculatedSize > this.#capacity()) this.#lru.pop()
   }
 
   delete (key: string): void {

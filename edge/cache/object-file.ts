@@ -19,6 +19,7 @@
  * are deleted on open, never served. Checksums are zlib.crc32 (Node >= 20.15).
  */
 import { createHash } from 'node:crypto'
+import { read } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import type { FileHandle } from 'node:fs/promises'
 import type { ObjectMeta } from './types.ts'
@@ -84,12 +85,20 @@ export function isObjectFileName (name: string): boolean {
  * header would exceed MAX_HEADER_BYTES.
  */
 export function encodeObjectHead (meta: ObjectMeta, body: Buffer): Buffer {
+  return encodeObjectHeadFor(meta, body.length, crc32(body))
+}
+
+/**
+ * Everything that precedes a body of `bodyBytes` bytes whose crc32 is already known (a
+ * metadata rewrite keeps the body and its checksum). Throws like encodeObjectHead.
+ */
+export function encodeObjectHeadFor (meta: ObjectMeta, bodyBytes: number, bodyCrc32: number): Buffer {
   const header: ObjectHeader = {
     v: OBJECT_FILE_VERSION,
     key: meta.key,
     meta,
-    bodyBytes: body.length,
-    bodyCrc32: crc32(body),
+    bodyBytes,
+    bodyCrc32,
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8')
   if (json.length > MAX_HEADER_BYTES) {
@@ -128,12 +137,12 @@ export function decodeObjectHead (buf: Buffer): HeadDecodeResult {
 }
 
 /**
- * Reads and decodes the head of an open object file of `fileBytes` bytes. Reads
- * `probeBytes` first (callers pass the whole file size to get the body in the same
- * read) and more only for unusually large headers.
+ * Reads and decodes the head of an open object file (a FileHandle or a descriptor) of
+ * `fileBytes` bytes. Reads `probeBytes` first (callers pass the whole file size to get
+ * the body in the same read) and more only for unusually large headers.
  */
 export async function readObjectHead (
-  fh: FileHandle,
+  fh: FileHandle | number,
   fileBytes: number,
   probeBytes: number = HEADER_PROBE_BYTES,
 ): Promise<ObjectHeadReadResult> {
@@ -149,16 +158,28 @@ export async function readObjectHead (
   }
 }
 
-/** Reads exactly `length` bytes at `position`, or fewer only when the file ends first. */
-export async function readAt (fh: FileHandle, position: number, length: number): Promise<Buffer> {
+/**
+ * Reads exactly `length` bytes at `position` of a FileHandle or a descriptor, or fewer
+ * only when the file ends first.
+ */
+export async function readAt (fh: FileHandle | number, position: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length)
   let filled = 0
   while (filled < length) {
-    const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled)
+    const bytesRead = typeof fh === 'number'
+      ? await readFd(fh, buf, filled, length - filled, position + filled)
+      : (await fh.read(buf, filled, length - filled, position + filled)).bytesRead
     if (bytesRead === 0) break
     filled += bytesRead
   }
   return filled === length ? buf : buf.subarray(0, filled)
+}
+
+// The callback API: a disk hit is one pread, without a FileHandle's promise machinery.
+function readFd (fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, offset, length, position, (err, bytesRead) => { if (err === null) resolve(bytesRead); else reject(err) })
+  })
 }
 
 function invalid (reason: string): HeadDecodeResult {

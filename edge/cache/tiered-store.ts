@@ -1,33 +1,89 @@
 /**
  * Memory over disk. Writes go through to disk (so a restart keeps every complete
  * object) and into memory when the object is small enough; memory evictions demote
- * to disk when the disk copy is missing (its write failed or disk evicted it);
- * disk hits are promoted to memory.
+ * to disk when the disk copy is missing (its write failed or disk evicted it).
+ * A disk hit is promoted to memory only when it is more popular than what it would
+ * evict (TinyLFU admission over a frequency sketch of every lookup): with a working
+ * set larger than memory, promoting every disk hit would only churn the memory tier,
+ * copying whole bodies, and push out the hot part. Disk hits that stay on disk are
+ * streamed from the open file instead of read whole into a new Buffer.
  */
-import type { DiskStore } from './disk-store.ts'
-import type { MemoryStore } from './memory-store.ts'
+import type { DiskReadMode, DiskStore } from './disk-store.ts'
+import { FrequencySketch } from './frequency-sketch.ts'
+import { memoryCostBytes, type MemoryStore } from './memory-store.ts'
 import type { Readable } from 'node:stream'
 import type { MemoryObject, ObjectMeta, Store, StoredObject, StoreObserver } from './types.ts'
 
+/** Disk hits of bodies up to this size are read whole by default (one read beats a stream). */
+export const DEFAULT_STREAM_MIN_BYTES = 128 * 1024
+
+// A candidate that would evict more objects than this is not promoted (a large segment over many playlists).
+const MAX_ADMISSION_VICTIMS = 16
+// The sketch is sized for about one key per this many bytes of memory budget (segments, not
+// playlists, decide what memory holds); it ages every 10 × width lookups.
+const SKETCH_BYTES_PER_KEY = 256 * 1024
+const SKETCH_MIN_WIDTH = 256
+const SKETCH_MAX_WIDTH = 1 << 20
+
+const TEXT_TYPES = /^(?:text\/|application\/(?:vnd\.apple\.mpegurl|x-mpegurl|json|xml|dash\+xml)|audio\/(?:x-)?mpegurl)/i
+const PLAYLIST_PATH = /\.m3u8?(?:$|\?)/i
+
+/** Options of {@link TieredStore}. */
 export interface TieredStoreOptions {
   readonly memory: MemoryStore
   readonly disk: DiskStore
   readonly observer?: StoreObserver
+  /**
+   * Which disk hits are promoted to memory: `frequency` (default) only when the object is
+   * looked up more often than the objects it would evict, `always` on every disk hit.
+   */
+  readonly promotion?: 'frequency' | 'always'
+  /** Disk hits of bodies larger than this are streamed from disk unless `wholeBody` says otherwise (default 128 KiB). */
+  readonly streamMinBytes?: number
+  /**
+   * Objects a disk hit always reads whole, whatever their size, because callers need the
+   * body in memory (playlist rewriting and parsing). Default: playlists and text types.
+   */
+  readonly wholeBody?: (meta: ObjectMeta) => boolean
 }
 
+/** Memory tier over disk tier; see the module comment for the rules. */
 export class TieredStore implements Store {
   readonly name = 'tiered' as const
   readonly memory: MemoryStore
   readonly disk: DiskStore
   readonly #observer: StoreObserver | undefined
+  readonly #sketch: FrequencySketch
+  readonly #alwaysPromote: boolean
+  readonly #streamMinBytes: number
+  readonly #wholeBody: (meta: ObjectMeta) => boolean
 
   constructor (options: TieredStoreOptions) {
+    const { promotion = 'frequency', streamMinBytes = DEFAULT_STREAM_MIN_BYTES, wholeBody = isTextual } = options
+    if (promotion !== 'frequency' && promotion !== 'always') {
+      throw new TypeError(`Expected options.promotion to be 'frequency' or 'always', got ${String(promotion)}`)
+    }
+    if (!Number.isSafeInteger(streamMinBytes) || streamMinBytes < 0) {
+      throw new TypeError(`Expected options.streamMinBytes to be a non-negative integer, got ${String(streamMinBytes)}`)
+    }
+    if (typeof wholeBody !== 'function') throw new TypeError(`Expected options.wholeBody to be a function, got ${String(wholeBody)}`)
     this.memory = options.memory
     this.disk = options.disk
     this.#observer = options.observer
+    this.#alwaysPromote = promotion === 'always'
+    this.#streamMinBytes = streamMinBytes
+    this.#wholeBody = wholeBody
+    const width = Math.min(SKETCH_MAX_WIDTH, Math.max(SKETCH_MIN_WIDTH, Math.ceil(this.memory.maxBytes / SKETCH_BYTES_PER_KEY)))
+    this.#sketch = new FrequencySketch({ width })
+    // Buffers lent to disk readers come out of the memory tier's budget (issue 7: RSS within
+    // budget + headroom), and may take at most half of it; readers beyond that get unpooled buffers.
+    const pool = this.disk.readBuffers
+    pool.limit(Math.min(pool.maxBytes, Math.floor(this.memory.maxBytes / 2)))
+    pool.onResize((bytes) => { this.memory.reserve(bytes) })
+    this.memory.reserve(pool.sizeBytes)
   }
 
-  /** Memory first (synchronously), then disk; a disk hit is promoted. */
+  /** Memory first (synchronously), then disk. */
   get (key: string): StoredObject | undefined | Promise<StoredObject | undefined> {
     return this.getFromMemory(key) ?? this.getFromDisk(key)
   }
@@ -35,14 +91,29 @@ export class TieredStore implements Store {
   /** The synchronous half of a lookup (the hot path); a hit also refreshes the disk copy's recency. */
   getFromMemory (key: string): MemoryObject | undefined {
     const hit = this.memory.get(key)
-    if (hit !== undefined) this.disk.touch(key)
+    if (hit === undefined) return undefined
+    this.#sketch.increment(key)
+    this.disk.touch(key)
     return hit
   }
 
-  /** The disk half of a lookup, promoting what it finds. */
+  /**
+   * The disk half of a lookup. An object admitted to memory is read whole and promoted;
+   * others come back streamed, except small and text bodies, which are read whole.
+   */
   async getFromDisk (key: string): Promise<StoredObject | undefined> {
-    const found = await this.disk.get(key)
-    if (found?.body != null && this.memory.accepts(found.meta.bodyBytes)) this.memory.put(found)
+    this.#sketch.increment(key)
+    const meta = this.disk.peekMeta(key)
+    // Unindexed (the index is still being rebuilt): the disk store decides by size.
+    if (meta === undefined) {
+      const found = await this.disk.get(key, 'auto')
+      if (found?.body != null && this.#admits(key, found.meta)) this.memory.put(found)
+      return found
+    }
+    const promote = this.#admits(key, meta)
+    const mode: DiskReadMode = promote || meta.bodyBytes <= this.#streamMinBytes || this.#wholeBody(meta) ? 'whole' : 'stream'
+    const found = await this.disk.get(key, mode)
+    if (promote && found?.body != null) this.memory.put(found)
     return found
   }
 
@@ -58,16 +129,33 @@ export class TieredStore implements Store {
 
   /**
    * Replaces a stored object's metadata, keeping its body (a 304 or HEAD response
-   * freshened it, RFC 9111 §4.3.4). Returns the object as now stored in memory; the disk
-   * copy is rewritten in the background. A body held only on disk is read back first.
+   * freshened it, RFC 9111 §4.3.4), and returns the object as now stored. A body in memory
+   * is stored again under the new metadata there at once, its disk copy rewritten in the
+   * background. A body streamed from disk stays there: the disk file gets the new header
+   * with the body copied file to file (never read into memory), and the answer streams
+   * from the new file; only when that rewrite cannot happen is the body read back and
+   * stored like a fill.
    */
   async freshen (object: StoredObject, meta: ObjectMeta): Promise<StoredObject> {
-    // TODO(perf): rewrite only the header of large disk objects instead of copying the body.
+    if (object.body === null && !this.#wholeBody(meta)) {
+      const onDisk = await this.#freshenOnDisk(object.meta, meta)
+      if (onDisk !== undefined) return onDisk
+    }
     const body = object.body ?? await collect(object.createReadStream(0, Math.max(0, object.meta.bodyBytes - 1)), object.meta.bodyBytes)
     const updated: MemoryObject = { meta, body }
     // The memory copy is updated now; readers waiting on the revalidation need not wait for the disk.
     void this.put(updated)
     return updated
+  }
+
+  /** The disk half of freshen: header rewritten in place of the file, or undefined when that did not happen. */
+  async #freshenOnDisk (stale: ObjectMeta, meta: ObjectMeta): Promise<StoredObject | undefined> {
+    const rewritten = await this.disk.replaceMeta(stale.key, meta).catch(() => false)
+    if (!rewritten) return undefined
+    // A promotion that raced the rewrite holds the old metadata: keep its body, take the new metadata.
+    const cached = this.memory.peek(stale.key)
+    if (cached !== undefined && cached.meta.responseTimeMs === stale.responseTimeMs) this.memory.put({ meta, body: cached.body })
+    return await this.disk.get(stale.key, 'stream')
   }
 
   /** Called by the memory store for each evicted object. */
@@ -90,6 +178,29 @@ export class TieredStore implements Store {
     await this.memory.close()
     await this.disk.close()
   }
+
+  /**
+   * TinyLFU's admission test: into memory if it fits as is, or if it was looked up more
+   * often than every object it would evict (ties stay out, so equally popular objects
+   * do not take turns evicting each other).
+   */
+  #admits (key: string, meta: ObjectMeta): boolean {
+    if (!this.memory.accepts(meta.bodyBytes)) return false
+    if (this.#alwaysPromote) return true
+    const victims = this.memory.victimsFor(memoryCostBytes(meta), MAX_ADMISSION_VICTIMS)
+    if (victims === undefined) return false
+    if (victims.length === 0) return true
+    const frequency = this.#sketch.frequency(key)
+    for (const victim of victims) if (this.#sketch.frequency(victim) >= frequency) return false
+    return true
+  }
+}
+
+/** Playlists and other text: what body transforms and playlist parsing need in memory. */
+function isTextual (meta: ObjectMeta): boolean {
+  const type = meta.headers['content-type']
+  if (typeof type === 'string' && TEXT_TYPES.test(type)) return true
+  return PLAYLIST_PATH.test(meta.key)
 }
 
 async function collect (stream: Readable, bytes: number): Promise<Buffer> {

@@ -3,7 +3,7 @@
  * store (memory, disk, tiered) keeps. Stores only store; freshness, admission and
  * coalescing decisions live elsewhere.
  */
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 
 /**
  * Response headers as stored: lower-case names, hop-by-hop headers removed,
@@ -47,6 +47,14 @@ export interface StreamedObject {
   readonly meta: ObjectMeta
   readonly body: null
   createReadStream (start: number, endInclusive: number): Readable
+  /**
+   * Sends body bytes `start..endInclusive` to `out` and ends it, then calls `done` once
+   * with the bytes `out` accepted, and an error when it stopped early (damage, I/O, `out`
+   * closed); `out` is then left to the caller to destroy. The cheap way to answer a disk
+   * hit: reads go into pooled buffers, each reused after `out`'s write callback, so a
+   * consumer that keeps chunks must use createReadStream instead.
+   */
+  writeTo (out: Writable, start: number, endInclusive: number, done: (err: Error | undefined, bytes: number) => void): void
 }
 
 export type StoredObject = MemoryObject | StreamedObject

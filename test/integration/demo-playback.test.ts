@@ -13,9 +13,10 @@ import { tempDir } from '../helpers/cache-node.ts'
 
 const run = promisify(execFile)
 
-async function play (url: string, seconds?: number): Promise<void> {
+/** Plays `url` with ffmpeg: every stream of every variant (`map` 0), or the streams `map` names. */
+async function play (url: string, seconds?: number, map = '0'): Promise<void> {
   const limit = seconds === undefined ? [] : ['-t', String(seconds)]
-  await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', url, '-map', '0', '-c', 'copy', ...limit, '-f', 'null', '-'], { timeout: 60_000 })
+  await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', url, '-map', map, '-c', 'copy', ...limit, '-f', 'null', '-'], { timeout: 60_000 })
 }
 
 t.test('ffmpeg plays VOD (TS and fMP4) and live titles from the steering URLs; a replay is all edge hits', async (t) => {
@@ -32,7 +33,9 @@ t.test('ffmpeg plays VOD (TS and fMP4) and live titles from the steering URLs; a
 
   await play(vod!)
   await play(fmp4!)
-  await play(live!, 6)
+  // One variant, as a player plays it: with every variant at once (-map 0), ffmpeg 5 never ends
+  // `-t` when the live loop's EXT-X-DISCONTINUITY falls inside the play (see hls-e2e.test.ts).
+  await play(live!, 6, '0:p:0')
   const misses = await edge!.metrics.lookups.value({ result: 'miss' })
   t.ok(misses > 10, `first playback filled the edge (${misses} misses)`)
 

@@ -4,7 +4,8 @@
  * - VOD: ffmpeg plays a title from its steering URL; the edge prefetched the segments
  *   ahead of it (prefetch hits), and the origin saw each object once;
  * - pre-positioning: a title prefilled into the shield plays without the origin;
- * - live: ffmpeg plays the live stream; playlists were admitted as live on edge and shield;
+ * - live: ffmpeg plays one variant of the live stream across a loop restart (an
+ *   EXT-X-DISCONTINUITY); playlists were admitted as live on edge and shield;
  * - the edge's inventory names the titles it holds.
  */
 import { execFile } from 'node:child_process'
@@ -20,9 +21,27 @@ import { until } from '../helpers/hls.ts'
 const run = promisify(execFile)
 const TOKEN = 'e2e-admin-token'
 
-async function play (url: string, seconds?: number): Promise<void> {
+/** Plays `url` with ffmpeg: every stream of every variant (`map` 0), or the streams `map` names. */
+async function play (url: string, seconds?: number, map = '0'): Promise<void> {
   const limit = seconds === undefined ? [] : ['-t', String(seconds)]
-  await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', url, '-map', '0', '-c', 'copy', ...limit, '-f', 'null', '-'], { timeout: 60_000 })
+  await run('ffmpeg', ['-nostdin', '-v', 'error', '-i', url, '-map', map, '-c', 'copy', ...limit, '-f', 'null', '-'], { timeout: 60_000 })
+}
+
+/**
+ * Waits until the origin's live window ends on the first segment of a new loop of the
+ * title: a player starting now, three segments from the end as ffmpeg does, meets the
+ * loop's EXT-X-DISCONTINUITY 8 s into its play (4 s if the window slides once meanwhile).
+ */
+async function untilLoopRestartAtLiveEdge (originUrl: string, playlistPath: string): Promise<void> {
+  const deadline = performance.now() + 40_000
+  for (;;) {
+    const lines = (await (await fetch(originUrl + playlistPath)).text()).split('\n').filter((line) => line !== '')
+    const lastUri = lines.findLastIndex((line) => !line.startsWith('#'))
+    const previousUri = lines.slice(0, lastUri).findLastIndex((line) => !line.startsWith('#'))
+    if (lines.slice(previousUri + 1, lastUri).includes('#EXT-X-DISCONTINUITY')) return
+    if (performance.now() > deadline) throw new Error('timed out waiting for a loop restart at the live edge')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
 }
 
 /** One sample of a Prometheus text exposition, summed over the label sets that match. */
@@ -73,7 +92,15 @@ t.test('ffmpeg through steering → edge → shield → origin, with prefetch, p
   const newBars = Object.entries(after).filter(([path, n]) => path.startsWith('/vod/bars/') && n !== before[path])
   t.same(newBars, [], 'playing the prefilled title never reached the origin')
 
-  await play(live!, 8)
+  // The live stream loops its 6-segment VOD title: every 24 s the timestamps restart behind an
+  // EXT-X-DISCONTINUITY (RFC 8216 §4.3.2.3), which ffmpeg 5's HLS demuxer ignores. Reading every
+  // variant at once (-map 0), it then reads only the variant whose timestamps went back, and
+  // `-t` never ends for the others: this step hung until its timeout whenever a restart fell
+  // inside the segments it played, i.e. whenever the steps above took 4-12 s (mod 24 s) of the
+  // demo's clock, as they can under load. A player plays one variant; so does ffmpeg here,
+  // started on purpose where it crosses a restart.
+  await untilLoopRestartAtLiveEdge(demo.originUrl, '/live/bbb-test/360p/index.m3u8')
+  await play(live!, 8, '0:p:0')
   const liveEdge = await edge.metrics.render()
   const liveShield = await demo.shield.metrics.render()
   t.ok(sample(liveEdge, 'streamedge_hls_playlists_total', { type: 'live' }) > 0, 'the edge admitted live playlists as live')

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -552,4 +553,177 @@ t.test('a delete wins over a put that started before it, at every point of the w
   await store.close()
   const reopened = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
   for (let i = 0; i < 120; i++) t.equal(await reopened.get(`race/${i}`), undefined, `round ${i}: still gone after a restart`)
+})
+
+t.test('new options are validated too', async (t) => {
+  const base = { dir: '/tmp/streamedge-never-created', maxBytes: 1024 }
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ maxOpenFiles: -1 }, /options\.maxOpenFiles to be a non-negative integer, got -1/],
+    [{ readChunkBytes: 0 }, /options\.readChunkBytes to be a positive integer, got 0/],
+    [{ readBufferPoolBytes: 'lots' }, /options\.readBufferPoolBytes to be a non-negative integer, got 'lots'/],
+  ]
+  for (const [override, message] of cases) {
+    t.throws(() => new DiskStore({ ...base, ...override } as unknown as DiskStoreOptions), { name: 'TypeError', message })
+  }
+})
+
+/** A damaged object is a miss, or a stream that fails with CDN_ERR_STORE_CORRUPT and a miss after it. */
+async function damageCaught (store: DiskStore, key: string): Promise<boolean> {
+  const found = await store.get(key)
+  if (found === undefined) return true
+  const outcome = await readBody(found).then(() => undefined, (err: unknown) => err)
+  return isCdnError(outcome, 'CDN_ERR_STORE_CORRUPT') && await store.get(key) === undefined
+}
+
+t.test('a file is verified once per process: trusted while inode, size and mtime hold, checked again when one changes or after a restart', async (t) => {
+  const FIXED_MS = 1_700_000_000_000
+  for (const shape of ['whole', 'streamed'] as const) {
+    t.test(shape, async (t) => {
+      const { events, observer } = recorder()
+      const dir = await tempDir(t)
+      const options = { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: shape === 'whole' ? ROOMY_BYTES : 0, now: () => FIXED_MS, observer }
+      let store = await openStore(t, options)
+      const body = patternBody(200_000, 11)
+      const key = `example.com/verify-once/${shape}.ts`
+      await store.put(makeObject(key, body))
+      const path = objectPath(dir, key)
+      const first = await store.get(key)
+      t.ok(first !== undefined && (await readBody(first)).equals(body), 'the first read verifies and serves')
+
+      // Damage that keeps inode, size and mtime: the trusted file is not checksummed again in this process.
+      await flipByte(path, (await stat(path)).size - 1000)
+      await utimes(path, FIXED_MS / 1000, FIXED_MS / 1000)
+      const trusted = await store.get(key)
+      t.ok(trusted !== undefined, 'still a hit')
+      if (trusted === undefined) return
+      t.notOk((await readBody(trusted)).equals(body), 'served without a second checksum (this is what verify-once means)')
+      t.strictSame(events.corrupt, [])
+
+      // A restart forgets what was verified: the first read after it catches the damage.
+      await store.close()
+      store = await openStore(t, options)
+      t.ok(await damageCaught(store, key), 'caught after a restart')
+      t.equal(events.corrupt.length, 1, 'and reported')
+
+      // A file that changes under a trusted entry (new mtime) is checked again at once.
+      await store.put(makeObject(key, body))
+      const again = await store.get(key)
+      t.ok(again !== undefined && (await readBody(again)).equals(body), 'rewritten and verified')
+      await flipByte(path, (await stat(path)).size - 1000)
+      t.ok(await damageCaught(store, key), 'a changed mtime means a fresh check')
+      t.equal(events.corrupt.length, 2, 'reported')
+    })
+  }
+})
+
+t.test('a cached descriptor does not outlive its file: unlinked or replaced behind the store', async (t) => {
+  const { events, observer } = recorder()
+  const dir = await tempDir(t)
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, observer })
+  const gone = makeObject('example.com/fd/gone.ts', patternBody(3000, 1))
+  const moved = makeObject('example.com/fd/moved.ts', patternBody(3000, 2))
+  const victim = makeObject('example.com/fd/victim.ts', patternBody(3000, 3))
+  for (const object of [gone, moved, victim]) {
+    await store.put(object)
+    t.ok(await store.get(object.meta.key), 'read once, so its file is open')
+  }
+  await unlink(objectPath(dir, gone.meta.key))
+  t.equal(await store.get(gone.meta.key), undefined, 'unlinked: a plain miss')
+  t.strictSame(events.corrupt, [], 'not reported as damage')
+  await rename(objectPath(dir, moved.meta.key), objectPath(dir, victim.meta.key))
+  t.equal(await store.get(victim.meta.key), undefined, 'replaced by another key\'s file: caught')
+  t.equal(events.corrupt.length, 1)
+  t.equal(store.count, 1, 'only the moved object is left indexed')
+})
+
+t.test('get modes: whole, stream, auto', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 10_000 })
+  const small = makeObject('example.com/modes/small.ts', patternBody(5000, 1))
+  const large = makeObject('example.com/modes/large.ts', patternBody(50_000, 2))
+  const empty = makeObject('example.com/modes/empty.ts', Buffer.alloc(0))
+  for (const object of [small, large, empty]) await store.put(object)
+  for (const round of ['first read', 'trusted']) {
+    t.not((await store.get(small.meta.key, 'auto'))?.body, null, `${round}: auto reads small bodies whole`)
+    t.equal((await store.get(large.meta.key, 'auto'))?.body, null, `${round}: auto streams large ones`)
+    const whole = await store.get(large.meta.key, 'whole')
+    t.ok(whole?.body?.equals(large.body), `${round}: whole reads any size whole`)
+    const streamed = await store.get(small.meta.key, 'stream')
+    t.ok(streamed !== undefined && streamed.body === null && (await readBody(streamed)).equals(small.body), `${round}: stream streams any size`)
+    t.ok((await store.get(empty.meta.key, 'stream'))?.body?.equals(Buffer.alloc(0)), `${round}: an empty body is always whole`)
+  }
+})
+
+t.test('replaceMeta: a new header over the same body, copied file to file; the body is still checked on its first read', async (t) => {
+  const { events, observer } = recorder()
+  const dir = await tempDir(t)
+  // Small copy chunks, so the body goes over in several reads.
+  const options = { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0, readChunkBytes: 64 * 1024, observer }
+  let store = await openStore(t, options)
+  const key = 'example.com/replace-meta/seg.ts'
+  const body = patternBody(300_000, 7)
+  const stale = makeObject(key, body)
+  await store.put(stale)
+  const meta: ObjectMeta = {
+    ...stale.meta,
+    headers: { ...stale.meta.headers, etag: '"v1"', 'x-freshened': 'yes' },
+    requestTimeMs: stale.meta.requestTimeMs + 60_000,
+    responseTimeMs: stale.meta.responseTimeMs + 60_000,
+  }
+  t.equal(await store.replaceMeta(key, meta), true, 'rewritten')
+  const got = await store.get(key, 'stream')
+  t.same(got?.meta, meta, 'served with the new metadata')
+  t.ok(got !== undefined && (await readBody(got)).equals(body), 'and the same body')
+  t.equal(store.count, 1)
+  t.equal(store.sizeBytes, (await stat(objectPath(dir, key))).size, 'accounting follows the new file')
+  t.strictSame(await readdir(join(dir, 'tmp')), [], 'no temp file left')
+
+  await store.close()
+  store = await openStore(t, options)
+  const reopened = await store.get(key, 'stream')
+  t.same(reopened?.meta, meta, 'the new header survives a restart')
+  t.ok(reopened !== undefined && (await readBody(reopened)).equals(body))
+
+  t.equal(await store.replaceMeta('example.com/replace-meta/none.ts', { ...meta, key: 'example.com/replace-meta/none.ts' }), false, 'nothing stored: nothing written')
+  await t.rejects(store.replaceMeta(key, { ...meta, bodyBytes: 1 }), TypeError, 'another body length is a caller bug')
+  await t.rejects(store.replaceMeta(key, { ...meta, key: 'other' }), TypeError, 'so is another key')
+
+  // Damage in a body not yet verified is copied as it is, under the old checksum: the first read of the new file catches it.
+  await store.put(stale)
+  await flipByte(objectPath(dir, key), (await stat(objectPath(dir, key))).size - 1000)
+  t.equal(await store.replaceMeta(key, meta), true)
+  t.ok(await damageCaught(store, key), 'damage caught after the rewrite')
+  t.equal(events.corrupt.length, 1, 'and reported')
+})
+
+t.test('replaceMeta loses to a put or a delete that commits while it copies', async (t) => {
+  const dir = await tempDir(t)
+  let during: (() => Promise<void>) | undefined
+  const io = {
+    writev: async (fh: FileHandle, buffers: Buffer[], position: number) => {
+      const hook = during
+      during = undefined
+      if (hook !== undefined) await hook()
+      return await fh.writev(buffers, position)
+    },
+  }
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0, io })
+  const key = 'example.com/replace-meta/race.ts'
+  const stale = makeObject(key, patternBody(100_000, 1))
+  const newer = makeObject(key, patternBody(100_000, 2), { responseTimeMs: stale.meta.responseTimeMs + 5000 })
+  const meta: ObjectMeta = { ...stale.meta, responseTimeMs: stale.meta.responseTimeMs + 1000 }
+
+  await store.put(stale)
+  during = async () => { await store.put(newer) }
+  t.equal(await store.replaceMeta(key, meta), false, 'a put committed first')
+  const got = await store.get(key)
+  t.same(got?.meta, newer.meta, 'the newer object stays')
+  t.ok(got !== undefined && (await readBody(got)).equals(newer.body))
+
+  during = async () => { await store.delete(key) }
+  t.equal(await store.replaceMeta(key, { ...newer.meta, responseTimeMs: newer.meta.responseTimeMs + 1000 }), false, 'a delete committed first')
+  t.equal(await store.get(key), undefined, 'the deleted object does not come back')
+  t.strictSame(await objectFiles(dir), [], 'no object file')
+  t.strictSame(await readdir(join(dir, 'tmp')), [], 'no temp file')
+  t.equal(store.sizeBytes, 0)
 })

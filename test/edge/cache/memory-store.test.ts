@@ -50,3 +50,33 @@ t.test('a hit returns the stored Buffer itself, not a copy', async (t) => {
   store.put(object)
   t.equal(store.get('k')?.body, object.body)
 })
+
+t.test('victimsFor names what a put would evict, least recently used first', async (t) => {
+  const store = new MemoryStore({ maxBytes: 10_000 })
+  for (const key of ['a', 'b', 'c']) store.put(makeObject(key, Buffer.alloc(2000)))
+  store.get('a') // now b is the least recently used
+  t.strictSame(store.victimsFor(1000, 8), [], 'fits in the free space')
+  t.strictSame(store.victimsFor(5000, 8), ['b'])
+  t.strictSame(store.victimsFor(7000, 8), ['b', 'c'])
+  t.equal(store.victimsFor(7000, 1), undefined, 'more victims than allowed')
+  t.equal(store.victimsFor(20_000, 8), undefined, 'more than the whole tier')
+  t.ok(store.peek('b'), 'asking evicts nothing')
+})
+
+t.test('reserve takes bytes out of the budget and evicts to fit', async (t) => {
+  const evicted: string[] = []
+  const store = new MemoryStore({ maxBytes: 10_000, onEvict: (o: MemoryObject) => { evicted.push(o.meta.key) } })
+  for (const key of ['a', 'b', 'c', 'd']) store.put(makeObject(key, Buffer.alloc(2000)))
+  store.reserve(4000)
+  t.equal(store.reservedBytes, 4000)
+  t.ok(store.sizeBytes <= 6000, `objects fit in what is left (${store.sizeBytes} bytes)`)
+  t.strictSame(evicted, ['a', 'b'], 'least recently used first, handed to onEvict')
+  store.put(makeObject('e', Buffer.alloc(2000)))
+  t.ok(store.sizeBytes <= 6000, 'puts respect the reservation')
+  store.put(makeObject('huge', Buffer.alloc(7000)))
+  t.equal(store.get('huge'), undefined, 'an object larger than the unreserved budget is not kept')
+  store.reserve(0)
+  store.put(makeObject('f', Buffer.alloc(2000)))
+  t.ok(store.get('e') && store.get('f'), 'released room is used again')
+  t.throws(() => store.reserve(-1), TypeError)
+})

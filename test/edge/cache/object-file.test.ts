@@ -15,6 +15,7 @@ import {
   hashKey,
   isObjectFileName,
   objectRelativePath,
+  readAt,
   readObjectHead,
 } from '../../../edge/cache/object-file.ts'
 import { makeObject, patternBody } from './store.contract.ts'
@@ -116,6 +117,9 @@ t.test('readObjectHead reads large headers in a second read and refuses truncate
   t.equal(result.status, 'ok')
   if (result.status === 'ok') t.strictSame(result.header.meta, big.meta)
   t.ok(result.bytes.length >= head.length, 'returns what it read')
+  const byFd = await readObjectHead(fh.fd, size)
+  t.strictSame(byFd, result, 'a raw descriptor reads the same (the disk tier keeps descriptors open)')
+  t.ok((await readAt(fh.fd, head.length, 100)).equals(big.body), 'readAt by descriptor stops at the end of the file')
 
   const cut = join(dir, 'cut')
   await writeFile(cut, head.subarray(0, HEADER_PROBE_BYTES + 10))

@@ -10,8 +10,8 @@ import t from 'tap'
 import { DiskStore } from '../../../edge/cache/disk-store.ts'
 import { MemoryStore } from '../../../edge/cache/memory-store.ts'
 import { TieredStore } from '../../../edge/cache/tiered-store.ts'
-import type { StoreObserver } from '../../../edge/cache/types.ts'
-import { makeObject, runStoreContract, type Tap } from './store.contract.ts'
+import type { ObjectMeta, StoredObject, StoreObserver } from '../../../edge/cache/types.ts'
+import { makeObject, patternBody, readBody, runStoreContract, writeToBuffer, type Tap } from './store.contract.ts'
 
 async function makeTiered (t: Tap, opts: { memoryMaxBytes: number, memoryMaxObjectBytes?: number, diskMaxBytes: number, observer?: StoreObserver }): Promise<TieredStore> {
   const dir = await mkdtemp(join(tmpdir(), 'streamedge-tiered-'))
@@ -67,3 +67,132 @@ t.test('a memory eviction demotes to disk when the disk copy is missing', async 
   t.ok(store.disk.has('a'), 'demoted to disk')
   t.ok((await store.get('a'))?.body?.equals(Buffer.alloc(2500, 1)))
 })
+
+t.test('options are validated once, naming the field and the value', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 1024 * 1024, diskMaxBytes: 1024 * 1024 })
+  const base = { memory: store.memory, disk: store.disk }
+  t.throws(() => new TieredStore({ ...base, promotion: 'sometimes' as 'always' }), /options\.promotion to be 'frequency' or 'always', got sometimes/)
+  t.throws(() => new TieredStore({ ...base, streamMinBytes: -1 }), /options\.streamMinBytes to be a non-negative integer, got -1/)
+})
+
+t.test('disk hits: large media is streamed, small bodies and playlists come back whole', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 4096, memoryMaxObjectBytes: 1000, diskMaxBytes: 16 * 1024 * 1024 })
+  const segment = makeObject('example.com/vod/t1/seg-1.ts', patternBody(300_000, 1), { headers: { 'content-type': 'video/mp2t' } })
+  const small = makeObject('example.com/vod/t1/init.mp4', patternBody(20_000, 2), { headers: { 'content-type': 'video/mp4' } })
+  const playlist = makeObject('example.com/vod/t1/720p.m3u8', Buffer.from(`#EXTM3U\n${'#EXTINF:4,\nseg.ts\n'.repeat(20_000)}`), { headers: { 'content-type': 'application/octet-stream' } })
+  const json = makeObject('example.com/api/titles', Buffer.from(JSON.stringify({ pad: 'x'.repeat(200_000) })), { headers: { 'content-type': 'application/json' } })
+  for (const object of [segment, small, playlist, json]) await store.put(object)
+  t.ok(playlist.body.length > 128 * 1024 && json.body.length > 128 * 1024, 'the text bodies are over the streaming threshold')
+  const got = async (key: string): Promise<StoredObject | undefined> => store.get(key)
+  const seg = await got(segment.meta.key)
+  t.ok(seg !== undefined && seg.body === null, 'a large segment is streamed')
+  t.ok(seg !== undefined && (await readBody(seg)).equals(segment.body))
+  t.ok((await got(small.meta.key))?.body?.equals(small.body), 'a small body is read whole')
+  t.ok((await got(playlist.meta.key))?.body?.equals(playlist.body), 'a playlist is read whole, whatever its size and type')
+  t.ok((await got(json.meta.key))?.body?.equals(json.body), 'so is text')
+})
+
+t.test('admission: equally popular objects do not evict each other; a more popular one gets in', async (t) => {
+  const body = (i: number): Buffer => patternBody(10_000, i)
+  const store = await makeTiered(t, { memoryMaxBytes: 4 * 10_600, memoryMaxObjectBytes: 20_000, diskMaxBytes: 16 * 1024 * 1024 })
+  const keys = Array.from({ length: 12 }, (_, i) => `example.com/set/${i}.ts`)
+  for (const [i, key] of keys.entries()) await store.put(makeObject(key, body(i)))
+  const resident = (): string[] => [...store.memory.keys()].sort()
+  // Every key looked up as often as every other, a few rounds.
+  for (let round = 0; round < 3; round++) {
+    for (const key of keys) {
+      const found = await store.get(key)
+      if (found !== undefined && found.body === null) await readBody(found)
+    }
+  }
+  const settled = resident()
+  t.equal(settled.length, 4, 'memory is full')
+  let promotions = 0
+  const put = store.memory.put.bind(store.memory)
+  store.memory.put = (object) => { promotions++; put(object) }
+  for (let round = 0; round < 3; round++) {
+    for (const key of keys) if (store.getFromMemory(key) === undefined) await store.getFromDisk(key)
+  }
+  t.equal(promotions, 0, 'no disk hit displaced an equally popular object')
+  t.strictSame(resident(), settled)
+
+  const hot = keys.find((k) => !settled.includes(k))!
+  for (let i = 0; i < 10; i++) if (store.getFromMemory(hot) === undefined) await store.getFromDisk(hot)
+  t.ok(store.memory.peek(hot), 'a key looked up more than the least recently used one is promoted')
+  t.equal(promotions, 1)
+})
+
+t.test('with promotion "always", every disk hit is promoted (the old behaviour)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'streamedge-tiered-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const disk = new DiskStore({ dir, maxBytes: 16 * 1024 * 1024 })
+  await disk.open()
+  const memory = new MemoryStore({ maxBytes: 25_000 })
+  const store = new TieredStore({ memory, disk, promotion: 'always' })
+  t.teardown(() => store.close())
+  for (let i = 0; i < 5; i++) await store.put(makeObject(`k${i}`, patternBody(10_000, i)))
+  for (let i = 0; i < 5; i++) {
+    memory.delete(`k${i}`)
+    await store.getFromDisk(`k${i}`)
+    t.ok(memory.peek(`k${i}`), `k${i} promoted`)
+  }
+})
+
+t.test('read buffers lent to disk readers come out of the memory budget', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 1024 * 1024, memoryMaxObjectBytes: 100_000, diskMaxBytes: 64 * 1024 * 1024 })
+  for (let i = 0; i < 10; i++) await store.put(makeObject(`small/${i}`, patternBody(90_000, i)))
+  t.ok(store.memory.sizeBytes > 800_000, 'memory nearly full')
+  const big = makeObject('big.ts', patternBody(2_000_000, 99), { headers: { 'content-type': 'video/mp2t' } })
+  await store.put(big)
+  const first = await store.get('big.ts')
+  if (first === undefined || first.body !== null) return t.fail('expected a streamed hit')
+  await readBody(first) // verifies the file
+  const sinks = await Promise.all([1, 2, 3].map(async () => {
+    const found = await store.get('big.ts')
+    if (found === undefined) throw new Error('miss')
+    return writeToBuffer(found, 0, big.body.length - 1)
+  }))
+  t.ok(sinks.every((b) => b.equals(big.body)), 'three concurrent pooled reads, exact')
+  const pooled = store.disk.readBuffers.sizeBytes
+  t.ok(pooled > 0, `the pool grew to ${pooled} bytes`)
+  t.equal(store.memory.reservedBytes, pooled, 'and the memory tier set that much aside')
+  t.ok(store.memory.sizeBytes + pooled <= 1024 * 1024, 'objects plus read buffers stay within the memory budget')
+})
+
+t.test('freshen of a body streamed from disk rewrites the disk header and keeps the body out of memory', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 1024 * 1024, memoryMaxObjectBytes: 64 * 1024, diskMaxBytes: 8 * 1024 * 1024 })
+  const key = 'example.com/freshen/seg.ts'
+  const body = patternBody(300_000, 5)
+  await store.put(makeObject(key, body))
+  const stale = await store.get(key)
+  t.equal(stale?.body, null, 'a disk hit too large for memory is streamed')
+  if (stale === undefined) return
+  const meta: ObjectMeta = { ...stale.meta, headers: { ...stale.meta.headers, etag: '"v2"' }, responseTimeMs: stale.meta.responseTimeMs + 60_000 }
+  const updated = await store.freshen(stale, meta)
+  t.equal(updated.body, null, 'the answer still streams from disk (the body was not read into memory)')
+  t.same(updated.meta, meta, 'with the new metadata')
+  t.ok((await readBody(updated)).equals(body), 'and the same body')
+  t.same(store.disk.peekMeta(key), meta, 'the disk copy carries the new header')
+  t.equal(store.memory.get(key), undefined, 'memory was left alone')
+  const again = await store.get(key)
+  t.ok(again !== undefined && again.meta.responseTimeMs === meta.responseTimeMs && (await readBody(again)).equals(body), 'later hits read the rewritten file')
+})
+
+t.test('freshen of a memory object updates memory at once and the disk copy in the background', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 1024 * 1024, diskMaxBytes: 8 * 1024 * 1024 })
+  const key = 'example.com/freshen/small.ts'
+  const body = patternBody(2000, 6)
+  await store.put(makeObject(key, body))
+  const stale = await store.get(key)
+  if (stale === undefined) return t.fail('stored')
+  const meta: ObjectMeta = { ...stale.meta, responseTimeMs: stale.meta.responseTimeMs + 60_000 }
+  const updated = await store.freshen(stale, meta)
+  t.ok(updated.body?.equals(body), 'answered from memory')
+  t.same(store.memory.get(key)?.meta, meta)
+  await until(() => store.disk.peekMeta(key)?.responseTimeMs === meta.responseTimeMs)
+  t.pass('the disk copy follows')
+})
+
+async function until (check: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+}
