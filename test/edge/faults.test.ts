@@ -39,8 +39,13 @@ t.test('origin truncates mid-body: every reader sees an aborted response, nothin
   const edge = await startTestNode(t, { origin: origin.url })
   const size = 188 * 1395 // MPEG-TS bodies are whole 188-byte packets
   const path = `/synthetic/trunc-${size}.ts`
-  origin.setFault(path, { truncateAtBytes: 100_000, bytesPerSecond: 1024 * 1024, times: 1 })
-  const results = await Promise.all(Array.from({ length: 10 }, () => fetchRaw(edge.url + path)))
+  // The fill lasts ~1.5 s and the other nine start once the origin has the first request, so all
+  // ten share the one failing fill even on a loaded machine (at 1 MiB/s a late request could
+  // arrive after the failure and start a second, healthy fill).
+  origin.setFault(path, { truncateAtBytes: 100_000, bytesPerSecond: 64 * 1024, times: 1 })
+  const first = fetchRaw(edge.url + path)
+  await waitFor(() => origin.count(path) === 1, 'the origin to get the fill request')
+  const results = await Promise.all([first, ...Array.from({ length: 9 }, () => fetchRaw(edge.url + path))])
   t.equal(origin.count(path), 1)
   for (const r of results) {
     t.ok(r.error !== undefined, 'response aborted, not ended')
