@@ -26,6 +26,8 @@ export interface ChildServerOptions {
   readonly script: string
   readonly args?: readonly string[]
   readonly readyTimeoutMs?: number
+  /** Added to the (cleaned) parent environment. */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /** A running child server. */
@@ -47,7 +49,7 @@ export async function startChildServer (options: ChildServerOptions): Promise<Ch
   installExitHook()
   const child = spawn(process.execPath, [...options.nodeArgs ?? [], options.script, ...options.args ?? []], {
     cwd: REPO_ROOT,
-    env: cleanEnv(process.env),
+    env: { ...cleanEnv(process.env), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   running.add(child)
@@ -84,10 +86,18 @@ export interface EdgeProcessOptions {
   readonly shields?: readonly string[]
 }
 
-/** Starts `streamedge edge` through the real CLI, access log off. */
+/**
+ * How README tells operators to start an edge or shield on a cache appliance: glibc then gives
+ * large freed buffers back to the kernel, so RSS follows the memory tier's budget instead of
+ * keeping the heap grown while the cache filled (working set: ~295 -> ~206 MB at the end).
+ */
+export const APPLIANCE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' }
+
+/** Starts `streamedge edge` through the real CLI, access log off, with {@link APPLIANCE_ENV}. */
 export function startEdgeProcess (opts: EdgeProcessOptions): Promise<ChildServer> {
   return startChildServer({
     label: 'edge',
+    env: APPLIANCE_ENV,
     nodeArgs: opts.nodeArgs ?? [],
     script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
     args: [
@@ -107,10 +117,11 @@ export interface ShieldProcessOptions {
   readonly memoryMaxBytes?: number
 }
 
-/** Starts `streamedge shield` through the real CLI (one origin), access log off. */
+/** Starts `streamedge shield` through the real CLI (one origin), access log off, with {@link APPLIANCE_ENV}. */
 export function startShieldProcess (opts: ShieldProcessOptions): Promise<ChildServer> {
   return startChildServer({
     label: 'shield',
+    env: APPLIANCE_ENV,
     script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
     args: [
       'shield', '--origin', opts.originUrl, '--listen', '127.0.0.1:0', '--cache-dir', opts.cacheDir,
