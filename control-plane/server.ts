@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net'
 import { timingSafeEqual, createHash } from 'node:crypto'
 import { FastFront, type FastRequest, type FastResponse } from '../lib/http/fast-front.ts'
 import { CdnError, CODES, type ErrorCode } from '../lib/errors.ts'
-import type { Logger } from '../lib/log.ts'
+import { infoLineWriter, jsonString, type Logger } from '../lib/log.ts'
 import type { ControlPlaneMetrics } from '../lib/metrics.ts'
 import { HEARTBEAT_PATH, MAX_REPORT_BYTES, parseNodeReport, SIGNATURE_HEADER, verifyReportSignature } from '../lib/protocol/node-report.ts'
 import { FANOUT_PURGE_PATH, parsePurgeRequest } from '../lib/protocol/purge.ts'
@@ -86,6 +86,7 @@ const STEER_PREFIX = `${STEER_PATH}/`
 export class ControlPlaneServer {
   readonly #o: ControlPlaneServerOptions
   readonly #now: () => number
+  readonly #steerLog: (fields: string) => void
   #server: Server | undefined
   #front: FastFront | undefined
   #closing = false
@@ -93,6 +94,7 @@ export class ControlPlaneServer {
   constructor (options: ControlPlaneServerOptions) {
     this.#o = options
     this.#now = options.now ?? Date.now
+    this.#steerLog = infoLineWriter(options.logger, 'steer')
   }
 
   /** Requests the fast path answered, and connections it handed to node:http. */
@@ -260,33 +262,35 @@ export class ControlPlaneServer {
     if (this.#o.accessLog) this.#logDecision(decision, outcome, path, seconds)
   }
 
+  /**
+   * The decision's log line, rendered here rather than by pino's generic serialiser (it is
+   * written for every decision). Fields in a fixed order; absent ones are left out, as pino
+   * leaves out undefined values: {"level":"info","time":…,"role":…,"node":…,"outcome":…,
+   * "client","clientSource","path","loc","country","network","rule","reason","node","group",
+   * "sid","cache","skipped","ms","msg":"steer"}.
+   */
   #logDecision (d: SteerDecision, outcome: SteerOutcome, path: string, seconds: number): void {
     if (d.kind === 'bad-request') {
-      this.#o.logger.info({ outcome, path: path.slice(0, 200), ms: round(seconds * 1000) }, 'steer')
+      this.#steerLog(`,"outcome":"${outcome}","path":${jsonString(path.slice(0, 200))},"ms":${round(seconds * 1000)}`)
       return
     }
     const e = d.explain
     let skipped = 0
     for (const c of e.candidates) if (c.verdict !== 'chosen') skipped++
-    const redirect = d.kind === 'redirect' ? d : undefined
-    // one flat object, fields in a fixed order (pino leaves out the undefined ones)
-    this.#o.logger.info({
-      outcome,
-      client: e.client.ip,
-      clientSource: e.client.source,
-      path,
-      loc: e.location.source,
-      country: e.location.country,
-      network: e.location.network,
-      rule: e.licence.rule,
-      reason: d.kind === 'denied-licence' ? d.reason : undefined,
-      node: redirect?.node.id,
-      group: redirect?.group,
-      sid: redirect?.claims.sid,
-      cache: e.cache,
-      skipped,
-      ms: round(seconds * 1000),
-    }, 'steer')
+    const location = e.location
+    let line = `,"outcome":"${outcome}"`
+    if (e.client.ip !== undefined) line += `,"client":${jsonString(e.client.ip)}`
+    line += `,"clientSource":"${e.client.source}","path":${jsonString(path)},"loc":"${location.source}"`
+    if (location.country !== undefined) line += `,"country":${jsonString(location.country)}`
+    if (location.network !== undefined) line += `,"network":${jsonString(location.network)}`
+    if (e.licence.rule !== undefined) line += `,"rule":${jsonString(e.licence.rule)}`
+    if (d.kind === 'denied-licence') line += `,"reason":${jsonString(d.reason)}`
+    if (d.kind === 'redirect') {
+      line += `,"node":${jsonString(d.node.id)},"group":${jsonString(d.group)}`
+      if (d.claims.sid !== undefined) line += `,"sid":${jsonString(d.claims.sid)}`
+    }
+    line += `,"cache":"${e.cache}","skipped":${skipped},"ms":${round(seconds * 1000)}`
+    this.#steerLog(line)
   }
 
   async #manifest (req: IncomingMessage, res: ServerResponse, query: string): Promise<void> {

@@ -49,9 +49,13 @@ export class TokenIssuer {
   // logs need; randomBytes per token would cost more than the HMAC).
   readonly #sidPrefix = randomBytes(4).toString('base64url')
   #sidCounter = 0
-  /** Tokens of the current expiry (all share `#exp`), newer and older generation. */
-  #tokens = new Map<string, IssuedToken>()
-  #older = new Map<string, IssuedToken>()
+  /**
+   * Tokens of the current expiry (all share `#exp`), newer and older generation, by scope
+   * (country, and the bound IP) and then title: two lookups of strings a decision already
+   * holds, rather than one of a key concatenated per decision.
+   */
+  #tokens = new Generation()
+  #older = new Generation()
   #exp = -1
   #signed = 0
   #reused = 0
@@ -79,21 +83,21 @@ export class TokenIssuer {
     const bucket = this.#bucketSeconds
     const exp = Math.ceil((nowMs / 1000 + this.#ttlSeconds) / bucket) * bucket
     if (exp !== this.#exp) {
-      this.#tokens = new Map()
-      this.#older = new Map()
+      this.#tokens = new Generation()
+      this.#older = new Generation()
       this.#exp = exp
     }
     // the key id is fixed per signer, so it does not need to be in the key
-    const key = ip === undefined ? `${country ?? ''}\u0000${path}` : `${country ?? ''}\u0000${ip}\u0000${path}`
-    const kept = this.#tokens.get(key)
+    const scope = ip === undefined ? country ?? '' : `${country ?? ''}\u0000${ip}`
+    const kept = this.#tokens.get(scope, path)
     if (kept !== undefined) {
       this.#reused++
       return kept
     }
-    const old = this.#older.get(key)
+    const old = this.#older.get(scope, path)
     if (old !== undefined) {
       this.#reused++
-      this.#keep(key, old)
+      this.#keep(scope, path, old)
       return old
     }
     const claims: UnsignedClaims = {
@@ -105,16 +109,41 @@ export class TokenIssuer {
     }
     const issued: IssuedToken = { token: this.#signer.sign(claims), claims }
     this.#signed++
-    this.#keep(key, issued)
+    this.#keep(scope, path, issued)
     return issued
   }
 
-  #keep (key: string, issued: IssuedToken): void {
+  #keep (scope: string, path: string, issued: IssuedToken): void {
     if (this.#maxEntries === 0) return
     if (this.#tokens.size >= Math.max(1, this.#maxEntries >> 1)) {
       this.#older = this.#tokens
-      this.#tokens = new Map()
+      this.#tokens = new Generation()
     }
-    this.#tokens.set(key, issued)
+    this.#tokens.set(scope, path, issued)
+  }
+}
+
+/** One generation of kept tokens: by scope, then title, with the total count. */
+class Generation {
+  readonly #byScope = new Map<string, Map<string, IssuedToken>>()
+  #size = 0
+
+  get size (): number {
+    return this.#size
+  }
+
+  get (scope: string, path: string): IssuedToken | undefined {
+    return this.#byScope.get(scope)?.get(path)
+  }
+
+  set (scope: string, path: string, issued: IssuedToken): void {
+    let paths = this.#byScope.get(scope)
+    if (paths === undefined) {
+      paths = new Map()
+      this.#byScope.set(scope, paths)
+    }
+    const before = paths.size
+    paths.set(path, issued)
+    this.#size += paths.size - before
   }
 }

@@ -3,27 +3,31 @@
  *
  * The control plane runs as a child process through the real CLI (`streamedge control-plane`)
  * with the embedded DB-IP City database, 12 edges in 6 cache groups (tiny local servers that
- * answer /readyz), coverage zones and licensing rules. autocannon sends `GET /v1/steer/...`
- * for 1000 titles from 50,000 client addresses (public IPv4 and IPv6, so GeoIP does real
- * work and the decision cache sees many prefixes) through X-Forwarded-For from the trusted
- * 127.0.0.1. Every answer must be a 302 (or a 451 from the licensing rules). Runs with the
- * per-decision log line on (the shipped default) and off, each after one pass over every
- * client address (its rate is reported as the cold rate), and against two bare servers
- * answering the same 302 with the same requests: node:http, and lib/http/fast-front.ts (the
- * control plane's own HTTP path with no decision: the ceiling this machine allows the control
- * plane with autocannon on the other core), so a result can be judged on a busy or slow box
- * too. autocannon's own CPU is reported: at ~1.0 CPU s/s the generator, not the server, is
- * the limit.
+ * answer /readyz), coverage zones and licensing rules. The load sends `GET /v1/steer/...` for
+ * 1000 titles from 50,000 client addresses (public IPv4 and IPv6, so GeoIP does real work and
+ * the decision cache sees many prefixes) through X-Forwarded-For from the trusted 127.0.0.1.
+ * Every answer must be a 302 (or a 451 from the licensing rules). Runs with the per-decision
+ * log line on (the shipped default) and off, each after one pass over every client address
+ * (its rate is reported as the cold rate).
+ *
+ * Two generators, when wrk is installed: autocannon (JavaScript, one thread; at ~1.0 CPU s/s
+ * it, not the server, is the limit) and wrk (C, bench/lib/wrk.ts, the same prebuilt requests
+ * sent in turn from a Lua rotation). Each also measures two bare servers answering the same
+ * 302 to the same requests, node:http and lib/http/fast-front.ts (the control plane's own
+ * HTTP path with no decision): the ceilings this machine allows the control plane with that
+ * generator on the other core, so a result can be judged on a busy or slow box too. Server
+ * CPU per decision (user + system µs) is the figure that does not depend on the generator.
  *
  * Target: 20,000 decisions/s with p99 < 5 ms; floor 8,000/s (Traffic Control's harness).
  * Register in bench/run.ts: `import { runSteering } from './scenarios/steering.ts'` and call
  * `await runSteering({ durationS, connections: 64, log })` when `wants('steering')`.
- * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--profile DIR]` (DIR gets the
- * `.cpuprofile` of the decision-log-off round).
+ * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--no-wrk | --generator wrk|autocannon]
+ * [--no-ceilings] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR]` (DIR gets each control plane's `.cpuprofile`,
+ * summarised per measured window; --root runs another checkout's control plane, for A/B runs).
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -33,37 +37,57 @@ import autocannon from 'autocannon'
 import { stringify as toYaml } from 'yaml'
 import { FastFront } from '../../lib/http/fast-front.ts'
 import { cleanEnv, listeningUrl, REPO_ROOT, startChildServer, type ChildServer } from '../lib/child-server.ts'
+import { findExecutable } from '../lib/executables.ts'
 import { httpGet } from '../lib/http-get.ts'
-import { readProcessCpu } from '../lib/proc-cpu.ts'
-import { profileNodeArgs } from '../lib/profile-run.ts'
+import { cpuSecondsBetween, readProcessCpu, readReapedChildrenCpu } from '../lib/proc-cpu.ts'
+import { monotonicUs, profileNodeArgs, summariseProfile, type ProfileWindow } from '../lib/profile-run.ts'
+import type { ProfiledRun } from '../lib/results.ts'
+import { runWrk, type WrkRequest } from '../lib/wrk.ts'
 
-const STREAMEDGE_BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
+/** The load generators the scenario can use. */
+export type SteeringGenerator = 'autocannon' | 'wrk'
 
 /** Settings of {@link runSteering}. */
 export interface SteeringBenchOptions {
-  /** Measured seconds per round. */
+  /** Measured seconds per window. */
   readonly durationS: number
   readonly warmupS?: number
   readonly connections: number
   readonly log: (line: string) => void
-  /** When set, the decision-log-off round runs under `node --cpu-prof` writing into this directory. */
+  /** When set, the control planes run under `node --cpu-prof` writing into this directory. */
   readonly profileDir?: string
+  /** The wrk binary; found on PATH when undefined; null measures with autocannon alone. */
+  readonly wrkCommand?: string | null
+  /** Generators to use (default both, wrk when found). */
+  readonly generators?: readonly SteeringGenerator[]
+  /** Measure the bare 302 ceilings (default true). */
+  readonly ceilings?: boolean
+  /** Checkout whose `bin/streamedge.js` runs the control plane (default this one): A/B runs against another tree. */
+  readonly root?: string
+  /** Extra node flags for the control plane (V8 heap settings, say). */
+  readonly nodeArgs?: readonly string[]
 }
 
-/** A baseline server under the same load. */
+/** A bare 302 server (no decision) under the same load: a ceiling. */
 export interface BareResult {
+  /** `node:http`, or `fast-front` (lib/http/fast-front.ts below node:http, the control plane's path). */
+  readonly server: 'node:http' | 'fast-front'
+  readonly generator: SteeringGenerator
   readonly requestsPerSec: number
   readonly latencyP50Ms: number
   readonly latencyP99Ms: number
   readonly serverCpuPerSec: number
-  /** autocannon's own CPU seconds per second (it runs in this process; 1.0 = its one thread is saturated). */
+  /** Server CPU (user + system) per answer, µs. */
+  readonly serverCpuUsPerRequest: number
+  /** The generator's own CPU seconds per second (1.0 = its one thread is saturated). */
   readonly generatorCpuPerSec: number
 }
 
-/** One measured round. */
+/** One measured window against a control plane. */
 export interface SteeringRound {
   readonly accessLog: boolean
-  /** Answers per second of the first pass over all client addresses (cold prefix, plan and token caches). */
+  readonly generator: SteeringGenerator
+  /** Answers per second of the first pass over all client addresses (cold prefix, plan and token caches; autocannon, once per process). */
   readonly firstPassDecisionsPerSec: number
   readonly decisionsPerSec: number
   readonly requests: number
@@ -75,26 +99,34 @@ export interface SteeringRound {
   readonly latencyP99Ms: number
   /** Control-plane CPU seconds per second of wall time (1.0 = one core busy). */
   readonly serverCpuPerSec: number
-  /** autocannon's own CPU seconds per second (1.0 = the generator is saturated). */
+  /** Control-plane CPU (user + system) per decision, µs. */
+  readonly serverCpuUsPerDecision: number
+  /** The generator's own CPU seconds per second (1.0 = the generator is saturated). */
   readonly generatorCpuPerSec: number
   /** Requests the HTTP fast path answered, and connections it handed to node:http (whole process life, warm-up included). */
   readonly fastPathAnswered: number
   readonly fastPathHandoffs: number
 }
 
+/** The control plane's CPU profile over one measured window. */
+export interface SteeringProfile {
+  readonly accessLog: boolean
+  readonly generator: SteeringGenerator
+  readonly profile: ProfiledRun
+}
+
 /** The scenario's result. */
 export interface SteeringResult {
   readonly targetPerSec: number
   readonly targetP99Ms: number
-  /** The bare node:http 302 server under the same load: the machine's ceiling for a node:http answer. */
-  readonly bare: BareResult
-  /**
-   * The same fixed 302 answered by lib/http/fast-front.ts below node:http (what the control
-   * plane's fast path costs with no decision at all): this machine's ceiling for the control
-   * plane's architecture with this generator.
-   */
-  readonly bareFast: BareResult
+  /** Generators used, in the order they ran. */
+  readonly generators: readonly SteeringGenerator[]
+  /** The bare 302 servers, per server and generator: this machine's ceilings. */
+  readonly ceilings: readonly BareResult[]
   readonly rounds: readonly SteeringRound[]
+  /** Each measured window's CPU profile (with `profileDir`). */
+  readonly profiles?: readonly SteeringProfile[]
+  /** The target met (decision log on) with the fastest generator. */
   readonly passed: boolean
 }
 
@@ -131,84 +163,109 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     await writeFile(join(dir, 'nodes.yaml'), toYaml({ nodes }))
     await writeFile(join(dir, 'licensing.yaml'), toYaml({ rules: [{ prefix: '/vod/title-7/', allow: ['US', 'CA'] }, { prefix: '/vod/title-9', deny: ['CN'], unknown: 'allow' }] }))
     await writeFile(join(dir, 'zones.json'), JSON.stringify({ coverageZones: { 'eu-central': { network: ['100.64.0.0/10'], country: 'DE' } } }))
-    const clients = clientAddresses(CLIENTS)
-    const baseline = async (kind: 'http' | 'fast'): Promise<BareResult> => {
-      const server = await startChildServer({ label: `bare-302-${kind}`, nodeArgs: ['--import', 'tsx'], script: fileURLToPath(import.meta.url), args: ['--serve-bare-302', kind] })
-      child = server
-      await measure(server.url, clients, o.connections, o.warmupS ?? 2)
-      const cpuBefore = readProcessCpu(server.pid)
-      const generatorBefore = process.cpuUsage()
-      const started = performance.now()
-      const result = await measure(server.url, clients, o.connections, o.durationS)
-      const wallS = (performance.now() - started) / 1000
-      const generator = process.cpuUsage(generatorBefore)
-      const cpuAfter = readProcessCpu(server.pid)
-      await server.stop()
-      child = undefined
-      const cpuSeconds = cpuAfter.userSeconds + cpuAfter.systemSeconds - cpuBefore.userSeconds - cpuBefore.systemSeconds
-      const bare: BareResult = {
-        requestsPerSec: Math.round(result.requests.total / result.duration),
-        latencyP50Ms: result.latency.p50,
-        latencyP99Ms: result.latency.p99,
-        serverCpuPerSec: Math.round(cpuSeconds / wallS * 100) / 100,
-        generatorCpuPerSec: cpuPerSec(generator, wallS),
+    const requests = steerRequests(clientAddresses(CLIENTS))
+    const wrk = o.wrkCommand === null ? undefined : o.wrkCommand ?? findExecutable('wrk')
+    if (wrk === undefined) o.log('steering: wrk absent, measuring with autocannon only')
+    const generators = (o.generators ?? ['autocannon', 'wrk']).filter((g) => g !== 'wrk' || wrk !== undefined)
+    if (generators.length === 0) throw new TypeError(`Expected a usable generator, got ${JSON.stringify(o.generators)} without wrk installed`)
+    const warmupS = o.warmupS ?? 2
+    const load = (url: string, generator: SteeringGenerator, durationS: number): Promise<LoadWindow> =>
+      generator === 'wrk' ? wrkWindow(wrk!, url, requests, o.connections, durationS) : autocannonWindow(url, requests, o.connections, durationS)
+
+    const ceilings: BareResult[] = []
+    for (const server of o.ceilings === false ? [] : ['node:http', 'fast-front'] as const) {
+      const bare = await startChildServer({ label: `bare-302-${server}`, nodeArgs: ['--import', 'tsx'], script: fileURLToPath(import.meta.url), args: ['--serve-bare-302', server === 'fast-front' ? 'fast' : 'http'] })
+      child = bare
+      for (const generator of generators) {
+        if (warmupS > 0) await load(bare.url, generator, warmupS)
+        const m = await measureWithCpu(bare.pid, generator, () => load(bare.url, generator, o.durationS))
+        const result: BareResult = {
+          server,
+          generator,
+          requestsPerSec: Math.round(m.result.requests / m.result.durationS),
+          latencyP50Ms: m.result.latencyP50Ms,
+          latencyP99Ms: m.result.latencyP99Ms,
+          serverCpuPerSec: round2(m.serverCpuSeconds / m.wallS),
+          serverCpuUsPerRequest: round1(m.serverCpuSeconds / Math.max(1, m.result.requests) * 1e6),
+          generatorCpuPerSec: round2(m.generatorCpuSeconds / m.wallS),
+        }
+        ceilings.push(result)
+        o.log(`steering: bare ${server} 302, ${generator}: ${result.requestsPerSec} req/s, p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms, server ${result.serverCpuPerSec} CPU s/s (${result.serverCpuUsPerRequest} µs/answer, ${round1(m.serverSystemSeconds / Math.max(1, m.result.requests) * 1e6)} of them system), ${generator} ${result.generatorCpuPerSec} CPU s/s`)
       }
-      o.log(`steering: bare ${kind === 'http' ? 'node:http' : 'fast-front'} 302 server: ${bare.requestsPerSec} req/s, p50 ${bare.latencyP50Ms} ms, p99 ${bare.latencyP99Ms} ms, server ${bare.serverCpuPerSec} CPU s/s, autocannon ${bare.generatorCpuPerSec} CPU s/s`)
-      return bare
+      await bare.stop()
+      child = undefined
     }
-    const bare = await baseline('http')
-    const bareFast = await baseline('fast')
+
     const rounds: SteeringRound[] = []
+    const profiles: SteeringProfile[] = []
     for (const accessLog of [true, false]) {
-      child = await startControlPlaneProcess(dir, accessLog, accessLog ? [] : profileArgs(o.profileDir))
-      o.log(`steering: control plane pid ${child.pid} ${child.url}, decision log ${accessLog ? 'on' : 'off'}`)
+      const rawProfileDir = o.profileDir === undefined ? undefined : join(o.profileDir, `steering-${Date.now()}`)
+      if (rawProfileDir !== undefined) await mkdir(rawProfileDir, { recursive: true })
+      const cp = await startControlPlaneProcess(o.root ?? REPO_ROOT, dir, accessLog, [...o.nodeArgs ?? [], ...rawProfileDir === undefined ? [] : profileNodeArgs(rawProfileDir)])
+      child = cp
+      o.log(`steering: control plane pid ${cp.pid} ${cp.url}, decision log ${accessLog ? 'on' : 'off'}`)
       // One pass over every client address first (each connection sends its slice once): the
-      // measured window then shows the steady state, every prefix, plan and token seen before,
+      // measured windows then show the steady state, every prefix, plan and token seen before,
       // and the pass itself shows the cold rate.
-      const first = await measure(child.url, clients, o.connections, 0, clients.length)
-      const firstPassDecisionsPerSec = Math.round(first.requests.total / first.duration)
-      if ((o.warmupS ?? 2) > 0) await measure(child.url, clients, o.connections, o.warmupS ?? 2)
-      const cpuBefore = readProcessCpu(child.pid)
-      const generatorBefore = process.cpuUsage()
-      const started = performance.now()
-      const result = await measure(child.url, clients, o.connections, o.durationS)
-      const wallS = (performance.now() - started) / 1000
-      const generator = process.cpuUsage(generatorBefore)
-      const cpuAfter = readProcessCpu(child.pid)
-      const cpuSeconds = cpuAfter.userSeconds + cpuAfter.systemSeconds - cpuBefore.userSeconds - cpuBefore.systemSeconds
-      const status = (code: string): number => result.statusCodeStats?.[code as `${number}`]?.count ?? 0
-      const metrics = (await httpGet(`${child.url}/metrics`)).body.toString()
-      const redirects = status('302')
-      const licenceDenials = status('451')
-      const round: SteeringRound = {
-        accessLog,
-        firstPassDecisionsPerSec,
-        decisionsPerSec: Math.round((redirects + licenceDenials) / result.duration),
-        requests: result.requests.total,
-        redirects,
-        licenceDenials,
-        otherStatuses: result.requests.total - redirects - licenceDenials,
-        errors: result.errors + result.timeouts,
-        latencyP50Ms: result.latency.p50,
-        latencyP99Ms: result.latency.p99,
-        serverCpuPerSec: Math.round(cpuSeconds / wallS * 100) / 100,
-        generatorCpuPerSec: cpuPerSec(generator, wallS),
-        fastPathAnswered: metricValue(metrics, 'streamedge_cp_fast_path_requests_total'),
-        fastPathHandoffs: metricValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
+      const first = await autocannonWindow(cp.url, requests, o.connections, 0, requests.length)
+      const firstPassDecisionsPerSec = Math.round(first.requests / first.durationS)
+      const windows: ProfileWindow[] = []
+      for (const generator of generators) {
+        if (warmupS > 0) await load(cp.url, generator, warmupS)
+        const before = await decisionCounts(cp.url)
+        const fromUs = monotonicUs()
+        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS))
+        const toUs = monotonicUs()
+        const metrics = (await httpGet(`${cp.url}/metrics`)).body.toString()
+        const after = countsOf(metrics)
+        windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
+        // autocannon counts statuses itself; wrk only counts non-2xx/3xx, so 302 and 451 come
+        // from the control plane's own counters over the window
+        const redirects = m.result.statuses?.redirects ?? after.redirects - before.redirects
+        const licenceDenials = m.result.statuses?.licenceDenials ?? after.licenceDenials - before.licenceDenials
+        const otherStatuses = m.result.statuses?.other ?? Math.max(0, m.result.statusErrors - licenceDenials)
+        const decisions = m.result.statuses === undefined ? m.result.requests - otherStatuses : redirects + licenceDenials
+        const round: SteeringRound = {
+          accessLog,
+          generator,
+          firstPassDecisionsPerSec,
+          decisionsPerSec: Math.round(decisions / m.result.durationS),
+          requests: m.result.requests,
+          redirects,
+          licenceDenials,
+          otherStatuses,
+          errors: m.result.errors,
+          latencyP50Ms: m.result.latencyP50Ms,
+          latencyP99Ms: m.result.latencyP99Ms,
+          serverCpuPerSec: round2(m.serverCpuSeconds / m.wallS),
+          serverCpuUsPerDecision: round1(m.serverCpuSeconds / Math.max(1, decisions) * 1e6),
+          generatorCpuPerSec: round2(m.generatorCpuSeconds / m.wallS),
+          fastPathAnswered: metricValue(metrics, 'streamedge_cp_fast_path_requests_total'),
+          fastPathHandoffs: metricValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
+        }
+        rounds.push(round)
+        o.log(`  ${generator}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs`)
       }
-      rounds.push(round)
-      o.log(`  first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s, autocannon ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs`)
-      await child.stop()
+      await cp.stop()
       child = undefined
+      if (rawProfileDir !== undefined) {
+        const runs = await summariseProfile({ dir: rawProfileDir, keepAs: join(o.profileDir!, `steering-log-${accessLog ? 'on' : 'off'}-${Date.now()}.cpuprofile`), root: REPO_ROOT, top: 30 }, windows)
+        for (const [i, p] of runs.entries()) {
+          profiles.push({ accessLog, generator: generators[i]!, profile: p })
+          o.log(`steering: profile (decision log ${accessLog ? 'on' : 'off'}, ${generators[i]}): busy ${Math.round(p.busyMs)} ms of ${Math.round(p.durationMs)} ms, ${round1(p.busyMs * 1000 / Math.max(1, p.requests))} µs main-thread CPU per request; ${p.file}`)
+          for (const f of p.topFunctions) o.log(`    ${f.selfPercent.toFixed(1).padStart(5)} %  ${f.functionName}  ${f.location}`)
+        }
+      }
     }
-    const shipped = rounds[0]!
+    const passed = rounds.some((r) => r.accessLog && r.decisionsPerSec >= STEERING_TARGET_PER_SEC && r.latencyP99Ms < STEERING_TARGET_P99_MS && r.otherStatuses === 0)
     return {
       targetPerSec: STEERING_TARGET_PER_SEC,
       targetP99Ms: STEERING_TARGET_P99_MS,
-      bare,
-      bareFast,
+      generators,
+      ceilings,
       rounds,
-      passed: shipped.decisionsPerSec >= STEERING_TARGET_PER_SEC && shipped.latencyP99Ms < STEERING_TARGET_P99_MS && shipped.otherStatuses === 0,
+      ...(profiles.length === 0 ? {} : { profiles }),
+      passed,
     }
   } finally {
     await child?.stop()
@@ -220,14 +277,46 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
 /** The scenario under the name bench/run.ts registrations use. */
 export const run = runSteering
 
+/** One load window, whichever generator ran it. */
+interface LoadWindow {
+  readonly requests: number
+  readonly durationS: number
+  readonly latencyP50Ms: number
+  readonly latencyP99Ms: number
+  /** Socket errors and timeouts. */
+  readonly errors: number
+  /** Answers with a status outside 2xx and 3xx. */
+  readonly statusErrors: number
+  /** Answers by status, when the generator counts them (autocannon). */
+  readonly statuses?: { readonly redirects: number, readonly licenceDenials: number, readonly other: number }
+}
+
+/**
+ * Runs one load window and charges it: the server's CPU (user + system, from /proc) and the
+ * generator's (autocannon runs in this process; wrk is a child reaped at the end of its run).
+ */
+async function measureWithCpu<T> (pid: number, generator: SteeringGenerator, run: () => Promise<T>): Promise<{ result: T, wallS: number, serverCpuSeconds: number, serverSystemSeconds: number, generatorCpuSeconds: number }> {
+  const serverBefore = readProcessCpu(pid)
+  const ownBefore = process.cpuUsage()
+  const childrenBefore = readReapedChildrenCpu()
+  const started = performance.now()
+  const result = await run()
+  const wallS = (performance.now() - started) / 1000
+  const serverAfter = readProcessCpu(pid)
+  const serverCpuSeconds = cpuSecondsBetween(serverBefore, serverAfter)
+  const own = process.cpuUsage(ownBefore)
+  const generatorCpuSeconds = generator === 'wrk' ? cpuSecondsBetween(childrenBefore, readReapedChildrenCpu()) : (own.user + own.system) / 1e6
+  return { result, wallS, serverCpuSeconds, serverSystemSeconds: serverAfter.systemSeconds - serverBefore.systemSeconds, generatorCpuSeconds }
+}
+
 /**
  * Starts `streamedge control-plane` with stdout going to a file, as a service's log would:
  * piping 20,000 lines a second into the load generator's process would measure the pipe.
  */
-async function startControlPlaneProcess (dir: string, accessLog: boolean, nodeArgs: readonly string[]): Promise<ChildServer> {
+async function startControlPlaneProcess (root: string, dir: string, accessLog: boolean, nodeArgs: readonly string[]): Promise<ChildServer> {
   const logFile = join(dir, `control-plane-${accessLog ? 'log' : 'nolog'}.jsonl`)
   const out = await open(logFile, 'w')
-  const child = spawn(process.execPath, [...nodeArgs, STREAMEDGE_BIN, ...controlPlaneArgs(dir, accessLog)], { cwd: REPO_ROOT, env: cleanEnv(process.env), stdio: ['ignore', out.fd, 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'streamedge.js'), ...controlPlaneArgs(dir, accessLog)], { cwd: root, env: cleanEnv(process.env), stdio: ['ignore', out.fd, 'pipe'] })
   await out.close()
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4096) })
@@ -277,16 +366,25 @@ function controlPlaneArgs (dir: string, accessLog: boolean): string[] {
   ]
 }
 
+/** Request `i` goes from client address `i` for title `(i · 7919) mod TITLES`. */
+function steerRequests (clients: readonly string[]): WrkRequest[] {
+  return clients.map((ip, i) => ({ path: `/v1/steer/vod/title-${(i * 7919) % TITLES}/master.m3u8`, headers: { 'x-forwarded-for': ip } }))
+}
+
 /**
- * One autocannon run. Every connection gets its own prebuilt list of requests (a slice of the
- * clients, each with its title), so the generator spends nothing per request on building
- * them (a per-request `setupRequest` costs autocannon more than a fast server spends
- * answering), every client address is used, and the bare baseline sees the same requests.
+ * One autocannon window. Every connection gets its own prebuilt list of requests (the `k`-th
+ * slice), so the generator spends nothing per request on building them (a per-request
+ * `setupRequest` costs autocannon more than a fast server spends answering), every client
+ * address is used, and the bare baselines see the same requests.
  */
-async function measure (url: string, clients: readonly string[], connections: number, durationS: number, amount?: number): Promise<autocannon.Result> {
-  const lists = requestLists(clients, connections)
+async function autocannonWindow (url: string, requests: readonly WrkRequest[], connections: number, durationS: number, amount?: number): Promise<LoadWindow> {
+  const perConnection = Math.ceil(requests.length / connections)
+  const lists: autocannon.Request[][] = []
+  for (let k = 0; k < connections; k++) {
+    lists.push(requests.slice(k * perConnection, (k + 1) * perConnection).map((r) => ({ method: 'GET', path: r.path, headers: { ...r.headers } })))
+  }
   let next = 0
-  return await autocannon({
+  const result = await autocannon({
     url,
     connections,
     ...(amount === undefined ? { duration: durationS } : { amount }),
@@ -294,30 +392,66 @@ async function measure (url: string, clients: readonly string[], connections: nu
       client.setRequests(lists[next++ % lists.length] ?? [])
     },
   })
-}
-
-/** Request `i` goes to client address `i` for title `(i · 7919) mod TITLES`; connection `k` gets the `k`-th slice. */
-function requestLists (clients: readonly string[], connections: number): autocannon.Request[][] {
-  const perConnection = Math.ceil(clients.length / connections)
-  const lists: autocannon.Request[][] = []
-  for (let k = 0; k < connections; k++) {
-    const list: autocannon.Request[] = []
-    for (let i = k * perConnection; i < Math.min(clients.length, (k + 1) * perConnection); i++) {
-      list.push({ method: 'GET', path: `/v1/steer/vod/title-${(i * 7919) % TITLES}/master.m3u8`, headers: { 'x-forwarded-for': clients[i] ?? '127.0.0.1' } })
-    }
-    lists.push(list)
+  const status = (code: string): number => result.statusCodeStats?.[code as `${number}`]?.count ?? 0
+  const redirects = status('302')
+  const licenceDenials = status('451')
+  let statusErrors = 0
+  for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) if (Number(code) >= 400) statusErrors += stat?.count ?? 0
+  return {
+    requests: result.requests.total,
+    durationS: result.duration,
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    statusErrors,
+    statuses: { redirects, licenceDenials, other: result.requests.total - redirects - licenceDenials },
   }
-  return lists
 }
 
-function cpuPerSec (usage: NodeJS.CpuUsage, wallS: number): number {
-  return Math.round((usage.user + usage.system) / 1e6 / wallS * 100) / 100
+/** One wrk window over the same requests, sent in turn by bench/lib/wrk.ts's Lua rotation. */
+async function wrkWindow (command: string, url: string, requests: readonly WrkRequest[], connections: number, durationS: number): Promise<LoadWindow> {
+  const r = await runWrk({ command, url, paths: [], requests, connections, durationS })
+  return {
+    requests: r.requests,
+    durationS: r.durationS,
+    latencyP50Ms: round2(r.latencyP50Ms),
+    latencyP99Ms: round2(r.latencyP99Ms),
+    errors: r.connectErrors + r.readErrors + r.writeErrors + r.timeouts,
+    statusErrors: r.statusErrors,
+  }
+}
+
+function round1 (n: number): number {
+  return Math.round(n * 10) / 10
+}
+
+function round2 (n: number): number {
+  return Math.round(n * 100) / 100
+}
+
+/** Steering answers counted by the control plane so far: 302s and 451s. */
+async function decisionCounts (url: string): Promise<{ redirects: number, licenceDenials: number }> {
+  return countsOf((await httpGet(`${url}/metrics`)).body.toString())
+}
+
+function countsOf (metrics: string): { redirects: number, licenceDenials: number } {
+  return { redirects: metricSum(metrics, 'streamedge_cp_decisions_total', 'outcome="redirect"'), licenceDenials: metricSum(metrics, 'streamedge_cp_decisions_total', 'outcome="denied-licence"') }
 }
 
 /** The value of an unlabelled-but-default-labelled series in a Prometheus text exposition (0 when absent). */
 function metricValue (text: string, name: string): number {
   const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
   return match === null ? 0 : Number(match[1])
+}
+
+/** The sum of a series over every label set containing `label` (`name="value"`). */
+function metricSum (text: string, name: string, label: string): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) || !line.includes(label)) continue
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return sum
 }
 
 /** Deterministic public-looking addresses: 90 % IPv4 outside private and special ranges, 10 % IPv6 in 2a00::/12. */
@@ -367,9 +501,15 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   void serveBare302(process.argv[process.argv.indexOf('--serve-bare-302') + 1] ?? 'http')
 } else if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick')
-  const profileAt = process.argv.indexOf('--profile')
-  const profileDir = profileAt === -1 ? undefined : process.argv[profileAt + 1]
-  runSteering({ durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
+  const value = (flag: string): string | undefined => {
+    const at = process.argv.indexOf(flag)
+    return at === -1 ? undefined : process.argv[at + 1]
+  }
+  const profileDir = value('--profile')
+  const root = value('--root')
+  const generator = value('--generator')
+  const nodeArgs = process.argv.flatMap((arg, i) => arg === '--node-arg' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [])
+  runSteering({ durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), ...(process.argv.includes('--no-wrk') ? { wrkCommand: null } : {}), ...(generator === undefined ? {} : { generators: [generator as SteeringGenerator] }), ...(root === undefined ? {} : { root }), ...(process.argv.includes('--no-ceilings') ? { ceilings: false } : {}), ...(nodeArgs.length === 0 ? {} : { nodeArgs }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
     process.exit(0)
   }, (err: unknown) => {

@@ -88,6 +88,9 @@ export class SteeringService {
   readonly #orders = new Map<string, GroupOrder>()
   readonly #ordersByStart = new Map<string, GroupOrder>()
   #ordersFor: Inventory | undefined
+  // Locations per client address: a player asks again (its steering manifest reloads every
+  // TTL), and a location is a pure function of the address, the zones and the GeoIP data.
+  readonly #locations = new Map<string, ClientLocation>()
 
   constructor (options: SteeringServiceOptions) {
     if (!Number.isSafeInteger(options.tokenTtlSeconds) || options.tokenTtlSeconds < 1) throw new TypeError(`Expected options.tokenTtlSeconds to be a positive integer, got ${String(options.tokenTtlSeconds)}`)
@@ -103,8 +106,9 @@ export class SteeringService {
     return this.#tokens.stats
   }
 
-  /** Forgets memoized group orders: call when coverage zones or GeoIP data change. */
+  /** Forgets memoized client locations and group orders: call when coverage zones, GeoIP data or the inventory change. */
   invalidate (): void {
+    this.#locations.clear()
     this.#orders.clear()
     this.#ordersByStart.clear()
   }
@@ -215,9 +219,16 @@ export class SteeringService {
     return holders === undefined ? plan : preferHolders(plan, holders)
   }
 
+  /** Where the client is: memoized per address (a zone lookup and a GeoIP lookup cost several µs). */
   #locate (client: ClientAddress | undefined): ClientLocation {
     if (client === undefined) return this.#o.locator.locateUnknown()
-    return this.#o.locator.locate(client.ip)
+    const key = client.ip.text
+    let location = this.#locations.get(key)
+    if (location !== undefined) return location
+    location = this.#o.locator.locate(client.ip)
+    if (this.#locations.size >= MAX_MEMOIZED_LOCATIONS) this.#locations.clear()
+    this.#locations.set(key, location)
+    return location
   }
 
   /**
@@ -258,6 +269,8 @@ interface Pending {
 
 /** Client prefixes (and starting points) whose group order is remembered (cleared when full or when the inventory changes). */
 const MAX_MEMOIZED_ORDERS = 100_000
+/** Client addresses whose location is remembered (cleared when full; ~0.3 KB each). */
+const MAX_MEMOIZED_LOCATIONS = 100_000
 
 /**
  * The title a path belongs to, which is both the rendezvous key and the token's ACL: the

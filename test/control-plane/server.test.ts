@@ -268,6 +268,8 @@ t.test('operational endpoints, CORS preflight, bad requests, admin views and dec
   const lines = cp.logs.filter((l) => l['msg'] === 'steer')
   t.ok(lines.length >= 4, 'one log line per decision')
   t.match(lines.at(-1), { outcome: 'redirect', client: GB, clientSource: 'x-forwarded-for', loc: 'geoip', country: 'GB', node: 'edge-lon', group: 'eu-west', cache: 'hit' })
+  t.same(Object.keys(lines.at(-1)!), ['level', 'time', 'outcome', 'client', 'clientSource', 'path', 'loc', 'country', 'network', 'node', 'group', 'sid', 'cache', 'skipped', 'ms', 'msg'],
+    'the decision line keeps pino\'s shape: level, time, the fields in their fixed order, msg')
   t.notOk(JSON.stringify(cp.logs).includes('control-plane-test-secret'), 'keys never logged')
   t.ok(await cp.cp.metrics.decisionCache.value({ result: 'hit' }) >= 2, 'repeat decisions hit the cache')
   const metrics = (await fetchRaw(`${cp.cp.url}/metrics`)).body.toString()

@@ -7,7 +7,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { findExecutable } from '../../../bench/lib/executables.ts'
-import { parseWrkReport, runWrk, wrkScript } from '../../../bench/lib/wrk.ts'
+import { parseWrkReport, runWrk, wrkRequestsFile, wrkScript } from '../../../bench/lib/wrk.ts'
 
 t.test('wrkScript: one path is static, several pick at random, headers are escaped', async (t) => {
   const one = wrkScript({ paths: ['/a.ts'], headers: { Range: 'bytes=0-9' } })
@@ -20,6 +20,21 @@ t.test('wrkScript: one path is static, several pick at random, headers are escap
   t.match(many, /math\.randomseed\(7\)/)
   t.match(many, /request = function\(\)/)
   t.throws(() => wrkScript({ paths: [] }), TypeError)
+})
+
+t.test('wrkRequestsFile and a rotating script: one line per request, fields tab-separated', async (t) => {
+  const file = wrkRequestsFile([{ path: '/v1/steer/a', headers: { 'X-Forwarded-For': '192.0.2.1' } }, { path: '/b' }])
+  t.equal(file, '/v1/steer/a\tX-Forwarded-For: 192.0.2.1\n/b\n')
+  t.throws(() => wrkRequestsFile([]), TypeError)
+  t.throws(() => wrkRequestsFile([{ path: 'no-slash' }]), TypeError)
+  t.throws(() => wrkRequestsFile([{ path: '/a\tb' }]), TypeError)
+  t.throws(() => wrkRequestsFile([{ path: '/a', headers: { 'X-A': 'line\nbreak' } }]), TypeError)
+  t.throws(() => wrkRequestsFile([{ path: '/a', headers: { 'X:A': 'v' } }]), TypeError)
+  const script = wrkScript({ paths: [], requestsFile: '/tmp/r.tsv' })
+  t.match(script, /io\.lines\("\/tmp\/r\.tsv"\)/)
+  t.match(script, /request = function\(\)/)
+  t.match(script, /"\[\^\\t\]\+"/, 'the Lua pattern splits on tabs')
+  t.throws(() => wrkScript({ paths: [] }), TypeError, 'neither paths nor a requests file')
 })
 
 t.test('parseWrkReport reads the JSON line and converts units', async (t) => {
@@ -63,4 +78,29 @@ t.test('runWrk against a real server: requests, bytes, headers and status errors
   t.ok((seen.get('/a') ?? 0) > 0 && (seen.get('/missing') ?? 0) > 0, 'both paths were requested')
   t.ok(mixed.statusErrors > 0, '404s count as status errors')
   await t.rejects(runWrk({ command: wrk!, url: 'http://localhost:1', paths: ['/'], connections: 1, durationS: 1 }), TypeError, 'loopback by address only')
+})
+
+t.test('runWrk with prebuilt requests sends each one with its own fields, in turn', { skip: wrk === undefined ? 'wrk not installed' : false }, async (t) => {
+  const seen = new Map<string, string>()
+  let mismatched = 0
+  let fixed = 0
+  const server = http.createServer((req, res) => {
+    const xff = String(req.headers['x-forwarded-for'])
+    if (`/c/${xff}` !== req.url) mismatched++
+    if (req.headers['x-fixed'] === 'yes') fixed++
+    seen.set(req.url ?? '', xff)
+    res.writeHead(302, { location: '/elsewhere', 'content-length': '0' })
+    res.end()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const clients = Array.from({ length: 50 }, (_, i) => `198.51.100.${i}`)
+  const report = await runWrk({ command: wrk!, url, paths: [], requests: clients.map((ip) => ({ path: `/c/${ip}`, headers: { 'X-Forwarded-For': ip } })), headers: { 'X-Fixed': 'yes' }, connections: 2, durationS: 1 })
+  t.ok(report.requests > 50, 'more requests than the rotation is long')
+  t.equal(seen.size, 50, 'every prebuilt request was sent')
+  t.equal(mismatched, 0, 'each path went with its own field')
+  t.ok(fixed >= report.requests, 'the fixed fields went with every request')
+  t.equal(report.statusErrors, 0, '302 is not a status error')
 })

@@ -3,7 +3,7 @@
  * IPv4, the forms proxies write into X-Forwarded-For, and refusals.
  */
 import t from 'tap'
-import { cidrContains, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
+import { cidrContains, ipv4Value, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
 
 t.test('addresses parse to canonical text', async (t) => {
   const cases: Array<[string, string, 4 | 6]> = [
@@ -34,6 +34,44 @@ t.test('bad addresses are refused', async (t) => {
   for (const bad of ['', 'x', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-4', '1::2::3', '1:2:3:4:5:6:7:8:9', '12345::', 'g::1', '[::1', 'unknown', '1.2.3.4/24']) {
     t.equal(parseIp(bad), undefined, JSON.stringify(bad))
   }
+})
+
+t.test('dotted quads: the one-pass parser keeps the old policy on malformed input', async (t) => {
+  const good: Array<[string, number]> = [
+    ['0.0.0.0', 0],
+    ['255.255.255.255', 0xffffffff],
+    ['192.0.2.1', 0xc0000201],
+    ['10.0.0.10', 0x0a00000a],
+    ['100.200.0.99', (100 * 2 ** 24) + (200 * 2 ** 16) + 99],
+  ]
+  for (const [text, value] of good) {
+    t.equal(ipv4Value(text), value, `${text} = ${value}`)
+    const ip = parseIp(text)
+    t.equal(ip?.text, text, `${text} is its own canonical text`)
+    t.same([...(ip?.bytes ?? [])], [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255], `${text} bytes`)
+  }
+  const bad = [
+    // leading zeros: refused, as before ("010" is octal to some parsers)
+    '01.2.3.4', '1.02.3.4', '1.2.3.004', '00.0.0.0', '0.0.0.00',
+    // out-of-range octets
+    '256.0.0.0', '1.2.3.256', '999.1.1.1', '1.2.1000.1', '4294967295.0.0.0',
+    // too many or too few parts, empty parts
+    '1.2.3', '1.2.3.4.5', '1..3.4', '.1.2.3', '1.2.3.', '1.2.3.4.', '....', '1.2.3.4.5.6.7.8',
+    // trailing or embedded junk
+    '1.2.3.4x', '1.2.3.4 x', 'x1.2.3.4', '1.2.3.4/24', '1.2.3.-4', '1.2.+3.4', '1.2.3.4\u0000', '١.٢.٣.٤', '1.2.3.0x4', '1e2.0.0.1',
+  ]
+  for (const text of bad) {
+    t.equal(ipv4Value(text), -1, `ipv4Value(${JSON.stringify(text)})`)
+    t.equal(parseIp(text), undefined, `parseIp(${JSON.stringify(text)})`)
+    t.equal(normalizeIp(text), undefined, `normalizeIp(${JSON.stringify(text)})`)
+  }
+  t.equal(ipv4Value(' 1.2.3.4'), -1, 'the bare parser takes no white space')
+  t.equal(ipv4Value('1.2.3.4\n'), -1)
+  t.equal(parseIp(' 1.2.3.4\t')?.text, '1.2.3.4', 'parseIp trims them, as before')
+  t.equal(parseIp('1.2.3.4:80')?.text, '1.2.3.4', 'and strips a port')
+  t.equal(parseIp('1.2.3.04:80'), undefined, 'but not a leading zero behind a port')
+  t.equal(parseIp('::ffff:1.2.3.04'), undefined, 'nor inside an IPv4-mapped address')
+  t.equal(parseIp('::ffff:1.2.3.256'), undefined, 'nor an out-of-range octet there')
 })
 
 t.test('normalizeIp takes the dotted-quad fast path and canonicalises the rest', async (t) => {

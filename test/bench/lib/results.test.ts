@@ -1,0 +1,71 @@
+/**
+ * The steering section of bench/RESULTS.md: both generators, the bare ceilings per generator,
+ * CPU per decision, the cold rate and the verdict.
+ */
+import t from 'tap'
+import { renderResultsMarkdown, type BenchResults } from '../../../bench/lib/results.ts'
+import type { SteeringResult, SteeringRound } from '../../../bench/scenarios/steering.ts'
+
+const round = (accessLog: boolean, generator: 'autocannon' | 'wrk', decisionsPerSec: number, p99: number): SteeringRound => ({
+  accessLog,
+  generator,
+  firstPassDecisionsPerSec: accessLog ? 4100 : 4300,
+  decisionsPerSec,
+  requests: decisionsPerSec * 3,
+  redirects: decisionsPerSec * 3 - 20,
+  licenceDenials: 20,
+  otherStatuses: 0,
+  errors: 0,
+  latencyP50Ms: 4,
+  latencyP99Ms: p99,
+  serverCpuPerSec: 0.98,
+  serverCpuUsPerDecision: 81.5,
+  generatorCpuPerSec: generator === 'wrk' ? 0.35 : 1,
+  fastPathAnswered: 100_000,
+  fastPathHandoffs: 2,
+})
+
+const steering: SteeringResult = {
+  targetPerSec: 20_000,
+  targetP99Ms: 5,
+  generators: ['autocannon', 'wrk'],
+  ceilings: [
+    { server: 'node:http', generator: 'autocannon', requestsPerSec: 13_000, latencyP50Ms: 3, latencyP99Ms: 15, serverCpuPerSec: 0.6, serverCpuUsPerRequest: 46, generatorCpuPerSec: 1 },
+    { server: 'node:http', generator: 'wrk', requestsPerSec: 21_000, latencyP50Ms: 2.6, latencyP99Ms: 10.6, serverCpuPerSec: 0.8, serverCpuUsPerRequest: 41.6, generatorCpuPerSec: 0.5 },
+    { server: 'fast-front', generator: 'autocannon', requestsPerSec: 15_800, latencyP50Ms: 2, latencyP99Ms: 14, serverCpuPerSec: 0.57, serverCpuUsPerRequest: 36, generatorCpuPerSec: 0.98 },
+    { server: 'fast-front', generator: 'wrk', requestsPerSec: 30_900, latencyP50Ms: 2, latencyP99Ms: 5.25, serverCpuPerSec: 0.9, serverCpuUsPerRequest: 32.1, generatorCpuPerSec: 0.58 },
+  ],
+  rounds: [round(true, 'autocannon', 7000, 20), round(true, 'wrk', 12_000, 19.6), round(false, 'autocannon', 7100, 18), round(false, 'wrk', 12_500, 15)],
+  passed: false,
+}
+
+const base: BenchResults = {
+  date: '2026-01-02T03:04:05.000Z',
+  quick: false,
+  quietWaitS: 0,
+  machine: { cpus: 2, cpuModel: 'AMD EPYC', memoryBytes: 24 * 2 ** 30, nodeVersion: 'v20.20.2', kernel: '6.1', clockTicksPerSecond: 100 },
+  source: { root: '/work/main/', commit: 'abc123', uncommitted: [] },
+  wallSeconds: 60,
+}
+
+t.test('the steering table has a row per ceiling and per round, each naming its generator', async (t) => {
+  const md = renderResultsMarkdown({ ...base, steering })
+  t.match(md, /## Steering decisions \(`steering`, issue 5\)/)
+  t.match(md, /autocannon and wrk send GET \/v1\/steer/)
+  t.match(md, /\| \| generator \| decisions\/s \| p50 ms \| p99 ms \| server CPU s\/s \| server CPU µs\/answer \| generator CPU s\/s \| 302 \| 451 \| other \| errors \|/)
+  t.match(md, /\| bare node:http 302 \(ceiling\) \| wrk \| 21000 \| 2\.6 \| 10\.6 \| 0\.8 \| 41\.6 \| 0\.5 \| \| \| \| \|/)
+  t.match(md, /\| bare fast-front 302 \(ceiling\) \| autocannon \| 15800 \|/)
+  t.match(md, /\| decision log on \| wrk \| 12000 \| 4 \| 19\.6 \| 0\.98 \| 81\.5 \| 0\.35 \| 35980 \| 20 \| 0 \| 0 \|/)
+  t.match(md, /\| decision log off \| autocannon \| 7100 \|/)
+  t.match(md, /Cold first pass over every client address \(autocannon\): 4100\/s with the decision log on, 4300\/s with the decision log off\./)
+  t.match(md, /Ceilings \(best generator\): node:http 21000\/s, fast-front 30900\/s\./)
+  t.match(md, /20000 decisions\/s with p99 < 5 ms, log on, with the faster generator: \*\*missed\*\*/)
+})
+
+t.test('with autocannon alone the section says so and still renders', async (t) => {
+  const only: SteeringResult = { ...steering, generators: ['autocannon'], ceilings: steering.ceilings.filter((c) => c.generator === 'autocannon'), rounds: steering.rounds.filter((r) => r.generator === 'autocannon'), passed: false }
+  const md = renderResultsMarkdown({ ...base, steering: only })
+  t.match(md, /; autocannon sends GET/)
+  t.notMatch(md, /\| wrk \|/)
+  t.match(md, /Ceilings \(best generator\): node:http 13000\/s, fast-front 15800\/s\./)
+})

@@ -1,0 +1,87 @@
+/**
+ * The logger: line shape (level label, ISO time, bindings, fields, msg) and the
+ * per-millisecond time field, which must be byte-identical to pino's own isoTime.
+ */
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import t from 'tap'
+import { createLogger, infoLineWriter, isoTime, jsonString } from '../../lib/log.ts'
+
+t.test('isoTime renders the same bytes as pino.stdTimeFunctions.isoTime', async (t) => {
+  for (let i = 0; i < 50; i++) {
+    const before = pino.stdTimeFunctions.isoTime()
+    const ours = isoTime()
+    const after = pino.stdTimeFunctions.isoTime()
+    t.ok(ours === before || ours === after, `${ours} is ${before} or ${after}`)
+    t.match(ours, /^,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"$/)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+})
+
+t.test('isoTime follows the clock: a later millisecond gets a later time', async (t) => {
+  const first = isoTime()
+  const started = Date.now()
+  while (Date.now() === started) {
+    // wait out the millisecond
+  }
+  const second = isoTime()
+  t.not(second, first)
+  t.ok(Date.parse(JSON.parse(`{${second.slice(1)}}`).time) > Date.parse(JSON.parse(`{${first.slice(1)}}`).time))
+})
+
+t.test('a log line: level label, time, bindings, fields in order, msg', async (t) => {
+  const lines: string[] = []
+  const destination = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      lines.push(...chunk.toString().split('\n').filter((l) => l !== ''))
+      callback()
+    },
+  })
+  const logger = createLogger({ destination, bindings: { role: 'control-plane', node: 'cp-1' } })
+  logger.info({ outcome: 'redirect', skipped: undefined, ms: 0.1 }, 'steer')
+  logger.debug('not at info')
+  t.equal(lines.length, 1)
+  t.match(lines[0], /^\{"level":"info","time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","role":"control-plane","node":"cp-1","outcome":"redirect","ms":0\.1,"msg":"steer"\}$/)
+})
+
+t.test('infoLineWriter writes the bytes logger.info writes, honours the level, and falls back for other loggers', async (t) => {
+  const raw: string[] = []
+  const destination = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      raw.push(chunk.toString())
+      callback()
+    },
+  })
+  const logger = createLogger({ destination, bindings: { role: 'control-plane', node: 'cp-1' } })
+  const write = infoLineWriter(logger, 'steer')
+  const strings = ['plain', 'with "quotes" and \\ backslash', 'tab\there', 'nul\u0000', 'ünïcødé ✓', 'x'.repeat(150), '"'.repeat(120), '']
+  for (const text of strings) {
+    const fields = { outcome: 'redirect', path: text, skipped: 2, ms: 0.125 }
+    // pino and the writer in the same millisecond, so the time fields agree (retried otherwise)
+    for (let attempt = 0; attempt < 20; attempt++) {
+      raw.length = 0
+      logger.info(fields, 'steer')
+      write(`,"outcome":"redirect","path":${jsonString(text)},"skipped":2,"ms":0.125`)
+      if (raw.length === 2 && raw[0] === raw[1]) break
+    }
+    t.equal(raw[1], raw[0], `same bytes for ${JSON.stringify(text.slice(0, 20))}`)
+    t.same(JSON.parse(raw[1]!).path, text, 'and the string survives')
+  }
+  logger.level = 'warn'
+  raw.length = 0
+  write(',"outcome":"redirect"')
+  t.same(raw, [], 'nothing below the level')
+  logger.level = 'info'
+
+  const child = logger.child({ role: 'edge' })
+  raw.length = 0
+  infoLineWriter(child, 'steer')(',"outcome":"redirect","ms":1')
+  t.equal(raw.length, 1)
+  t.match(JSON.parse(raw[0]!), { level: 'info', role: 'edge', outcome: 'redirect', ms: 1, msg: 'steer' }, 'a logger of another make goes through pino')
+})
+
+t.test('jsonString renders like JSON.stringify for everything but lone surrogates', async (t) => {
+  for (const text of ['', 'a', '"', '\\', 'a"b\\c', '\n', '\u001f', '\u007f', 'é', '😀', 'y'.repeat(101)]) {
+    t.equal(jsonString(text), JSON.stringify(text), JSON.stringify(text))
+  }
+})
