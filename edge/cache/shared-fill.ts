@@ -13,6 +13,10 @@
  *
  * Chunks are kept as received and readers get `subarray` views: a body byte is
  * copied once into the store at completion, never per reader.
+ *
+ * pipeFill sends a fill to a client: first bytes at once, the rest in bounded slices on
+ * setImmediate turns, so a herd's fan-out and late joiners' catch-up never hold the event
+ * loop (and with it the accept of the next client) for more than one slice budget.
  */
 import { CdnError } from '../../lib/errors.ts'
 import type { StoredHeaders, StoredObject } from './types.ts'
@@ -67,6 +71,8 @@ export class SharedFill {
   #body: Buffer | undefined
   #readers = 0
   #wakeups: Wake[] = []
+  /** Told of a failure at once, whatever they are waiting for (see watchFailure). */
+  readonly #failureWatchers = new Set<(err: Error) => void>()
   #headWaiters: Array<{ resolve: (head: FillHead) => void, reject: (err: Error) => void }> = []
 
   constructor (key: string, startedAtMs: number) {
@@ -117,6 +123,7 @@ export class SharedFill {
   complete (): Buffer {
     if (this.#state !== 'streaming') throw new Error(`complete in state ${this.#state}`)
     this.#state = 'complete'
+    this.#failureWatchers.clear()
     this.#wake()
     return this.body()
   }
@@ -137,6 +144,9 @@ export class SharedFill {
     const waiters = this.#headWaiters
     this.#headWaiters = []
     for (const w of waiters) w.reject(err)
+    const watchers = [...this.#failureWatchers]
+    this.#failureWatchers.clear()
+    for (const watcher of watchers) watcher(err)
     this.#wake()
   }
 
@@ -190,6 +200,19 @@ export class SharedFill {
     this.#wakeups.push(wake)
   }
 
+  /**
+   * Calls `watcher` if the fill fails, even for a reader waiting on something else (a
+   * client socket that does not drain): a failed fill aborts every response at once.
+   */
+  watchFailure (watcher: (err: Error) => void): void {
+    if (this.#state === 'failed') watcher(this.#error!)
+    else if (this.#state !== 'complete') this.#failureWatchers.add(watcher)
+  }
+
+  unwatchFailure (watcher: (err: Error) => void): void {
+    this.#failureWatchers.delete(watcher)
+  }
+
   /** Index of the chunk holding byte `offset` (offset < length). */
   chunkIndexAt (offset: number): number {
     const starts = this.#starts
@@ -235,10 +258,10 @@ export class FillCursor {
   /** All requested bytes have been handed out. */
   get done (): boolean { return this.#pos > this.#end }
 
-  /** The next available slice, or undefined when the fill has no more bytes yet. */
-  next (): Buffer | undefined {
+  /** The next available slice (at most `maxBytes` long), or undefined when the fill has no more bytes yet. */
+  next (maxBytes = Number.MAX_SAFE_INTEGER): Buffer | undefined {
     const fill = this.#fill
-    if (this.#pos > this.#end || this.#pos >= fill.length) return undefined
+    if (this.#pos > this.#end || this.#pos >= fill.length || maxBytes < 1) return undefined
     if (this.#chunk < 0) this.#chunk = fill.chunkIndexAt(this.#pos)
     let chunk = fill.chunk(this.#chunk)
     let start = fill.chunkStart(this.#chunk)
@@ -249,8 +272,219 @@ export class FillCursor {
     }
     if (chunk === undefined) return undefined
     const from = this.#pos - start
-    const to = Math.min(chunk.length, this.#end + 1 - start)
+    const to = Math.min(chunk.length, this.#end + 1 - start, from + maxBytes)
     this.#pos = start + to
     return from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to)
   }
 }
+
+// ---- fan-out to clients ----------------------------------------------------
+
+/**
+ * Bytes a reader gets the moment it can have any (its head goes with them): a reader's
+ * first byte never waits for a pacer turn, and the catch-up of a late joiner is not
+ * copied into its socket all at once.
+ */
+export const FIRST_SLICE_BYTES = 16 * 1024
+/** Most bytes one reader gets per pacer visit (small chunks in one visit go out as one writev: node:http corks). */
+export const SLICE_BYTES = 64 * 1024
+/** Most bytes the pacer writes per event-loop turn, across all readers of all fills. */
+export const TURN_BUDGET_BYTES = 512 * 1024
+/** Longest the pacer holds bulk writes back while readers keep joining. */
+export const MAX_DEFER_MS = 40
+/** After holding back that long, bulk runs undeferred for this long. */
+export const MIN_BULK_MS = 5
+
+/** Where a fill reader's bytes go; a node:http ServerResponse is one. */
+export interface FillSink {
+  readonly destroyed: boolean
+  /** False when the caller should wait for 'drain' before writing more. */
+  write (chunk: Buffer): boolean
+  end (): unknown
+  once (event: 'drain', listener: () => void): unknown
+}
+
+/** What {@link pipeFill} reports. */
+export interface FillPipeHooks {
+  /** Body bytes handed to the sink. */
+  readonly onBytes: (bytes: number) => void
+  /** The fill failed before this reader had all its bytes: abort the response (never end it short). */
+  readonly onFail: (err: Error | undefined) => void
+}
+
+/**
+ * Streams bytes `start`..`endInclusive` of `fill` into `sink` as the fill gets them, and
+ * ends the sink after the last one. The first {@link FIRST_SLICE_BYTES} go out at once
+ * (now, or as soon as the fill has any); everything after is written by the pacer in
+ * slices of at most {@link SLICE_BYTES}, round-robin, at most {@link TURN_BUDGET_BYTES}
+ * per event-loop turn. libuv 1.46 (Node 20) accepts one connection per turn (seen with
+ * strace: one accept4 per epoll_wait), so a turn that copies megabytes into sockets (a
+ * herd's fan-out, a late joiner's catch-up) holds up every client still in the accept
+ * queue; short turns keep intake moving. Each reader has its own backpressure ('drain');
+ * the fill never waits for a reader.
+ */
+export function pipeFill (fill: SharedFill, sink: FillSink, start: number, endInclusive: number, hooks: FillPipeHooks): void {
+  PACER.noteJoin()
+  const pipe = new FillPipe(fill, sink, new FillCursor(fill, start, endInclusive), hooks)
+  pipe.pump(FIRST_SLICE_BYTES)
+  pipe.watch()
+}
+
+/** One reader's position in a fill and what it waits for: bytes, 'drain', or its pacer turn. */
+class FillPipe {
+  readonly #fill: SharedFill
+  readonly #sink: FillSink
+  readonly #cursor: FillCursor
+  readonly #hooks: FillPipeHooks
+  #sentBytes = 0
+  #done = false
+  readonly #onReady = (): void => this.#ready()
+  readonly #onFailure = (err: Error): void => this.#abort(err)
+
+  constructor (fill: SharedFill, sink: FillSink, cursor: FillCursor, hooks: FillPipeHooks) {
+    this.#fill = fill
+    this.#sink = sink
+    this.#cursor = cursor
+    this.#hooks = hooks
+  }
+
+  /** Aborts this reader the moment the fill fails, whatever it is waiting for. */
+  watch (): void {
+    if (!this.#done) this.#fill.watchFailure(this.#onFailure)
+  }
+
+  /**
+   * Writes up to `maxBytes` (stopping early at backpressure), then arranges the next step:
+   * end, abort, wait for 'drain', wait for the fill, or queue for the next pacer visit.
+   * Returns the bytes written.
+   */
+  pump (maxBytes: number): number {
+    if (this.#done) return 0
+    const sink = this.#sink
+    const fill = this.#fill
+    if (sink.destroyed) {
+      this.#finish()
+      return 0
+    }
+    if (fill.state === 'failed') {
+      this.#abort(fill.error)
+      return 0
+    }
+    const cursor = this.#cursor
+    let written = 0
+    let writable = true
+    while (writable && written < maxBytes) {
+      const chunk = cursor.next(maxBytes - written)
+      if (chunk === undefined) break
+      written += chunk.length
+      writable = sink.write(chunk)
+    }
+    if (written > 0) {
+      this.#sentBytes += written
+      this.#hooks.onBytes(written)
+    }
+    if (cursor.done || (fill.state === 'complete' && cursor.position >= fill.length)) {
+      this.#finish()
+      sink.end()
+    } else if (!writable) {
+      sink.once('drain', this.#onReady)
+    } else if (cursor.position < fill.length) {
+      PACER.enqueue(this)
+    } else {
+      fill.onProgress(this.#onReady)
+    }
+    return written
+  }
+
+  #finish (): void {
+    this.#done = true
+    this.#fill.unwatchFailure(this.#onFailure)
+  }
+
+  #abort (err: Error | undefined): void {
+    if (this.#done) return
+    this.#finish()
+    this.#hooks.onFail(err)
+  }
+
+  #ready (): void {
+    if (this.#done) return
+    // Nothing sent yet: the first bytes (and the head with them) go now, not after a turn.
+    if (this.#sentBytes === 0) this.pump(FIRST_SLICE_BYTES)
+    else PACER.enqueue(this)
+  }
+}
+
+/**
+ * Runs queued readers in setImmediate turns: each gets one slice, in queue order, until
+ * the turn's budget is spent; the rest keep their place for the next turn. Readers queued
+ * during a turn wait for the next one, after the event loop has polled for I/O (accepts,
+ * requests, upstream bytes) in between.
+ *
+ * While readers keep joining (a herd arriving: more connections are likely waiting in the
+ * accept queue), turns skip the bulk writes so each accept costs one cheap turn; bulk is
+ * held back at most {@link MAX_DEFER_MS}, then runs undeferred for {@link MIN_BULK_MS}, so
+ * readers already streaming keep at least that share of the time however many join.
+ */
+class Pacer {
+  #queue: Array<FillPipe | undefined> = []
+  #head = 0
+  #scheduled = false
+  #joined = false
+  #deferredSinceMs: number | undefined
+  #noDeferUntilMs = 0
+  readonly #turn = (): void => this.#run()
+
+  enqueue (pipe: FillPipe): void {
+    this.#queue.push(pipe)
+    this.#schedule()
+  }
+
+  /** A reader started: the next turn may yield to the readers still arriving. */
+  noteJoin (): void {
+    this.#joined = true
+  }
+
+  #schedule (): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(this.#turn)
+  }
+
+  #run (): void {
+    this.#scheduled = false
+    if (this.#joined) {
+      this.#joined = false
+      const now = performance.now()
+      if (now >= this.#noDeferUntilMs) {
+        this.#deferredSinceMs ??= now
+        if (now - this.#deferredSinceMs < MAX_DEFER_MS) {
+          this.#schedule()
+          return
+        }
+        this.#noDeferUntilMs = now + MIN_BULK_MS
+      }
+    }
+    this.#deferredSinceMs = undefined
+    const queue = this.#queue
+    const end = queue.length
+    let budget = TURN_BUDGET_BYTES
+    while (this.#head < end && budget > 0) {
+      const pipe = queue[this.#head]!
+      queue[this.#head++] = undefined
+      budget -= pipe.pump(SLICE_BYTES)
+    }
+    if (this.#head === queue.length) {
+      this.#queue = []
+      this.#head = 0
+      return
+    }
+    if (this.#head > 1024 && this.#head * 2 > queue.length) {
+      this.#queue = queue.slice(this.#head)
+      this.#head = 0
+    }
+    this.#schedule()
+  }
+}
+
+const PACER = new Pacer()

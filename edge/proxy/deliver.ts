@@ -15,7 +15,7 @@ import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
 import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
 import { ageHeaderValue } from '../cache/freshness.ts'
 import { storedDirectives } from '../cache/reuse-policy.ts'
-import { FillCursor, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
+import { pipeFill, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import { CORS_HEADERS } from './access-gate.ts'
 import type { CachePhase } from './cache-proxy.ts'
@@ -299,9 +299,9 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
 }
 
 /**
- * Answers from a fill: the head now, then each byte as soon as the fill has it.
- * Each reader has its own backpressure (it waits for its socket's 'drain'); the fill
- * never waits for it. If the fill fails, the response is destroyed. `extraCookie` is
+ * Answers from a fill: the head with the first bytes as soon as the fill has any, the rest
+ * paced (see pipeFill). Each reader has its own backpressure; the fill never waits for
+ * it. If the fill fails, the response is destroyed. `extraCookie` is
  * the Set-Cookie only the initiating client receives.
  */
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
@@ -344,27 +344,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     res.end()
     return
   }
-  const cursor = new FillCursor(fill, start, end)
-  const pump = (): void => {
-    if (res.destroyed) return
-    for (let chunk = cursor.next(); chunk !== undefined; chunk = cursor.next()) {
-      ex.bytes += chunk.length
-      if (!res.write(chunk)) {
-        res.once('drain', pump)
-        return
-      }
-    }
-    if (cursor.done || (fill.state === 'complete' && cursor.position >= fill.length)) {
-      res.end()
-      return
-    }
-    if (fill.state === 'failed') {
-      failResponse(ex, fill.error)
-      return
-    }
-    fill.onProgress(pump)
-  }
-  pump()
+  pipeFill(fill, res, start, end, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err) })
 }
 
 const NO_BODY = new Set([204, 304])
