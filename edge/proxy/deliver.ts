@@ -220,10 +220,11 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
     res.end(body)
     return
   }
-  const stream = object.createReadStream(start, end)
-  stream.on('data', (chunk: Buffer) => { ex.bytes += chunk.length })
-  pipeline(stream, res, (err) => {
-    if (err !== undefined && err !== null && !res.destroyed) res.destroy(err)
+  // Pooled chunks straight from the file to the socket (edge/cache/body-writer.ts): no stream
+  // objects, and each buffer goes back to the pool once the socket has taken it.
+  object.writeTo(res, start, end, (err, bytes) => {
+    ex.bytes += bytes
+    if (err !== undefined && !res.destroyed) res.destroy(err)
   })
 }
 
