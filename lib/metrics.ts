@@ -137,10 +137,35 @@ export interface UpstreamHealthSample {
   readonly rejectedQueueTimeout?: number
 }
 
-/** The hit fast path's running totals (structurally lib/http/fast-front.ts FastFrontStats). */
+/** A fast front's running totals (structurally lib/http/fast-front.ts FastFrontStats). */
 export interface FastPathSample {
   readonly answered: number
   readonly handedOff: number
+  readonly open: number
+}
+
+/** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */
+type FastPathSeries = Readonly<Record<keyof FastPathSample, readonly [name: string, help: string]>>
+
+/**
+ * Publishes a fast front's totals at scrape time: `answered` and `handedOff` as counters,
+ * `open` as a gauge; all read 0 while `source` gives undefined (fast path off).
+ */
+function watchFastFront (registry: client.Registry, series: FastPathSeries, source: () => FastPathSample | undefined): void {
+  for (const field of ['answered', 'handedOff'] as const) {
+    const [name, help] = series[field]
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect () {
+        this.reset()
+        this.inc(source()?.[field] ?? 0)
+      },
+    })
+  }
+  const [name, help] = series.open
+  new Gauge({ name, help, registers: [registry], collect () { this.set(source()?.open ?? 0) } })
 }
 
 /** Sizes and counts a store reports when /metrics is scraped. */
@@ -307,23 +332,13 @@ export class CacheNodeMetrics {
     })
   }
 
-  /** Publishes the hit fast path's totals at scrape time; both stay 0 while `source` gives undefined (fast path off). */
+  /** Publishes the hit fast path's totals at scrape time (all 0 while the fast path is off). */
   watchFastPath (source: () => FastPathSample | undefined): void {
-    const totals = [
-      ['streamedge_fast_path_responses_total', 'Requests answered by the hit fast path below node:http (memory-tier hits)', 'answered'],
-      ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer', 'handedOff'],
-    ] as const
-    for (const [name, help, field] of totals) {
-      new Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect () {
-          this.reset()
-          this.inc(source()?.[field] ?? 0)
-        },
-      })
-    }
+    watchFastFront(this.registry, {
+      answered: ['streamedge_fast_path_responses_total', 'Requests answered by the hit fast path below node:http (memory-tier hits)'],
+      handedOff: ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer'],
+      open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
+    }, source)
   }
 
   /** Reports the number of fills in flight at scrape time. */
@@ -454,12 +469,6 @@ export interface NodeHealthGaugeSource {
 }
 
 /** What the HTTP fast path reports at scrape time. */
-export interface FastPathGaugeSource {
-  readonly answered: number
-  readonly handedOff: number
-  readonly open: number
-}
-
 /** The node statuses a control plane reports (health-tracker.ts NodeStatus). */
 export const NODE_STATUSES = ['available', 'overloaded', 'draining', 'unknown', 'not-ready', 'heartbeat-stale', 'down', 'offline'] as const
 
@@ -547,33 +556,12 @@ export class ControlPlaneMetrics {
    * Reports the HTTP fast path (lib/http/fast-front.ts) at scrape time: requests it answered,
    * connections it handed to node:http, and connections it holds.
    */
-  watchFastPath (source: () => FastPathGaugeSource): void {
-    const p = 'streamedge_cp_'
-    const registry = this.registry
-    new Counter({
-      name: `${p}fast_path_requests_total`,
-      help: 'Requests answered by the fast path below node:http (steering redirects and refusals)',
-      registers: [registry],
-      collect () {
-        this.reset()
-        this.inc(source().answered)
-      },
-    })
-    new Counter({
-      name: `${p}fast_path_handoffs_total`,
-      help: 'Connections the fast path handed to node:http (a request it does not answer; node:http keeps the connection)',
-      registers: [registry],
-      collect () {
-        this.reset()
-        this.inc(source().handedOff)
-      },
-    })
-    new Gauge({
-      name: `${p}fast_path_connections`,
-      help: 'Client connections the fast path holds',
-      registers: [registry],
-      collect () { this.set(source().open) },
-    })
+  watchFastPath (source: () => FastPathSample): void {
+    watchFastFront(this.registry, {
+      answered: ['streamedge_cp_fast_path_requests_total', 'Requests answered by the fast path below node:http (steering redirects and refusals)'],
+      handedOff: ['streamedge_cp_fast_path_handoffs_total', 'Connections the fast path handed to node:http (a request it does not answer; node:http keeps the connection)'],
+      open: ['streamedge_cp_fast_path_connections', 'Client connections the fast path holds'],
+    }, source)
   }
 
   get contentType (): string {
