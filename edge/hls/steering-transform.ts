@@ -23,14 +23,29 @@ export function steeringTransform<R = IncomingMessage> (
     const path = q < 0 ? url : url.slice(0, q)
     if (!path.endsWith('.m3u8')) return undefined
     const token = tokenOf(req)
-    const title = path.slice(0, path.lastIndexOf('/') + 1)
-    const serverUri = steeringServerUri(controlPlaneUrl, token === undefined ? { pathwayId, title } : { token, pathwayId })
     return (body) => {
-      // Cheap test first: only multivariant playlists are rewritten.
-      if (body.indexOf('#EXT-X-STREAM-INF') < 0) return undefined
-      const text = body.toString('utf8')
-      if (!isMultivariantPlaylist(text)) return undefined
+      const text = multivariantText(body)
+      if (text === undefined) return undefined
+      const title = path.slice(0, path.lastIndexOf('/') + 1)
+      const serverUri = steeringServerUri(controlPlaneUrl, token === undefined ? { pathwayId, title } : { token, pathwayId })
       return Buffer.from(addContentSteering(text, { serverUri, pathwayId }), 'utf8')
     }
   }
+}
+
+// Stored bodies are immutable and hit again and again (a media playlist on every reload):
+// whether one is a multivariant playlist is decided once per body, not per response.
+const MEDIA_PLAYLIST = ''
+const multivariantBodies = new WeakMap<Buffer, string>()
+
+/** The text of `body` when it is a multivariant playlist, else undefined (memoized per body). */
+function multivariantText (body: Buffer): string | undefined {
+  let text = multivariantBodies.get(body)
+  if (text === undefined) {
+    // Cheap test first: only multivariant playlists are rewritten.
+    const decoded = body.indexOf('#EXT-X-STREAM-INF') < 0 ? MEDIA_PLAYLIST : body.toString('utf8')
+    text = decoded !== MEDIA_PLAYLIST && isMultivariantPlaylist(decoded) ? decoded : MEDIA_PLAYLIST
+    multivariantBodies.set(body, text)
+  }
+  return text === MEDIA_PLAYLIST ? undefined : text
 }
