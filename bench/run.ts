@@ -35,6 +35,7 @@ import { HOT_CACHE_SCENARIOS, runHotCache, type HotCacheScenario } from './scena
 import { runHotMemory } from './scenarios/hot-memory.ts'
 import { renderOffloadMarkdown, run as runOffload } from './scenarios/offload.ts'
 import { renderRevalidationMarkdown, run as runRevalidation } from './scenarios/revalidation.ts'
+import { renderSteadyMissesMarkdown, runSteadyMisses } from './scenarios/steady-misses.ts'
 import { runSteering } from './scenarios/steering.ts'
 import { runWorkingSet } from './scenarios/working-set.ts'
 
@@ -195,6 +196,12 @@ async function runAll (args: BenchArgs, c: RunContext): Promise<void> {
         stamp,
         log,
       })
+    })
+  }
+  if (wants('steady-misses')) {
+    await attempt('steady-misses', async () => {
+      const r = await runSteadyMisses({ quick, rounds: args.rounds, edgeRoot: c.edgeRoot, beforeWindow, log })
+      extra['steady-misses'] = { result: r, markdown: renderSteadyMissesMarkdown(r) }
     })
   }
   results.wallSeconds = (Date.now() - started.getTime()) / 1000

@@ -290,10 +290,22 @@ export const FIRST_SLICE_BYTES = 16 * 1024
 export const SLICE_BYTES = 64 * 1024
 /** Most bytes the pacer writes per event-loop turn, across all readers of all fills. */
 export const TURN_BUDGET_BYTES = 512 * 1024
-/** Longest the pacer holds bulk writes back while readers keep joining. */
-export const MAX_DEFER_MS = 40
+/**
+ * Longest the pacer holds bulk writes back while a herd keeps joining. Benchmarking knob:
+ * `BENCH_PACER_DEFER_MS` (read once, at load) overrides it, 0 turning deferral off, for A/B
+ * runs (bench/scenarios/steady-misses.ts). Not a setting, so not STREAMEDGE_*: the config
+ * loader rejects unknown STREAMEDGE_* variables.
+ */
+export const MAX_DEFER_MS = deferMsFromEnv(process.env.BENCH_PACER_DEFER_MS, 40)
 /** After holding back that long, bulk runs undeferred for this long. */
 export const MIN_BULK_MS = 5
+
+function deferMsFromEnv (raw: string | undefined, fallbackMs: number): number {
+  if (raw === undefined || raw === '') return fallbackMs
+  const ms = Number(raw)
+  if (!Number.isInteger(ms) || ms < 0 || ms > 1000) throw new TypeError(`Expected BENCH_PACER_DEFER_MS to be an integer between 0 and 1000, got ${raw}`)
+  return ms
+}
 
 /** Where a fill reader's bytes go; a node:http ServerResponse is one. */
 export interface FillSink {
@@ -303,6 +315,9 @@ export interface FillSink {
   end (): unknown
   once (event: 'drain', listener: () => void): unknown
 }
+
+/** Fills that have had a reader piped (a WeakSet: a dropped fill leaves nothing behind). */
+const PIPED = new WeakSet<SharedFill>()
 
 /** What {@link pipeFill} reports. */
 export interface FillPipeHooks {
@@ -324,7 +339,10 @@ export interface FillPipeHooks {
  * the fill never waits for a reader.
  */
 export function pipeFill (fill: SharedFill, sink: FillSink, start: number, endInclusive: number, hooks: FillPipeHooks): void {
-  PACER.noteJoin()
+  // Only a reader joining a fill that already has one can be part of a herd: the first
+  // reader of a fill is a plain miss, and steady misses must not hold back anyone's bulk.
+  if (PIPED.has(fill)) PACER.noteJoin()
+  else PIPED.add(fill)
   const pipe = new FillPipe(fill, sink, new FillCursor(fill, start, endInclusive), hooks)
   pipe.pump(FIRST_SLICE_BYTES)
   pipe.watch()
@@ -421,10 +439,13 @@ class FillPipe {
  * during a turn wait for the next one, after the event loop has polled for I/O (accepts,
  * requests, upstream bytes) in between.
  *
- * While readers keep joining (a herd arriving: more connections are likely waiting in the
- * accept queue), turns skip the bulk writes so each accept costs one cheap turn; bulk is
- * held back at most {@link MAX_DEFER_MS}, then runs undeferred for {@link MIN_BULK_MS}, so
- * readers already streaming keep at least that share of the time however many join.
+ * While readers keep joining fills that already have readers (a herd arriving: more
+ * connections are likely waiting in the accept queue), turns skip the bulk writes so each
+ * accept costs one cheap turn; bulk is held back at most {@link MAX_DEFER_MS}, then runs
+ * undeferred for {@link MIN_BULK_MS}, so readers already streaming keep at least that share
+ * of the time however many join. The first reader of a fill (a plain miss) is no herd and
+ * defers nothing: with misses starting fills every turn, steady traffic would otherwise get
+ * bulk only {@link MIN_BULK_MS} of every {@link MAX_DEFER_MS} + {@link MIN_BULK_MS}.
  */
 class Pacer {
   #queue: Array<FillPipe | undefined> = []
@@ -440,7 +461,7 @@ class Pacer {
     this.#schedule()
   }
 
-  /** A reader started: the next turn may yield to the readers still arriving. */
+  /** A reader joined a fill that had one already: the next turn may yield to the readers still arriving. */
   noteJoin (): void {
     this.#joined = true
   }

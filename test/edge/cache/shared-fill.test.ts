@@ -218,3 +218,52 @@ t.test('a reader that stops reading holds up nobody and has at most one slice bu
   t.ok(slow.bytes < total, `the stalled reader was written ${slow.bytes} of ${total} bytes`)
   t.ok(maxBuffered <= Math.max(FIRST_SLICE_BYTES, SLICE_BYTES) + 1024, `user-space buffer of the stalled reader peaked at ${maxBuffered} bytes`)
 })
+
+/** A sink that takes everything at once (a reader whose socket never pushes back). */
+function nullSink (): FillSinkLike {
+  return { destroyed: false, write: () => true, end: () => undefined, once: () => undefined }
+}
+type FillSinkLike = Parameters<typeof pipeFill>[1]
+
+t.test("a plain miss's reader streams its bulk while other plain misses start every turn", async (t) => {
+  // Steady miss traffic: every event-loop turn a new fill gets its first (only) reader. None
+  // of them is a herd, so the pacer must not hold back bulk for them: the reader under test,
+  // itself the one reader of its fill, makes progress turn after turn. (With deferral on
+  // every join it waited MAX_DEFER_MS at a time: hundreds of turns without a byte.)
+  const total = 8 * 1024 * 1024
+  const body = randomBytes(total)
+  const fill = new SharedFill('plain', 0)
+  let turns = 0
+  let lastProgressTurn = -1
+  let maxGapTurns = 0
+  const { url } = await fillServer(t, fill, total, () => {
+    if (lastProgressTurn >= 0) maxGapTurns = Math.max(maxGapTurns, turns - lastProgressTurn)
+    lastProgressTurn = turns
+  })
+  fill.setHead(HEAD)
+  for (let at = 0; at < total; at += 256 * 1024) fill.append(body.subarray(at, at + 256 * 1024))
+  let running = true
+  const others: SharedFill[] = []
+  const startMiss = (): void => {
+    if (!running) return
+    turns++
+    const other = new SharedFill(`other-${turns}`, 0)
+    other.setHead(HEAD)
+    other.append(body.subarray(0, 1024))
+    pipeFill(other, nullSink(), 0, 4095, { onBytes: () => {}, onFail: () => {} })
+    others.push(other)
+    setImmediate(startMiss)
+  }
+  setImmediate(startMiss)
+  t.teardown(() => {
+    running = false
+    for (const other of others) other.fail(new Error('test over'))
+  })
+  while (turns < 20) await sleep(1)
+  const received = await get(`${url}/plain`)
+  fill.complete()
+  running = false
+  t.ok(received.complete && received.body.equals(body), 'the reader got the whole body')
+  t.ok(turns > 50, `other misses kept starting meanwhile (${turns} turns)`)
+  t.ok(maxGapTurns < 50, `longest run of turns without a byte for the reader: ${maxGapTurns}`)
+})
