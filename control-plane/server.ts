@@ -28,7 +28,7 @@ import { FastFront, type FastRequest, type FastResponse } from '../lib/http/fast
 import { CdnError, CODES, type ErrorCode } from '../lib/errors.ts'
 import { infoLineWriter, jsonString, type Logger } from '../lib/log.ts'
 import type { ControlPlaneMetrics } from '../lib/metrics.ts'
-import { HEARTBEAT_PATH, MAX_REPORT_BYTES, parseNodeReport, SIGNATURE_HEADER, verifyReportSignature } from '../lib/protocol/node-report.ts'
+import { HEARTBEAT_PATH, MAX_REPORT_BYTES, parseNodeReport, SIGNATURE_HEADER, verifyReportSignature, type NodeReport } from '../lib/protocol/node-report.ts'
 import { FANOUT_PURGE_PATH, parsePurgeRequest } from '../lib/protocol/purge.ts'
 import { PATHWAY_QUERY_PARAM, STEERING_MANIFEST_PATH, TITLE_QUERY_PARAM } from '../lib/protocol/steering.ts'
 import { TOKEN_QUERY_PARAM } from '../lib/protocol/token.ts'
@@ -65,6 +65,10 @@ export interface ControlPlaneServerOptions {
   /** Base URL players reach this control plane at (for RELOAD-URI); else taken from Host. */
   readonly publicUrl: string | undefined
   readonly ready: () => boolean
+  /** Called with each accepted heartbeat (a cluster worker relays it to the others). */
+  readonly onHeartbeat?: ((report: NodeReport) => void) | undefined
+  /** Renders /metrics instead of `metrics` alone (a cluster worker asks for the whole cluster's). */
+  readonly renderMetrics?: (() => Promise<string>) | undefined
   readonly keepAliveTimeoutMs?: number
   readonly now?: () => number
 }
@@ -184,7 +188,7 @@ export class ControlPlaneServer {
       return sendText(res, ready ? 200 : 503, ready ? 'ready\n' : 'not ready\n')
     }
     if (path === '/metrics' && method === 'GET') {
-      this.#o.metrics.render().then((body) => {
+      (this.#o.renderMetrics?.() ?? this.#o.metrics.render()).then((body) => {
         res.writeHead(200, { 'content-type': this.#o.metrics.contentType, 'cache-control': NO_STORE })
         res.end(body)
       }, (err: unknown) => {
@@ -217,15 +221,23 @@ export class ControlPlaneServer {
     }
     const client = this.#o.clientIp.resolve(req.remoteAddress, req.headers['x-forwarded-for'])
     let decision: SteerDecision
-    let answer: SteerAnswer
+    let response: FastResponse
+    let outcome: SteerOutcome
     try {
       decision = this.#o.steering.steerNow(path, client)
-      answer = steerAnswer(decision, false, passQuery)
+      if (decision.kind === 'redirect') {
+        // nearly every answer: the head around its Location, the bytes renderHead makes of steerAnswer's 302
+        response = { head: `${REDIRECT_HEAD.before}${passQuery === '' ? decision.location : `${decision.location}?${passQuery}`}${REDIRECT_HEAD.after}` }
+        outcome = 'redirect'
+      } else {
+        const answer = steerAnswer(decision, false, passQuery)
+        response = { head: renderHead(answer), body: answer.body === undefined ? undefined : Buffer.from(answer.body) }
+        outcome = answer.outcome
+      }
     } catch {
       return undefined
     }
-    const response: FastResponse = { head: renderHead(answer), body: answer.body === undefined ? undefined : Buffer.from(answer.body) }
-    this.#account(decision, answer.outcome, path, (performance.now() - started) / 1000)
+    this.#account(decision, outcome, path, (performance.now() - started) / 1000)
     return response
   }
 
@@ -351,6 +363,7 @@ export class ControlPlaneServer {
       return
     }
     this.#o.metrics.heartbeats.inc({ outcome: 'accepted' })
+    this.#o.onHeartbeat?.(parsed.report)
     res.writeHead(204, { ...CORS_HEADERS, 'cache-control': NO_STORE })
     res.end()
   }
@@ -545,17 +558,17 @@ export function steerAnswer (d: SteerDecision, json: boolean, passQuery: string)
           explain: d.explain,
         })
       }
-      return {
-        outcome: 'redirect',
-        status: 302,
-        headers: { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_HEADERS['access-control-expose-headers'], location, 'cache-control': NO_STORE, 'content-length': '0' },
-        body: undefined,
-      }
+      return { outcome: 'redirect', status: 302, headers: redirectHeaders(location), body: undefined }
     }
   }
 }
 
 const RETRY_AFTER = { 'retry-after': '5' } as const
+
+/** The fields of a 302, in the order they are sent. */
+function redirectHeaders (location: string): Readonly<Record<string, string>> {
+  return { 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS_HEADERS['access-control-expose-headers'], location, 'cache-control': NO_STORE, 'content-length': '0' }
+}
 
 function jsonAnswer (outcome: SteerOutcome, status: number, body: unknown, extra: Readonly<Record<string, string>> = {}): SteerAnswer {
   const text = `${JSON.stringify(body)}\n`
@@ -579,6 +592,18 @@ function renderHead (answer: SteerAnswer): string {
   for (const name in headers) head += `${name}: ${headers[name]}\r\n`
   return head
 }
+
+/**
+ * The fast path's 302 head as the text before and after the Location value, cut once from
+ * what {@link renderHead} makes of a {@link steerAnswer} redirect: the same bytes, without
+ * building the answer's field object per request.
+ */
+const REDIRECT_HEAD = ((): { readonly before: string, readonly after: string } => {
+  const mark = '\u0000'
+  const head = renderHead({ outcome: 'redirect', status: 302, headers: redirectHeaders(mark), body: undefined })
+  const at = head.indexOf(mark)
+  return { before: head.slice(0, at), after: head.slice(at + mark.length) }
+})()
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 

@@ -162,6 +162,7 @@ export class TitleInventory {
 
   /** Counts for the title itself or the nearest title above it (`/vod/t1/360p/` → `/vod/t1/`). */
   #countsFor (title: string): Map<string, number> | undefined {
+    if (this.#byTitle.size === 0) return undefined // no inventories (yet): every steering decision asks
     let prefix = title.endsWith('/') ? title : title.slice(0, title.lastIndexOf('/') + 1)
     while (prefix.length > 1) {
       const counts = this.#byTitle.get(prefix)

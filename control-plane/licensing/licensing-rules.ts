@@ -35,9 +35,16 @@ export type LicenceDecision =
 /** A set of rules indexed by prefix. */
 export class LicensingRules {
   readonly #byPrefix: ReadonlyMap<string, LicenceRule>
+  // Lengths of the prefixes without a trailing slash: only a path of such a length can be one.
+  readonly #exactLengths: ReadonlySet<number>
+  // The rule of each directory asked about (null: none). Rules are immutable (a reload makes a
+  // new instance), so this never goes stale; it spares a steering decision a map probe per
+  // ancestor of its path, each with a freshly sliced key.
+  readonly #byDirectory = new Map<string, LicenceRule | null>()
 
   constructor (rules: readonly LicenceRule[]) {
     this.#byPrefix = new Map(rules.map((rule) => [rule.prefix, rule]))
+    this.#exactLengths = new Set(rules.filter((rule) => !rule.prefix.endsWith('/')).map((rule) => rule.prefix.length))
   }
 
   /** No rules: everything is allowed everywhere. */
@@ -52,9 +59,26 @@ export class LicensingRules {
   /** The most specific rule covering `path` (segment-aware: `/vod/a` covers `/vod/a/x`, not `/vod/ab`). */
   match (path: string): LicenceRule | undefined {
     if (this.#byPrefix.size === 0) return undefined
-    const exact = this.#byPrefix.get(path)
-    if (exact !== undefined) return exact
-    for (let i = path.lastIndexOf('/'); i >= 0; i = path.lastIndexOf('/', i - 1)) {
+    if (this.#exactLengths.has(path.length)) {
+      const exact = this.#byPrefix.get(path)
+      if (exact !== undefined) return exact
+    }
+    const slash = path.lastIndexOf('/')
+    if (slash < 0) return undefined
+    // everything after the exact match depends only on the directory (the path up to its last slash)
+    const directory = path.slice(0, slash + 1)
+    let rule = this.#byDirectory.get(directory)
+    if (rule === undefined) {
+      rule = this.#matchAncestors(path, slash) ?? null
+      if (this.#byDirectory.size >= MAX_MEMOIZED_DIRECTORIES) this.#byDirectory.clear()
+      this.#byDirectory.set(directory, rule)
+    }
+    return rule ?? undefined
+  }
+
+  /** The rule of the longest ancestor of `path` from its slash at `last` up. */
+  #matchAncestors (path: string, last: number): LicenceRule | undefined {
+    for (let i = last; i >= 0; i = path.lastIndexOf('/', i - 1)) {
       const withSlash = this.#byPrefix.get(path.slice(0, i + 1))
       if (withSlash !== undefined) return withSlash
       if (i > 0) {
@@ -80,6 +104,9 @@ export class LicensingRules {
     return { allowed: true, rule }
   }
 }
+
+/** Directories whose rule is remembered (cleared when full). */
+const MAX_MEMOIZED_DIRECTORIES = 100_000
 
 /** Reads and validates a licensing file. */
 export function loadLicensingRules (path: string): LicensingRules {

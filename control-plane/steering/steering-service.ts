@@ -90,7 +90,16 @@ export class SteeringService {
   #ordersFor: Inventory | undefined
   // Locations per client address: a player asks again (its steering manifest reloads every
   // TTL), and a location is a pure function of the address, the zones and the GeoIP data.
-  readonly #locations = new Map<string, ClientLocation>()
+  // IPv4 addresses are keyed by their 32 bits (a small integer: no string to hash), IPv6
+  // ones by their text. Each entry also keeps the location's group order for the inventory
+  // it was computed for, so a known client costs one map probe for both.
+  readonly #locations4 = new Map<number, Located>()
+  readonly #locations6 = new Map<string, Located>()
+  // One string object per title: the decision cache, the token issuer and the title
+  // inventory all key maps by the title, and a lookup with the very string object a map
+  // holds compares by identity instead of character by character (a fresh slice of each
+  // request's path would also have its hash computed).
+  readonly #titles = new Map<string, string>()
 
   constructor (options: SteeringServiceOptions) {
     if (!Number.isSafeInteger(options.tokenTtlSeconds) || options.tokenTtlSeconds < 1) throw new TypeError(`Expected options.tokenTtlSeconds to be a positive integer, got ${String(options.tokenTtlSeconds)}`)
@@ -108,7 +117,8 @@ export class SteeringService {
 
   /** Forgets memoized client locations and group orders: call when coverage zones, GeoIP data or the inventory change. */
   invalidate (): void {
-    this.#locations.clear()
+    this.#locations4.clear()
+    this.#locations6.clear()
     this.#orders.clear()
     this.#ordersByStart.clear()
   }
@@ -124,22 +134,22 @@ export class SteeringService {
     const pending = this.#begin(path, client)
     if (pending.kind !== 'pending') return pending
     const inventory = this.#o.inventory()
-    const order = this.#order(pending.base.location, inventory)
+    const order = this.#orderOf(pending.located, inventory)
     const title = pending.base.title
     const generation = this.#o.health.generation
     const cached = this.#o.cache.peek(order.key, title, generation)
-    if (cached !== undefined) return this.#finish(pending, cached, true)
+    if (cached !== undefined) return this.#finish(pending, cached, true, inventory)
     const plan = planFor(order, title, inventory)
     this.#o.cache.fill(order.key, title, generation, plan)
-    return this.#finish(pending, plan, false)
+    return this.#finish(pending, plan, false, inventory)
   }
 
   /** Decides like {@link SteeringService.steerNow}, reading the plan through the decision cache's authority on a memory miss. */
   async steer (path: string, client: ClientAddress | undefined): Promise<SteerDecision> {
     const pending = this.#begin(path, client)
     if (pending.kind !== 'pending') return pending
-    const { value, hit } = await this.#plan(pending.base.location, pending.base.title)
-    return this.#finish(pending, value, hit)
+    const { value, hit } = await this.#plan(pending.located, pending.base.title)
+    return this.#finish(pending, value, hit, this.#o.inventory())
   }
 
   /**
@@ -169,12 +179,13 @@ export class SteeringService {
 
   /** Everything up to the plan: locating, licensing. A decision when no plan is needed. */
   #begin (path: string, client: ClientAddress | undefined): SteerDecision | Pending {
-    if (!isSafePath(path) || path === '/' || path.startsWith(`/${TOKEN_PATH_SEGMENT}/`)) {
+    if (!isSafePath(path) || path === '/' || path.startsWith(TOKEN_PATH_PREFIX)) {
       return { kind: 'bad-request', message: `Cannot steer ${JSON.stringify(path.slice(0, 200))}: give a content path without dot segments or encoded slashes` }
     }
     const nowMs = this.#now()
-    const location = this.#locate(client)
-    const title = titleOf(path)
+    const located = this.#locate(client)
+    const location = located.location
+    const title = this.#intern(titleOf(path))
     const licence = this.#o.licensing().evaluate(path, location.country, nowMs)
     const base: ExplainBase = {
       client: { ip: client?.ip.text, source: client?.source ?? 'none' },
@@ -187,23 +198,22 @@ export class SteeringService {
       return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', candidates: [] } }
     }
     if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', candidates: [] } }
-    return { kind: 'pending', base, client, nowMs }
+    return { kind: 'pending', base, client, located, nowMs }
   }
 
   /** The plan through both cache levels (the async path: a memory miss reads the authority). */
-  async #plan (location: ClientLocation, title: string): Promise<CacheLookup<SteeringPlan>> {
+  async #plan (located: Located, title: string): Promise<CacheLookup<SteeringPlan>> {
     const inventory = this.#o.inventory()
-    const order = this.#order(location, inventory)
+    const order = this.#orderOf(located, inventory)
     return await this.#o.cache.getOrBuild(order.key, title, this.#o.health.generation, () => planFor(order, title, inventory))
   }
 
   /** Picks the node from the plan and issues the token. */
-  #finish (pending: Pending, cached: SteeringPlan, hit: boolean): SteerDecision {
+  #finish (pending: Pending, cached: SteeringPlan, hit: boolean, inventory: Inventory): SteerDecision {
     const { base, client, nowMs } = pending
     const location = base.location
     const plan = this.#withHolders(cached, base.title)
     const selection = pickNode(plan, this.#o.health, this.#o.slack)
-    const inventory = this.#o.inventory()
     const candidates = withDistances(selection.candidates, location.point ?? inventory.groups.get(location.group ?? ''), inventory)
     const explain: SteerExplain = { client: base.client, location, path: base.path, title: base.title, licence: base.licence, cache: hit ? 'hit' : 'miss', candidates }
     if (selection.chosen === undefined || selection.group === undefined) return { kind: 'no-node', explain }
@@ -220,15 +230,51 @@ export class SteeringService {
   }
 
   /** Where the client is: memoized per address (a zone lookup and a GeoIP lookup cost several µs). */
-  #locate (client: ClientAddress | undefined): ClientLocation {
-    if (client === undefined) return this.#o.locator.locateUnknown()
-    const key = client.ip.text
-    let location = this.#locations.get(key)
-    if (location !== undefined) return location
-    location = this.#o.locator.locate(client.ip)
-    if (this.#locations.size >= MAX_MEMOIZED_LOCATIONS) this.#locations.clear()
-    this.#locations.set(key, location)
-    return location
+  #locate (client: ClientAddress | undefined): Located {
+    if (client === undefined) return { location: this.#o.locator.locateUnknown(), order: undefined, orderFor: undefined }
+    const ip = client.ip
+    if (ip.version === 4) {
+      const bytes = ip.bytes
+      const key = ((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)
+      let located = this.#locations4.get(key)
+      if (located === undefined) {
+        located = { location: this.#o.locator.locate(ip), order: undefined, orderFor: undefined }
+        if (this.#locations4.size + this.#locations6.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
+        this.#locations4.set(key, located)
+      }
+      return located
+    }
+    let located = this.#locations6.get(ip.text)
+    if (located === undefined) {
+      located = { location: this.#o.locator.locate(ip), order: undefined, orderFor: undefined }
+      if (this.#locations4.size + this.#locations6.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
+      this.#locations6.set(ip.text, located)
+    }
+    return located
+  }
+
+  #intern (title: string): string {
+    const known = this.#titles.get(title)
+    if (known !== undefined) return known
+    if (this.#titles.size >= MAX_INTERNED_TITLES) this.#titles.clear()
+    // a copy of its own rather than a slice of this request's path (see flatString)
+    const own = flatString(title)
+    this.#titles.set(own, own)
+    return own
+  }
+
+  #forgetLocations (): void {
+    this.#locations4.clear()
+    this.#locations6.clear()
+  }
+
+  /** The located client's group order, kept on its memo entry for the inventory it was computed for. */
+  #orderOf (located: Located, inventory: Inventory): GroupOrder {
+    if (located.orderFor === inventory && located.order !== undefined) return located.order
+    const order = this.#order(located.location, inventory)
+    located.order = order
+    located.orderFor = inventory
+    return order
   }
 
   /**
@@ -264,11 +310,34 @@ interface Pending {
   readonly kind: 'pending'
   readonly base: ExplainBase
   readonly client: ClientAddress | undefined
+  readonly located: Located
   readonly nowMs: number
 }
 
+/** A client's memoized location and, once asked for, its group order for one inventory. */
+interface Located {
+  readonly location: ClientLocation
+  order: GroupOrder | undefined
+  orderFor: Inventory | undefined
+}
+
+/** `/t/`: a path that is already a tokenized edge URL cannot be steered again. */
+const TOKEN_PATH_PREFIX = `/${TOKEN_PATH_SEGMENT}/`
+
 /** Client prefixes (and starting points) whose group order is remembered (cleared when full or when the inventory changes). */
 const MAX_MEMOIZED_ORDERS = 100_000
+/** Titles whose string is shared (cleared when full). */
+const MAX_INTERNED_TITLES = 100_000
+
+/**
+ * A copy of `text` that does not keep the string it was cut from alive: V8 represents a
+ * slice of 13 characters or more as a view of its parent (here the request's whole head).
+ * Concatenation then slicing copies the characters into a new parent.
+ */
+function flatString (text: string): string {
+  return (' ' + text).slice(1)
+}
+
 /** Client addresses whose location is remembered (cleared when full; ~0.3 KB each). */
 const MAX_MEMOIZED_LOCATIONS = 100_000
 

@@ -16,6 +16,10 @@ export interface ClientAddress {
 /** Resolves client addresses behind a set of trusted proxies. */
 export class ClientIpResolver {
   readonly #trusted = new PrefixTable<true>()
+  // The last socket peer, parsed: every request of a connection (and, behind a load
+  // balancer, of most connections) comes from the same peer address.
+  #peerText: string | undefined
+  #peer: { readonly client: ClientAddress, readonly trusted: boolean } | undefined
 
   /** `trustedProxies` are CIDR prefixes or addresses; `field` names the setting in errors. */
   constructor (trustedProxies: readonly string[], field = 'options.trustedProxies') {
@@ -36,11 +40,18 @@ export class ClientIpResolver {
    * X-Forwarded-For header(s). Undefined only when the peer address itself is unusable.
    */
   resolve (peer: string | undefined, forwardedFor: string | readonly string[] | undefined): ClientAddress | undefined {
-    const socketIp = peer === undefined ? undefined : parseIp(peer)
-    if (socketIp === undefined) return undefined
-    if (forwardedFor === undefined || this.#trusted.size === 0 || !this.isTrusted(socketIp)) return { ip: socketIp, source: 'socket' }
-    const hops = (typeof forwardedFor === 'string' ? forwardedFor : forwardedFor.join(',')).split(',')
-    let client: IpAddress = socketIp
+    if (peer === undefined) return undefined
+    const socket = this.#socketPeer(peer)
+    if (socket === undefined) return undefined
+    if (forwardedFor === undefined || !socket.trusted) return socket.client
+    const header = typeof forwardedFor === 'string' ? forwardedFor : forwardedFor.join(',')
+    if (!header.includes(',')) {
+      // one hop, the common case: no split
+      const hop = parseIp(header)
+      return hop === undefined ? socket.client : { ip: hop, source: 'x-forwarded-for' }
+    }
+    const hops = header.split(',')
+    let client: IpAddress = socket.client.ip
     let source: ClientAddress['source'] = 'socket'
     for (let i = hops.length - 1; i >= 0; i--) {
       const hop = parseIp(hops[i] ?? '')
@@ -51,5 +62,15 @@ export class ClientIpResolver {
       if (!this.isTrusted(hop)) break
     }
     return { ip: client, source }
+  }
+
+  /** The peer as a client, and whether it is a trusted proxy; undefined when it does not parse. */
+  #socketPeer (peer: string): { readonly client: ClientAddress, readonly trusted: boolean } | undefined {
+    if (peer === this.#peerText) return this.#peer
+    const ip = parseIp(peer)
+    const parsed = ip === undefined ? undefined : { client: { ip, source: 'socket' as const }, trusted: this.#trusted.size > 0 && this.isTrusted(ip) }
+    this.#peerText = peer
+    this.#peer = parsed
+    return parsed
   }
 }

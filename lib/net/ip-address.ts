@@ -56,7 +56,7 @@ export function parseIp (input: string): IpAddress | undefined {
     const bytes = ipv4Bytes(value)
     return { version: 4, bytes, text: formatIpv4(bytes) }
   }
-  const bytes = parseIpv6Bytes(text)
+  const bytes = parsePlainIpv6Bytes(text) ?? parseIpv6Bytes(text)
   if (bytes === undefined) return undefined
   if (isV4Mapped(bytes)) {
     const v4 = bytes.slice(12)
@@ -172,6 +172,64 @@ function parseIpv4Bytes (text: string): Uint8Array | undefined {
   return value < 0 ? undefined : ipv4Bytes(value)
 }
 
+/**
+ * One pass over the common IPv6 form: 1-4 hex digits per group, at most one `::`, nothing
+ * else (no dotted IPv4 tail). Undefined for anything else, including every text the general
+ * parser below refuses, which then decides: the bytes are the same whichever parses.
+ * Client addresses in X-Forwarded-For take this path (the general one splits and tests a
+ * regex per group).
+ */
+function parsePlainIpv6Bytes (text: string): Uint8Array | undefined {
+  const length = text.length
+  if (length < 2 || length > 39) return undefined
+  const groups = new Uint16Array(8)
+  let count = 0
+  let gap = -1
+  let value = 0
+  let digits = 0
+  let i = 0
+  if (text.charCodeAt(0) === 0x3a) {
+    if (text.charCodeAt(1) !== 0x3a) return undefined
+    gap = 0
+    i = 2
+    if (length === 2) return new Uint8Array(16)
+  }
+  for (; i <= length; i++) {
+    const c = i === length ? -1 : text.charCodeAt(i)
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1
+    if (digit >= 0) {
+      if (++digits > 4) return undefined
+      value = value * 16 + digit
+      continue
+    }
+    if (c !== 0x3a && c !== -1) return undefined
+    if (digits === 0) {
+      // the end right after a `::` (`1::`); any other empty group is malformed
+      if (c === -1 && gap === count && i >= 2 && text.charCodeAt(i - 1) === 0x3a) break
+      return undefined
+    }
+    if (count === 8) return undefined
+    groups[count++] = value
+    value = 0
+    digits = 0
+    if (c === -1) break
+    if (text.charCodeAt(i + 1) === 0x3a) {
+      if (gap >= 0) return undefined
+      gap = count
+      i++
+    }
+  }
+  if (gap < 0 ? count !== 8 : count > 7) return undefined
+  const bytes = new Uint8Array(16)
+  const tail = gap < 0 ? 0 : count - gap
+  for (let k = 0; k < count; k++) {
+    const at = gap < 0 || k < gap ? k : 8 - tail + (k - gap)
+    bytes[at * 2] = groups[k]! >> 8
+    bytes[at * 2 + 1] = groups[k]! & 0xff
+  }
+  return bytes
+}
+
 function parseIpv6Bytes (text: string): Uint8Array | undefined {
   if (text.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(text)) return undefined
   const doubleColon = text.indexOf('::')
@@ -221,23 +279,34 @@ function formatIpv4 (bytes: Uint8Array): string {
   return `${bytes[0] ?? 0}.${bytes[1] ?? 0}.${bytes[2] ?? 0}.${bytes[3] ?? 0}`
 }
 
-/** RFC 5952 §4: lower case, no leading zeros, the longest run (≥ 2) of zero groups as `::`. */
+/** RFC 5952 §4: lower case, no leading zeros, the longest run (≥ 2) of zero groups as `::` (the first of equals). */
 function formatIpv6 (bytes: Uint8Array): string {
-  const groups: number[] = []
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0))
   let bestStart = -1
   let bestLength = 1
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLength) {
-      bestStart = i
-      bestLength = j - i
+  let runStart = -1
+  for (let i = 0; i < 8; i++) {
+    if (bytes[i * 2] !== 0 || bytes[i * 2 + 1] !== 0) {
+      runStart = -1
+      continue
     }
-    i = j
+    if (runStart < 0) runStart = i
+    if (i - runStart + 1 > bestLength) {
+      bestStart = runStart
+      bestLength = i - runStart + 1
+    }
   }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestStart < 0) return hex.join(':')
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
+  let out = ''
+  let colon = false
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += '::'
+      colon = false
+      i += bestLength - 1
+      continue
+    }
+    if (colon) out += ':'
+    out += (((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0)).toString(16)
+    colon = true
+  }
+  return out
 }

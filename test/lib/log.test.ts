@@ -1,11 +1,17 @@
 /**
- * The logger: line shape (level label, ISO time, bindings, fields, msg) and the
- * per-millisecond time field, which must be byte-identical to pino's own isoTime.
+ * The logger: line shape (level label, ISO time, bindings, fields, msg), the
+ * per-millisecond time field, which must be byte-identical to pino's own isoTime, and the
+ * default stdout destination's batching (order kept, nothing lost at exit).
  */
+import { spawn } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import t from 'tap'
 import { createLogger, infoLineWriter, isoTime, jsonString } from '../../lib/log.ts'
+import { tempDir } from '../helpers/cache-node.ts'
 
 t.test('isoTime renders the same bytes as pino.stdTimeFunctions.isoTime', async (t) => {
   for (let i = 0; i < 50; i++) {
@@ -84,4 +90,60 @@ t.test('jsonString renders like JSON.stringify for everything but lone surrogate
   for (const text of ['', 'a', '"', '\\', 'a"b\\c', '\n', '\u001f', '\u007f', 'é', '😀', 'y'.repeat(101)]) {
     t.equal(jsonString(text), JSON.stringify(text), JSON.stringify(text))
   }
+})
+
+const LOG_MODULE = fileURLToPath(new URL('../../lib/log.ts', import.meta.url))
+
+/** Runs a script against the default (stdout) destination in a child process; resolves with its stdout. */
+async function runWithStdout (t: { teardown (fn: () => unknown): void }, body: string): Promise<{ stdout: string, code: number | null }> {
+  const dir = await tempDir(t, 'streamedge-log-')
+  const script = join(dir, 'script.mts')
+  await writeFile(script, `import { createLogger, infoLineWriter, jsonString } from ${JSON.stringify(LOG_MODULE)}\n${body}\n`)
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  return { stdout, code }
+}
+
+t.test('stdout lines are batched but keep their order, pino\'s own lines included, and none is lost at a process.exit', async (t) => {
+  const { stdout, code } = await runWithStdout(t, `
+const logger = createLogger({ bindings: { role: 'control-plane', node: 'cp-1' } })
+const steer = infoLineWriter(logger, 'steer')
+for (let i = 0; i < 3000; i++) {
+  if (i % 500 === 0) logger.warn({ i }, 'marker')
+  steer(',"outcome":"redirect","i":' + i + ',"path":' + jsonString('/vod/ünïcødé/' + i))
+  if (i === 1500) await new Promise((resolve) => setImmediate(resolve))
+}
+process.exit(0)`)
+  t.equal(code, 0)
+  const lines = stdout.split('\n')
+  t.equal(lines.pop(), '', 'ends with a whole line')
+  const parsed = lines.map((line) => JSON.parse(line) as { msg: string, i: number, path?: string })
+  t.equal(parsed.filter((l) => l.msg === 'steer').length, 3000, 'every line written before process.exit is out')
+  t.same(parsed.map((l) => `${l.msg}:${l.i}`).slice(0, 4), ['marker:0', 'steer:0', 'steer:1', 'steer:2'])
+  let inOrder = true
+  for (let k = 1; k < parsed.length; k++) {
+    const prev = parsed[k - 1]!
+    const cur = parsed[k]!
+    // a marker precedes the steer line of its own i; steer lines count up
+    const expected = cur.msg === 'marker' ? prev.i + 1 : (prev.msg === 'marker' ? prev.i : prev.i + 1)
+    if (cur.i !== expected) inOrder = false
+  }
+  t.ok(inOrder, 'in the order they were written')
+  t.equal(parsed[2999 + 6]?.path, '/vod/ünïcødé/2999', 'multi-byte characters survive')
+})
+
+t.test('a shared stdout gets every line whole and in order, lines longer than a batch included', async (t) => {
+  const { stdout, code } = await runWithStdout(t, `
+const logger = createLogger({ sharedStdout: true, bindings: { role: 'control-plane', node: 'cp-1', worker: 1 } })
+const steer = infoLineWriter(logger, 'steer')
+for (let i = 0; i < 200; i++) steer(',"outcome":"redirect","i":' + i + ',"pad":"' + 'x'.repeat(i * 11) + '"')
+await new Promise((resolve) => setImmediate(resolve))
+for (let i = 200; i < 220; i++) steer(',"outcome":"redirect","i":' + i + ',"pad":"' + 'é'.repeat(i * 3) + '"')
+process.exit(0)`)
+  t.equal(code, 0)
+  const lines = stdout.split('\n')
+  t.equal(lines.pop(), '', 'ends with a whole line')
+  t.same(lines.map((l) => (JSON.parse(l) as { i: number }).i), Array.from({ length: 220 }, (_, i) => i), 'all 220, whole and in order')
 })

@@ -82,3 +82,29 @@ t.test('YAML files load (timestamps included)', async (t) => {
   const example = loadLicensingRules(new URL('../../../config/examples/control-plane/licensing.yaml', import.meta.url).pathname)
   t.ok(example.size >= 3, 'the example file loads')
 })
+
+t.test('remembered directories answer as a fresh scan does, asked once or many times', async (t) => {
+  const prefixes = ['/', '/vod/', '/vod/a', '/vod/a/master.m3u8', '/vod/b/', '/vod/b/c/', '/x/y.ts', '/deep/1/2/3/']
+  const set = parseLicensingRules({ rules: prefixes.map((prefix) => ({ prefix })) })
+  const noRoot = parseLicensingRules({ rules: prefixes.filter((p) => p !== '/').map((prefix) => ({ prefix })) })
+  // the definition: the exact path, then each ancestor with and without its trailing slash
+  const reference = (all: readonly string[], path: string): string | undefined => {
+    if (all.includes(path)) return path
+    for (let i = path.lastIndexOf('/'); i >= 0; i = path.lastIndexOf('/', i - 1)) {
+      if (all.includes(path.slice(0, i + 1))) return path.slice(0, i + 1)
+      if (i > 0 && all.includes(path.slice(0, i))) return path.slice(0, i)
+      if (i === 0) break
+    }
+    return undefined
+  }
+  const paths = [
+    '/vod/a/master.m3u8', '/vod/a/other.m3u8', '/vod/a/', '/vod/a', '/vod/ab/x.ts', '/vod/b/c/d/e.ts', '/vod/b/c', '/vod/b/x',
+    '/x/y.ts', '/x/y.tsx', '/x/z.ts', '/deep/1/2/3/4/5.ts', '/deep/1/2/x.ts', '/', '/file.m3u8', 'no-slash', '', '/vod/', '/vod',
+  ]
+  for (const round of [1, 2, 3]) {
+    for (const path of paths) {
+      t.equal(set.match(path)?.prefix, reference(prefixes, path), `round ${round}: ${JSON.stringify(path)}`)
+      t.equal(noRoot.match(path)?.prefix, reference(prefixes.filter((p) => p !== '/'), path), `round ${round}, no root rule: ${JSON.stringify(path)}`)
+    }
+  }
+})

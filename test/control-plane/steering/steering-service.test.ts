@@ -55,3 +55,38 @@ t.test('a client address is located once until invalidate(), and a reload moves 
   t.equal(zoneLookups, 3)
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', undefined)), 'a', 'an unusable peer gets the unknown policy')
 })
+
+t.test('a remembered client follows an inventory change without invalidate(); IPv6 clients are remembered too', async (t) => {
+  const nodes = [
+    { id: 'a-1', url: 'http://127.0.0.1:9001', group: 'a', lat: 50, lon: 8, capacity: { connections: 100, mbps: 1000 } },
+    { id: 'b-1', url: 'http://127.0.0.1:9002', group: 'b', lat: 40, lon: -77, capacity: { connections: 100, mbps: 1000 } },
+  ]
+  let inventory = parseInventory({ nodes })
+  const health = new HealthTracker({ inventory, failThreshold: 1, riseThreshold: 1, heartbeatTimeoutMs: 15_000, overloadRatio: 0.9, assignWindowMs: 15_000 })
+  for (const n of nodes) health.recordProbe(n.id, true)
+  const zones = parseCoverageZones({ coverageZones: { a: { network: ['198.51.100.0/24'], network6: ['2001:db8::/32'] } } })
+  let zoneLookups = 0
+  const locator = new Locator({ zones: () => { zoneLookups++; return zones }, geoip: undefined, unknown: { kind: 'default-group', group: 'b' } })
+  const keys = [new TokenKey('k1', 'a-secret-of-16-bytes-or-more')]
+  const cache = new DecisionCache<SteeringPlan>({ ttlMs: 10_000, maxEntries: 1000 })
+  t.teardown(() => cache.close())
+  const steering = new SteeringService({
+    inventory: () => inventory, licensing: () => LicensingRules.empty(), health, locator, cache,
+    signer: new TokenSigner(keys), verifier: new TokenVerifier(keys), tokenTtlSeconds: 600, bindIp: false, slack: 0.25, manifestTtlSeconds: 30, maxPathways: 4,
+  })
+  const client = (text: string): ClientAddress => ({ ip: parseIp(text)!, source: 'x-forwarded-for' })
+  const groupOf = (d: SteerDecision): string => d.kind === 'redirect' ? d.group : d.kind
+  t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))), 'a')
+  t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('2001:db8::7'))), 'a')
+  t.equal(groupOf(steering.steerNow('/vod/y/master.m3u8', client('2001:DB8:0::7'))), 'a', 'the same IPv6 address written another way')
+  t.equal(zoneLookups, 2, 'each address located once')
+  // group a's only edge moves to a new group: the remembered location stands, its group order does not
+  inventory = parseInventory({ nodes: [{ ...nodes[0]!, group: 'c' }, nodes[1]!] })
+  health.setInventory(inventory)
+  for (const n of nodes) health.recordProbe(n.id, true)
+  const moved = steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))
+  t.equal(groupOf(moved), 'c', 'group a is gone: the order is rebuilt (a stale one would skip the empty a for b)')
+  t.equal(zoneLookups, 2, 'the location was still remembered')
+  const same = steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))
+  t.equal(groupOf(same), groupOf(moved), 'and the new order is remembered in turn')
+})

@@ -94,3 +94,96 @@ t.test('CIDR prefixes are masked and contain what they should', async (t) => {
   t.notOk(cidrContains(net, parseIp('100.128.0.0')!))
   t.notOk(cidrContains(net, parseIp('2001:db8::1')!), 'other family')
 })
+
+/** The general IPv6 parser and formatter as they were before the one-pass versions: the reference. */
+function referenceIpv6 (text: string): string | undefined {
+  if (text.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(text)) return undefined
+  const doubleColon = text.indexOf('::')
+  if (doubleColon !== text.lastIndexOf('::') && doubleColon >= 0) return undefined
+  const side = (part: string): number[] | undefined => {
+    if (part === '') return []
+    const out: number[] = []
+    const pieces = part.split(':')
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i]!
+      if (i === pieces.length - 1 && piece.includes('.')) {
+        const quad = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(piece)
+        if (quad === null || quad.slice(1).some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) return undefined
+        const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number]
+        out.push((a << 8) | b, (c << 8) | d)
+        continue
+      }
+      if (!/^[0-9A-Fa-f]{1,4}$/.test(piece)) return undefined
+      out.push(parseInt(piece, 16))
+    }
+    return out
+  }
+  let groups: number[]
+  if (doubleColon < 0) {
+    const all = side(text)
+    if (all === undefined || all.length !== 8) return undefined
+    groups = all
+  } else {
+    const head = side(text.slice(0, doubleColon))
+    const tail = side(text.slice(doubleColon + 2))
+    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined
+    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
+  }
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return `${groups[6]! >> 8}.${groups[6]! & 0xff}.${groups[7]! >> 8}.${groups[7]! & 0xff}`
+  let bestStart = -1
+  let bestLength = 1
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue }
+    let j = i
+    while (j < 8 && groups[j] === 0) j++
+    if (j - i > bestLength) { bestStart = i; bestLength = j - i }
+    i = j
+  }
+  const hex = groups.map((g) => g.toString(16))
+  if (bestStart < 0) return hex.join(':')
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
+}
+
+t.test('IPv6 texts parse and print as the general parser did, on random and malformed input', async (t) => {
+  let seed = 7
+  const random = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+    return seed % n
+  }
+  const group = (): string => {
+    const kind = random(6)
+    if (kind < 2) return '0'
+    const hex = (random(0x10000)).toString(16)
+    return kind === 2 ? hex.toUpperCase() : kind === 3 ? hex.padStart(4, '0') : hex
+  }
+  const texts: string[] = ['::', '::1', '1::', '::ffff:1.2.3.4', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8', '1:0:0:2:0:0:0:3', '0:0:1:0:0:1:0:0',
+    ':::', '1:::2', ':1', '1:', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4::5:6:7:8', '12345::', 'g::1', '1:2', '::1:', ':1::', '00000::1', '1:2:3:4:5:6:1.2.3.4', '::1.2.3']
+  for (let n = 0; n < 4000; n++) {
+    const groups = Array.from({ length: 8 }, group)
+    const form = random(4)
+    if (form === 0) {
+      texts.push(groups.join(':'))
+    } else {
+      const from = random(8)
+      const to = from + random(8 - from + 1)
+      texts.push(`${groups.slice(0, from).join(':')}::${groups.slice(to).join(':')}`)
+    }
+    // a random mutation now and then: a character dropped, doubled or replaced
+    const last = texts[texts.length - 1]!
+    if (random(5) === 0) {
+      const at = random(last.length)
+      const op = random(3)
+      texts.push(op === 0 ? last.slice(0, at) + last.slice(at + 1) : op === 1 ? last.slice(0, at) + last[at] + last.slice(at) : `${last.slice(0, at)}${':x.0'[random(4)]}${last.slice(at + 1)}`)
+    }
+  }
+  let mismatches = 0
+  for (const text of texts) {
+    const want = referenceIpv6(text)
+    const got = text.includes(':') ? parseIp(text)?.text : undefined
+    if (got !== want) {
+      mismatches++
+      if (mismatches <= 5) t.fail(`${JSON.stringify(text)}: got ${String(got)}, want ${String(want)}`)
+    }
+  }
+  t.equal(mismatches, 0, `${texts.length} texts agree`)
+})

@@ -51,3 +51,16 @@ t.test('agrees with a brute-force scan on random prefixes and addresses', async 
   }
   t.equal(mismatches, 0)
 })
+
+t.test('IPv4 lengths at the edges of the integer keys: /0, /1, /31, /32 and the top bit set', async (t) => {
+  const table = new PrefixTable<string>()
+  for (const [cidr, value] of [['0.0.0.0/0', 'any'], ['128.0.0.0/1', 'upper'], ['255.255.255.254/31', 'top-pair'], ['255.255.255.255/32', 'top'], ['0.0.0.1/32', 'one'], ['203.0.113.7/32', 'host']] as const) {
+    t.ok(table.add(parseCidr(cidr)!, value), cidr)
+  }
+  t.notOk(table.add(parseCidr('255.255.255.255')!, 'again'), 'a /32 added twice is refused')
+  const expect: Array<[string, string]> = [
+    ['255.255.255.255', 'top'], ['255.255.255.254', 'top-pair'], ['255.255.255.253', 'upper'], ['128.0.0.0', 'upper'],
+    ['127.255.255.255', 'any'], ['0.0.0.1', 'one'], ['0.0.0.0', 'any'], ['203.0.113.7', 'host'], ['203.0.113.6', 'upper'],
+  ]
+  for (const [ip, value] of expect) t.equal(table.lookup(parseIp(ip)!)?.value, value, `${ip} → ${value}`)
+})
