@@ -33,8 +33,8 @@ export async function main (argv: readonly string[]): Promise<void> {
       closeOnSignal(() => shield.close())
     },
     async controlPlane (config: Readonly<StreamedgeConfig>) {
-      const { startControlPlane } = await import('../control-plane/main.ts')
-      const controlPlane = await startControlPlane(config)
+      const { runControlPlane } = await import('../control-plane/main.ts')
+      const controlPlane = await runControlPlane(config)
       closeOnSignal(() => controlPlane.close())
     },
     async prefill (args, io) {

@@ -388,6 +388,7 @@ export const PARAMS = [
     doc: 'Control plane instance id reported in logs and metrics.'
   },
   { name: 'controlPlane.listen', type: 'hostport', default: '0.0.0.0:8090', doc: 'HTTP listen address (steering, manifests, heartbeats, purge, metrics).' },
+  { name: 'controlPlane.workers', type: 'int', default: 1, min: 1, max: 64, doc: 'Processes serving steering on the shared port (a node:cluster primary forks them; they share node health and /metrics); 1 = no cluster.' },
   { name: 'controlPlane.publicUrl', type: 'url', doc: 'Base URL players reach the control plane at, for steering-manifest RELOAD-URIs; the request Host header when unset.' },
   { name: 'controlPlane.nodesFile', type: 'path', placeholder: 'FILE', requiredBy: ['control-plane'], doc: 'Node inventory (YAML or JSON): id, role, url, group, lat, lon, capacity, state per node; reloaded on change.' },
   { name: 'controlPlane.licensingFile', type: 'path', placeholder: 'FILE', doc: 'Licensing rules per path prefix (YAML or JSON); reloaded on change. Unset: everything is allowed everywhere.' },

@@ -4,10 +4,12 @@
  * tests and the demo may build them directly.
  *
  * Instances are stateless replicas: each reads the same files and keeps its own health view
- * (design.md §4), so running several behind one name needs nothing shared.
+ * (design.md §4), so running several behind one name needs nothing shared. The processes of
+ * one instance's cluster (control-plane/cluster.ts) share theirs through {@link ControlPlanePeers}.
  */
-import { ControlPlaneMetrics } from '../lib/metrics.ts'
+import { ControlPlaneMetrics, type MetricsSnapshot } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
+import type { NodeReport } from '../lib/protocol/node-report.ts'
 import { TokenSigner, TokenVerifier, type TokenKey } from '../lib/protocol/token.ts'
 import { WatchedFile } from './data-file.ts'
 import { ClientIpResolver } from './geo/client-ip.ts'
@@ -32,6 +34,27 @@ export interface UnknownGeoOptions {
   readonly group?: string | undefined
   /** For `nearest-point`. */
   readonly point?: LatLon | undefined
+}
+
+/**
+ * The other processes of a control-plane cluster (control-plane/cluster.ts), so every worker
+ * steers from one health view and /metrics shows the whole cluster. Absent: a lone process.
+ */
+export interface ControlPlanePeers {
+  /** Whether this process runs the periodic probes (one worker does and relays the results). */
+  readonly prober: boolean
+  /** A heartbeat this process accepted (signature verified) at `receivedAtMs`, for the others to record. */
+  shareHeartbeat (report: NodeReport, receivedAtMs: number): void
+  /** A result of this process's periodic probes, for the others to record. */
+  shareProbe (id: string, ok: boolean, detail: string | undefined): void
+  /** What to do with a heartbeat another process accepted. */
+  onPeerHeartbeat (handler: (report: NodeReport, receivedAtMs: number) => void): void
+  /** What to do with another process's probe result. */
+  onPeerProbe (handler: (id: string, ok: boolean, detail: string | undefined) => void): void
+  /** This process's metrics, which the cluster's /metrics merges. */
+  provideMetrics (source: () => Promise<MetricsSnapshot>): void
+  /** The whole cluster's /metrics text. */
+  renderMetrics (): Promise<string>
 }
 
 /** Everything a control plane needs. */
@@ -82,6 +105,8 @@ export interface ControlPlaneOptions {
   readonly logger?: Logger
   readonly processMetrics?: boolean
   readonly now?: () => number
+  /** The cluster this process is a worker of (control-plane/cluster.ts); none for a lone process. */
+  readonly peers?: ControlPlanePeers | undefined
 }
 
 /** A started control plane. */
@@ -189,10 +214,15 @@ async function start (
     const spec = inventoryFile.value.byId.get(h.id)
     return { id: h.id, group: spec?.group ?? '', status: h.status, heartbeatAgeSeconds: h.lastHeartbeatAtMs === undefined ? undefined : (now() - h.lastHeartbeatAtMs) / 1000 }
   }))
+  const peers = options.peers
+  peers?.onPeerHeartbeat((report, receivedAtMs) => { tracker.recordHeartbeat(report, receivedAtMs) })
+  peers?.onPeerProbe((id, ok, detail) => tracker.recordProbe(id, ok, detail))
+  peers?.provideMetrics(() => metrics.snapshot())
   const staleness = setInterval(() => tracker.evaluate(), Math.max(100, Math.min(1000, Math.floor(options.heartbeatTimeoutMs / 4))))
   staleness.unref()
   closers.push(() => clearInterval(staleness))
 
+  let ready = false
   const prober = new Prober({
     nodes: () => inventoryFile.value.nodes,
     path: options.probe.path,
@@ -201,6 +231,8 @@ async function start (
     onResult: (id, ok, detail) => {
       metrics.probes.inc({ target: id, outcome: ok ? 'ok' : 'failed' })
       tracker.recordProbe(id, ok, detail)
+      // every worker probes once before listening; after that only the prober does, for all
+      if (ready && peers?.prober === true) peers.shareProbe(id, ok, detail)
     },
   })
   closers.push(() => prober.stop())
@@ -240,8 +272,7 @@ async function start (
 
   // One probe round before taking traffic, so the first decisions already know who is up.
   await prober.probeAll()
-  prober.start()
-  let ready = false
+  if (peers === undefined || peers.prober) prober.start()
   const server = new ControlPlaneServer({
     listen: options.listen,
     steering,
@@ -259,6 +290,12 @@ async function start (
     publicUrl: options.publicUrl,
     ready: () => ready,
     now,
+    ...(peers === undefined
+      ? {}
+      : {
+          onHeartbeat: (report: NodeReport) => peers.shareHeartbeat(report, tracker.view(report.id)?.lastHeartbeatAtMs ?? now()),
+          renderMetrics: () => peers.renderMetrics(),
+        }),
   })
   const url = await server.listen()
   closers.push(() => server.close())
@@ -266,7 +303,8 @@ async function start (
   titles.start()
   ready = true
   const available = tracker.views().filter((h) => h.status === 'available').length
-  logger.info({ url, nodes: inventoryFile.value.nodes.length, available, activeKid: signer.activeKid }, 'control plane listening')
+  // A cluster's primary prints the one "control plane listening" line once every worker is up.
+  logger.info({ url, nodes: inventoryFile.value.nodes.length, available, activeKid: signer.activeKid }, peers === undefined ? 'control plane listening' : 'control plane worker ready')
   let closed = false
   return {
     url,

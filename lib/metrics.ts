@@ -8,7 +8,17 @@
  */
 import client from 'prom-client'
 
-const { Registry, Counter, Gauge, Histogram, collectDefaultMetrics } = client
+const { Registry, Counter, Gauge, Histogram, AggregatorRegistry, collectDefaultMetrics } = client
+
+/**
+ * How a cluster's primary merges one metric over its workers (prom-client's aggregators):
+ * `sum` for what each worker counts itself, `max`, `min` or `first` for what every worker
+ * reports about the same shared state, so it is not multiplied by the number of workers.
+ */
+export type MetricAggregator = client.Aggregator
+
+/** One registry's metrics as plain data (prom-client's getMetricsAsJSON): what a worker sends its primary. */
+export type MetricsSnapshot = ReadonlyArray<Awaited<ReturnType<client.Registry['getMetricsAsJSON']>>[number]>
 
 interface Cell<L extends string> {
   readonly labels: Readonly<Record<L, string | number>>
@@ -25,13 +35,14 @@ export class CounterFamily<L extends string> {
   readonly #cells = new Map<string, Cell<L>>()
   readonly #labelNames: readonly L[]
 
-  constructor (registry: client.Registry, name: string, help: string, labelNames: readonly L[]) {
+  constructor (registry: client.Registry, name: string, help: string, labelNames: readonly L[], aggregator: MetricAggregator = 'sum') {
     const cells = this.#cells
     this.#counter = new Counter({
       name,
       help,
       labelNames: [...labelNames],
       registers: [registry],
+      aggregator,
       collect () {
         this.reset()
         for (const cell of cells.values()) this.inc(cell.labels as Partial<Record<L, string | number>>, cell.value)
@@ -515,19 +526,22 @@ export class ControlPlaneMetrics {
     this.decisionLatency = new HistogramCells(registry, `${p}decision_seconds`, 'Time from receiving a steering request to sending its answer',
       [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1])
     this.steeringManifests = new CounterFamily(registry, `${p}steering_manifests_total`, 'HLS steering manifests served, by outcome (ok, invalid-session)', ['outcome'])
-    this.healthChanges = new CounterFamily(registry, `${p}node_health_changes_total`, 'Node status changes, by target node and the status it changed to', ['target', 'status'])
+    // Every worker of a cluster sees the same changes and reloads the same files: the most any worker counted, not the sum.
+    this.healthChanges = new CounterFamily(registry, `${p}node_health_changes_total`, 'Node status changes, by target node and the status it changed to', ['target', 'status'], 'max')
     this.heartbeats = new CounterFamily(registry, `${p}heartbeats_total`, 'Heartbeats received, by outcome (accepted, bad-signature, unknown-node, invalid)', ['outcome'])
     this.probes = new CounterFamily(registry, `${p}probes_total`, 'Active /readyz probes, by target node and outcome (ok, failed)', ['target', 'outcome'])
     this.purges = new CounterFamily(registry, `${p}purges_total`, 'Purge fan-outs by outcome (ok: every node purged, partial)', ['outcome'])
     this.nodePurges = new CounterFamily(registry, `${p}node_purges_total`, 'Per-node purge results of fan-outs, by target node and outcome (ok, failed)', ['target', 'outcome'])
     this.inventoryPolls = new CounterFamily(registry, `${p}inventory_polls_total`, 'Polls of node title inventories (GET /admin/inventory), by target node and outcome (ok, failed)', ['target', 'outcome'])
-    this.reloads = new CounterFamily(registry, `${p}reloads_total`, 'Reloads of watched files by kind (nodes, licensing, coverage-zones, geoip) and outcome (ok, refused)', ['file', 'outcome'])
+    this.reloads = new CounterFamily(registry, `${p}reloads_total`, 'Reloads of watched files by kind (nodes, licensing, coverage-zones, geoip) and outcome (ok, refused)', ['file', 'outcome'], 'max')
     const nodes = (): readonly NodeHealthGaugeSource[] => this.#nodes()
     new Gauge({
       name: `${p}node_status`,
       help: 'One series per node and status: 1 for the status the node is in, 0 for the others',
       labelNames: ['target', 'group', 'status'],
       registers: [registry],
+      // one worker's view, whole: every worker steers from the same (relayed) health
+      aggregator: 'first',
       collect () {
         this.reset()
         for (const n of nodes()) {
@@ -540,6 +554,8 @@ export class ControlPlaneMetrics {
       help: 'Seconds since each node last sent a heartbeat (nodes that never sent one are absent)',
       labelNames: ['target'],
       registers: [registry],
+      // the freshest report any worker holds (a restarted worker may have missed one)
+      aggregator: 'min',
       collect () {
         this.reset()
         for (const n of nodes()) if (n.heartbeatAgeSeconds !== undefined) this.labels({ target: n.id }).set(n.heartbeatAgeSeconds)
@@ -571,5 +587,49 @@ export class ControlPlaneMetrics {
   /** The Prometheus text exposition of every metric. */
   async render (): Promise<string> {
     return await this.registry.metrics()
+  }
+
+  /** Every metric as plain data (default labels applied), for a cluster primary to aggregate. */
+  async snapshot (): Promise<MetricsSnapshot> {
+    return await this.registry.getMetricsAsJSON()
+  }
+}
+
+/** Options of {@link ControlPlaneClusterMetrics}. */
+export interface ControlPlaneClusterMetricsOptions {
+  /** Control-plane instance id: the `node` label the workers' series carry too. */
+  readonly node: string
+  /** Workers serving at scrape time. */
+  readonly workers: () => number
+}
+
+/**
+ * A control-plane cluster's own metrics (kept by the primary) and the whole cluster's
+ * exposition: the workers' snapshots merged by each metric's aggregator (prom-client's
+ * AggregatorRegistry.aggregate), so series names and labels are those of one process.
+ */
+export class ControlPlaneClusterMetrics {
+  readonly registry: client.Registry
+
+  constructor (options: ControlPlaneClusterMetricsOptions) {
+    const registry = new Registry()
+    registry.setDefaultLabels({ role: 'control-plane', node: options.node })
+    this.registry = registry
+    new Gauge({
+      name: 'streamedge_cp_workers',
+      help: 'Control-plane worker processes serving on the shared port (1 without a cluster)',
+      registers: [registry],
+      collect () { this.set(options.workers()) },
+    })
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+
+  /** The Prometheus text of the workers' snapshots merged, then the cluster's own metrics. */
+  async render (workers: readonly MetricsSnapshot[]): Promise<string> {
+    const own = await this.registry.getMetricsAsJSON()
+    return await AggregatorRegistry.aggregate([...workers, own] as object[]).metrics()
   }
 }

@@ -149,11 +149,16 @@ export class HealthTracker {
     this.#update(state, detail)
   }
 
-  /** Records a heartbeat; false for a node not in the inventory (or of another role). */
-  recordHeartbeat (report: NodeReport): boolean {
+  /**
+   * Records a heartbeat; false for a node not in the inventory (or of another role).
+   * `receivedAtMs` (now by default) is when it arrived: a report relayed by another worker of
+   * a cluster keeps its own time, and one older than the node's latest is ignored.
+   */
+  recordHeartbeat (report: NodeReport, receivedAtMs?: number): boolean {
     const state = this.#states.get(report.id)
     if (state === undefined || state.spec.role !== report.role) return false
-    state.heartbeatAtMs = this.#now()
+    if (receivedAtMs !== undefined && state.heartbeatAtMs !== undefined && receivedAtMs < state.heartbeatAtMs) return true
+    state.heartbeatAtMs = receivedAtMs ?? this.#now()
     state.report = report
     // the report's connections include the sessions steered here before it
     state.assignedNow = 0

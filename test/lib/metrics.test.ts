@@ -1,11 +1,12 @@
 /**
  * Hot-path metric types published at scrape time: HistogramCells renders like a prom-client
  * histogram (cumulative buckets, +Inf, sum, count, default labels), and the control plane's
- * fast-path counters read their source when scraped.
+ * fast-path counters read their source when scraped; a control-plane cluster's exposition
+ * merges its workers' snapshots by each metric's aggregator.
  */
 import t from 'tap'
 import client from 'prom-client'
-import { ControlPlaneMetrics, HistogramCells } from '../../lib/metrics.ts'
+import { ControlPlaneClusterMetrics, ControlPlaneMetrics, HistogramCells } from '../../lib/metrics.ts'
 
 t.test('HistogramCells: the exposition prom-client would write for the same observations', async (t) => {
   const ours = new client.Registry()
@@ -39,4 +40,38 @@ t.test('the control plane reports the fast path at scrape time', async (t) => {
   t.match(text, /streamedge_cp_fast_path_connections\{role="control-plane",node="cp-1"\} 1\n/)
   metrics.decisionLatency.observe(0.0002)
   t.match(await metrics.render(), /streamedge_cp_decision_seconds_bucket\{le="0.00025",role="control-plane",node="cp-1"\} 1\n/)
+})
+
+t.test('a cluster sums what each worker counts and does not multiply shared state', async (t) => {
+  const workers = [new ControlPlaneMetrics({ node: 'cp-1' }), new ControlPlaneMetrics({ node: 'cp-1' })]
+  const ages = [4, 2]
+  for (const [i, m] of workers.entries()) {
+    m.decisions.inc({ outcome: 'redirect', group: 'g' }, 10 + i)
+    m.decisionLatency.observe(0.0002)
+    m.healthChanges.inc({ target: 'edge-1', status: 'available' }, i === 0 ? 1 : 2)
+    m.reloads.inc({ file: 'nodes', outcome: 'ok' })
+    m.watchNodes(() => [{ id: 'edge-1', group: 'g', status: 'not-ready', heartbeatAgeSeconds: ages[i] }])
+    m.watchFastPath(() => ({ answered: 3, handedOff: 0, open: 1 }))
+  }
+  const single = await workers[0]!.render()
+  let running = 2
+  const cluster = new ControlPlaneClusterMetrics({ node: 'cp-1', workers: () => running })
+  const text = await cluster.render(await Promise.all(workers.map((w) => w.snapshot())))
+  const labels = 'role="control-plane",node="cp-1"'
+  t.match(text, `streamedge_cp_decisions_total{outcome="redirect",group="g",${labels}} 21\n`, 'counters sum')
+  t.match(text, `streamedge_cp_decision_seconds_bucket{le="0.00025",${labels}} 2\n`, 'histograms sum')
+  t.match(text, `streamedge_cp_decision_seconds_count{${labels}} 2\n`)
+  t.match(text, `streamedge_cp_fast_path_requests_total{${labels}} 6\n`)
+  t.match(text, `streamedge_cp_fast_path_connections{${labels}} 2\n`, 'per-worker gauges sum')
+  t.match(text, `streamedge_cp_node_status{target="edge-1",group="g",status="not-ready",${labels}} 1\n`, 'shared health is not doubled')
+  t.match(text, `streamedge_cp_node_status{target="edge-1",group="g",status="available",${labels}} 0\n`)
+  t.match(text, `streamedge_cp_heartbeat_age_seconds{target="edge-1",${labels}} 2\n`, 'the freshest heartbeat any worker holds')
+  t.match(text, `streamedge_cp_node_health_changes_total{target="edge-1",status="available",${labels}} 2\n`, 'changes every worker saw: the most counted')
+  t.match(text, `streamedge_cp_reloads_total{file="nodes",outcome="ok",${labels}} 1\n`)
+  t.match(text, `streamedge_cp_workers{${labels}} 2\n`)
+  running = 1
+  t.match(await cluster.render([await workers[0]!.snapshot()]), `streamedge_cp_workers{${labels}} 1\n`)
+  // the series of one process, in its order, plus the workers gauge: dashboards need no change
+  const names = (s: string): string[] => s.split('\n').filter((l) => l.startsWith('# TYPE')).map((l) => l.split(' ')[2]!)
+  t.same(names(text), [...names(single), 'streamedge_cp_workers'])
 })

@@ -1,12 +1,13 @@
 /**
  * The steering section of bench/RESULTS.md: both generators, the bare ceilings per generator,
- * CPU per decision, the cold rate and the verdict.
+ * CPU per decision, the cold rate, cluster rounds and the verdict (naming the best configuration).
  */
 import t from 'tap'
 import { renderResultsMarkdown, type BenchResults } from '../../../bench/lib/results.ts'
 import type { SteeringResult, SteeringRound } from '../../../bench/scenarios/steering.ts'
 
-const round = (accessLog: boolean, generator: 'autocannon' | 'wrk', decisionsPerSec: number, p99: number): SteeringRound => ({
+const round = (accessLog: boolean, generator: 'autocannon' | 'wrk', decisionsPerSec: number, p99: number, workers?: number): SteeringRound => ({
+  ...(workers === undefined ? {} : { workers }),
   accessLog,
   generator,
   firstPassDecisionsPerSec: accessLog ? 4100 : 4300,
@@ -59,7 +60,20 @@ t.test('the steering table has a row per ceiling and per round, each naming its 
   t.match(md, /\| decision log off \| autocannon \| 7100 \|/)
   t.match(md, /Cold first pass over every client address \(autocannon\): 4100\/s with the decision log on, 4300\/s with the decision log off\./)
   t.match(md, /Ceilings \(best generator\): node:http 21000\/s, fast-front 30900\/s\./)
-  t.match(md, /20000 decisions\/s with p99 < 5 ms, log on, with the faster generator: \*\*missed\*\*/)
+  t.match(md, /20000 decisions\/s with p99 < 5 ms, log on, in the best configuration: \*\*missed\*\*/)
+})
+
+t.test('cluster rounds are labelled with their worker count and the verdict names the best configuration', async (t) => {
+  const cluster: SteeringResult = {
+    ...steering,
+    rounds: [...steering.rounds, round(true, 'wrk', 21_000, 4.2, 2)],
+    best: { workers: 2, generator: 'wrk', decisionsPerSec: 21_000, latencyP99Ms: 4.2 },
+    passed: true,
+  }
+  const md = renderResultsMarkdown({ ...base, steering: cluster })
+  t.match(md, /\| 2 workers, decision log on \| wrk \| 21000 \| 4 \| 4\.2 \|/)
+  t.match(md, /\| decision log on \| wrk \| 12000 \|/, 'a single process keeps its label')
+  t.match(md, /log on, in the best configuration \(2 workers, wrk: 21000\/s, p99 4\.2 ms\): met\./)
 })
 
 t.test('with autocannon alone the section says so and still renders', async (t) => {

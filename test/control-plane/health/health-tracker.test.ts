@@ -114,3 +114,17 @@ t.test('options are validated', async (t) => {
   t.throws(() => new HealthTracker({ ...base, overloadRatio: 0 }), /options\.overloadRatio/)
   t.throws(() => new HealthTracker({ ...base, heartbeatTimeoutMs: 0.5 }), /options\.heartbeatTimeoutMs/)
 })
+
+t.test('a relayed heartbeat keeps the time it arrived; an older one than the latest is ignored', async (t) => {
+  const { h, clock } = tracker()
+  t.ok(h.recordHeartbeat(report('a', { ready: false }), clock.now - 4000))
+  t.equal(h.view('a')?.lastHeartbeatAtMs, clock.now - 4000)
+  t.equal(h.statusOf('a'), 'not-ready')
+  t.ok(h.recordHeartbeat(report('a', { ready: true }), clock.now - 5000), 'known node: accepted, but stale')
+  t.equal(h.statusOf('a'), 'not-ready', 'the older report does not win')
+  t.equal(h.view('a')?.lastHeartbeatAtMs, clock.now - 4000)
+  clock.now += 6001
+  h.evaluate()
+  t.equal(h.statusOf('a'), 'heartbeat-stale', 'timed from when it arrived, not from when it was relayed')
+  t.notOk(h.recordHeartbeat(report('zz'), clock.now))
+})

@@ -1,0 +1,328 @@
+/**
+ * Control-plane cluster mode (control-plane/cluster.ts). The relay in memory: heartbeats and
+ * probe results reach every other worker (also one that starts later), /metrics merges every
+ * serving worker. Then real processes: `streamedge control-plane --controlPlane.workers 2`
+ * serving on one port, sharing health and metrics, restarting a killed worker, stopping on
+ * SIGTERM with no worker left, and refusing a bad worker count.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { stringify as toYaml } from 'yaml'
+import { ClusterHub, WorkerPeers, type ClusterMessage } from '../../control-plane/cluster.ts'
+import { ControlPlaneClusterMetrics, ControlPlaneMetrics, type MetricsSnapshot } from '../../lib/metrics.ts'
+import { signReport, SIGNATURE_HEADER, type NodeReport } from '../../lib/protocol/node-report.ts'
+import { tempDir } from '../helpers/cache-node.ts'
+import { startFakeNode } from '../helpers/control-plane.ts'
+import { fetchRaw } from '../helpers/http-client.ts'
+
+const BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
+const HEARTBEAT_KEY = 'cluster-test-heartbeat-key'
+
+function report (id: string, ready: boolean, sentAtMs = Date.now()): NodeReport {
+  return { v: 1, id, role: 'edge', ready, connections: 1, egressMbps: 1, sentAtMs }
+}
+
+/** Workers and a hub joined in memory; messages go through JSON and a microtask, as over IPC. */
+function inMemoryCluster (collectTimeoutMs = 1000): { hub: ClusterHub, join (id: number, slot: number): WorkerPeers, leave (id: number): void } {
+  let running = 0
+  const hub = new ClusterHub({ metrics: new ControlPlaneClusterMetrics({ node: 'cp-1', workers: () => running }), collectTimeoutMs })
+  const gone = new Set<number>()
+  const wire = (message: ClusterMessage): unknown => JSON.parse(JSON.stringify(message))
+  return {
+    hub,
+    join (id, slot) {
+      let peers: WorkerPeers | undefined
+      hub.add(id, slot, (message) => { queueMicrotask(() => { if (!gone.has(id)) peers?.receive(wire(message)) }) })
+      peers = new WorkerPeers({ slot, send: (message) => queueMicrotask(() => { if (!gone.has(id)) hub.receive(id, wire(message)) }), metricsTimeoutMs: 5000 })
+      running++
+      return peers
+    },
+    leave (id) {
+      gone.add(id)
+      running--
+      hub.remove(id)
+    },
+  }
+}
+
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+t.test('relay: heartbeats and probes reach every other worker, also one that starts later', async (t) => {
+  const c = inMemoryCluster()
+  const a = c.join(1, 0)
+  const b = c.join(2, 1)
+  t.equal(a.prober, true, 'slot 0 probes')
+  t.equal(b.prober, false)
+  const seen = { a: [] as string[], b: [] as string[] }
+  a.hello()
+  b.hello()
+  await settle()
+  a.onPeerHeartbeat((r, at) => seen.a.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  a.onPeerProbe((id, ok, detail) => seen.a.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
+  a.shareHeartbeat(report('edge-1', false), 1000)
+  a.shareProbe('edge-2', false, 'timeout')
+  await settle()
+  t.same(seen.a, [], 'a sender does not hear itself')
+  // b registers its handlers late (still starting): what came meanwhile waits for them
+  b.onPeerHeartbeat((r, at) => seen.b.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  b.onPeerProbe((id, ok, detail) => seen.b.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
+  t.same(seen.b, ['hb edge-1 false 1000', 'probe edge-2 false timeout'])
+  b.shareHeartbeat(report('edge-1', true), 2000)
+  b.shareHeartbeat(report('edge-3', true), 1500)
+  a.shareHeartbeat(report('edge-3', false), 1400) // older than what b relayed: not the latest
+  await settle()
+  t.same(seen.a, ['hb edge-1 true 2000', 'hb edge-3 true 1500'])
+
+  const late = c.join(3, 2)
+  const lateSeen: string[] = []
+  late.onPeerHeartbeat((r, at) => lateSeen.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  a.shareHeartbeat(report('edge-1', false), 2500)
+  await settle()
+  t.same(lateSeen, [], 'nothing is relayed before hello')
+  late.hello()
+  await settle()
+  t.same(lateSeen.sort(), ['hb edge-1 false 2500', 'hb edge-3 true 1500'], 'hello replays the latest heartbeat of each node')
+
+  let stops = 0
+  late.onStop(() => stops++)
+  late.receive({ type: 'streamedge-cp:stop' })
+  late.receive({ type: 'prom-client:getMetricsReq', requestId: 1 }) // someone else's message: ignored
+  t.equal(stops, 1)
+})
+
+t.test('relay: /metrics on any worker merges every serving worker', async (t) => {
+  const c = inMemoryCluster(300)
+  const metrics = [new ControlPlaneMetrics({ node: 'cp-1' }), new ControlPlaneMetrics({ node: 'cp-1' }), new ControlPlaneMetrics({ node: 'cp-1' })]
+  const peers = metrics.map((m, i) => {
+    const p = c.join(i + 1, i)
+    p.provideMetrics(() => m.snapshot())
+    p.hello()
+    m.decisions.inc({ outcome: 'redirect', group: 'g' }, 100 * (i + 1))
+    return p
+  })
+  await settle()
+  // worker 3 has not said it listens: it is not asked
+  for (const id of [1, 2]) c.hub.receive(id, { type: 'streamedge-cp:ready', url: 'http://127.0.0.1:1' })
+  t.equal(c.hub.readyCount, 2)
+  const text = await peers[2]!.renderMetrics()
+  t.match(text, /streamedge_cp_decisions_total\{outcome="redirect",group="g",role="control-plane",node="cp-1"\} 300\n/)
+  c.hub.receive(3, { type: 'streamedge-cp:ready', url: 'http://127.0.0.1:1' })
+  t.match(await peers[0]!.renderMetrics(), /streamedge_cp_decisions_total\{[^}]*\} 600\n/)
+
+  // a worker that never answers: the collection fails after the timeout (no partial sums)...
+  peers[1]!.provideMetrics(() => new Promise<MetricsSnapshot>(() => {}))
+  await t.rejects(peers[0]!.renderMetrics(), /Cluster metrics failed: 1 worker\(s\) sent no metrics/)
+  // ...unless it exits meanwhile: then the others' metrics are the cluster's
+  const pending = peers[0]!.renderMetrics()
+  await settle()
+  c.leave(2)
+  t.match(await pending, /streamedge_cp_decisions_total\{[^}]*\} 400\n/)
+  // a worker whose snapshot fails fails the collection with its reason
+  peers[2]!.provideMetrics(() => Promise.reject(new Error('boom')))
+  await t.rejects(peers[0]!.renderMetrics(), /worker 2: boom/)
+})
+
+// ---- real processes ---------------------------------------------------------------------------
+
+interface ClusterProcess {
+  readonly child: ChildProcess
+  readonly lines: Array<Record<string, unknown>>
+  readonly stderr: () => string
+  /** Resolves with the first line (seen so far or later) matching `match`. */
+  waitFor (match: (line: Record<string, unknown>) => boolean, what: string, fromIndex?: number): Promise<Record<string, unknown>>
+  readonly exited: Promise<[number | null, NodeJS.Signals | null]>
+}
+
+function spawnCli (t: Test, args: readonly string[]): ClusterProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const lines: Array<Record<string, unknown>> = []
+  const waiters: Array<() => void> = []
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    lines.push(JSON.parse(line) as Record<string, unknown>) // every line whole JSON, also with two writers
+    for (const w of waiters.splice(0)) w()
+  })
+  return {
+    child,
+    lines,
+    stderr: () => stderr,
+    exited,
+    async waitFor (match, what, fromIndex = 0) {
+      const deadline = Date.now() + 60_000
+      for (;;) {
+        const found = lines.slice(fromIndex).find(match)
+        if (found !== undefined) return found
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`no ${what} line; stderr: ${stderr}`)
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve)
+          setTimeout(resolve, 200)
+        })
+      }
+    },
+  }
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The sum of every series of `name` whose labels include all of `labels`. */
+function metric (text: string, name: string, labels: readonly string[] = []): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) || !labels.every((l) => line.includes(l))) continue
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return sum
+}
+
+t.test('streamedge control-plane --controlPlane.workers 2: one port, one health view, one /metrics', async (t) => {
+  const dir = await tempDir(t, 'streamedge-cp-cluster-')
+  const edges = [await startFakeNode(t), await startFakeNode(t)]
+  const nodesFile = join(dir, 'nodes.yaml')
+  await writeFile(nodesFile, toYaml({ nodes: edges.map((e, i) => ({ id: `edge-${i + 1}`, url: e.url, group: 'g', lat: 50, lon: 8, capacity: { connections: 1000, mbps: 1000 } })) }))
+  const cp = spawnCli(t, [
+    'control-plane', '--nodes', nodesFile, '--listen', '127.0.0.1:0', '--controlPlane.workers', '2',
+    '--controlPlane.id', 'cp-cluster', '--controlPlane.tokenKeys', 'k1:cluster-test-secret-0123456789',
+    '--controlPlane.trustedProxies', '127.0.0.1', '--controlPlane.heartbeatKey', HEARTBEAT_KEY,
+    '--controlPlane.heartbeatTimeoutMs', '600000', '--log.access', 'true',
+  ])
+  const listening = await cp.waitFor((l) => l['msg'] === 'control plane listening', '"control plane listening"')
+  const url = listening['url'] as string
+  const workers = listening['workers'] as Array<{ worker: number, pid: number }>
+  t.equal(workers.length, 2)
+  t.equal(cp.lines.filter((l) => l['msg'] === 'control plane listening').length, 1, 'one listening line, from the primary')
+  t.ok(cp.lines.filter((l) => l['msg'] === 'control plane worker ready').every((l) => l['url'] === url), 'every worker serves the same port')
+  let steered = 0
+  const steer = async (title: string, json: boolean): Promise<{ status: number, node: string | undefined }> => {
+    steered++
+    const res = await fetchRaw(`${url}/v1/steer/vod/${title}/master.m3u8${json ? '?format=json' : ''}`)
+    const body = json && res.status === 200 ? JSON.parse(res.body.toString()) as { node: { id: string } } : undefined
+    return { status: res.status, node: body?.node.id }
+  }
+
+  await t.test('many requests over many connections all get 302s, served by both workers', async (t) => {
+    const from = cp.lines.length
+    const statuses = await Promise.all(Array.from({ length: 40 }, (_, i) => steer(`t${i}`, false)))
+    t.ok(statuses.every((s) => s.status === 302), statuses.map((s) => s.status).join(' '))
+    await cp.waitFor(() => cp.lines.slice(from).filter((l) => l['msg'] === 'steer').length >= 40, 'decision log')
+    const served = new Set(cp.lines.slice(from).filter((l) => l['msg'] === 'steer').map((l) => l['worker']))
+    t.same([...served].sort(), [0, 1], 'fresh connections land on both workers')
+  })
+
+  await t.test('a heartbeat sent to one worker is seen by every worker', async (t) => {
+    const before = await Promise.all(Array.from({ length: 20 }, (_, i) => steer(`t${i}`, true)))
+    t.ok(before.some((d) => d.node === 'edge-1'), 'edge-1 takes some titles while ready')
+    const body = JSON.stringify(report('edge-1', false))
+    const res = await fetchRaw(`${url}/v1/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signReport(body, HEARTBEAT_KEY, Date.now()) }, body })
+    t.equal(res.status, 204)
+    // the relay is asynchronous: wait until a few fresh connections in a row all see it
+    let agreeing = 0
+    for (let i = 0; i < 200 && agreeing < 4; i++) {
+      const nodes = JSON.parse((await fetchRaw(`${url}/v1/nodes`)).body.toString()) as { nodes: Array<{ id: string, status: string }> }
+      agreeing = nodes.nodes.find((n) => n.id === 'edge-1')?.status === 'not-ready' ? agreeing + 1 : 0
+    }
+    t.equal(agreeing, 4)
+    const from = cp.lines.length
+    const after = await Promise.all(Array.from({ length: 20 }, (_, i) => steer(`t${i}`, true)))
+    t.same(after.map((d) => d.node), after.map(() => 'edge-2'), 'no worker steers to the node that reported not ready')
+    await cp.waitFor(() => cp.lines.slice(from).filter((l) => l['msg'] === 'steer').length >= 20, 'decision log')
+    t.same([...new Set(cp.lines.slice(from).filter((l) => l['msg'] === 'steer').map((l) => l['worker']))].sort(), [0, 1], 'both workers decided')
+  })
+
+  await t.test('/metrics on any worker: counters summed, shared health not doubled', async (t) => {
+    for (let i = 0; i < 4; i++) {
+      const text = (await fetchRaw(`${url}/metrics`)).body.toString()
+      t.equal(metric(text, 'streamedge_cp_decisions_total'), steered, 'every decision, whichever worker made it')
+      t.equal(metric(text, 'streamedge_cp_heartbeats_total', ['outcome="accepted"']), 1, 'the heartbeat counted once, where it arrived')
+      t.equal(metric(text, 'streamedge_cp_node_status', ['target="edge-1"']), 1, 'one status per node')
+      t.equal(metric(text, 'streamedge_cp_node_status', ['target="edge-1"', 'status="not-ready"']), 1)
+      t.equal(metric(text, 'streamedge_cp_node_health_changes_total', ['target="edge-1"', 'status="not-ready"']), 1)
+      t.equal(metric(text, 'streamedge_cp_workers'), 2)
+      t.match(text, /streamedge_cp_decisions_total\{outcome="redirect",group="g",role="control-plane",node="cp-cluster"\} \d+\n/, 'the labels of one process')
+    }
+  })
+
+  await t.test('a killed worker is restarted and service continues', async (t) => {
+    const victim = workers[0]!
+    const from = cp.lines.length
+    process.kill(victim.pid, 'SIGKILL')
+    const exited = await cp.waitFor((l) => l['msg'] === 'worker exited unexpectedly: restarting it', 'restart', from)
+    t.match(exited, { worker: 0, pid: victim.pid, signal: 'SIGKILL' })
+    const started = await cp.waitFor((l) => l['msg'] === 'worker started' && l['worker'] === 0, 'worker started', from)
+    await cp.waitFor((l) => l['msg'] === 'control plane worker ready' && l['worker'] === 0, 'worker ready', from)
+    workers.push({ worker: 0, pid: started['pid'] as number })
+    t.not(started['pid'], victim.pid)
+    t.equal(alive(victim.pid), false)
+    const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => steer(`t${i}`, true)))
+    t.same(statuses.map((s) => s.node), statuses.map(() => 'edge-2'), 'the new worker got the heartbeat it missed')
+    const text = (await fetchRaw(`${url}/metrics`)).body.toString()
+    t.equal(metric(text, 'streamedge_cp_workers'), 2)
+  })
+
+  await t.test('SIGTERM to the primary stops every worker and exits 0', async (t) => {
+    cp.child.kill('SIGTERM')
+    const [code, signal] = await cp.exited
+    t.equal(code, 0)
+    t.equal(signal, null)
+    for (const w of workers) t.equal(alive(w.pid), false, `worker pid ${w.pid} is gone`)
+    t.ok(cp.lines.some((l) => l['msg'] === 'stopped' && l['worker'] === undefined), 'the primary logged its stop')
+  })
+})
+
+t.test('a worker that keeps crashing: restarted with back-off, then the cluster gives up with exit code 1', async (t) => {
+  const dir = await tempDir(t, 'streamedge-cp-cluster-')
+  const edge = await startFakeNode(t)
+  const nodesFile = join(dir, 'nodes.yaml')
+  await writeFile(nodesFile, toYaml({ nodes: [{ id: 'edge-1', url: edge.url, group: 'g', lat: 50, lon: 8, capacity: { connections: 10, mbps: 10 } }] }))
+  const cp = spawnCli(t, ['control-plane', '--nodes', nodesFile, '--listen', '127.0.0.1:0', '--controlPlane.workers', '2',
+    '--controlPlane.tokenKeys', 'k1:cluster-test-secret-0123456789', '--controlPlane.geoip.databases', ''])
+  const listening = await cp.waitFor((l) => l['msg'] === 'control plane listening', '"control plane listening"')
+  const pids = (listening['workers'] as Array<{ worker: number, pid: number }>).map((w) => w.pid)
+  let pid = pids[1]!
+  const delays: unknown[] = []
+  for (let crash = 1; crash <= 5; crash++) {
+    const from = cp.lines.length
+    process.kill(pid, 'SIGKILL')
+    if (crash === 5) break
+    delays.push((await cp.waitFor((l) => l['msg'] === 'worker exited unexpectedly: restarting it', 'restart', from))['restartInMs'])
+    pid = (await cp.waitFor((l) => l['msg'] === 'worker started' && l['worker'] === 1, 'worker started', from))['pid'] as number
+    pids.push(pid)
+  }
+  t.same(delays, [100, 200, 400, 800], 'the back-off doubles')
+  const [code] = await cp.exited
+  t.equal(code, 1)
+  t.match(cp.lines.find((l) => l['level'] === 'error'), { worker: 1, crashes: 5, msg: /exited 5 times within 60000 ms: giving up/ })
+  for (const p of pids) t.equal(alive(p), false, `worker pid ${p} is gone`)
+})
+
+t.test('a bad worker count and a worker that cannot start are reported once', async (t) => {
+  const zero = spawnCli(t, ['control-plane', '--nodes', '/nonexistent.yaml', '--controlPlane.tokenKeys', 'k1:cluster-test-secret-0123456789', '--controlPlane.workers', '0'])
+  const [code] = await zero.exited
+  t.equal(code, 2)
+  t.equal(zero.stderr().trim().split('\n').length, 1, zero.stderr())
+  t.match(zero.stderr(), /controlPlane\.workers.*\b0\b/)
+
+  const dir = await tempDir(t, 'streamedge-cp-cluster-')
+  const nodesFile = join(dir, 'nodes.yaml')
+  await writeFile(nodesFile, toYaml({ nodes: [{ id: 'edge-1', url: 'http://127.0.0.1:9', group: 'g', lat: 50, lon: 8, capacity: { connections: 10, mbps: 10 } }] }))
+  const broken = spawnCli(t, ['control-plane', '--nodes', nodesFile, '--listen', '127.0.0.1:0', '--controlPlane.tokenKeys', 'k1:cluster-test-secret-0123456789',
+    '--controlPlane.workers', '2', '--controlPlane.geoip.databases', join(dir, 'missing.mmdb')])
+  const [failed] = await broken.exited
+  t.equal(failed, 1)
+  t.equal(broken.stderr().match(/Cannot open GeoIP database/g)?.length, 1, broken.stderr())
+  t.notOk(broken.lines.some((l) => l['msg'] === 'control plane listening'))
+})
