@@ -71,7 +71,22 @@ export interface SteeringBenchOptions {
   readonly nodeArgs?: readonly string[]
   /** Control-plane worker counts to measure (`controlPlane.workers`), default [1, 2]; the log-off round runs for the smallest only. */
   readonly workers?: readonly number[]
+  /**
+   * Also measure latency at a paced rate (wrk only; the largest worker count, log on): default
+   * true. Saturation windows show capacity, and their p99 is queueing at full load; the paced
+   * window shows the p99 a player sees while the control plane steers ~20,000 decisions/s.
+   */
+  readonly paced?: boolean
 }
+
+/**
+ * The paced window: wrk connections that each wait {@link PACED_DELAY_MS} after every answer,
+ * about 21,000 requests a second offered (wrk fires a connection's wait 1-3 ms late, so PACED_CONNECTIONS / (PACED_DELAY_MS + ~2.5 ms). Many
+ * independent connections keep it close to open-loop: a stall delays the requests in flight
+ * and those whose wait ends during it, not the whole load (wrk's latency excludes the wait).
+ */
+export const PACED_CONNECTIONS = 160
+export const PACED_DELAY_MS = 5
 
 /** A bare 302 server (no decision) under the same load: a ceiling. */
 export interface BareResult {
@@ -92,6 +107,8 @@ export interface BareResult {
 export interface SteeringRound {
   /** Control-plane processes serving (`controlPlane.workers`; 1 = no cluster; absent in results from before cluster mode). */
   readonly workers?: number
+  /** A paced window: wrk connections each waiting `delayMs` after every answer; absent: a saturation window. */
+  readonly paced?: { readonly connections: number, readonly delayMs: number }
   readonly accessLog: boolean
   readonly generator: SteeringGenerator
   /** Answers per second of the first pass over all client addresses (cold prefix, plan and token caches; autocannon, once per process). */
@@ -135,7 +152,7 @@ export interface SteeringResult {
   /** Each measured window's CPU profile (with `profileDir`). */
   readonly profiles?: readonly SteeringProfile[]
   /** The decision-log-on round with the most decisions/s among those meeting the p99 target (else the most overall): the verdict's configuration. */
-  readonly best?: { readonly workers: number, readonly generator: SteeringGenerator, readonly decisionsPerSec: number, readonly latencyP99Ms: number }
+  readonly best?: { readonly workers: number, readonly generator: SteeringGenerator, readonly decisionsPerSec: number, readonly latencyP99Ms: number, readonly paced?: boolean }
   /** The target met (decision log on) in the best configuration. */
   readonly passed: boolean
 }
@@ -186,8 +203,11 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const generators = (o.generators ?? ['autocannon', 'wrk']).filter((g) => g !== 'wrk' || wrk !== undefined)
     if (generators.length === 0) throw new TypeError(`Expected a usable generator, got ${JSON.stringify(o.generators)} without wrk installed`)
     const warmupS = o.warmupS ?? 2
-    const load = (url: string, generator: SteeringGenerator, durationS: number): Promise<LoadWindow> =>
-      generator === 'wrk' ? wrkWindow(wrk!, url, requests, o.connections, durationS) : autocannonWindow(url, requests, o.connections, durationS)
+    const load = (url: string, generator: SteeringGenerator, durationS: number, paced = false): Promise<LoadWindow> =>
+      generator === 'wrk'
+        ? wrkWindow(wrk!, url, requests, paced ? PACED_CONNECTIONS : o.connections, durationS, paced ? PACED_DELAY_MS : undefined)
+        : autocannonWindow(url, requests, o.connections, durationS)
+    const maxWorkers = Math.max(...o.workers ?? [1, 2])
 
     const ceilings: BareResult[] = []
     for (const server of o.ceilings === false ? [] : ['node:http', 'fast-front'] as const) {
@@ -228,15 +248,17 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       const first = await autocannonWindow(cp.url, requests, o.connections, 0, requests.length)
       const firstPassDecisionsPerSec = Math.round(first.requests / first.durationS)
       const windows: ProfileWindow[] = []
-      for (const generator of generators) {
-        if (warmupS > 0) await load(cp.url, generator, warmupS)
+      const runs = generators.map((generator) => ({ generator, paced: false }))
+      if (o.paced !== false && generators.includes('wrk') && accessLog && workers === maxWorkers) runs.push({ generator: 'wrk', paced: true })
+      for (const { generator, paced } of runs) {
+        if (warmupS > 0 && !paced) await load(cp.url, generator, warmupS)
         const before = await decisionCounts(cp.url)
         const fromUs = monotonicUs()
-        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS), true)
+        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS, paced), true)
         const toUs = monotonicUs()
         const metrics = (await httpGet(`${cp.url}/metrics`)).body.toString()
         const after = countsOf(metrics)
-        windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
+        if (!paced) windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
         // autocannon counts statuses itself; wrk only counts non-2xx/3xx, so 302 and 451 come
         // from the control plane's own counters over the window
         const redirects = m.result.statuses?.redirects ?? after.redirects - before.redirects
@@ -245,6 +267,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
         const decisions = m.result.statuses === undefined ? m.result.requests - otherStatuses : redirects + licenceDenials
         const round: SteeringRound = {
           workers,
+          ...(paced ? { paced: { connections: PACED_CONNECTIONS, delayMs: PACED_DELAY_MS } } : {}),
           accessLog,
           generator,
           firstPassDecisionsPerSec,
@@ -263,7 +286,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
           fastPathHandoffs: metricValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
         }
         rounds.push(round)
-        o.log(`  ${generator}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
+        o.log(`  ${generator}${paced ? ` paced (${PACED_CONNECTIONS} connections, ${PACED_DELAY_MS} ms wait after each answer)` : ''}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
       }
       await cp.stop()
       child = undefined
@@ -280,7 +303,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const withinP99 = logOn.filter((r) => r.latencyP99Ms < STEERING_TARGET_P99_MS)
     const bestRound = (withinP99.length > 0 ? withinP99 : logOn).reduce<SteeringRound | undefined>((a, r) => a === undefined || r.decisionsPerSec > a.decisionsPerSec ? r : a, undefined)
     const passed = bestRound !== undefined && bestRound.decisionsPerSec >= STEERING_TARGET_PER_SEC && bestRound.latencyP99Ms < STEERING_TARGET_P99_MS
-    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${bestRound.workers ?? 1} worker(s), ${bestRound.generator}: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
+    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${bestRound.workers ?? 1} worker(s), ${bestRound.generator}${bestRound.paced === undefined ? '' : ' paced'}: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
     return {
       targetPerSec: STEERING_TARGET_PER_SEC,
       targetP99Ms: STEERING_TARGET_P99_MS,
@@ -288,7 +311,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       ceilings,
       rounds,
       ...(profiles.length === 0 ? {} : { profiles }),
-      ...(bestRound === undefined ? {} : { best: { workers: bestRound.workers ?? 1, generator: bestRound.generator, decisionsPerSec: bestRound.decisionsPerSec, latencyP99Ms: bestRound.latencyP99Ms } }),
+      ...(bestRound === undefined ? {} : { best: { workers: bestRound.workers ?? 1, generator: bestRound.generator, decisionsPerSec: bestRound.decisionsPerSec, latencyP99Ms: bestRound.latencyP99Ms, ...(bestRound.paced === undefined ? {} : { paced: true }) } }),
       passed,
     }
   } finally {
@@ -437,8 +460,8 @@ async function autocannonWindow (url: string, requests: readonly WrkRequest[], c
 }
 
 /** One wrk window over the same requests, sent in turn by bench/lib/wrk.ts's Lua rotation. */
-async function wrkWindow (command: string, url: string, requests: readonly WrkRequest[], connections: number, durationS: number): Promise<LoadWindow> {
-  const r = await runWrk({ command, url, paths: [], requests, connections, durationS })
+async function wrkWindow (command: string, url: string, requests: readonly WrkRequest[], connections: number, durationS: number, delayMs?: number): Promise<LoadWindow> {
+  const r = await runWrk({ command, url, paths: [], requests, connections, durationS, ...(delayMs === undefined ? {} : { delayMs }) })
   return {
     requests: r.requests,
     durationS: r.durationS,

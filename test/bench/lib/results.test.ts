@@ -76,6 +76,18 @@ t.test('cluster rounds are labelled with their worker count and the verdict name
   t.match(md, /log on, in the best configuration \(2 workers, wrk: 21000\/s, p99 4\.2 ms\): met\./)
 })
 
+t.test('a paced round is labelled with its pacing, and a paced best says so', async (t) => {
+  const paced: SteeringResult = {
+    ...steering,
+    rounds: [...steering.rounds, { ...round(true, 'wrk', 20_500, 4.6, 2), paced: { connections: 160, delayMs: 5 } }],
+    best: { workers: 2, generator: 'wrk', decisionsPerSec: 20_500, latencyP99Ms: 4.6, paced: true },
+    passed: true,
+  }
+  const md = renderResultsMarkdown({ ...base, steering: paced })
+  t.match(md, /\| 2 workers, decision log on, paced \(160 connections, 5 ms wait after each answer\) \| wrk \| 20500 \|/)
+  t.match(md, /in the best configuration \(2 workers, wrk paced: 20500\/s, p99 4\.6 ms\): met\./)
+})
+
 t.test('with autocannon alone the section says so and still renders', async (t) => {
   const only: SteeringResult = { ...steering, generators: ['autocannon'], ceilings: steering.ceilings.filter((c) => c.generator === 'autocannon'), rounds: steering.rounds.filter((r) => r.generator === 'autocannon'), passed: false }
   const md = renderResultsMarkdown({ ...base, steering: only })

@@ -104,3 +104,24 @@ t.test('runWrk with prebuilt requests sends each one with its own fields, in tur
   t.ok(fixed >= report.requests, 'the fixed fields went with every request')
   t.equal(report.statusErrors, 0, '302 is not a status error')
 })
+
+t.test('runWrk with delayMs paces each connection: a wait after every response, outside the latency', { skip: wrk === undefined ? 'wrk not installed' : false }, async (t) => {
+  t.match(wrkScript({ paths: ['/a'], delayMs: 25 }), /delay = function\(\) return 25 end/)
+  t.notMatch(wrkScript({ paths: ['/a'] }), /delay/)
+  t.throws(() => wrkScript({ paths: ['/a'], delayMs: 0 }), TypeError)
+  t.throws(() => wrkScript({ paths: ['/a'], delayMs: 1.5 }), TypeError)
+  let answered = 0
+  const server = http.createServer((_req, res) => {
+    answered++
+    res.end('ok')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  // 2 connections waiting 100 ms after each answer: at most ~2 x (1 s / 100 ms) + the first requests
+  const paced = await runWrk({ command: wrk!, url, paths: ['/p'], connections: 2, durationS: 1, delayMs: 100 })
+  t.ok(paced.requests > 0, 'requests were sent')
+  t.ok(answered <= 2 * 11 + 2, `the delay held each connection back (${answered} answered in 1 s; unpaced wrk sends thousands)`)
+  t.ok(paced.latencyP99Ms < 100, 'the wait is not counted as latency')
+})
