@@ -48,7 +48,7 @@ export interface RunningDemo {
 export async function startDemo (config: Readonly<StreamedgeConfig>): Promise<RunningDemo> {
   const host = config.start.listenHost
   const port = (i: number): number => config.start.basePort === 0 ? 0 : config.start.basePort + i
-  const logger = createLogger({ level: config.log.level, bindings: { role: 'demo' } })
+  const logger = createLogger({ level: config.log.level, bindings: { demo: true } })
   const root = resolve(config.edge.cacheDir, 'demo')
   mkdirSync(root, { recursive: true })
   // Fresh secrets per run: the demo never ships a key someone could reuse.
