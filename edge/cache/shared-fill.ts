@@ -316,9 +316,6 @@ export interface FillSink {
   once (event: 'drain', listener: () => void): unknown
 }
 
-/** Fills that have had a reader piped (a WeakSet: a dropped fill leaves nothing behind). */
-const PIPED = new WeakSet<SharedFill>()
-
 /** What {@link pipeFill} reports. */
 export interface FillPipeHooks {
   /** Body bytes handed to the sink. */
@@ -339,10 +336,9 @@ export interface FillPipeHooks {
  * the fill never waits for a reader.
  */
 export function pipeFill (fill: SharedFill, sink: FillSink, start: number, endInclusive: number, hooks: FillPipeHooks): void {
-  // Only a reader joining a fill that already has one can be part of a herd: the first
-  // reader of a fill is a plain miss, and steady misses must not hold back anyone's bulk.
-  if (PIPED.has(fill)) PACER.noteJoin()
-  else PIPED.add(fill)
+  // Only a fill with several readers is a herd: a fill's only reader is a plain miss, and
+  // steady misses must not hold back anyone's bulk.
+  if (fill.readers > 1) PACER.noteJoin()
   const pipe = new FillPipe(fill, sink, new FillCursor(fill, start, endInclusive), hooks)
   pipe.pump(FIRST_SLICE_BYTES)
   pipe.watch()

@@ -233,6 +233,7 @@ t.test("a plain miss's reader streams its bulk while other plain misses start ev
   const total = 8 * 1024 * 1024
   const body = randomBytes(total)
   const fill = new SharedFill('plain', 0)
+  fill.attach()
   let turns = 0
   let lastProgressTurn = -1
   let maxGapTurns = 0
@@ -250,6 +251,7 @@ t.test("a plain miss's reader streams its bulk while other plain misses start ev
     const other = new SharedFill(`other-${turns}`, 0)
     other.setHead(HEAD)
     other.append(body.subarray(0, 1024))
+    other.attach() // its one reader, as CacheProxy registers it
     pipeFill(other, nullSink(), 0, 4095, { onBytes: () => {}, onFail: () => {} })
     others.push(other)
     setImmediate(startMiss)
