@@ -12,7 +12,7 @@ export const SCENARIOS = ['hot-segment', 'hot-playlist', 'ranges', 'working-set'
 export type Scenario = typeof SCENARIOS[number]
 /**
  * What a run without --only runs: everything but issue 2's edge-vs-bare hot-memory, which
- * hot-segment supersedes, and steady-misses (a pacer A/B of about a minute; the suite must stay under 10).
+ * hot-segment supersedes, and steady-misses (a pacer A/B of about two minutes; the suite must stay under 10).
  */
 export const DEFAULT_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s !== 'hot-memory' && s !== 'steady-misses')
 const PROFILE_MODES = ['auto', 'always', 'never'] as const

@@ -84,12 +84,14 @@ export interface EdgeProcessOptions {
   readonly memoryMaxBytes?: number
   /** Shield base URLs (`--shield`): edge → shield → origin. */
   readonly shields?: readonly string[]
+  /** Environment added to {@link APPLIANCE_ENV} (a benchmarking knob such as BENCH_PACER_DEFER_MS). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /**
  * How README tells operators to start an edge or shield on a cache appliance: glibc then gives
  * large freed buffers back to the kernel, so RSS follows the memory tier's budget instead of
- * keeping the heap grown while the cache filled (working set: ~295 -> ~206 MB at the end).
+ * keeping the heap grown while the cache filled (README: a one-off working-set A/B, not rerun by the bench).
  */
 export const APPLIANCE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' }
 
@@ -97,7 +99,7 @@ export const APPLIANCE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THR
 export function startEdgeProcess (opts: EdgeProcessOptions): Promise<ChildServer> {
   return startChildServer({
     label: 'edge',
-    env: APPLIANCE_ENV,
+    env: opts.env === undefined ? APPLIANCE_ENV : { ...APPLIANCE_ENV, ...opts.env },
     nodeArgs: opts.nodeArgs ?? [],
     script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
     args: [
@@ -212,11 +214,14 @@ function killGroup (pid: number): void {
   }
 }
 
-/** Parent env without STREAMEDGE_* settings, so a developer's shell cannot change what is measured. */
+/**
+ * Parent env without STREAMEDGE_* settings and BENCH_* knobs (BENCH_PACER_DEFER_MS), so a
+ * developer's shell cannot change what is measured; a scenario passes a knob explicitly.
+ */
 export function cleanEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('STREAMEDGE_')) out[name] = value
+    if (!name.startsWith('STREAMEDGE_') && !name.startsWith('BENCH_')) out[name] = value
   }
   return out
 }

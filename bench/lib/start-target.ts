@@ -16,13 +16,15 @@ export interface EdgeTargetOptions {
   readonly edgeRoot?: string | undefined
   /** Node flags (e.g. profiling) for the edge process. */
   readonly nodeArgs?: readonly string[]
+  /** Extra environment for the edge process (startEdgeTarget only). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /** Starts `streamedge edge` as the `edge` target. */
 export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarget> {
   const cacheDir = await mkdtemp(join(tmpdir(), 'streamedge-bench-edge-'))
   try {
-    const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o) })
+    const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(o.env === undefined ? {} : { env: o.env }) })
     return benchTarget('edge', [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(cacheDir, { recursive: true, force: true }) })
   } catch (err) {
     await rm(cacheDir, { recursive: true, force: true })

@@ -29,8 +29,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { startOrigin, type Origin } from '../origin/origin-server.ts'
-import { benchTarget, type BenchTarget } from '../lib/bench-target.ts'
-import { APPLIANCE_ENV, REPO_ROOT, startChildServer, startIpcWorker, type IpcWorker } from '../lib/child-server.ts'
+import { isHit, type BenchTarget } from '../lib/bench-target.ts'
+import { REPO_ROOT, startIpcWorker, type IpcWorker } from '../lib/child-server.ts'
+import { startEdgeTarget } from '../lib/start-target.ts'
 import { exportRef, type EdgeSnapshot } from '../lib/edge-snapshot.ts'
 import { httpGet } from '../lib/http-get.ts'
 import { parseResponseHead, type ResponseHead } from '../lib/http-head.ts'
@@ -64,8 +65,6 @@ export interface SteadyMissesOptions {
   readonly edgeRoot?: string | undefined
   /** Also run the edge as committed at this git ref (git archive into a temp dir). */
   readonly ref?: string | undefined
-  /** Also run this checkout's edge with deferral off (default true). */
-  readonly noDefer?: boolean
   readonly beforeWindow?: () => Promise<unknown>
   readonly log: (line: string) => void
 }
@@ -148,11 +147,13 @@ export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMi
   const live: LiveWindow[] = []
   try {
     const root = o.edgeRoot ?? REPO_ROOT
-    variants.push({ name: 'edge', target: await startEdge(origin.url, root, {}) })
-    if (o.noDefer !== false) variants.push({ name: 'edge, defer 0', target: await startEdge(origin.url, root, { BENCH_PACER_DEFER_MS: '0' }) })
+    const startEdge = (edgeRoot: string, env?: Readonly<Record<string, string>>): Promise<BenchTarget> =>
+      startEdgeTarget({ originUrl: origin.url, memoryMaxBytes: MEMORY_BYTES, edgeRoot, ...(env === undefined ? {} : { env }) })
+    variants.push({ name: 'edge', target: await startEdge(root) })
+    variants.push({ name: 'edge, defer 0', target: await startEdge(root, { BENCH_PACER_DEFER_MS: '0' }) })
     if (o.ref !== undefined) {
       snapshot = await exportRef(REPO_ROOT, o.ref)
-      variants.push({ name: `${o.ref} (${snapshot.commit.slice(0, 7)})`, target: await startEdge(origin.url, snapshot.dir, {}) })
+      variants.push({ name: `${o.ref} (${snapshot.commit.slice(0, 7)})`, target: await startEdge(snapshot.dir) })
     }
     const runId = randomBytes(4).toString('hex')
     const missPath = `/synthetic/steady-miss-${runId}-${MISS_BODY_BYTES}.ts`
@@ -195,27 +196,6 @@ export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMi
     variants: variants.map((v) => v.name),
     misses,
     live,
-  }
-}
-
-/** `streamedge edge` as startEdgeProcess starts it, plus `env` (e.g. the pacer knob). */
-async function startEdge (originUrl: string, root: string, env: Readonly<Record<string, string>>): Promise<BenchTarget> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'streamedge-bench-steady-'))
-  try {
-    const edge = await startChildServer({
-      label: 'edge',
-      env: { ...APPLIANCE_ENV, BENCH_PACER_DEFER_MS: '', ...env },
-      script: join(root, 'bin/streamedge.js'),
-      args: [
-        'edge', '--origin', originUrl, '--listen', '127.0.0.1:0', '--cache-dir', cacheDir,
-        '--edge.id', 'bench-edge', '--log.access', 'false', '--log.level', 'info',
-        '--edge.cache.memory.maxBytes', String(MEMORY_BYTES),
-      ],
-    })
-    return benchTarget('edge', [edge], { hit: 'cache-status', memoryBudgetBytes: MEMORY_BYTES, cleanup: () => rm(cacheDir, { recursive: true, force: true }) })
-  } catch (err) {
-    await rm(cacheDir, { recursive: true, force: true })
-    throw err
   }
 }
 
@@ -469,7 +449,7 @@ class MissLoad {
       }
       if (r.doneAt === undefined) return
       if (r.head?.status !== 200) this.#errors++
-      if (/;\s*hit\b/.test(r.head?.headers['cache-status'] ?? '')) this.#hits++
+      if (r.head !== undefined && isHit('cache-status', r.head)) this.#hits++
       this.#ttfb.push((r.firstByteAt ?? now) - r.sentAt)
       this.#total.push(r.doneAt - r.sentAt)
       settle()
@@ -572,7 +552,7 @@ function flag (name: string): string | undefined {
   return at === -1 ? undefined : process.argv[at + 1]
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (process.argv[1] !== undefined && SELF === process.argv[1]) {
   if (process.send !== undefined) {
     serveLoad()
   } else {

@@ -21,8 +21,6 @@
  * CPU per decision (user + system µs) is the figure that does not depend on the generator.
  *
  * Target: 20,000 decisions/s with p99 < 5 ms; floor 8,000/s (Traffic Control's harness).
- * Register in bench/run.ts: `import { runSteering } from './scenarios/steering.ts'` and call
- * `await runSteering({ durationS, connections: 64, log })` when `wants('steering')`.
  * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--no-wrk | --generator wrk|autocannon]
  * [--no-ceilings] [--workers 1,2] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR]` (DIR gets each single-process
  * control plane's `.cpuprofile`, summarised per measured window; --root runs another checkout's control plane, for
@@ -394,10 +392,6 @@ async function startControlPlaneProcess (root: string, dir: string, accessLog: b
       clearTimeout(timer)
     },
   }
-}
-
-function profileArgs (profileDir: string | undefined): string[] {
-  return profileDir === undefined ? [] : profileNodeArgs(profileDir)
 }
 
 function controlPlaneArgs (dir: string, accessLog: boolean, workers: number): string[] {

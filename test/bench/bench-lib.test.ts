@@ -144,8 +144,9 @@ t.test('listeningUrl picks the url of a "... listening" JSON line only', async (
   t.equal(listeningUrl('plain text listening'), undefined)
 })
 
-t.test('cleanEnv drops STREAMEDGE_* settings and keeps the rest', async (t) => {
+t.test('cleanEnv drops STREAMEDGE_* settings and BENCH_* knobs and keeps the rest', async (t) => {
   t.same(cleanEnv({ PATH: '/bin', STREAMEDGE_EDGE_ORIGIN: 'http://x', HOME: '/h' }), { PATH: '/bin', HOME: '/h' })
+  t.same(cleanEnv({ PATH: '/bin', BENCH_PACER_DEFER_MS: '0' }), { PATH: '/bin' }, 'a developer\'s pacer knob does not leak into every scenario')
 })
 
 t.test('replayableHeaders keeps the entity headers and drops what a server adds itself', async (t) => {
