@@ -227,7 +227,7 @@ export class ControlPlaneServer {
       decision = this.#o.steering.steerNow(path, client)
       if (decision.kind === 'redirect') {
         // nearly every answer: the head around its Location, the bytes renderHead makes of steerAnswer's 302
-        response = { head: `${REDIRECT_HEAD.before}${passQuery === '' ? decision.location : `${decision.location}?${passQuery}`}${REDIRECT_HEAD.after}` }
+        response = { head: `${REDIRECT_HEAD.before}${redirectTarget(decision, passQuery)}${REDIRECT_HEAD.after}` }
         outcome = 'redirect'
       } else {
         const answer = steerAnswer(decision, false, passQuery)
@@ -548,7 +548,7 @@ export function steerAnswer (d: SteerDecision, json: boolean, passQuery: string)
     case 'no-node':
       return jsonAnswer('no-node', 503, { error: 'CDN_ERR_NO_NODE', message: CODES.CDN_ERR_NO_NODE.message, ...(json ? { explain: d.explain } : {}) }, RETRY_AFTER)
     case 'redirect': {
-      const location = passQuery === '' ? d.location : `${d.location}?${passQuery}`
+      const location = redirectTarget(d, passQuery)
       if (json) {
         return jsonAnswer('explained', 200, {
           decision: 'redirect',
@@ -561,6 +561,11 @@ export function steerAnswer (d: SteerDecision, json: boolean, passQuery: string)
       return { outcome: 'redirect', status: 302, headers: redirectHeaders(location), body: undefined }
     }
   }
+}
+
+/** A redirect's Location: the node URL with the client's query (less `format`) passed on. */
+function redirectTarget (decision: Extract<SteerDecision, { kind: 'redirect' }>, passQuery: string): string {
+  return passQuery === '' ? decision.location : `${decision.location}?${passQuery}`
 }
 
 const RETRY_AFTER = { 'retry-after': '5' } as const

@@ -51,8 +51,9 @@ export class TokenIssuer {
   #sidCounter = 0
   /**
    * Tokens of the current expiry (all share `#exp`), newer and older generation, by scope
-   * (country, and the bound IP) and then title: two lookups of strings a decision already
-   * holds, rather than one of a key concatenated per decision.
+   * (country, and the bound IP) and then title. Without a bound IP both are strings a decision
+   * already holds, so nothing is concatenated; with one, the scope is `country\0ip`, one short
+   * concatenation per decision (the title, the long part, is never copied into a key).
    */
   #tokens = new Generation()
   #older = new Generation()

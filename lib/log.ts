@@ -14,8 +14,9 @@ export interface LoggerOptions {
   /** Where lines go; stdout (asynchronously buffered) by default. Tests pass a stream to read lines back. */
   readonly destination?: DestinationStream
   /**
-   * Several processes share this stdout (cluster workers): each write to it is whole lines
-   * of at most PIPE_BUF bytes, which a pipe never interleaves with another writer's (pipe(7)).
+   * Several processes share this stdout (cluster workers): writes to it are whole lines, at
+   * most PIPE_BUF bytes each where the lines allow, so a line of up to PIPE_BUF bytes is never
+   * interleaved with another writer's (pipe(7)); a longer line is written whole and may be.
    */
   readonly sharedStdout?: boolean
 }
@@ -48,9 +49,10 @@ type SonicBoom = ReturnType<typeof pino.destination>
  * (`Buffer.byteLength`, which flattens a concatenated string), so line by line a busy log
  * copied and allocated kilobytes per line (~4 µs of CPU and most of the log's garbage at
  * 15,000 lines a second); batch by batch each byte is copied about once. A batch is whole
- * lines of at most `maxWrite` bytes (3 per UTF-16 unit, the UTF-8 worst case), so a shared
- * stdout still gets whole lines of at most PIPE_BUF per write. Pending lines are written
- * synchronously at process exit, like SonicBoom's own buffer (pino's exit hook).
+ * lines of at most `maxWrite` bytes (3 per UTF-16 unit, the UTF-8 worst case), so on a
+ * shared stdout lines of up to PIPE_BUF bytes are never interleaved (a single longer line is
+ * written whole, and may be). Pending lines are written synchronously at process exit,
+ * like SonicBoom's own buffer (pino's exit hook).
  */
 class LineBatcher {
   readonly #target: SonicBoom

@@ -19,6 +19,7 @@ import type { Inventory, NodeSpec } from '../health/node-inventory.ts'
 import type { LicenceDenyReason, LicensingRules } from '../licensing/licensing-rules.ts'
 import { isSafePath, TOKEN_PATH_SEGMENT, type TokenClaims, type TokenSigner, type TokenVerifier } from '../../lib/protocol/token.ts'
 import { TokenIssuer } from '../token-issuer.ts'
+import { ipv4Int } from '../../lib/net/ip-address.ts'
 import { PATHWAY_ID_RE, type SteeringManifest } from '../../lib/protocol/steering.ts'
 import type { CacheLookup, DecisionCache } from './decision-cache.ts'
 import { orderGroups, pickNode, planFor, rankPathways, withDistances, type CandidateExplain, type GroupOrder, type SteeringPlan } from './selector.ts'
@@ -90,11 +91,11 @@ export class SteeringService {
   #ordersFor: Inventory | undefined
   // Locations per client address: a player asks again (its steering manifest reloads every
   // TTL), and a location is a pure function of the address, the zones and the GeoIP data.
-  // IPv4 addresses are keyed by their 32 bits (a small integer: no string to hash), IPv6
-  // ones by their text. Each entry also keeps the location's group order for the inventory
-  // it was computed for, so a known client costs one map probe for both.
-  readonly #locations4 = new Map<number, Located>()
-  readonly #locations6 = new Map<string, Located>()
+  // IPv4 addresses are keyed by their 32 bits (ipv4Int: a small integer, no string to hash),
+  // IPv6 ones by their text; the two key types cannot collide. Each entry also keeps the
+  // location's group order for the inventory it was computed for, so a known client costs
+  // one map probe for both.
+  readonly #locations = new Map<number | string, Located>()
   // One string object per title: the decision cache, the token issuer and the title
   // inventory all key maps by the title, and a lookup with the very string object a map
   // holds compares by identity instead of character by character (a fresh slice of each
@@ -115,10 +116,12 @@ export class SteeringService {
     return this.#tokens.stats
   }
 
-  /** Forgets memoized client locations and group orders: call when coverage zones, GeoIP data or the inventory change. */
+  /**
+   * Forgets memoized client locations and group orders: call when coverage zones or GeoIP data
+   * change. Inventory changes need no call: memoized orders are checked against the inventory.
+   */
   invalidate (): void {
-    this.#locations4.clear()
-    this.#locations6.clear()
+    this.#locations.clear()
     this.#orders.clear()
     this.#ordersByStart.clear()
   }
@@ -233,22 +236,12 @@ export class SteeringService {
   #locate (client: ClientAddress | undefined): Located {
     if (client === undefined) return { location: this.#o.locator.locateUnknown(), order: undefined, orderFor: undefined }
     const ip = client.ip
-    if (ip.version === 4) {
-      const bytes = ip.bytes
-      const key = ((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)
-      let located = this.#locations4.get(key)
-      if (located === undefined) {
-        located = { location: this.#o.locator.locate(ip), order: undefined, orderFor: undefined }
-        if (this.#locations4.size + this.#locations6.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
-        this.#locations4.set(key, located)
-      }
-      return located
-    }
-    let located = this.#locations6.get(ip.text)
+    const key = ip.version === 4 ? ipv4Int(ip.bytes) : ip.text
+    let located = this.#locations.get(key)
     if (located === undefined) {
       located = { location: this.#o.locator.locate(ip), order: undefined, orderFor: undefined }
-      if (this.#locations4.size + this.#locations6.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
-      this.#locations6.set(ip.text, located)
+      if (this.#locations.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
+      this.#locations.set(key, located)
     }
     return located
   }
@@ -264,8 +257,7 @@ export class SteeringService {
   }
 
   #forgetLocations (): void {
-    this.#locations4.clear()
-    this.#locations6.clear()
+    this.#locations.clear()
   }
 
   /** The located client's group order, kept on its memo entry for the inventory it was computed for. */

@@ -121,6 +121,14 @@ export function cidrContains (cidr: Cidr, ip: IpAddress): boolean {
   return true
 }
 
+/**
+ * The four bytes of an IPv4 address as one signed 32-bit integer (`|0`): a V8 small integer,
+ * so a map keyed by it hashes no string and allocates nothing. Use `>>> 0` for the unsigned value.
+ */
+export function ipv4Int (bytes: Uint8Array): number {
+  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) | 0
+}
+
 /** Canonical text of 4 or 16 address bytes. */
 export function formatIp (bytes: Uint8Array): string {
   return bytes.length === 4 ? formatIpv4(bytes) : formatIpv6(bytes)

@@ -7,7 +7,7 @@
  * as a small integer, so an IPv4 lookup allocates nothing and hashes no string (it runs for
  * the socket peer and every X-Forwarded-For hop of a request); IPv6 ones by a hex string.
  */
-import { bytesToHex, type Cidr, type IpAddress } from './ip-address.ts'
+import { bytesToHex, ipv4Int, type Cidr, type IpAddress } from './ip-address.ts'
 
 /** What a lookup found: the value and the prefix that matched. */
 export interface PrefixMatch<T> {
@@ -37,7 +37,7 @@ export class PrefixTable<T> {
   add (cidr: Cidr, value: T): boolean {
     const length = cidr.prefixLength
     const added = cidr.version === 4
-      ? addTo(this.#v4, length, v4Key(v4Value(cidr.bytes), length), { value, cidr })
+      ? addTo(this.#v4, length, v4Key(ipv4Int(cidr.bytes), length), { value, cidr })
       : addTo(this.#v6, length, keyOf(bytesToHex(cidr.bytes), length), { value, cidr })
     if (added) this.#size++
     return added
@@ -48,7 +48,7 @@ export class PrefixTable<T> {
     if (ip.version === 4) {
       const family = this.#v4
       if (family.lengths.length === 0) return undefined
-      const value = v4Value(ip.bytes)
+      const value = ipv4Int(ip.bytes)
       for (const length of family.lengths) {
         const found = family.byLength[length]?.get(v4Key(value, length))
         if (found !== undefined) return found
@@ -78,14 +78,10 @@ function addTo<K, T> (family: Family<K, T>, length: number, key: K, match: Prefi
   return true
 }
 
-/** The four bytes of an IPv4 address as one unsigned number. */
-function v4Value (bytes: Uint8Array): number {
-  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0
-}
-
 /**
  * The first `length` bits of an IPv4 address as a signed 32-bit integer (a V8 small
- * integer, cheap to hash), unique within one length's table. `>>> 32` would not shift.
+ * integer, cheap to hash), unique within one length's table. `value` may be signed
+ * (ipv4Int): `>>>` reads it as unsigned 32 bits first. `>>> 32` would not shift.
  */
 function v4Key (value: number, length: number): number {
   return length === 0 ? 0 : (value >>> (32 - length)) | 0

@@ -3,7 +3,7 @@
  * IPv4, the forms proxies write into X-Forwarded-For, and refusals.
  */
 import t from 'tap'
-import { cidrContains, ipv4Value, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
+import { cidrContains, ipv4Int, ipv4Value, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
 
 t.test('addresses parse to canonical text', async (t) => {
   const cases: Array<[string, string, 4 | 6]> = [
@@ -80,6 +80,15 @@ t.test('normalizeIp takes the dotted-quad fast path and canonicalises the rest',
   t.equal(normalizeIp('2001:0db8::0001'), '2001:db8::1')
   t.equal(normalizeIp(undefined), undefined)
   t.equal(normalizeIp('nope'), undefined)
+})
+
+t.test('ipv4Int is the signed 32-bit form of ipv4Value', async (t) => {
+  for (const text of ['0.0.0.0', '10.1.2.3', '127.255.255.255', '128.0.0.0', '203.0.113.9', '255.255.255.255']) {
+    const value = ipv4Int(parseIp(text)!.bytes)
+    t.equal(value, ipv4Value(text) | 0, text)
+    t.equal(value >>> 0, ipv4Value(text), `${text} unsigned`)
+  }
+  t.equal(ipv4Int(parseIp('255.255.255.255')!.bytes), -1, 'the top bit makes it negative')
 })
 
 t.test('CIDR prefixes are masked and contain what they should', async (t) => {
