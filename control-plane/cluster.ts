@@ -37,7 +37,7 @@ import type { ControlPlanePeers } from './control-plane.ts'
  * Environment variable that makes a forked process a control-plane worker, holding its slot
  * (0-based). Not `STREAMEDGE_*`: the config loader takes those for settings.
  */
-export const WORKER_SLOT_ENV = 'SE_CP_WORKER_SLOT'
+const WORKER_SLOT_ENV = 'SE_CP_WORKER_SLOT'
 
 const P = 'streamedge-cp:'
 
@@ -55,13 +55,13 @@ export type ClusterMessage =
   | { readonly type: 'streamedge-cp:stop' }
 
 /** True for one of this module's messages (node:cluster and other libraries send their own). */
-export function isClusterMessage (message: unknown): message is ClusterMessage {
+function isClusterMessage (message: unknown): message is ClusterMessage {
   return typeof message === 'object' && message !== null && typeof (message as { type?: unknown }).type === 'string' &&
     (message as { type: string }).type.startsWith(P)
 }
 
 /** Sends one message to the other side; a closed channel drops it. */
-export type SendMessage = (message: ClusterMessage) => void
+type SendMessage = (message: ClusterMessage) => void
 
 // ---- worker side -----------------------------------------------------------------------------
 
@@ -87,7 +87,6 @@ const MAX_EARLY_EVENTS = 10_000
  * before the control plane registered its handlers wait for them.
  */
 export class WorkerPeers implements ControlPlanePeers {
-  readonly slot: number
   readonly prober: boolean
   readonly #send: SendMessage
   readonly #metricsTimeoutMs: number
@@ -101,7 +100,6 @@ export class WorkerPeers implements ControlPlanePeers {
 
   constructor (options: WorkerPeersOptions) {
     if (!Number.isSafeInteger(options.slot) || options.slot < 0) throw new TypeError(`Expected options.slot to be a non-negative integer, got ${String(options.slot)}`)
-    this.slot = options.slot
     this.prober = options.slot === 0
     this.#send = options.send
     this.#metricsTimeoutMs = options.metricsTimeoutMs ?? 10_000
@@ -365,10 +363,6 @@ export interface ControlPlaneClusterOptions {
   /** Control-plane id (the `node` label of the cluster's metrics). */
   readonly id: string
   readonly logger: Logger
-  /** Restart policy; defaults: 100 ms doubling to 5 s, give up at 5 crashes of a slot within 60 s. */
-  readonly restart?: { readonly initialDelayMs: number, readonly maxDelayMs: number, readonly maxCrashes: number, readonly windowMs: number }
-  /** How long workers have to close before they are killed (ms). */
-  readonly stopTimeoutMs?: number
 }
 
 /** A running cluster, as the primary sees it. */
@@ -376,7 +370,7 @@ export interface RunningControlPlaneCluster {
   readonly url: string
   /** Process ids of the workers now running, by slot. */
   workerPids (): Array<{ readonly worker: number, readonly pid: number | undefined }>
-  /** Stops every worker gracefully (SIGKILL after the stop timeout), then resolves. */
+  /** Stops every worker gracefully (SIGKILL after {@link STOP_TIMEOUT_MS}), then resolves. */
   close (): Promise<void>
 }
 
@@ -387,31 +381,37 @@ interface Slot {
   backoffMs: number
   crashes: number[]
   restartTimer: NodeJS.Timeout | undefined
-  failure: ClusterMessage | undefined
+  /** What the worker reported when it could not start. */
+  failure: FailedMessage | undefined
 }
 
-const DEFAULT_RESTART = { initialDelayMs: 100, maxDelayMs: 5000, maxCrashes: 5, windowMs: 60_000 } as const
+type FailedMessage = Extract<ClusterMessage, { readonly type: 'streamedge-cp:failed' }>
+
+/** Restart policy: 100 ms doubling to 5 s; five crashes of a slot within 60 s end the cluster. */
+const RESTART = { initialDelayMs: 100, maxDelayMs: 5000, maxCrashes: 5, windowMs: 60_000 } as const
+
+/** How long workers have to close before they are killed (ms). */
+const STOP_TIMEOUT_MS = 10_000
 
 /**
  * Makes this process a node:cluster primary: forks `workers` copies of this command (same
- * arguments and node flags), each with {@link WORKER_SLOT_ENV} set, relays between them,
+ * arguments and node flags), each with `SE_CP_WORKER_SLOT` set, relays between them,
  * restarts those that crash, and resolves once every worker listens, after printing the one
  * "control plane listening" line. Rejects (after stopping the others) if a worker cannot start.
  */
 export async function startControlPlaneCluster (options: ControlPlaneClusterOptions): Promise<RunningControlPlaneCluster> {
   if (!Number.isSafeInteger(options.workers) || options.workers < 2) throw new TypeError(`Expected options.workers to be an integer of at least 2, got ${String(options.workers)}`)
   if (!cluster.isPrimary) throw new TypeError('Expected startControlPlaneCluster to run in a cluster primary, got a worker')
-  const restart = options.restart ?? DEFAULT_RESTART
   const logger = options.logger
   const hub: ClusterHub = new ClusterHub({ metrics: new ControlPlaneClusterMetrics({ node: options.id, workers: () => hub.readyCount }) })
   const slots: Slot[] = Array.from({ length: options.workers }, (_, index) => ({
-    index, worker: undefined, startedAtMs: 0, backoffMs: restart.initialDelayMs, crashes: [], restartTimer: undefined, failure: undefined,
+    index, worker: undefined, startedAtMs: 0, backoffMs: RESTART.initialDelayMs, crashes: [], restartTimer: undefined, failure: undefined,
   }))
   let phase: 'starting' | 'running' | 'stopping' = 'starting'
   let url: string | undefined
   let startup: { resolve: () => void, reject: (err: Error) => void } | undefined
   const stopped: Array<() => void> = []
-  const slotOf = new Map<number, Slot>() // by worker id, also after the worker exited
+  const slotOf = new Map<number, Slot>() // by worker id, also after the worker exited (its last message may come later)
 
   const onMessage = (worker: Worker, message: unknown): void => {
     const slot = slotOf.get(worker.id)
@@ -436,45 +436,55 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
     logger.info({ worker: slot.index, pid: worker.process.pid }, 'worker started')
     worker.on('exit', (code: number | null, signal: string | null) => onExit(slot, worker, code, signal))
   }
+  // the exit may be seen before the worker's last message (failed) is read: wait for its channel to close
+  const afterLastMessage = (worker: Worker, fn: () => void): void => {
+    if (worker.isConnected()) worker.once('disconnect', fn)
+    else fn()
+  }
   const onExit = (slot: Slot, worker: Worker, code: number | null, signal: string | null): void => {
     hub.remove(worker.id)
     if (slot.worker === worker) slot.worker = undefined
-    if (phase !== 'starting') slotOf.delete(worker.id)
     const fields = { worker: slot.index, pid: worker.process.pid, code, signal }
     if (phase === 'stopping') {
+      slotOf.delete(worker.id)
       logger.info(fields, 'worker exited')
       if (live().length === 0) for (const done of stopped.splice(0)) done()
       return
     }
     if (phase === 'starting') {
-      // the exit may be seen before the worker's last message is read: wait for its channel to close
-      const fail = (): void => {
+      afterLastMessage(worker, () => {
         const failure = slot.failure
-        if (failure?.type === 'streamedge-cp:failed') {
+        if (failure !== undefined) {
           const known = failure.code !== undefined && failure.code in CODES ? failure.code as ErrorCode : 'CDN_ERR_INTERNAL'
           startup?.reject(new CdnError(known, failure.message))
         } else {
           startup?.reject(new CdnError('CDN_ERR_INTERNAL', `Control-plane worker ${slot.index} exited before listening (code ${String(code)}, signal ${String(signal)})`))
         }
-      }
-      if (worker.isConnected()) worker.once('disconnect', fail)
-      else fail()
+      })
       return
     }
+    afterLastMessage(worker, () => {
+      slotOf.delete(worker.id) // only now: its failed message, if any, has been read
+      if (phase !== 'running') return // stopping meanwhile: this worker is already gone from live()
+      // a restarted worker that could not start says why (the new fork clears it)
+      restartLater(slot, slot.failure === undefined ? fields : { ...fields, reason: slot.failure.message })
+    })
+  }
+  const restartLater = (slot: Slot, fields: Record<string, unknown>): void => {
     const now = Date.now()
-    slot.crashes = slot.crashes.filter((at) => now - at < restart.windowMs)
+    slot.crashes = slot.crashes.filter((at) => now - at < RESTART.windowMs)
     slot.crashes.push(now)
-    if (slot.crashes.length >= restart.maxCrashes) {
-      logger.error({ ...fields, crashes: slot.crashes.length, windowMs: restart.windowMs }, `worker ${slot.index} exited ${slot.crashes.length} times within ${restart.windowMs} ms: giving up`)
+    if (slot.crashes.length >= RESTART.maxCrashes) {
+      logger.error({ ...fields, crashes: slot.crashes.length, windowMs: RESTART.windowMs }, `worker ${slot.index} exited ${slot.crashes.length} times within ${RESTART.windowMs} ms: giving up`)
       void running.close().finally(() => {
         logger.flush()
         process.exit(1)
       })
       return
     }
-    if (now - slot.startedAtMs >= restart.windowMs) slot.backoffMs = restart.initialDelayMs // it had been up a while: start over
+    if (now - slot.startedAtMs >= RESTART.windowMs) slot.backoffMs = RESTART.initialDelayMs // it had been up a while: start over
     const delayMs = slot.backoffMs
-    slot.backoffMs = Math.min(restart.maxDelayMs, slot.backoffMs * 2)
+    slot.backoffMs = Math.min(RESTART.maxDelayMs, slot.backoffMs * 2)
     logger.warn({ ...fields, restartInMs: delayMs }, 'worker exited unexpectedly: restarting it')
     slot.restartTimer = setTimeout(() => { if (phase === 'running') fork(slot) }, delayMs)
   }
@@ -503,7 +513,7 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
             logger.warn({ pid: w.process.pid }, 'worker did not stop in time: killing it')
             w.process.kill('SIGKILL')
           }
-        }, options.stopTimeoutMs ?? 10_000)
+        }, STOP_TIMEOUT_MS)
         await allExited
         clearTimeout(timer)
       }

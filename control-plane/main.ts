@@ -51,7 +51,8 @@ export async function runControlPlane (config: Readonly<StreamedgeConfig>): Prom
     return running
   }
   if (cp.workers <= 1) return await startControlPlane(config)
-  const logger = createLogger({ level: config.log.level, bindings: { role: 'control-plane', node: cp.id } })
+  // the primary writes to the stdout its workers inherit
+  const logger = createLogger({ level: config.log.level, sharedStdout: !stdoutIsFile(), bindings: { role: 'control-plane', node: cp.id } })
   controlPlaneOptions(config, { logger })
   return await startControlPlaneCluster({ workers: cp.workers, id: cp.id, logger })
 }
@@ -116,8 +117,8 @@ function controlPlaneOptions (config: Readonly<StreamedgeConfig>, options: Start
 }
 
 /**
- * Whether stdout is a regular file: the workers' writes to it never interleave (they share one
- * open file, whose position Linux locks per write), so they need no PIPE_BUF-sized writes.
+ * Whether stdout is a regular file: the cluster processes' writes to it never interleave (they share
+ * one open file, whose position Linux locks per write), so they need no PIPE_BUF-sized writes.
  */
 function stdoutIsFile (): boolean {
   try {

@@ -479,7 +479,6 @@ export interface NodeHealthGaugeSource {
   readonly heartbeatAgeSeconds: number | undefined
 }
 
-/** What the HTTP fast path reports at scrape time. */
 /** The node statuses a control plane reports (health-tracker.ts NodeStatus). */
 export const NODE_STATUSES = ['available', 'overloaded', 'draining', 'unknown', 'not-ready', 'heartbeat-stale', 'down', 'offline'] as const
 
@@ -617,14 +616,10 @@ export class ControlPlaneClusterMetrics {
     this.registry = registry
     new Gauge({
       name: 'streamedge_cp_workers',
-      help: 'Control-plane worker processes serving on the shared port (1 without a cluster)',
+      help: 'Control-plane worker processes serving on the shared port',
       registers: [registry],
       collect () { this.set(options.workers()) },
     })
-  }
-
-  get contentType (): string {
-    return this.registry.contentType
   }
 
   /** The Prometheus text of the workers' snapshots merged, then the cluster's own metrics. */

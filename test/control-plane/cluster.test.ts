@@ -91,8 +91,19 @@ t.test('relay: heartbeats and probes reach every other worker, also one that sta
   let stops = 0
   late.onStop(() => stops++)
   late.receive({ type: 'streamedge-cp:stop' })
-  late.receive({ type: 'prom-client:getMetricsReq', requestId: 1 }) // someone else's message: ignored
   t.equal(stops, 1)
+
+  // someone else's messages on the same channel (prom-client's cluster IPC) get no answer
+  const sent: ClusterMessage[] = []
+  const lone = new WorkerPeers({ slot: 1, send: (message) => sent.push(message) })
+  lone.provideMetrics(async () => [])
+  lone.receive({ type: 'prom-client:getMetricsReq', requestId: 1 })
+  await settle()
+  t.same(sent, [], 'a foreign request is ignored')
+  lone.receive({ type: 'streamedge-cp:snapshot-request', requestId: 1 })
+  await settle()
+  t.same(sent, [{ type: 'streamedge-cp:snapshot', requestId: 1, metrics: [] }], 'while our own is answered')
+  t.equal(c.hub.receive(1, { type: 'prom-client:getMetricsReq', requestId: 1 }), undefined, 'the hub ignores it too')
 })
 
 t.test('relay: /metrics on any worker merges every serving worker', async (t) => {
@@ -205,7 +216,10 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
   const workers = listening['workers'] as Array<{ worker: number, pid: number }>
   t.equal(workers.length, 2)
   t.equal(cp.lines.filter((l) => l['msg'] === 'control plane listening').length, 1, 'one listening line, from the primary')
-  t.ok(cp.lines.filter((l) => l['msg'] === 'control plane worker ready').every((l) => l['url'] === url), 'every worker serves the same port')
+  // each worker's line comes through its own writes: it may follow the primary's
+  const readyLines = (): Array<Record<string, unknown>> => cp.lines.filter((l) => l['msg'] === 'control plane worker ready')
+  await cp.waitFor(() => readyLines().length >= 2, 'two "control plane worker ready"')
+  t.same(readyLines().map((l) => l['url']), [url, url], 'every worker serves the same port')
   let steered = 0
   const steer = async (title: string, json: boolean): Promise<{ status: number, node: string | undefined }> => {
     steered++
