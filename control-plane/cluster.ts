@@ -9,12 +9,14 @@
  * - the periodic probes run in slot 0 only (its replacement takes over), whose results go
  *   to the others (every worker probes once itself before it listens);
  * - /metrics on any worker asks the primary, which collects every serving worker's snapshot
- *   and merges them by each metric's aggregator (lib/metrics.ts ControlPlaneClusterMetrics).
+ *   and merges them by each metric's aggregator (lib/metrics.ts ControlPlaneClusterMetrics);
+ *   workers that send none within the deadline are left out and counted in
+ *   `streamedge_cp_metrics_workers_missing`, so one hung worker does not fail the scrape.
  *
  * Messages (node:cluster IPC, JSON), each `{ type: 'streamedge-cp:<kind>', ... }`:
  *
  *   worker → primary                                 primary → worker
- *   hello                (relays may start)          heartbeat { report, receivedAtMs }
+ *   hello                (handlers set: relay now)   heartbeat { report, receivedAtMs }
  *   ready { url }        (listening)                 probe { id, ok, detail? }
  *   failed { message, code? } (could not start)      snapshot-request { requestId }
  *   heartbeat { report, receivedAtMs }               metrics-response { requestId, text? | error? }
@@ -74,40 +76,29 @@ export interface WorkerPeersOptions {
   readonly metricsTimeoutMs?: number
 }
 
-type PeerEvent =
-  | { readonly kind: 'heartbeat', readonly report: NodeReport, readonly receivedAtMs: number }
-  | { readonly kind: 'probe', readonly id: string, readonly ok: boolean, readonly detail: string | undefined }
-
-/** Most relayed events kept while the control plane is still starting (a few per node). */
-const MAX_EARLY_EVENTS = 10_000
-
 /**
  * A worker's side of the relay: the {@link ControlPlanePeers} the control plane is given.
- * Feed it the primary's messages with {@link WorkerPeers.receive}; relayed events that come
- * before the control plane registered its handlers wait for them.
+ * Feed it the primary's messages with {@link WorkerPeers.receive}. It says hello (the primary
+ * relays to it from then on, starting with the latest heartbeats) once both peer handlers are
+ * registered, so no relayed event can come before its handler.
  */
 export class WorkerPeers implements ControlPlanePeers {
   readonly prober: boolean
   readonly #send: SendMessage
   readonly #metricsTimeoutMs: number
-  readonly #early: PeerEvent[] = []
   readonly #requests = new Map<number, { resolve: (text: string) => void, reject: (err: Error) => void, timer: NodeJS.Timeout }>()
   #onHeartbeat: ((report: NodeReport, receivedAtMs: number) => void) | undefined
   #onProbe: ((id: string, ok: boolean, detail: string | undefined) => void) | undefined
   #metrics: (() => Promise<MetricsSnapshot>) | undefined
   #onStop: (() => void) | undefined
   #nextRequestId = 0
+  #greeted = false
 
   constructor (options: WorkerPeersOptions) {
     if (!Number.isSafeInteger(options.slot) || options.slot < 0) throw new TypeError(`Expected options.slot to be a non-negative integer, got ${String(options.slot)}`)
     this.prober = options.slot === 0
     this.#send = options.send
     this.#metricsTimeoutMs = options.metricsTimeoutMs ?? 10_000
-  }
-
-  /** Tells the primary relays may start (it replays the latest heartbeats). */
-  hello (): void {
-    this.#send({ type: `${P}hello` })
   }
 
   shareHeartbeat (report: NodeReport, receivedAtMs: number): void {
@@ -120,12 +111,12 @@ export class WorkerPeers implements ControlPlanePeers {
 
   onPeerHeartbeat (handler: (report: NodeReport, receivedAtMs: number) => void): void {
     this.#onHeartbeat = handler
-    this.#drain()
+    this.#helloOnceReady()
   }
 
   onPeerProbe (handler: (id: string, ok: boolean, detail: string | undefined) => void): void {
     this.#onProbe = handler
-    this.#drain()
+    this.#helloOnceReady()
   }
 
   provideMetrics (source: () => Promise<MetricsSnapshot>): void {
@@ -153,11 +144,12 @@ export class WorkerPeers implements ControlPlanePeers {
   receive (message: unknown): void {
     if (!isClusterMessage(message)) return
     switch (message.type) {
+      // relayed only after hello, which waits for both handlers
       case 'streamedge-cp:heartbeat':
-        this.#deliver({ kind: 'heartbeat', report: message.report, receivedAtMs: message.receivedAtMs })
+        this.#onHeartbeat?.(message.report, message.receivedAtMs)
         return
       case 'streamedge-cp:probe':
-        this.#deliver({ kind: 'probe', id: message.id, ok: message.ok, detail: message.detail })
+        this.#onProbe?.(message.id, message.ok, message.detail)
         return
       case 'streamedge-cp:snapshot-request':
         void this.#snapshot(message.requestId)
@@ -188,25 +180,11 @@ export class WorkerPeers implements ControlPlanePeers {
     }
   }
 
-  #deliver (event: PeerEvent): void {
-    if (!this.#apply(event) && this.#early.length < MAX_EARLY_EVENTS) this.#early.push(event)
-  }
-
-  #drain (): void {
-    const waiting = this.#early.splice(0)
-    for (const event of waiting) this.#deliver(event)
-  }
-
-  /** False while no handler for the event is registered yet. */
-  #apply (event: PeerEvent): boolean {
-    if (event.kind === 'heartbeat') {
-      if (this.#onHeartbeat === undefined) return false
-      this.#onHeartbeat(event.report, event.receivedAtMs)
-      return true
-    }
-    if (this.#onProbe === undefined) return false
-    this.#onProbe(event.id, event.ok, event.detail)
-    return true
+  /** Tells the primary relays may start (it replays the latest heartbeats), once both handlers exist. */
+  #helloOnceReady (): void {
+    if (this.#greeted || this.#onHeartbeat === undefined || this.#onProbe === undefined) return
+    this.#greeted = true
+    this.#send({ type: `${P}hello` })
   }
 }
 
@@ -216,7 +194,7 @@ export class WorkerPeers implements ControlPlanePeers {
 export interface ClusterHubOptions {
   /** The cluster's own metrics and the merge of the workers'. */
   readonly metrics: ControlPlaneClusterMetrics
-  /** How long a metrics collection waits for the workers (ms). */
+  /** How long a metrics collection waits for the workers (ms); the ones still silent then are left out. */
   readonly collectTimeoutMs?: number
 }
 
@@ -230,8 +208,10 @@ interface Member {
 interface Collection {
   readonly waiting: Set<number>
   readonly parts: MetricsSnapshot[]
+  /** Workers that answered with an error instead of a snapshot. */
+  failed: number
   readonly timer: NodeJS.Timeout
-  readonly finish: (error?: string) => void
+  readonly finish: () => void
 }
 
 /**
@@ -304,12 +284,9 @@ export class ClusterHub {
       case 'streamedge-cp:snapshot': {
         const c = this.#collections.get(message.requestId)
         if (c === undefined || !c.waiting.has(id)) break
-        if (message.metrics === undefined) {
-          c.finish(`worker ${member.slot}: ${message.error ?? 'no metrics'}`)
-          break
-        }
         c.waiting.delete(id)
-        c.parts.push(message.metrics)
+        if (message.metrics === undefined) c.failed++
+        else c.parts.push(message.metrics)
         if (c.waiting.size === 0) c.finish()
         break
       }
@@ -326,24 +303,24 @@ export class ClusterHub {
     for (const [id, m] of this.#members) if (id !== from && m.greeted) m.send(message)
   }
 
-  /** Every serving worker's snapshot, merged. */
+  /**
+   * The snapshots of the serving workers that answer within the deadline, merged, plus the
+   * count of those that did not (a hung worker leaves a gap instead of failing the scrape).
+   */
   #collect (): Promise<string> {
     const requestId = this.#nextCollection++
     const waiting = new Set<number>()
     for (const [id, m] of this.#members) if (m.ready) waiting.add(id)
     return new Promise<string>((resolve, reject) => {
-      const parts: MetricsSnapshot[] = []
-      const finish = (error?: string): void => {
-        if (!this.#collections.delete(requestId)) return
-        clearTimeout(timer)
-        if (error !== undefined) {
-          reject(new Error(error))
-          return
-        }
-        this.#metrics.render(parts).then(resolve, reject)
+      const finish = (): void => {
+        const c = this.#collections.get(requestId)
+        if (c === undefined) return
+        this.#collections.delete(requestId)
+        clearTimeout(c.timer)
+        this.#metrics.render(c.parts, c.waiting.size + c.failed).then(resolve, reject)
       }
-      const timer = setTimeout(() => finish(`${waiting.size} worker(s) sent no metrics within ${this.#collectTimeoutMs} ms`), this.#collectTimeoutMs)
-      this.#collections.set(requestId, { waiting, parts, timer, finish })
+      const timer = setTimeout(finish, this.#collectTimeoutMs)
+      this.#collections.set(requestId, { waiting, parts: [], failed: 0, timer, finish })
       if (waiting.size === 0) {
         finish()
         return
@@ -411,11 +388,9 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
   let url: string | undefined
   let startup: { resolve: () => void, reject: (err: Error) => void } | undefined
   const stopped: Array<() => void> = []
-  const slotOf = new Map<number, Slot>() // by worker id, also after the worker exited (its last message may come later)
 
-  const onMessage = (worker: Worker, message: unknown): void => {
-    const slot = slotOf.get(worker.id)
-    if (slot !== undefined && isClusterMessage(message) && message.type === 'streamedge-cp:failed') slot.failure = message
+  const onMessage = (slot: Slot, worker: Worker, message: unknown): void => {
+    if (isClusterMessage(message) && message.type === 'streamedge-cp:failed') slot.failure = message
     const m = hub.receive(worker.id, message)
     if (m?.type === 'streamedge-cp:ready') {
       url ??= m.url
@@ -428,12 +403,13 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
     slot.failure = undefined
     const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.index) })
     slot.worker = worker
-    slotOf.set(worker.id, slot)
     slot.startedAtMs = Date.now()
     hub.add(worker.id, slot.index, (message) => {
       if (worker.isConnected()) worker.send(message, undefined, () => {}) // a worker exiting meanwhile: nothing to do
     })
     logger.info({ worker: slot.index, pid: worker.process.pid }, 'worker started')
+    // listeners of this worker, holding its slot: its last message (failed) may come after 'exit'
+    worker.on('message', (message: unknown) => onMessage(slot, worker, message))
     worker.on('exit', (code: number | null, signal: string | null) => onExit(slot, worker, code, signal))
   }
   // the exit may be seen before the worker's last message (failed) is read: wait for its channel to close
@@ -446,7 +422,6 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
     if (slot.worker === worker) slot.worker = undefined
     const fields = { worker: slot.index, pid: worker.process.pid, code, signal }
     if (phase === 'stopping') {
-      slotOf.delete(worker.id)
       logger.info(fields, 'worker exited')
       if (live().length === 0) for (const done of stopped.splice(0)) done()
       return
@@ -464,7 +439,6 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
       return
     }
     afterLastMessage(worker, () => {
-      slotOf.delete(worker.id) // only now: its failed message, if any, has been read
       if (phase !== 'running') return // stopping meanwhile: this worker is already gone from live()
       // a restarted worker that could not start says why (the new fork clears it)
       restartLater(slot, slot.failure === undefined ? fields : { ...fields, reason: slot.failure.message })
@@ -503,7 +477,7 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
       if (workers.length > 0) {
         logger.info({ workers: workers.length }, 'stopping workers')
         const allExited = new Promise<void>((resolve) => stopped.push(resolve))
-        // a worker that has not said hello yet has no message handler: a signal stops it
+        // a worker that has not said hello yet may not listen for messages: a signal stops it
         for (const w of workers) {
           if (hub.greeted(w.id)) w.send({ type: `${P}stop` }, undefined, () => {})
           else w.process.kill('SIGTERM')
@@ -517,13 +491,11 @@ export async function startControlPlaneCluster (options: ControlPlaneClusterOpti
         await allExited
         clearTimeout(timer)
       }
-      cluster.off('message', onMessage)
       logger.info('stopped')
       logger.flush()
     },
   }
 
-  cluster.on('message', onMessage)
   try {
     await new Promise<void>((resolve, reject) => {
       startup = { resolve, reject }
@@ -579,8 +551,7 @@ export function joinControlPlaneCluster (): ClusterMembership {
   }
   peers.onStop(stop)
   process.once('disconnect', stop)
-  process.on('message', (message) => peers.receive(message))
-  peers.hello()
+  process.on('message', (message) => peers.receive(message)) // hello follows once the control plane set its peer handlers
   return {
     slot,
     peers,

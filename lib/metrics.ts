@@ -609,6 +609,7 @@ export interface ControlPlaneClusterMetricsOptions {
  */
 export class ControlPlaneClusterMetrics {
   readonly registry: client.Registry
+  readonly #missing: client.Gauge
 
   constructor (options: ControlPlaneClusterMetricsOptions) {
     const registry = new Registry()
@@ -620,10 +621,19 @@ export class ControlPlaneClusterMetrics {
       registers: [registry],
       collect () { this.set(options.workers()) },
     })
+    this.#missing = new Gauge({
+      name: 'streamedge_cp_metrics_workers_missing',
+      help: 'Serving workers left out of this /metrics answer (no snapshot within the deadline, or their snapshot failed): their counters are missing from the sums',
+      registers: [registry],
+    })
   }
 
-  /** The Prometheus text of the workers' snapshots merged, then the cluster's own metrics. */
-  async render (workers: readonly MetricsSnapshot[]): Promise<string> {
+  /**
+   * The Prometheus text of the workers' snapshots merged, then the cluster's own metrics;
+   * `missing` serving workers sent none (one answer at a time: the primary renders in turn).
+   */
+  async render (workers: readonly MetricsSnapshot[], missing = 0): Promise<string> {
+    this.#missing.set(missing)
     const own = await this.registry.getMetricsAsJSON()
     return await AggregatorRegistry.aggregate([...workers, own] as object[]).metrics()
   }

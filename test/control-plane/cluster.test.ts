@@ -1,13 +1,17 @@
 /**
  * Control-plane cluster mode (control-plane/cluster.ts). The relay in memory: heartbeats and
- * probe results reach every other worker (also one that starts later), /metrics merges every
- * serving worker. Then real processes: `streamedge control-plane --controlPlane.workers 2`
- * serving on one port, sharing health and metrics, restarting a killed worker, stopping on
- * SIGTERM with no worker left, and refusing a bad worker count.
+ * probe results reach every other worker (also one that starts later) once it set its
+ * handlers, /metrics merges every serving worker and counts the ones that do not answer.
+ * Then real processes: `streamedge control-plane --controlPlane.workers 2` serving on one
+ * port, sharing health and metrics (probes counted once each), answering /metrics while a
+ * worker is stopped, restarting a killed worker, stopping on SIGTERM with no worker left,
+ * and refusing a bad worker count.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -22,22 +26,35 @@ import { fetchRaw } from '../helpers/http-client.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
 const HEARTBEAT_KEY = 'cluster-test-heartbeat-key'
+const MISSING_WORKERS_METRIC = 'streamedge_cp_metrics_workers_missing'
 
 function report (id: string, ready: boolean, sentAtMs = Date.now()): NodeReport {
   return { v: 1, id, role: 'edge', ready, connections: 1, egressMbps: 1, sentAtMs }
 }
 
 /** Workers and a hub joined in memory; messages go through JSON and a microtask, as over IPC. */
-function inMemoryCluster (collectTimeoutMs = 1000): { hub: ClusterHub, join (id: number, slot: number): WorkerPeers, leave (id: number): void } {
+function inMemoryCluster (collectTimeoutMs = 1000): {
+  hub: ClusterHub
+  join (id: number, slot: number): WorkerPeers
+  leave (id: number): void
+  /** What the hub sent worker `id`. */
+  sentTo (id: number): ClusterMessage[]
+} {
   let running = 0
   const hub = new ClusterHub({ metrics: new ControlPlaneClusterMetrics({ node: 'cp-1', workers: () => running }), collectTimeoutMs })
   const gone = new Set<number>()
+  const sent = new Map<number, ClusterMessage[]>()
   const wire = (message: ClusterMessage): unknown => JSON.parse(JSON.stringify(message))
   return {
     hub,
+    sentTo: (id) => sent.get(id) ?? [],
     join (id, slot) {
       let peers: WorkerPeers | undefined
-      hub.add(id, slot, (message) => { queueMicrotask(() => { if (!gone.has(id)) peers?.receive(wire(message)) }) })
+      sent.set(id, [])
+      hub.add(id, slot, (message) => {
+        sent.get(id)?.push(message)
+        queueMicrotask(() => { if (!gone.has(id)) peers?.receive(wire(message)) })
+      })
       peers = new WorkerPeers({ slot, send: (message) => queueMicrotask(() => { if (!gone.has(id)) hub.receive(id, wire(message)) }), metricsTimeoutMs: 5000 })
       running++
       return peers
@@ -52,6 +69,12 @@ function inMemoryCluster (collectTimeoutMs = 1000): { hub: ClusterHub, join (id:
 
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
+/** Registers both peer handlers of `peers` (which makes it say hello), recording into `seen`. */
+function listen (peers: WorkerPeers, seen: string[]): void {
+  peers.onPeerHeartbeat((r, at) => seen.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  peers.onPeerProbe((id, ok, detail) => seen.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
+}
+
 t.test('relay: heartbeats and probes reach every other worker, also one that starts later', async (t) => {
   const c = inMemoryCluster()
   const a = c.join(1, 0)
@@ -59,32 +82,38 @@ t.test('relay: heartbeats and probes reach every other worker, also one that sta
   t.equal(a.prober, true, 'slot 0 probes')
   t.equal(b.prober, false)
   const seen = { a: [] as string[], b: [] as string[] }
-  a.hello()
-  b.hello()
+  listen(a, seen.a)
   await settle()
-  a.onPeerHeartbeat((r, at) => seen.a.push(`hb ${r.id} ${String(r.ready)} ${at}`))
-  a.onPeerProbe((id, ok, detail) => seen.a.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
   a.shareHeartbeat(report('edge-1', false), 1000)
   a.shareProbe('edge-2', false, 'timeout')
   await settle()
   t.same(seen.a, [], 'a sender does not hear itself')
-  // b registers its handlers late (still starting): what came meanwhile waits for them
+  // b is still starting: with one handler set it has not said hello, so nothing is relayed to it
   b.onPeerHeartbeat((r, at) => seen.b.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  await settle()
+  t.same(seen.b, [], 'nothing is relayed before hello')
+  t.equal(c.hub.greeted(2), false)
+  // with both it says hello and gets the latest heartbeat of each node (a probe result from
+  // before is not replayed: a worker probes every node itself once its handlers are set)
   b.onPeerProbe((id, ok, detail) => seen.b.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
-  t.same(seen.b, ['hb edge-1 false 1000', 'probe edge-2 false timeout'])
+  await settle()
+  t.equal(c.hub.greeted(2), true)
+  t.same(seen.b, ['hb edge-1 false 1000'])
+  a.shareProbe('edge-2', true, undefined)
   b.shareHeartbeat(report('edge-1', true), 2000)
   b.shareHeartbeat(report('edge-3', true), 1500)
   a.shareHeartbeat(report('edge-3', false), 1400) // older than what b relayed: not the latest
   await settle()
   t.same(seen.a, ['hb edge-1 true 2000', 'hb edge-3 true 1500'])
+  t.same(seen.b, ['hb edge-1 false 1000', 'probe edge-2 true -', 'hb edge-3 false 1400'], 'what is relayed after hello reaches the handlers')
 
   const late = c.join(3, 2)
   const lateSeen: string[] = []
-  late.onPeerHeartbeat((r, at) => lateSeen.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+  late.onPeerProbe(() => lateSeen.push('probe'))
   a.shareHeartbeat(report('edge-1', false), 2500)
   await settle()
   t.same(lateSeen, [], 'nothing is relayed before hello')
-  late.hello()
+  late.onPeerHeartbeat((r, at) => lateSeen.push(`hb ${r.id} ${String(r.ready)} ${at}`))
   await settle()
   t.same(lateSeen.sort(), ['hb edge-1 false 2500', 'hb edge-3 true 1500'], 'hello replays the latest heartbeat of each node')
 
@@ -104,6 +133,36 @@ t.test('relay: heartbeats and probes reach every other worker, also one that sta
   await settle()
   t.same(sent, [{ type: 'streamedge-cp:snapshot', requestId: 1, metrics: [] }], 'while our own is answered')
   t.equal(c.hub.receive(1, { type: 'prom-client:getMetricsReq', requestId: 1 }), undefined, 'the hub ignores it too')
+  lone.onPeerHeartbeat(() => {})
+  t.equal(sent.length, 1, 'one handler set: no hello yet')
+  lone.onPeerProbe(() => {})
+  lone.onPeerHeartbeat(() => {})
+  t.same(sent.slice(1), [{ type: 'streamedge-cp:hello' }], 'both set: hello, once')
+})
+
+t.test('relay: no event relayed while a worker sets its handlers is lost', async (t) => {
+  const c = inMemoryCluster()
+  const a = c.join(1, 0)
+  listen(a, [])
+  const b = c.join(2, 1)
+  const seen: string[] = []
+  const probesAfterHello: string[] = []
+  // a shares heartbeats and probe results in every turn while b starts and sets its handlers
+  for (let i = 0; i < 50; i++) {
+    a.shareHeartbeat(report(`edge-${i}`, true), 1000 + i)
+    if (i === 20) b.onPeerHeartbeat((r, at) => seen.push(`hb ${r.id} ${String(r.ready)} ${at}`))
+    if (i === 30) b.onPeerProbe((id, ok, detail) => seen.push(`probe ${id} ${String(ok)} ${detail ?? '-'}`))
+    a.shareProbe(`edge-${i}`, i % 2 === 0, undefined)
+    if (i >= 30) probesAfterHello.push(`probe edge-${i} ${String(i % 2 === 0)} -`)
+    await new Promise<void>((resolve) => queueMicrotask(resolve))
+  }
+  await settle()
+  const relayed = c.sentTo(2).filter((m) => m.type === 'streamedge-cp:heartbeat' || m.type === 'streamedge-cp:probe')
+  t.ok(relayed.length > 0)
+  t.equal(seen.length, relayed.length, 'everything the primary relayed reached a handler')
+  const heartbeats = seen.filter((e) => e.startsWith('hb ')).sort()
+  t.same(heartbeats, Array.from({ length: 50 }, (_, i) => `hb edge-${i} true ${1000 + i}`).sort(), 'every node\'s heartbeat, replayed or relayed')
+  t.same(seen.filter((e) => e.startsWith('probe ')), probesAfterHello, 'every probe result shared after the handlers were set, in order')
 })
 
 t.test('relay: /metrics on any worker merges every serving worker', async (t) => {
@@ -112,7 +171,7 @@ t.test('relay: /metrics on any worker merges every serving worker', async (t) =>
   const peers = metrics.map((m, i) => {
     const p = c.join(i + 1, i)
     p.provideMetrics(() => m.snapshot())
-    p.hello()
+    listen(p, [])
     m.decisions.inc({ outcome: 'redirect', group: 'g' }, 100 * (i + 1))
     return p
   })
@@ -122,20 +181,29 @@ t.test('relay: /metrics on any worker merges every serving worker', async (t) =>
   t.equal(c.hub.readyCount, 2)
   const text = await peers[2]!.renderMetrics()
   t.match(text, /streamedge_cp_decisions_total\{outcome="redirect",group="g",role="control-plane",node="cp-1"\} 300\n/)
+  t.match(text, new RegExp(`# HELP ${MISSING_WORKERS_METRIC} Serving workers left out of this /metrics answer.*\n# TYPE ${MISSING_WORKERS_METRIC} gauge\n`))
+  t.match(text, new RegExp(`\n${MISSING_WORKERS_METRIC}\\{role="control-plane",node="cp-1"\\} 0\n`), 'none missing, labelled like the rest')
   c.hub.receive(3, { type: 'streamedge-cp:ready', url: 'http://127.0.0.1:1' })
   t.match(await peers[0]!.renderMetrics(), /streamedge_cp_decisions_total\{[^}]*\} 600\n/)
 
-  // a worker that never answers: the collection fails after the timeout (no partial sums)...
+  // a worker that never answers: after the deadline the others' metrics, and it counted as missing
   peers[1]!.provideMetrics(() => new Promise<MetricsSnapshot>(() => {}))
-  await t.rejects(peers[0]!.renderMetrics(), /Cluster metrics failed: 1 worker\(s\) sent no metrics/)
-  // ...unless it exits meanwhile: then the others' metrics are the cluster's
+  const partial = await peers[0]!.renderMetrics()
+  t.equal(metric(partial, 'streamedge_cp_decisions_total'), 400, 'workers 1 and 3')
+  t.equal(metric(partial, MISSING_WORKERS_METRIC), 1)
+  t.equal(metric(partial, 'streamedge_cp_workers'), 3, 'it still serves')
+  // one that exits meanwhile is not missing: it is gone
   const pending = peers[0]!.renderMetrics()
   await settle()
   c.leave(2)
-  t.match(await pending, /streamedge_cp_decisions_total\{[^}]*\} 400\n/)
-  // a worker whose snapshot fails fails the collection with its reason
+  const afterExit = await pending
+  t.equal(metric(afterExit, 'streamedge_cp_decisions_total'), 400)
+  t.equal(metric(afterExit, MISSING_WORKERS_METRIC), 0)
+  // a worker whose snapshot fails is missing too
   peers[2]!.provideMetrics(() => Promise.reject(new Error('boom')))
-  await t.rejects(peers[0]!.renderMetrics(), /worker 2: boom/)
+  const failed = await peers[0]!.renderMetrics()
+  t.equal(metric(failed, 'streamedge_cp_decisions_total'), 100, 'worker 1 only')
+  t.equal(metric(failed, MISSING_WORKERS_METRIC), 1)
 })
 
 // ---- real processes ---------------------------------------------------------------------------
@@ -190,7 +258,30 @@ function alive (pid: number): boolean {
   }
 }
 
+/**
+ * GET over `agent`; with `socket`, fails at once if the agent does not send it on that
+ * connection (a new one might go to a stopped worker and hang).
+ */
+function getOn (agent: http.Agent, url: string, socket?: Socket): Promise<{ status: number, body: string, socket: Socket }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { body += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, socket: req.socket as Socket }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.on('socket', (s) => {
+      if (socket === undefined || s === socket) return
+      req.destroy()
+      reject(new Error('the keep-alive connection was not reused'))
+    })
+  })
+}
+
 /** The sum of every series of `name` whose labels include all of `labels`. */
+
 function metric (text: string, name: string, labels: readonly string[] = []): number {
   let sum = 0
   for (const line of text.split('\n')) {
@@ -209,7 +300,7 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
     'control-plane', '--nodes', nodesFile, '--listen', '127.0.0.1:0', '--controlPlane.workers', '2',
     '--controlPlane.id', 'cp-cluster', '--controlPlane.tokenKeys', 'k1:cluster-test-secret-0123456789',
     '--controlPlane.trustedProxies', '127.0.0.1', '--controlPlane.heartbeatKey', HEARTBEAT_KEY,
-    '--controlPlane.heartbeatTimeoutMs', '600000', '--log.access', 'true',
+    '--controlPlane.heartbeatTimeoutMs', '600000', '--log.access', 'true', '--controlPlane.probe.intervalMs', '200',
   ])
   const listening = await cp.waitFor((l) => l['msg'] === 'control plane listening', '"control plane listening"')
   const url = listening['url'] as string
@@ -267,7 +358,53 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
       t.equal(metric(text, 'streamedge_cp_node_health_changes_total', ['target="edge-1"', 'status="not-ready"']), 1)
       t.equal(metric(text, 'streamedge_cp_workers'), 2)
       t.match(text, /streamedge_cp_decisions_total\{outcome="redirect",group="g",role="control-plane",node="cp-cluster"\} \d+\n/, 'the labels of one process')
+      t.equal(metric(text, MISSING_WORKERS_METRIC), 0)
     }
+  })
+
+  await t.test('/metrics counts each probe once, also the results worker 0 relays', async (t) => {
+    const readyz = (): number => edges.reduce((n, e) => n + e.hits.filter((h) => h === '/readyz').length, 0)
+    // every worker probed once before it listened; since then worker 0 probes every 200 ms and
+    // relays the results to worker 1 (which said hello long ago): wait for six more rounds
+    const start = readyz()
+    for (let i = 0; i < 600 && readyz() < start + 6 * edges.length; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    const before = readyz()
+    t.ok(before >= start + 6 * edges.length, `${before - start} probes received meanwhile`)
+    const counted = metric((await fetchRaw(`${url}/metrics`)).body.toString(), 'streamedge_cp_probes_total')
+    const after = readyz()
+    // a probe reaches its edge before it is counted, and rounds do not overlap (at most one in flight)
+    t.ok(counted <= after, `${counted} counted, no more than the ${after} received (relayed results are not counted again)`)
+    t.ok(counted >= before - edges.length, `${counted} counted, all of the ${before} received but one round in flight`)
+  })
+
+  await t.test('/metrics while a worker does not answer: the others\' metrics, and the gap counted', async (t) => {
+    // one kept-alive connection, so the request reaches the worker that serves it, not the stopped one
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    t.teardown(() => agent.destroy())
+    const from = cp.lines.length
+    const first = await getOn(agent, `${url}/v1/steer/vod/which-worker/master.m3u8`)
+    steered++
+    t.equal(first.status, 302)
+    const serving = (await cp.waitFor((l) => l['msg'] === 'steer', 'decision log', from))['worker']
+    const stopped = workers.find((w) => w.worker !== serving)!
+    process.kill(stopped.pid, 'SIGSTOP')
+    let continued = false
+    const resume = (): void => {
+      if (continued) return
+      continued = true
+      process.kill(stopped.pid, 'SIGCONT')
+    }
+    t.teardown(resume)
+    const partial = await getOn(agent, `${url}/metrics`, first.socket) // after the primary's deadline (5 s)
+    t.equal(partial.status, 200)
+    t.equal(metric(partial.body, MISSING_WORKERS_METRIC), 1, 'the stopped worker is missing')
+    t.equal(metric(partial.body, 'streamedge_cp_workers'), 2, 'it still counts as serving')
+    const decided = metric(partial.body, 'streamedge_cp_decisions_total')
+    t.ok(decided > 0 && decided < steered, `the serving worker's ${decided} of ${steered} decisions`)
+    resume()
+    const whole = (await fetchRaw(`${url}/metrics`)).body.toString()
+    t.equal(metric(whole, MISSING_WORKERS_METRIC), 0, 'none missing once it runs again')
+    t.equal(metric(whole, 'streamedge_cp_decisions_total'), steered)
   })
 
   await t.test('a killed worker is restarted and service continues', async (t) => {

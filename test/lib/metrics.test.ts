@@ -71,7 +71,7 @@ t.test('a cluster sums what each worker counts and does not multiply shared stat
   t.match(text, `streamedge_cp_workers{${labels}} 2\n`)
   running = 1
   t.match(await cluster.render([await workers[0]!.snapshot()]), `streamedge_cp_workers{${labels}} 1\n`)
-  // the series of one process, in its order, plus the workers gauge: dashboards need no change
+  // the series of one process, in its order, plus the cluster's two gauges: dashboards need no change
   const names = (s: string): string[] => s.split('\n').filter((l) => l.startsWith('# TYPE')).map((l) => l.split(' ')[2]!)
-  t.same(names(text), [...names(single), 'streamedge_cp_workers'])
+  t.same(names(text), [...names(single), 'streamedge_cp_workers', 'streamedge_cp_metrics_workers_missing'])
 })
