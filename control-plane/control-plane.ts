@@ -161,11 +161,12 @@ async function start (
   const cache = new DecisionCache<SteeringPlan>({ ttlMs: options.steering.decisionCacheTtlMs, maxEntries: options.steering.decisionCacheMaxEntries })
   closers.push(() => cache.close())
   let steering: SteeringService | undefined
-  const reloaded = (file: string) => (ok: boolean): void => {
+  const reloaded = (file: ReloadedFile) => (ok: boolean): void => {
     metrics.reloads.inc({ file, outcome: ok ? 'ok' : 'refused' })
     if (!ok) return
-    void cache.clear()
-    steering?.invalidate() // a prefix may now locate elsewhere
+    const stale = RELOAD_MAKES_STALE[file]
+    if (stale.plans) void cache.clear()
+    if (stale.locations) steering?.invalidate() // a prefix may now locate elsewhere
   }
   let health: HealthTracker | undefined
   const inventoryFile = new WatchedFile<Inventory>({
@@ -322,6 +323,24 @@ async function start (
       logger.flush()
     },
   }
+}
+
+/** A watched data source (the `file` label of the reload metric). */
+export type ReloadedFile = 'nodes' | 'licensing' | 'coverage-zones' | 'geoip'
+
+/**
+ * What a good reload of each source makes stale: the decision cache's plans, and the steering
+ * service's memoized client locations (with their group orders). Locations follow only the
+ * zones and the GeoIP data (inventory changes are caught by the steering service itself).
+ * Licensing leaves both alone: no cached plan, location or token depends on the rules, every
+ * decision evaluates the current ones, and a reload makes a new LicensingRules whose
+ * directory memo starts empty.
+ */
+export const RELOAD_MAKES_STALE: Readonly<Record<ReloadedFile, { readonly plans: boolean, readonly locations: boolean }>> = {
+  nodes: { plans: true, locations: false },
+  licensing: { plans: false, locations: false },
+  'coverage-zones': { plans: true, locations: true },
+  geoip: { plans: true, locations: true },
 }
 
 const EMPTY_ZONES = CoverageZones.empty()

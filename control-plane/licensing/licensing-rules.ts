@@ -56,8 +56,13 @@ export class LicensingRules {
     return this.#byPrefix.size
   }
 
-  /** The most specific rule covering `path` (segment-aware: `/vod/a` covers `/vod/a/x`, not `/vod/ab`). */
-  match (path: string): LicenceRule | undefined {
+  /**
+   * The most specific rule covering `path` (segment-aware: `/vod/a` covers `/vod/a/x`, not `/vod/ab`).
+   * `directory` may give the path up to its last slash when the caller holds it already (steering's
+   * title): it spares a slice and, when it is one reused string, the hashing of a fresh key. Any
+   * other string is ignored, so it can never change the answer.
+   */
+  match (path: string, directory?: string): LicenceRule | undefined {
     if (this.#byPrefix.size === 0) return undefined
     if (this.#exactLengths.has(path.length)) {
       const exact = this.#byPrefix.get(path)
@@ -66,12 +71,12 @@ export class LicensingRules {
     const slash = path.lastIndexOf('/')
     if (slash < 0) return undefined
     // everything after the exact match depends only on the directory (the path up to its last slash)
-    const directory = path.slice(0, slash + 1)
-    let rule = this.#byDirectory.get(directory)
+    const dir = directory !== undefined && directory.length === slash + 1 && path.startsWith(directory) ? directory : path.slice(0, slash + 1)
+    let rule = this.#byDirectory.get(dir)
     if (rule === undefined) {
       rule = this.#matchAncestors(path, slash) ?? null
       if (this.#byDirectory.size >= MAX_MEMOIZED_DIRECTORIES) this.#byDirectory.clear()
-      this.#byDirectory.set(directory, rule)
+      this.#byDirectory.set(dir, rule)
     }
     return rule ?? undefined
   }
@@ -90,9 +95,12 @@ export class LicensingRules {
     return undefined
   }
 
-  /** Decides whether a client in `country` (undefined = unknown) may play `path` at `nowMs`. */
-  evaluate (path: string, country: string | undefined, nowMs: number): LicenceDecision {
-    const rule = this.match(path)
+  /**
+   * Decides whether a client in `country` (undefined = unknown) may play `path` at `nowMs`;
+   * `directory` as for {@link LicensingRules.match}.
+   */
+  evaluate (path: string, country: string | undefined, nowMs: number, directory?: string): LicenceDecision {
+    const rule = this.match(path, directory)
     if (rule === undefined) return { allowed: true, rule }
     if (rule.fromMs !== undefined && nowMs < rule.fromMs) return { allowed: false, rule, reason: 'not-yet-available' }
     if (rule.untilMs !== undefined && nowMs >= rule.untilMs) return { allowed: false, rule, reason: 'expired' }

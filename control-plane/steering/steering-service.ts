@@ -189,7 +189,7 @@ export class SteeringService {
     const located = this.#locate(client)
     const location = located.location
     const title = this.#intern(titleOf(path))
-    const licence = this.#o.licensing().evaluate(path, location.country, nowMs)
+    const licence = this.#o.licensing().evaluate(path, location.country, nowMs, title)
     const base: ExplainBase = {
       client: { ip: client?.ip.text, source: client?.source ?? 'none' },
       location,

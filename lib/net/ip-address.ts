@@ -56,7 +56,7 @@ export function parseIp (input: string): IpAddress | undefined {
     const bytes = ipv4Bytes(value)
     return { version: 4, bytes, text: formatIpv4(bytes) }
   }
-  const bytes = parsePlainIpv6Bytes(text) ?? parseIpv6Bytes(text)
+  const bytes = parseIpv6Bytes(text)
   if (bytes === undefined) return undefined
   if (isV4Mapped(bytes)) {
     const v4 = bytes.slice(12)
@@ -141,14 +141,19 @@ export function formatIp (bytes: Uint8Array): string {
  * allocation: it runs for the socket peer and every X-Forwarded-For hop of a request.
  */
 export function ipv4Value (text: string): number {
-  const length = text.length
+  return ipv4ValueIn(text, 0, text.length)
+}
+
+/** {@link ipv4Value} of `text` from `start` to `end` (exclusive), without slicing it out. */
+function ipv4ValueIn (text: string, start: number, end: number): number {
+  const length = end - start
   if (length < 7 || length > 15) return -1
   let value = 0
   let octet = 0
   let digits = 0
   let parts = 0
-  for (let i = 0; i <= length; i++) {
-    const c = i === length ? 0x2e : text.charCodeAt(i)
+  for (let i = start; i <= end; i++) {
+    const c = i === end ? 0x2e : text.charCodeAt(i)
     if (c === 0x2e) {
       if (digits === 0 || ++parts > 4) return -1
       value = value * 256 + octet
@@ -175,21 +180,15 @@ function ipv4Bytes (value: number): Uint8Array {
   return bytes
 }
 
-function parseIpv4Bytes (text: string): Uint8Array | undefined {
-  const value = ipv4Value(text)
-  return value < 0 ? undefined : ipv4Bytes(value)
-}
-
 /**
- * One pass over the common IPv6 form: 1-4 hex digits per group, at most one `::`, nothing
- * else (no dotted IPv4 tail). Undefined for anything else, including every text the general
- * parser below refuses, which then decides: the bytes are the same whichever parses.
- * Client addresses in X-Forwarded-For take this path (the general one splits and tests a
- * regex per group).
+ * IPv6 text (RFC 4291 §2.2) in one pass without a regex or a slice: 1-4 hex digits per group,
+ * at most one `::`, and a dotted quad (strict, as {@link ipv4Value}) as the last piece. No zone
+ * or brackets: the caller strips them. Client addresses in X-Forwarded-For take this path.
  */
-function parsePlainIpv6Bytes (text: string): Uint8Array | undefined {
+function parseIpv6Bytes (text: string): Uint8Array | undefined {
   const length = text.length
-  if (length < 2 || length > 39) return undefined
+  // the longest valid text is six full groups and a full dotted quad: 45 characters
+  if (length < 2 || length > 45) return undefined
   const groups = new Uint16Array(8)
   let count = 0
   let gap = -1
@@ -209,6 +208,16 @@ function parsePlainIpv6Bytes (text: string): Uint8Array | undefined {
       if (++digits > 4) return undefined
       value = value * 16 + digit
       continue
+    }
+    if (c === 0x2e) {
+      // the digits so far open a dotted quad, which ends the text (RFC 4291 §2.2, form 3)
+      const quad = ipv4ValueIn(text, i - digits, length)
+      if (quad < 0 || count > 6) return undefined
+      groups[count++] = quad >>> 16
+      groups[count++] = quad & 0xffff
+      value = 0
+      digits = 0
+      break
     }
     if (c !== 0x3a && c !== -1) return undefined
     if (digits === 0) {
@@ -235,46 +244,6 @@ function parsePlainIpv6Bytes (text: string): Uint8Array | undefined {
     bytes[at * 2] = groups[k]! >> 8
     bytes[at * 2 + 1] = groups[k]! & 0xff
   }
-  return bytes
-}
-
-function parseIpv6Bytes (text: string): Uint8Array | undefined {
-  if (text.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(text)) return undefined
-  const doubleColon = text.indexOf('::')
-  if (doubleColon !== text.lastIndexOf('::') && doubleColon >= 0) return undefined
-  const groups: number[] = []
-  const parseSide = (side: string): number[] | undefined => {
-    if (side === '') return []
-    const out: number[] = []
-    const pieces = side.split(':')
-    for (let i = 0; i < pieces.length; i++) {
-      const piece = pieces[i] ?? ''
-      if (i === pieces.length - 1 && piece.includes('.')) {
-        const v4 = parseIpv4Bytes(piece)
-        if (v4 === undefined) return undefined
-        out.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0))
-        continue
-      }
-      if (!/^[0-9A-Fa-f]{1,4}$/.test(piece)) return undefined
-      out.push(parseInt(piece, 16))
-    }
-    return out
-  }
-  if (doubleColon < 0) {
-    const all = parseSide(text)
-    if (all === undefined || all.length !== 8) return undefined
-    groups.push(...all)
-  } else {
-    const head = parseSide(text.slice(0, doubleColon))
-    const tail = parseSide(text.slice(doubleColon + 2))
-    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined
-    groups.push(...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail)
-  }
-  const bytes = new Uint8Array(16)
-  groups.forEach((group, i) => {
-    bytes[i * 2] = group >> 8
-    bytes[i * 2 + 1] = group & 0xff
-  })
   return bytes
 }
 

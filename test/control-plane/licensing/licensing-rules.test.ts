@@ -29,6 +29,24 @@ t.test('the most specific prefix decides, segment-aware', async (t) => {
   t.equal(rules.match('/music/x.mp3'), undefined)
 })
 
+t.test('a directory the caller already holds gives the same answers, and a wrong one is ignored', async (t) => {
+  const paths = ['/vod/dach/film/master.m3u8', '/vod/dach/trailer/seg.ts', '/vod/dach/trailers/seg.ts', '/vod/other/x.ts', '/live/ch1/index.m3u8', '/livestream/x', '/vod/dach/trailer', '/music/x.mp3', '/x.m3u8']
+  for (const path of paths) {
+    const fresh = parseLicensingRules({ rules: [...['/vod/', '/vod/dach/', '/vod/dach/trailer', '/live'].map((prefix) => ({ prefix }))] })
+    const directory = path.slice(0, path.lastIndexOf('/') + 1)
+    t.equal(fresh.match(path, directory)?.prefix, rules.match(path)?.prefix, `${path} with ${directory}`)
+    t.equal(fresh.match(path)?.prefix, rules.match(path)?.prefix, `${path} again without, from the memo`)
+  }
+  // a directory that is not the path's own (a stale or wrong title) must not pick the rule
+  const strict = parseLicensingRules({ rules: [{ prefix: '/vod/dach/', allow: ['DE'] }] })
+  t.equal(strict.evaluate('/vod/free/a.ts', 'FR', JAN_2026, '/vod/dach/').allowed, true, 'a directory of another path')
+  t.equal(strict.evaluate('/vod/dach/a.ts', 'FR', JAN_2026, '/vod/free/').allowed, false, 'the same length, other characters')
+  t.equal(strict.evaluate('/vod/dach/a.ts', 'FR', JAN_2026, '/vod/').allowed, false, 'an ancestor')
+  t.equal(strict.evaluate('/vod/dach/a.ts', 'FR', JAN_2026, '/vod/dach/a.ts').allowed, false, 'the path itself (a root file\'s title)')
+  t.equal(strict.match('/vod/dach/b.ts')?.prefix, '/vod/dach/', 'and the memo holds the right rule under the right key')
+  t.equal(strict.match('/vod/free/b.ts'), undefined)
+})
+
 t.test('allow and deny lists, windows and unknown locations', async (t) => {
   const cases: Array<[string, string | undefined, number, boolean, string | undefined]> = [
     ['/vod/dach/film/a.ts', 'DE', JAN_2026, true, undefined],

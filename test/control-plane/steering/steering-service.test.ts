@@ -1,19 +1,14 @@
 /**
  * The title a path belongs to (the token ACL and the rendezvous key), and locations
- * remembered per client address until the data behind them changes.
+ * remembered per client address until the data behind them changes; licensing decided per
+ * request for the path, a file at the root included.
  */
 import t from 'tap'
-import type { ClientAddress } from '../../../control-plane/geo/client-ip.ts'
 import { parseCoverageZones } from '../../../control-plane/geo/coverage-zones.ts'
-import { Locator } from '../../../control-plane/geo/locator.ts'
-import { HealthTracker } from '../../../control-plane/health/health-tracker.ts'
 import { parseInventory } from '../../../control-plane/health/node-inventory.ts'
-import { LicensingRules } from '../../../control-plane/licensing/licensing-rules.ts'
-import { DecisionCache } from '../../../control-plane/steering/decision-cache.ts'
-import type { SteeringPlan } from '../../../control-plane/steering/selector.ts'
-import { SteeringService, titleOf, type SteerDecision } from '../../../control-plane/steering/steering-service.ts'
-import { parseIp } from '../../../lib/net/ip-address.ts'
-import { TokenKey, TokenSigner, TokenVerifier } from '../../../lib/protocol/token.ts'
+import { parseLicensingRules } from '../../../control-plane/licensing/licensing-rules.ts'
+import { titleOf } from '../../../control-plane/steering/steering-service.ts'
+import { client, groupOf, steeringFixture, TWO_GROUPS } from './fixture.ts'
 
 t.test('the directory of the requested file, never the whole site', async (t) => {
   t.equal(titleOf('/vod/bbb/master.m3u8'), '/vod/bbb/')
@@ -24,69 +19,47 @@ t.test('the directory of the requested file, never the whole site', async (t) =>
 })
 
 t.test('a client address is located once until invalidate(), and a reload moves it', async (t) => {
-  const nodes = [
-    { id: 'a-1', url: 'http://127.0.0.1:9001', group: 'a', lat: 50, lon: 8, capacity: { connections: 100, mbps: 1000 } },
-    { id: 'b-1', url: 'http://127.0.0.1:9002', group: 'b', lat: 40, lon: -77, capacity: { connections: 100, mbps: 1000 } },
-  ]
-  const inventory = parseInventory({ nodes })
-  const health = new HealthTracker({ inventory, failThreshold: 1, riseThreshold: 1, heartbeatTimeoutMs: 15_000, overloadRatio: 0.9, assignWindowMs: 15_000 })
-  for (const n of nodes) health.recordProbe(n.id, true)
-  let zones = parseCoverageZones({ coverageZones: { a: { network: ['198.51.100.0/24'] } } })
-  let zoneLookups = 0
-  const locator = new Locator({ zones: () => { zoneLookups++; return zones }, geoip: undefined, unknown: { kind: 'default-group', group: 'a' } })
-  const keys = [new TokenKey('k1', 'a-secret-of-16-bytes-or-more')]
-  const cache = new DecisionCache<SteeringPlan>({ ttlMs: 10_000, maxEntries: 1000 })
-  t.teardown(() => cache.close())
-  const steering = new SteeringService({
-    inventory: () => inventory, licensing: () => LicensingRules.empty(), health, locator, cache,
-    signer: new TokenSigner(keys), verifier: new TokenVerifier(keys), tokenTtlSeconds: 600, bindIp: false, slack: 0.25, manifestTtlSeconds: 30, maxPathways: 4,
-  })
-  const client = (text: string): ClientAddress => ({ ip: parseIp(text)!, source: 'x-forwarded-for' })
-  const groupOf = (d: SteerDecision): string => d.kind === 'redirect' ? d.group : d.kind
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'] } } }, unknownGroup: 'a' })
+  const { steering } = fx
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))), 'a')
   t.equal(groupOf(steering.steerNow('/vod/y/master.m3u8', client('198.51.100.7'))), 'a')
-  t.equal(zoneLookups, 1, 'the second request from the address reused its location')
+  t.equal(fx.zoneLookups, 1, 'the second request from the address reused its location')
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.8'))), 'a')
-  t.equal(zoneLookups, 2, 'another address is located on its own')
-  zones = parseCoverageZones({ coverageZones: { b: { network: ['198.51.100.0/24'] } } })
+  t.equal(fx.zoneLookups, 2, 'another address is located on its own')
+  fx.zones = parseCoverageZones({ coverageZones: { b: { network: ['198.51.100.0/24'] } } })
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))), 'a', 'until invalidated, the remembered location stands')
   steering.invalidate()
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))), 'b', 'after a reload the address locates anew')
-  t.equal(zoneLookups, 3)
+  t.equal(fx.zoneLookups, 3)
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', undefined)), 'a', 'an unusable peer gets the unknown policy')
 })
 
 t.test('a remembered client follows an inventory change without invalidate(); IPv6 clients are remembered too', async (t) => {
-  const nodes = [
-    { id: 'a-1', url: 'http://127.0.0.1:9001', group: 'a', lat: 50, lon: 8, capacity: { connections: 100, mbps: 1000 } },
-    { id: 'b-1', url: 'http://127.0.0.1:9002', group: 'b', lat: 40, lon: -77, capacity: { connections: 100, mbps: 1000 } },
-  ]
-  let inventory = parseInventory({ nodes })
-  const health = new HealthTracker({ inventory, failThreshold: 1, riseThreshold: 1, heartbeatTimeoutMs: 15_000, overloadRatio: 0.9, assignWindowMs: 15_000 })
-  for (const n of nodes) health.recordProbe(n.id, true)
-  const zones = parseCoverageZones({ coverageZones: { a: { network: ['198.51.100.0/24'], network6: ['2001:db8::/32'] } } })
-  let zoneLookups = 0
-  const locator = new Locator({ zones: () => { zoneLookups++; return zones }, geoip: undefined, unknown: { kind: 'default-group', group: 'b' } })
-  const keys = [new TokenKey('k1', 'a-secret-of-16-bytes-or-more')]
-  const cache = new DecisionCache<SteeringPlan>({ ttlMs: 10_000, maxEntries: 1000 })
-  t.teardown(() => cache.close())
-  const steering = new SteeringService({
-    inventory: () => inventory, licensing: () => LicensingRules.empty(), health, locator, cache,
-    signer: new TokenSigner(keys), verifier: new TokenVerifier(keys), tokenTtlSeconds: 600, bindIp: false, slack: 0.25, manifestTtlSeconds: 30, maxPathways: 4,
-  })
-  const client = (text: string): ClientAddress => ({ ip: parseIp(text)!, source: 'x-forwarded-for' })
-  const groupOf = (d: SteerDecision): string => d.kind === 'redirect' ? d.group : d.kind
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'], network6: ['2001:db8::/32'] } } }, unknownGroup: 'b' })
+  const { steering } = fx
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))), 'a')
   t.equal(groupOf(steering.steerNow('/vod/x/master.m3u8', client('2001:db8::7'))), 'a')
   t.equal(groupOf(steering.steerNow('/vod/y/master.m3u8', client('2001:DB8:0::7'))), 'a', 'the same IPv6 address written another way')
-  t.equal(zoneLookups, 2, 'each address located once')
+  t.equal(fx.zoneLookups, 2, 'each address located once')
   // group a's only edge moves to a new group: the remembered location stands, its group order does not
-  inventory = parseInventory({ nodes: [{ ...nodes[0]!, group: 'c' }, nodes[1]!] })
-  health.setInventory(inventory)
-  for (const n of nodes) health.recordProbe(n.id, true)
+  fx.setInventory(parseInventory({ nodes: [{ ...TWO_GROUPS[0], group: 'c' }, TWO_GROUPS[1]] }))
   const moved = steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))
   t.equal(groupOf(moved), 'c', 'group a is gone: the order is rebuilt (a stale one would skip the empty a for b)')
-  t.equal(zoneLookups, 2, 'the location was still remembered')
+  t.equal(fx.zoneLookups, 2, 'the location was still remembered')
   const same = steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))
   t.equal(groupOf(same), groupOf(moved), 'and the new order is remembered in turn')
+})
+
+t.test('licensing is decided for the requested path, in its title and at the root', async (t) => {
+  const licensing = parseLicensingRules({ rules: [{ prefix: '/vod/dach/', allow: ['DE'] }, { prefix: '/x.m3u8', deny: ['DE'] }] })
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'], country: 'DE' } } }, unknownGroup: 'b', licensing })
+  const outcome = (path: string, ip: string): string => {
+    const d = fx.steering.steerNow(path, client(ip))
+    return d.kind === 'denied-licence' ? `${d.kind}:${d.reason}:${d.rule}` : groupOf(d)
+  }
+  t.equal(outcome('/vod/dach/film/master.m3u8', '198.51.100.7'), 'a', 'DE may play it')
+  t.equal(outcome('/vod/dach/film/seg-1.ts', '198.51.100.7'), 'a', 'and every file of the title')
+  t.equal(outcome('/vod/dach/film/master.m3u8', '203.0.113.9'), 'denied-licence:unknown-location:/vod/dach/', 'nobody knows where this one is')
+  t.equal(outcome('/x.m3u8', '198.51.100.7'), 'denied-licence:country-denied:/x.m3u8', 'a root file: its title is itself, the rule is exact')
+  t.equal(outcome('/y.m3u8', '198.51.100.7'), 'a', 'its neighbour is not covered')
 })

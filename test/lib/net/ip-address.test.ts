@@ -22,6 +22,16 @@ t.test('addresses parse to canonical text', async (t) => {
     ['::1', '::1', 6],
     ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8', 6],
     ['64:ff9b::192.0.2.33', '64:ff9b::c000:221', 6],
+    // dotted IPv4 tails
+    ['::ffff:1.2.3.4', '1.2.3.4', 4],
+    ['::FFFF:255.255.255.255', '255.255.255.255', 4],
+    ['0:0:0:0:0:ffff:10.0.0.1', '10.0.0.1', 4],
+    ['[::ffff:192.0.2.1]:443', '192.0.2.1', 4],
+    ['::ffff:192.0.2.1%eth0', '192.0.2.1', 4],
+    ['::1.2.3.4', '::102:304', 6],
+    ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304', 6],
+    ['1:2:3:4:5::0.0.0.0', '1:2:3:4:5::', 6],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 6],
   ]
   for (const [input, text, version] of cases) {
     const ip = parseIp(input)
@@ -104,18 +114,24 @@ t.test('CIDR prefixes are masked and contain what they should', async (t) => {
   t.notOk(cidrContains(net, parseIp('2001:db8::1')!), 'other family')
 })
 
-/** The general IPv6 parser and formatter as they were before the one-pass versions: the reference. */
+/**
+ * The regex-based IPv6 parser and the formatter as they were before the one-pass versions
+ * (the parser verbatim but for its IPv4 piece, which is checked by a regex of the same
+ * policy here, and a dotted quad accepted as the last piece only): the reference the one-pass
+ * parser must agree with, dotted tails included.
+ */
 function referenceIpv6 (text: string): string | undefined {
   if (text.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(text)) return undefined
   const doubleColon = text.indexOf('::')
   if (doubleColon !== text.lastIndexOf('::') && doubleColon >= 0) return undefined
-  const side = (part: string): number[] | undefined => {
+  // a dotted quad only as the text's last piece (RFC 4291 §2.2 form 3): not before a `::`
+  const side = (part: string, last: boolean): number[] | undefined => {
     if (part === '') return []
     const out: number[] = []
     const pieces = part.split(':')
     for (let i = 0; i < pieces.length; i++) {
       const piece = pieces[i]!
-      if (i === pieces.length - 1 && piece.includes('.')) {
+      if (last && i === pieces.length - 1 && piece.includes('.')) {
         const quad = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(piece)
         if (quad === null || quad.slice(1).some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) return undefined
         const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number]
@@ -129,12 +145,12 @@ function referenceIpv6 (text: string): string | undefined {
   }
   let groups: number[]
   if (doubleColon < 0) {
-    const all = side(text)
+    const all = side(text, true)
     if (all === undefined || all.length !== 8) return undefined
     groups = all
   } else {
-    const head = side(text.slice(0, doubleColon))
-    const tail = side(text.slice(doubleColon + 2))
+    const head = side(text.slice(0, doubleColon), false)
+    const tail = side(text.slice(doubleColon + 2), true)
     if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined
     groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
   }
@@ -153,7 +169,7 @@ function referenceIpv6 (text: string): string | undefined {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`
 }
 
-t.test('IPv6 texts parse and print as the general parser did, on random and malformed input', async (t) => {
+t.test('IPv6 texts parse and print as the regex reference does, on random and malformed input with and without dotted tails', async (t) => {
   let seed = 7
   const random = (n: number): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
@@ -165,16 +181,25 @@ t.test('IPv6 texts parse and print as the general parser did, on random and malf
     const hex = (random(0x10000)).toString(16)
     return kind === 2 ? hex.toUpperCase() : kind === 3 ? hex.padStart(4, '0') : hex
   }
+  const octet = (): string => {
+    const kind = random(10)
+    return kind === 0 ? String(256 + random(700)) : kind === 1 ? `0${random(10)}` : String(random(256))
+  }
+  const quad = (): string => Array.from({ length: random(8) === 0 ? 3 : 4 }, octet).join('.')
   const texts: string[] = ['::', '::1', '1::', '::ffff:1.2.3.4', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8', '1:0:0:2:0:0:0:3', '0:0:1:0:0:1:0:0',
-    ':::', '1:::2', ':1', '1:', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4::5:6:7:8', '12345::', 'g::1', '1:2', '::1:', ':1::', '00000::1', '1:2:3:4:5:6:1.2.3.4', '::1.2.3']
-  for (let n = 0; n < 4000; n++) {
-    const groups = Array.from({ length: 8 }, group)
+    ':::', '1:::2', ':1', '1:', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4::5:6:7:8', '12345::', 'g::1', '1:2', '::1:', ':1::', '00000::1', '1:2:3:4:5:6:1.2.3.4', '::1.2.3',
+    '1:2:3:4:5:6:7:1.2.3.4', '1:2:3:4:5:6::1.2.3.4', '1.2.3.4::', '1.2.3.4::5.6.7.8', '1.2.3.4:5::', '::ffff:1.2.3.4::', '::.1.2.3', '::12345.1.1.1']
+  for (let n = 0; n < 6000; n++) {
+    // a third of them end in a dotted quad, valid or not (a leading zero, an octet past 255, three parts)
+    const dotted = random(3) === 0
+    const groups = Array.from({ length: dotted ? 6 : 8 }, group)
+    if (dotted) groups.push(quad())
     const form = random(4)
     if (form === 0) {
       texts.push(groups.join(':'))
     } else {
-      const from = random(8)
-      const to = from + random(8 - from + 1)
+      const from = random(groups.length)
+      const to = from + random(groups.length - from + 1)
       texts.push(`${groups.slice(0, from).join(':')}::${groups.slice(to).join(':')}`)
     }
     // a random mutation now and then: a character dropped, doubled or replaced
@@ -195,4 +220,16 @@ t.test('IPv6 texts parse and print as the general parser did, on random and malf
     }
   }
   t.equal(mismatches, 0, `${texts.length} texts agree`)
+})
+
+t.test('a dotted IPv4 tail (valid ones above) is the last piece, strict like a bare dotted quad', async (t) => {
+  const bad = [
+    '::ffff:1.2.3', '::ffff:1.2.3.4.5', '::ffff:01.2.3.4', '::ffff:1.2.3.256', '::ffff:1.2.3.', '::ffff:.1.2.3', '::ffff:1..2.3',
+    '::ffff:1.2.3.4:5', '1.2.3.4:5::', '1.2.3.4:56:7', '1:1.2.3.4:56', '::ffff:1.2.3.4:56', '::ffff:1.2.3.4::', '1.2.3.4::5.6.7.8::', '::1.2.3.4:1.2.3.4', '::12345.1.1.1', '::a.1.2.3', ':1.2.3.4',
+    '1:2:3:4:5:6:7:1.2.3.4', '1:2:3:4:5:6::1.2.3.4', '1:2:3:4:5:1.2.3.4', 'ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.2555',
+    // RFC 4291 puts it last only (versions before this one took it in front of a `::` too)
+    '1.2.3.4::', '1.2.3.4::5.6.7.8', '1.2.3.4::1',
+  ]
+  for (const text of bad) t.equal(parseIp(text), undefined, JSON.stringify(text))
+  t.equal(parseCidr('::ffff:10.1.0.0/112')?.text, '10.1.0.0/16', 'a mapped prefix written with a dotted tail')
 })
