@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFile } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -28,6 +28,14 @@ export interface ChildServerOptions {
   readonly readyTimeoutMs?: number
   /** Added to the (cleaned) parent environment. */
   readonly env?: Readonly<Record<string, string>>
+  /** Working directory (default {@link REPO_ROOT}). */
+  readonly cwd?: string
+  /**
+   * Stdout goes to this file (created or truncated), as a service's log would, and the
+   * listening line is looked for there: a server logging a line per request would
+   * otherwise be measured through a pipe into the bench process. Default: a pipe.
+   */
+  readonly stdoutFile?: string
 }
 
 /** A running child server. */
@@ -47,18 +55,26 @@ let exitHookInstalled = false
 /** Starts a child and resolves when it printed its listening line. */
 export async function startChildServer (options: ChildServerOptions): Promise<ChildServer> {
   installExitHook()
-  const child = spawn(process.execPath, [...options.nodeArgs ?? [], options.script, ...options.args ?? []], {
-    cwd: REPO_ROOT,
-    env: { ...cleanEnv(process.env), ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const out = options.stdoutFile === undefined ? undefined : await open(options.stdoutFile, 'w')
+  let child: ChildProcess
+  try {
+    child = spawn(process.execPath, [...options.nodeArgs ?? [], options.script, ...options.args ?? []], {
+      cwd: options.cwd ?? REPO_ROOT,
+      env: { ...cleanEnv(process.env), ...options.env },
+      stdio: ['ignore', out?.fd ?? 'pipe', 'pipe'],
+    })
+  } finally {
+    await out?.close() // the child has its own copy of the descriptor
+  }
   running.add(child)
   child.once('exit', () => running.delete(child))
   let stderrTail = ''
   child.stderr!.on('data', (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES)
   })
-  const url = await waitForListening(child, options.readyTimeoutMs ?? 20_000).catch((err: unknown) => {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 20_000
+  const listening = options.stdoutFile === undefined ? waitForListening(child, readyTimeoutMs) : waitForListeningInFile(child, options.stdoutFile, readyTimeoutMs)
+  const url = await listening.catch((err: unknown) => {
     child.kill('SIGKILL')
     throw new Error(`${options.label} did not start: ${(err as Error).message}\n${stderrTail}`)
   })
@@ -249,6 +265,17 @@ function waitForListening (child: ChildProcess, timeoutMs: number): Promise<stri
       if (url !== undefined) settle(undefined, url)
     })
   })
+}
+
+async function waitForListeningInFile (child: ChildProcess, file: string, timeoutMs: number): Promise<string> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const url = (await readFile(file, 'utf8')).split('\n').map(listeningUrl).find((u) => u !== undefined)
+    if (url !== undefined) return url
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode})`)
+    if (performance.now() > deadline) throw new Error(`no listening line in ${file} within ${timeoutMs} ms`)
+    await sleep(50)
+  }
 }
 
 /** The `url` of a `{"msg":"... listening","url":...}` JSON line, else undefined. */

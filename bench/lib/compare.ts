@@ -7,7 +7,7 @@
  * to nginx are medians of the per-round ratios (the pairs measured closest in time).
  */
 import type autocannon from 'autocannon'
-import type { BenchTarget, TargetName } from './bench-target.ts'
+import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
 import { loadTest } from './load.ts'
 import { cpuSecondsBetween, readReapedChildrenCpu, readSystemBusySeconds } from './proc-cpu.ts'
 import { cpuSecondsPerGb, median, ratio } from './stats.ts'
@@ -127,6 +127,20 @@ export interface CompareOptions {
   readonly beforeMeasure?: (target: BenchTarget) => Promise<void>
   /** Called after each measured window. */
   readonly afterWindow?: (target: BenchTarget, window: CompareWindow) => Promise<void>
+}
+
+/** What bench/run.ts gives every scenario that compares the edge with its peers in wrk/autocannon windows (hot-cache, working-set). */
+export interface ComparisonRunOptions {
+  /** Available peers to compare with. */
+  readonly peers: readonly PeerAvailability[]
+  readonly wrkCommand: string | undefined
+  readonly connections: number
+  readonly rounds: number
+  readonly warmupS: number
+  readonly measureS: number
+  readonly edgeRoot: string | undefined
+  readonly beforeWindow?: (() => Promise<unknown>) | undefined
+  readonly log: (line: string) => void
 }
 
 /** Runs the interleaved rounds; the targets must already be warm. */

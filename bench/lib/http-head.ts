@@ -1,6 +1,7 @@
 /**
- * A minimal HTTP/1.1 response-head parser for the herd client, which reads raw sockets
- * so it can timestamp the first byte without an HTTP client's buffering in between.
+ * A minimal HTTP/1.1 response-head parser for ResponseReader (response-reader.ts), which
+ * reads raw sockets so the load clients can timestamp the first byte without an HTTP
+ * client's buffering in between.
  * @see RFC 9112 §4 (status line), §5 (field lines), §6.3 (message body length)
  */
 

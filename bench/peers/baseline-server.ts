@@ -1,7 +1,8 @@
 /**
- * The process around a baseline peer (bare-server.ts, stream-server.ts): a plain
- * node:http server with the edge's NodeServer settings on 127.0.0.1 port 0, a ready line
- * on stdout that bench/lib/child-server.ts waits for, and a clean exit on SIGTERM/SIGINT.
+ * The process around a baseline peer (bare-server.ts, stream-server.ts, the steering
+ * scenario's bare 302 servers): a plain node:http server with the edge's NodeServer settings
+ * on 127.0.0.1 port 0, a ready line on stdout that bench/lib/child-server.ts waits for, and a
+ * clean exit on SIGTERM/SIGINT.
  */
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'

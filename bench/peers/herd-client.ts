@@ -10,7 +10,7 @@
  * channel closes.
  */
 import { connect, type Socket } from 'node:net'
-import { parseResponseHead, type ResponseHead } from '../lib/http-head.ts'
+import { ResponseReader } from '../lib/response-reader.ts'
 
 /** The JSON argument of this script. */
 export interface HerdConfig {
@@ -43,14 +43,7 @@ export interface HerdReport {
 
 class HerdClient {
   readonly #socket: Socket
-  #sentAt = 0
-  #pending: Buffer[] = []
-  #head: ResponseHead | undefined
-  #status: number | undefined
-  #headMs: number | undefined
-  #firstByteMs: number | undefined
-  #totalMs: number | undefined
-  #bodyBytes = 0
+  #reader: ResponseReader | undefined
   #error: string | undefined
   readonly done: Promise<void>
   #finish!: () => void
@@ -64,7 +57,7 @@ class HerdClient {
   }
 
   send (request: Buffer): void {
-    this.#sentAt = performance.now()
+    this.#reader = new ResponseReader(performance.now())
     this.#socket.write(request)
   }
 
@@ -74,47 +67,27 @@ class HerdClient {
   }
 
   result (): HerdClientResult {
-    return { status: this.#status, headMs: this.#headMs, firstByteMs: this.#firstByteMs, totalMs: this.#totalMs, bodyBytes: this.#bodyBytes, error: this.#error }
+    const r = this.#reader
+    const since = (at: number | undefined): number | undefined => at === undefined || r === undefined ? undefined : at - r.sentAt
+    return { status: r?.head?.status, headMs: since(r?.headAt), firstByteMs: since(r?.firstByteAt), totalMs: since(r?.doneAt), bodyBytes: r?.bodyBytes ?? 0, error: this.#error }
   }
 
   #onData (chunk: Buffer): void {
-    const now = performance.now() - this.#sentAt
-    if (this.#head === undefined) {
-      this.#pending.push(chunk)
-      const data = Buffer.concat(this.#pending)
-      let head: ResponseHead | undefined
-      try {
-        head = parseResponseHead(data)
-      } catch (err) {
-        this.abort((err as Error).message)
-        return
-      }
-      if (head === undefined) return
-      this.#pending = []
-      this.#head = head
-      this.#status = head.status
-      this.#headMs = now
-      this.#body(data.length - head.headBytes, now)
+    const r = this.#reader
+    if (r === undefined || r.doneAt !== undefined) return
+    try {
+      r.feed(chunk, performance.now())
+    } catch (err) {
+      this.abort((err as Error).message)
       return
     }
-    this.#body(chunk.length, now)
-  }
-
-  #body (bytes: number, now: number): void {
-    if (bytes > 0) {
-      this.#firstByteMs ??= now
-      this.#bodyBytes += bytes
-    }
-    const expected = this.#head?.contentLength
-    if (expected !== undefined && this.#bodyBytes >= expected && this.#totalMs === undefined) {
-      this.#totalMs = now
-      this.#socket.destroy()
-      this.#finish()
-    }
+    if (r.doneAt === undefined) return
+    this.#socket.destroy()
+    this.#finish()
   }
 
   #fail (reason: string): void {
-    if (this.#totalMs !== undefined || this.#error !== undefined) return
+    if (this.#reader?.doneAt !== undefined || this.#error !== undefined) return
     this.#error = reason
     this.#finish()
   }

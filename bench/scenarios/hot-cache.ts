@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startOrigin } from '../origin/origin-server.ts'
 import { startPeer } from '../peers/start-peer.ts'
-import type { BenchTarget, PeerAvailability, TargetName } from '../lib/bench-target.ts'
+import type { BenchTarget, TargetName } from '../lib/bench-target.ts'
 import { REPO_ROOT } from '../lib/child-server.ts'
-import { runComparison, type CompareResult, type GeneratorName, type Workload } from '../lib/compare.ts'
+import { runComparison, type CompareResult, type ComparisonRunOptions, type GeneratorName, type Workload } from '../lib/compare.ts'
 import { httpGet, replayableHeaders } from '../lib/http-get.ts'
 import { loadTest } from '../lib/load.ts'
 import { startOriginMeter } from '../lib/origin-meter.ts'
@@ -45,20 +45,6 @@ export const RANGE_BYTES = 64 * 1024
 const SEGMENT_PATH = `/synthetic/segment-${HOT_BODY_BYTES}.ts`
 const MID_OFFSET = Math.floor(HOT_BODY_BYTES / 2)
 const PLAYLIST_TARGET_BYTES = 1536
-
-/** What bench/run.ts gives every scenario that compares the edge with its peers in wrk/autocannon windows (hot-cache, working-set). */
-export interface ComparisonRunOptions {
-  /** Available peers to compare with. */
-  readonly peers: readonly PeerAvailability[]
-  readonly wrkCommand: string | undefined
-  readonly connections: number
-  readonly rounds: number
-  readonly warmupS: number
-  readonly measureS: number
-  readonly edgeRoot: string | undefined
-  readonly beforeWindow?: (() => Promise<unknown>) | undefined
-  readonly log: (line: string) => void
-}
 
 /** Settings of {@link runHotCache}. */
 export interface HotCacheOptions extends ComparisonRunOptions {

@@ -34,8 +34,8 @@ import { REPO_ROOT, startIpcWorker, type IpcWorker } from '../lib/child-server.t
 import { startEdgeTarget } from '../lib/start-target.ts'
 import { exportRef, type EdgeSnapshot } from '../lib/edge-snapshot.ts'
 import { httpGet } from '../lib/http-get.ts'
-import { parseResponseHead, type ResponseHead } from '../lib/http-head.ts'
 import { waitForQuiet } from '../lib/quiet.ts'
+import { ResponseReader } from '../lib/response-reader.ts'
 import { cpuSecondsBetween } from '../lib/proc-cpu.ts'
 import { cpuSecondsPerGb, median, percentile } from '../lib/stats.ts'
 
@@ -341,38 +341,6 @@ interface LiveClient {
 interface LiveReport { readonly clients: readonly LiveClient[] }
 
 type LoadReply = { readonly ok: true } | MissReports | MissStopReport | LiveReport
-
-/** One response on a socket, read raw so the first byte is timestamped without buffering. */
-class ResponseReader {
-  #pending: Buffer[] = []
-  #head: ResponseHead | undefined
-  #body = 0
-  firstByteAt: number | undefined
-  doneAt: number | undefined
-
-  constructor (readonly sentAt: number) {}
-
-  get head (): ResponseHead | undefined { return this.#head }
-  get bodyBytes (): number { return this.#body }
-
-  /** Feeds a chunk; returns body bytes it carried (throws on a bad head). */
-  feed (chunk: Buffer, now: number): number {
-    let bytes = chunk.length
-    if (this.#head === undefined) {
-      this.#pending.push(chunk)
-      const data = this.#pending.length === 1 ? chunk : Buffer.concat(this.#pending)
-      const head = parseResponseHead(data)
-      if (head === undefined) return 0
-      this.#pending = []
-      this.#head = head
-      bytes = data.length - head.headBytes
-    }
-    if (bytes > 0) this.firstByteAt ??= now
-    this.#body += bytes
-    if (this.#head.contentLength !== undefined && this.#body >= this.#head.contentLength) this.doneAt = now
-    return bytes
-  }
-}
 
 /** (a): keep-alive clients, each sending its next distinct miss when the last one ended. */
 class MissLoad {

@@ -26,9 +26,8 @@
  * control plane's `.cpuprofile`, summarised per measured window; --root runs another checkout's control plane, for
  * A/B runs); `--help` lists them.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -37,13 +36,15 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { stringify as toYaml } from 'yaml'
 import { FastFront } from '../../lib/http/fast-front.ts'
-import { cleanEnv, listeningUrl, REPO_ROOT, startChildServer, type ChildServer } from '../lib/child-server.ts'
+import { REPO_ROOT, startChildServer, type ChildServer } from '../lib/child-server.ts'
 import { findExecutable } from '../lib/executables.ts'
 import { httpGet } from '../lib/http-get.ts'
 import { cpuSecondsBetween, readProcessCpu as readOneProcessCpu, readProcessTreeCpu, readReapedChildrenCpu } from '../lib/proc-cpu.ts'
+import { promSum, promValue } from '../lib/prometheus-text.ts'
 import { monotonicUs, profileNodeArgs, summariseProfile, type ProfileWindow } from '../lib/profile-run.ts'
 import type { ProfiledRun } from '../lib/results.ts'
 import { runWrk, type WrkRequest } from '../lib/wrk.ts'
+import { serveBaseline } from '../peers/baseline-server.ts'
 
 /** The load generators the scenario can use. */
 export type SteeringGenerator = 'autocannon' | 'wrk'
@@ -280,8 +281,8 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
           serverCpuPerSec: round2(m.serverCpuSeconds / m.wallS),
           serverCpuUsPerDecision: round1(m.serverCpuSeconds / Math.max(1, decisions) * 1e6),
           generatorCpuPerSec: round2(m.generatorCpuSeconds / m.wallS),
-          fastPathAnswered: metricValue(metrics, 'streamedge_cp_fast_path_requests_total'),
-          fastPathHandoffs: metricValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
+          fastPathAnswered: promValue(metrics, 'streamedge_cp_fast_path_requests_total'),
+          fastPathHandoffs: promValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
         }
         rounds.push(round)
         o.log(`  ${generator}${paced ? ` paced (${PACED_CONNECTIONS} connections, ${PACED_DELAY_MS} ms wait after each answer)` : ''}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
@@ -360,38 +361,16 @@ async function measureWithCpu<T> (pid: number, generator: SteeringGenerator, run
  * Starts `streamedge control-plane` with stdout going to a file, as a service's log would:
  * piping 20,000 lines a second into the load generator's process would measure the pipe.
  */
-async function startControlPlaneProcess (root: string, dir: string, accessLog: boolean, workers: number, nodeArgs: readonly string[]): Promise<ChildServer> {
-  const logFile = join(dir, `control-plane-${workers}w-${accessLog ? 'log' : 'nolog'}.jsonl`)
-  const out = await open(logFile, 'w')
-  const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin', 'streamedge.js'), ...controlPlaneArgs(dir, accessLog, workers)], { cwd: root, env: cleanEnv(process.env), stdio: ['ignore', out.fd, 'pipe'] })
-  await out.close()
-  let stderr = ''
-  child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4096) })
-  const exited = once(child, 'exit')
-  const deadline = Date.now() + 30_000
-  let url: string | undefined
-  while (url === undefined) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`control plane did not start\n${stderr}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    const text = await readFile(logFile, 'utf8')
-    url = text.split('\n').map(listeningUrl).find((u) => u !== undefined)
-  }
-  const pid = child.pid ?? 0
-  return {
-    label: 'control-plane',
-    pid,
-    url,
-    async stop () {
-      if (child.exitCode !== null) return
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-      await exited
-      clearTimeout(timer)
-    },
-  }
+function startControlPlaneProcess (root: string, dir: string, accessLog: boolean, workers: number, nodeArgs: readonly string[]): Promise<ChildServer> {
+  return startChildServer({
+    label: 'control plane',
+    nodeArgs,
+    script: join(root, 'bin', 'streamedge.js'),
+    args: controlPlaneArgs(dir, accessLog, workers),
+    cwd: root,
+    stdoutFile: join(dir, `control-plane-${workers}w-${accessLog ? 'log' : 'nolog'}.jsonl`),
+    readyTimeoutMs: 30_000,
+  })
 }
 
 function controlPlaneArgs (dir: string, accessLog: boolean, workers: number): string[] {
@@ -455,7 +434,7 @@ async function autocannonWindow (url: string, requests: readonly WrkRequest[], c
 
 /** One wrk window over the same requests, sent in turn by bench/lib/wrk.ts's Lua rotation. */
 async function wrkWindow (command: string, url: string, requests: readonly WrkRequest[], connections: number, durationS: number, delayMs?: number): Promise<LoadWindow> {
-  const r = await runWrk({ command, url, paths: [], requests, connections, durationS, ...(delayMs === undefined ? {} : { delayMs }) })
+  const r = await runWrk({ command, url, requests, connections, durationS, ...(delayMs === undefined ? {} : { delayMs }) })
   return {
     requests: r.requests,
     durationS: r.durationS,
@@ -481,27 +460,11 @@ async function decisionCounts (url: string): Promise<ReturnType<typeof countsOf>
 
 function countsOf (metrics: string): { redirects: number, licenceDenials: number, cacheHits: number, cacheMisses: number } {
   return {
-    redirects: metricSum(metrics, 'streamedge_cp_decisions_total', 'outcome="redirect"'),
-    licenceDenials: metricSum(metrics, 'streamedge_cp_decisions_total', 'outcome="denied-licence"'),
-    cacheHits: metricSum(metrics, 'streamedge_cp_decision_cache_total', 'result="hit"'),
-    cacheMisses: metricSum(metrics, 'streamedge_cp_decision_cache_total', 'result="miss"'),
+    redirects: promSum(metrics, 'streamedge_cp_decisions_total', { outcome: 'redirect' }),
+    licenceDenials: promSum(metrics, 'streamedge_cp_decisions_total', { outcome: 'denied-licence' }),
+    cacheHits: promSum(metrics, 'streamedge_cp_decision_cache_total', { result: 'hit' }),
+    cacheMisses: promSum(metrics, 'streamedge_cp_decision_cache_total', { result: 'miss' }),
   }
-}
-
-/** The value of an unlabelled-but-default-labelled series in a Prometheus text exposition (0 when absent). */
-function metricValue (text: string, name: string): number {
-  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
-  return match === null ? 0 : Number(match[1])
-}
-
-/** The sum of a series over every label set containing `label` (`name="value"`). */
-function metricSum (text: string, name: string, label: string): number {
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) || !line.includes(label)) continue
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return sum
 }
 
 /** Deterministic public-looking addresses: 90 % IPv4 outside private and special ranges, 10 % IPv6 in 2a00::/12. */
@@ -528,12 +491,13 @@ export function clientAddresses (count: number): string[] {
 
 /**
  * The baselines: node:http answering every request with a 302 of the same size and fields,
- * nothing else; or (`fast`) lib/http/fast-front.ts answering it below node:http.
+ * nothing else; or (`fast`) lib/http/fast-front.ts answering it below node:http. The
+ * headers timeout is node's default, 60 s.
  */
-async function serveBare302 (kind: string): Promise<void> {
+function serveBare302 (kind: string): void {
   const location = `http://127.0.0.1:8081/t/${'x'.repeat(170)}/vod/title-1/master.m3u8`
   const headers = { 'access-control-allow-origin': '*', 'access-control-expose-headers': 'location, retry-after', location, 'cache-control': 'no-store', 'content-length': '0' }
-  const server = http.createServer({ keepAliveTimeout: 5000, noDelay: true }, (req, res) => {
+  const server = serveBaseline('bare', { keepAliveTimeoutMs: 5000, headersTimeoutMs: 60_000 }, (_req, res) => {
     res.writeHead(302, headers)
     res.end()
   })
@@ -541,14 +505,10 @@ async function serveBare302 (kind: string): Promise<void> {
     const head = `HTTP/1.1 302 Found\r\n${Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')}`
     new FastFront({ keepAliveTimeoutMs: 5000, handler: () => ({ head }) }).attach(server)
   }
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  process.stdout.write(`${JSON.stringify({ msg: 'bare listening', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })}\n`)
-  process.once('SIGTERM', () => server.close(() => process.exit(0)))
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1] && process.argv.includes('--serve-bare-302')) {
-  void serveBare302(process.argv[process.argv.indexOf('--serve-bare-302') + 1] ?? 'http')
+  serveBare302(process.argv[process.argv.indexOf('--serve-bare-302') + 1] ?? 'http')
 } else if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1] && process.argv.includes('--help')) {
   process.stdout.write(`Usage: node --import tsx bench/scenarios/steering.ts [options]
 

@@ -9,12 +9,12 @@
 import { startOrigin } from '../origin/origin-server.ts'
 import { startPeer } from '../peers/start-peer.ts'
 import type { BenchTarget } from '../lib/bench-target.ts'
-import { runComparison, type GeneratorName } from '../lib/compare.ts'
+import { runComparison, type ComparisonRunOptions, type GeneratorName } from '../lib/compare.ts'
 import { httpGet } from '../lib/http-get.ts'
 import { startOriginMeter } from '../lib/origin-meter.ts'
+import { promSamples } from '../lib/prometheus-text.ts'
 import { memoryCheck, type MemoryCheck, type WorkingSetResult } from '../lib/results.ts'
 import { startEdgeTarget } from '../lib/start-target.ts'
-import type { ComparisonRunOptions } from './hot-cache.ts'
 
 /** Objects in the working set. */
 export const WORKING_SET_OBJECTS = 160
@@ -105,14 +105,12 @@ async function edgeLookups (edge: BenchTarget): Promise<{ memoryHits: number, di
 export function parseLookups (text: string): { memoryHits: number, diskHits: number, misses: number } | undefined {
   const out = { memoryHits: 0, diskHits: 0, misses: 0 }
   let seen = false
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('streamedge_cache_lookups_total{')) continue
-    const value = Number(line.slice(line.lastIndexOf(' ') + 1))
-    if (!Number.isFinite(value)) continue
+  for (const { labels, value } of promSamples(text, 'streamedge_cache_lookups_total')) {
+    if (labels === '' || !Number.isFinite(value)) continue
     seen = true
-    if (line.includes('result="miss"')) out.misses += value
-    else if (line.includes('tier="memory"')) out.memoryHits += value
-    else if (line.includes('tier="disk"')) out.diskHits += value
+    if (labels.includes('result="miss"')) out.misses += value
+    else if (labels.includes('tier="memory"')) out.memoryHits += value
+    else if (labels.includes('tier="disk"')) out.diskHits += value
   }
   return seen ? out : undefined
 }

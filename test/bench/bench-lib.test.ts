@@ -12,6 +12,7 @@ import { cpuSecondsBetween, parseProcStat, parseSystemStat, readProcessCpu } fro
 import { fileStamp, fmt, renderResultsMarkdown, type BenchResults, type HotResult, type HerdResult } from '../../bench/lib/results.ts'
 import { cpuSecondsPerGb, median, percentile, ratio, roundSignificant } from '../../bench/lib/stats.ts'
 import { summariseRound } from '../../bench/scenarios/cold-herd.ts'
+import { benchResultsHeader } from '../helpers/bench-results.ts'
 
 t.test('median: odd and even counts, unsorted input left alone, empty is NaN', async (t) => {
   const input = [5, 1, 3]
@@ -238,12 +239,7 @@ t.test('renderResultsMarkdown shows machine, both scenarios, ratios and verdicts
     targets: { originRequests: { expected: 1, met: true }, ttfbP99: { maxMs: 50, met: true } },
   }
   const results: BenchResults = {
-    date: '2026-01-02T03:04:05.000Z',
-    quick: false,
-    quietWaitS: 0,
-    machine: { cpus: 2, cpuModel: 'AMD EPYC', memoryBytes: 24 * 2 ** 30, nodeVersion: 'v20.20.2', kernel: '6.1', clockTicksPerSecond: 100 },
-    source: { root: '/work/main/', commit: 'abc123', uncommitted: [' M edge/x.ts'] },
-    wallSeconds: 150,
+    ...benchResultsHeader({ uncommitted: [' M edge/x.ts'], wallSeconds: 150 }),
     hot,
     herd,
   }

@@ -34,9 +34,13 @@ t.test('parseVmRssBytes', async (t) => {
 
 t.test('a busy child counts in its parent\'s tree, and in reaped-children CPU once it exits', { skip: process.platform === 'linux' ? false : 'needs /proc' }, async (t) => {
   const reaped0 = readReapedChildrenCpu()
-  const child = spawn(process.execPath, ['-e', 'const end = Date.now() + 400; while (Date.now() < end); setTimeout(() => {}, 5000)'], { stdio: 'ignore' })
+  // the child burns 0.4 s of its own CPU (not of wall time: a busy machine may give it less), then says so
+  const burn = 'const end = 0.4e6; while (process.cpuUsage().user + process.cpuUsage().system < end); process.stdout.write("burned\\n"); setTimeout(() => {}, 30000)'
+  const child = spawn(process.execPath, ['-e', burn], { stdio: ['ignore', 'pipe', 'ignore'] })
   t.teardown(() => { child.kill('SIGKILL') })
-  await new Promise((resolve) => setTimeout(resolve, 700))
+  await once(child.stdout, 'data')
+  // /proc's counters tick at CLK_TCK: let the last tick land
+  await new Promise((resolve) => setTimeout(resolve, 50))
   const tree = readProcessTreeCpu(process.pid)
   const own = readProcessTreeCpu(child.pid!)
   t.ok(own.userSeconds + own.systemSeconds >= 0.2, `child burned ${own.userSeconds + own.systemSeconds} s`)

@@ -5,6 +5,7 @@
 import t from 'tap'
 import { renderResultsMarkdown, type BenchResults } from '../../../bench/lib/results.ts'
 import type { SteeringResult, SteeringRound } from '../../../bench/scenarios/steering.ts'
+import { benchResultsHeader } from '../../helpers/bench-results.ts'
 
 const round = (accessLog: boolean, generator: 'autocannon' | 'wrk', decisionsPerSec: number, p99: number, workers?: number): SteeringRound => ({
   ...(workers === undefined ? {} : { workers }),
@@ -40,14 +41,7 @@ const steering: SteeringResult = {
   passed: false,
 }
 
-const base: BenchResults = {
-  date: '2026-01-02T03:04:05.000Z',
-  quick: false,
-  quietWaitS: 0,
-  machine: { cpus: 2, cpuModel: 'AMD EPYC', memoryBytes: 24 * 2 ** 30, nodeVersion: 'v20.20.2', kernel: '6.1', clockTicksPerSecond: 100 },
-  source: { root: '/work/main/', commit: 'abc123', uncommitted: [] },
-  wallSeconds: 60,
-}
+const base: BenchResults = benchResultsHeader()
 
 t.test('the steering table has a row per ceiling and per round, each naming its generator', async (t) => {
   const md = renderResultsMarkdown({ ...base, steering })

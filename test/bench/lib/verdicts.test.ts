@@ -9,6 +9,7 @@ import { renderResultsMarkdown, type BenchResults, type HerdResult } from '../..
 import { issue7Verdicts, pairedRatio } from '../../../bench/lib/verdicts.ts'
 import { summariseColdRange } from '../../../bench/scenarios/cold-range.ts'
 import { parseLookups } from '../../../bench/scenarios/working-set.ts'
+import { benchResultsHeader } from '../../helpers/bench-results.ts'
 
 function w (round: number, target: TargetName, generator: GeneratorName, rps: number, cpuPerGb: number, cpuPerK: number, originBytes = 0): CompareWindow {
   return {
@@ -68,12 +69,7 @@ const coldRounds = [
   { round: 2, target: 'varnish' as const, status: 0, bodyBytes: 0, correct: false, headMs: Number.POSITIVE_INFINITY, ttfbMs: Number.POSITIVE_INFINITY, totalMs: Number.POSITIVE_INFINITY, originBytes: 8388900, originRequests: 1, error: 'socket hang up' },
 ]
 const results: BenchResults = {
-  date: '2026-01-02T03:04:05.000Z',
-  quick: false,
-  quietWaitS: 60,
-  machine: { cpus: 2, cpuModel: 'AMD EPYC', memoryBytes: 24 * 2 ** 30, nodeVersion: 'v20.20.2', kernel: '6.1', clockTicksPerSecond: 100 },
-  source: { root: '/work/main/', commit: 'abc123', uncommitted: [] },
-  wallSeconds: 500,
+  ...benchResultsHeader({ quietWaitS: 60, wallSeconds: 500 }),
   scenarios: ['hot-segment', 'hot-playlist', 'working-set', 'cold-herd', 'cold-range'],
   tools: {
     autocannon: '9.0.0',

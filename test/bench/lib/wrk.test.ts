@@ -7,7 +7,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { findExecutable } from '../../../bench/lib/executables.ts'
-import { parseWrkReport, runWrk, wrkRequestsFile, wrkScript } from '../../../bench/lib/wrk.ts'
+import { parseWrkReport, runWrk, wrkRequestsFile, wrkScript, type WrkOptions } from '../../../bench/lib/wrk.ts'
 
 t.test('wrkScript: one path is static, several pick at random, headers are escaped', async (t) => {
   const one = wrkScript({ paths: ['/a.ts'], headers: { Range: 'bytes=0-9' } })
@@ -97,7 +97,7 @@ t.test('runWrk with prebuilt requests sends each one with its own fields, in tur
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const clients = Array.from({ length: 50 }, (_, i) => `198.51.100.${i}`)
-  const report = await runWrk({ command: wrk!, url, paths: [], requests: clients.map((ip) => ({ path: `/c/${ip}`, headers: { 'X-Forwarded-For': ip } })), headers: { 'X-Fixed': 'yes' }, connections: 2, durationS: 1 })
+  const report = await runWrk({ command: wrk!, url, requests: clients.map((ip) => ({ path: `/c/${ip}`, headers: { 'X-Forwarded-For': ip } })), headers: { 'X-Fixed': 'yes' }, connections: 2, durationS: 1 })
   t.ok(report.requests > 50, 'more requests than the rotation is long')
   t.equal(seen.size, 50, 'every prebuilt request was sent')
   t.equal(mismatched, 0, 'each path went with its own field')
@@ -124,4 +124,9 @@ t.test('runWrk with delayMs paces each connection: a wait after every response, 
   t.ok(paced.requests > 0, 'requests were sent')
   t.ok(answered <= 2 * 11 + 2, `the delay held each connection back (${answered} answered in 1 s; unpaced wrk sends thousands)`)
   t.ok(paced.latencyP99Ms < 100, 'the wait is not counted as latency')
+})
+
+t.test('runWrk refuses paths and requests together before starting wrk', async (t) => {
+  const both = { command: '/nonexistent/wrk', url: 'http://127.0.0.1:1', paths: ['/a'], requests: [{ path: '/b' }], connections: 1, durationS: 1 } as unknown as WrkOptions
+  await t.rejects(runWrk(both), { name: 'TypeError', message: /options\.paths or options\.requests/ })
 })
