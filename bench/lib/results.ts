@@ -437,6 +437,13 @@ function herdTargetsSection (h: HerdResult, all: readonly HerdTargetSummary[]): 
     '',
     `Edge targets: ${h.targets.originRequests.expected} origin request per herd: ${verdict(h.targets.originRequests.met)}; TTFB p99 < ${h.targets.ttfbP99.maxMs} ms: ${verdict(h.targets.ttfbP99.met)}.`,
     '',
+    ...herdRoundsTable(h),
+  ]
+}
+
+/** Every herd round of every target, folded away. */
+function herdRoundsTable (h: HerdResult): string[] {
+  return [
     '<details><summary>Per round</summary>',
     '',
     '| round | server | origin requests | complete | TTFB p50 | TTFB p99 | head p99 | total p50 | total p99 | connect ms | send spread ms | server CPU s | client CPU s | other CPU s | errors |',
@@ -578,13 +585,6 @@ function herdSection (h: HerdResult): string[] {
     '',
     'For comparison (docs/anchors): Varnish streams waiters and reaches ~50 ms TTFB here; nginx `proxy_cache_lock` makes them wait ~2.1 s for the whole object.',
     '',
-    '<details><summary>Per round</summary>',
-    '',
-    '| round | server | origin requests | complete | TTFB p50 | TTFB p99 | head p99 | total p50 | total p99 | connect ms | send spread ms | server CPU s | client CPU s | other CPU s | errors |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...h.rounds.map((x) => `| ${x.round} | ${x.target} | ${x.originRequests} | ${x.complete}/${x.clients} | ${fmt(x.ttfbP50Ms)} | ${fmt(x.ttfbP99Ms)} | ${fmt(x.headP99Ms)} | ${fmt(x.totalP50Ms)} | ${fmt(x.totalP99Ms)} | ${fmt(x.connectMs)} | ${fmt(x.sendSpreadMs)} | ${fmt(x.serverCpuSeconds)} | ${fmt(x.clientCpuSeconds)} | ${fmt(x.otherCpuSeconds)} | ${x.errors.join('; ')} |`),
-    '',
-    '</details>',
-    '',
+    ...herdRoundsTable(h),
   ]
 }
