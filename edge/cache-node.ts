@@ -11,7 +11,7 @@ import { DiskStore } from './cache/disk-store.ts'
 import { MemoryStore } from './cache/memory-store.ts'
 import { TieredStore } from './cache/tiered-store.ts'
 import type { StoreObserver } from './cache/types.ts'
-import { CacheProxy } from './proxy/cache-proxy.ts'
+import { CacheProxy, type CacheProxyOptions } from './proxy/cache-proxy.ts'
 import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
 import { Forwarding } from './proxy/forwarding.ts'
@@ -24,7 +24,10 @@ import type { ContentPolicy } from './proxy/content-policy.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
 
-export interface CacheNodeOptions {
+/** The cache proxy's policy settings, which a node passes through as they are. */
+type ProxyPolicyOptions = Pick<CacheProxyOptions, 'maxObjectBytes' | 'stripQueryParams' | 'checkIntegrity' | 'negativeTtlSeconds' | 'negativeTtlMaxSeconds' | 'staleIfErrorSeconds' | 'allowSetCookie' | 'maxRanges' | 'rangeMissOffsetBytes'>
+
+export interface CacheNodeOptions extends ProxyPolicyOptions {
   readonly role: 'edge' | 'shield'
   readonly id: string
   readonly listen: ListenAddress
@@ -38,22 +41,7 @@ export interface CacheNodeOptions {
   readonly memoryMaxObjectBytes: number
   readonly diskMaxBytes: number
   readonly diskFsync: boolean
-  readonly maxObjectBytes: number
   readonly lockTimeoutMs: number
-  readonly stripQueryParams: readonly string[]
-  readonly checkIntegrity: boolean
-  /** Lifetime of 404/410 responses without explicit freshness; 0 disables negative caching. */
-  readonly negativeTtlSeconds: number
-  /** Ceiling on any 404/410 lifetime. */
-  readonly negativeTtlMaxSeconds: number
-  /** Serve stale this long past expiry when upstream fails (grace beyond stale-if-error). */
-  readonly staleIfErrorSeconds: number
-  /** Store responses that set cookies (stored without the cookie). */
-  readonly allowSetCookie: boolean
-  /** Most ranges answered as multipart/byteranges. */
-  readonly maxRanges: number
-  /** A range starting this far beyond what is cached or filling goes upstream alone (0: never). */
-  readonly rangeMissOffsetBytes: number
   /** Bearer token for /admin/ endpoints (purge); they answer 404 when unset. */
   readonly adminToken?: string | undefined
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
