@@ -281,3 +281,36 @@ t.test('the idle timer does not cut a slow reader of a big body, and closes the 
   for (let i = 0; i < 100 && h.front.stats.open > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.equal(h.front.stats.open, 0, 'then the idle connection was closed')
 })
+
+t.test('bodies go out byte for byte, binary ones included, on both sides of the small-body single write', async (t) => {
+  const server = http.createServer((_req, res) => res.end())
+  const binary = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff))
+  const front = new FastFront({
+    keepAliveTimeoutMs: 5000,
+    handler: (req) => {
+      const body = binary(Number(req.target.slice(1)))
+      return { head: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n`, body }
+    },
+  })
+  front.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const agent = new http.Agent({ keepAlive: true })
+  t.teardown(async () => {
+    agent.destroy()
+    front.closeAll()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const port = (server.address() as AddressInfo).port
+  for (const n of [1, 128, 255, 256, 2047, 2048, 2049, 70_000]) {
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: `/${n}`, agent }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve(Buffer.concat(chunks)))
+      }).on('error', reject)
+    })
+    t.ok(body.equals(binary(n)), `${n} bytes, every byte value`)
+  }
+  t.equal(front.stats.answered, 8, 'all answered by the front')
+})
