@@ -268,8 +268,11 @@ class FastConnection {
       return
     }
     if (res.body.length <= 2048) {
-      // one write; as one latin1 string (bytes 0-255 map to themselves) rather than a new Buffer
-      socket.write(head + res.body.toString('latin1'), 'latin1', this.#onWritten)
+      // one small (pooled) buffer beats a writev of two
+      const bytes = Buffer.allocUnsafe(head.length + res.body.length)
+      bytes.write(head, 0, 'latin1')
+      res.body.copy(bytes, head.length)
+      socket.write(bytes, this.#onWritten)
       return
     }
     socket.cork()
