@@ -287,8 +287,6 @@ export class ControlPlaneServer {
       return
     }
     const e = d.explain
-    let skipped = 0
-    for (const c of e.candidates) if (c.verdict !== 'chosen') skipped++
     const location = e.location
     let line = `,"outcome":"${outcome}"`
     if (e.client.ip !== undefined) line += `,"client":${jsonString(e.client.ip)}`
@@ -301,7 +299,7 @@ export class ControlPlaneServer {
       line += `,"node":${jsonString(d.node.id)},"group":${jsonString(d.group)}`
       if (d.claims.sid !== undefined) line += `,"sid":${jsonString(d.claims.sid)}`
     }
-    line += `,"cache":"${e.cache}","skipped":${skipped},"ms":${round(seconds * 1000)}`
+    line += `,"cache":"${e.cache}","skipped":${e.skipped},"ms":${round(seconds * 1000)}`
     this.#steerLog(line)
   }
 

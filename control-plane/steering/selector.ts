@@ -76,8 +76,13 @@ export interface CandidateExplain {
 export interface Selection {
   readonly chosen: NodeSpec | undefined
   readonly group: string | undefined
+  /** Edges looked at and passed over. */
+  readonly skipped: number
+  /** Every edge looked at, with why, in the order looked at (empty unless the pick was explained). */
   readonly candidates: readonly CandidateExplain[]
 }
+
+const NO_CANDIDATES: readonly CandidateExplain[] = Object.freeze([])
 
 /** Builds the plan for a start and a title (the rendezvous key). */
 export function planSteering (start: SteeringStart, title: string, inventory: Inventory): SteeringPlan {
@@ -158,14 +163,19 @@ export function withDistances (candidates: readonly CandidateExplain[], point: L
 /**
  * The edge for one new session. `slack` is the bounded-load ε (0.25 lets a node carry 25 %
  * over its weighted share of the group's load before the title moves to its next choice).
+ * With `explain`, every edge looked at is recorded with its verdict (the `?format=json`
+ * answer); without, only counted: a 302 needs the pick alone.
  */
-export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: number): Selection {
-  const candidates: CandidateExplain[] = []
+export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: number, explain = true): Selection {
+  const candidates: CandidateExplain[] | undefined = explain ? [] : undefined
+  let skipped = 0
   for (const group of plan.groups) {
     const nodes = group.nodes
-    // one status and load read per node (loads move with every assignment)
-    const statuses: NodeStatus[] = []
-    const loads: number[] = []
+    // one status and load read per node, so the share and the checks see the same loads
+    const statuses = STATUSES
+    const loads = LOADS
+    statuses.length = 0
+    loads.length = 0
     let groupLoad = 0
     let groupWeight = 0
     for (const node of nodes) {
@@ -177,34 +187,48 @@ export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: numbe
       groupLoad += load
       groupWeight += node.capacity.connections
     }
-    let fallback: { node: NodeSpec, ratio: number, index: number } | undefined
+    let fallback: NodeSpec | undefined
+    let fallbackRatio = Infinity
+    let fallbackIndex = -1
     for (let i = 0; i < nodes.length; i++) {
       const node = nodes[i]!
       const status = statuses[i]!
       const load = loads[i]!
       if (status !== 'available') {
-        candidates.push({ node: node.id, group: group.id, via: group.via, status, load, verdict: status })
+        skipped++
+        candidates?.push({ node: node.id, group: group.id, via: group.via, status, load, verdict: status })
         continue
       }
       const bound = loadBound(groupLoad, groupWeight, node.capacity.connections, slack)
       if (load + 1 <= bound) {
-        candidates.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'chosen' })
-        return { chosen: node, group: group.id, candidates }
+        candidates?.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'chosen' })
+        return { chosen: node, group: group.id, skipped, candidates: candidates ?? NO_CANDIDATES }
       }
-      candidates.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'over-share' })
+      skipped++
+      candidates?.push({ node: node.id, group: group.id, via: group.via, status, load, bound, verdict: 'over-share' })
       const ratio = (load + 1) / node.capacity.connections
-      if (fallback === undefined || ratio < fallback.ratio) fallback = { node, ratio, index: candidates.length - 1 }
+      if (ratio < fallbackRatio) {
+        fallback = node
+        fallbackRatio = ratio
+        fallbackIndex = (candidates?.length ?? 0) - 1
+      }
     }
     if (fallback !== undefined) {
-      // Every available edge is past its share (possible with very uneven weights): balance
-      // within the group rather than spill a group that still has room.
-      const picked = candidates[fallback.index]
-      if (picked !== undefined) candidates[fallback.index] = { ...picked, verdict: 'chosen' }
-      return { chosen: fallback.node, group: group.id, candidates }
+      // Every available edge is past its share. With whole loads some edge always fits (the
+      // bounds add up to more than the group's load); loads carry fractions of decaying
+      // assignments, so it can happen. Balance within the group rather than spill a group
+      // that still has room.
+      const picked = candidates?.[fallbackIndex]
+      if (candidates !== undefined && picked !== undefined) candidates[fallbackIndex] = { ...picked, verdict: 'chosen' }
+      return { chosen: fallback, group: group.id, skipped: skipped - 1, candidates: candidates ?? NO_CANDIDATES }
     }
   }
-  return { chosen: undefined, group: undefined, candidates }
+  return { chosen: undefined, group: undefined, skipped, candidates: candidates ?? NO_CANDIDATES }
 }
+
+// pickNode's per-group scratch (it runs synchronously and does not re-enter): no arrays per request
+const STATUSES: NodeStatus[] = []
+const LOADS: number[] = []
 
 /**
  * Steering-manifest order: the pick first, then the other available edges in plan order,

@@ -55,6 +55,9 @@ export interface SteerExplain {
   readonly title: string
   readonly licence: { readonly rule: string | undefined, readonly allowed: boolean, readonly reason?: LicenceDenyReason }
   readonly cache: 'hit' | 'miss' | 'none'
+  /** Edges looked at and passed over. */
+  readonly skipped: number
+  /** Every edge looked at, with why: for explained answers ({@link SteeringService.steer}); empty from {@link SteeringService.steerNow}. */
   readonly candidates: readonly CandidateExplain[]
 }
 
@@ -131,7 +134,8 @@ export class SteeringService {
    * unusable), synchronously: a plan missing from the decision cache's memory level is built
    * on the spot (the same pure planFor the cache would store) and reconciled with the cache in
    * the background. Plans are keyed by the client's group order (what its prefix resolves to)
-   * and the title, so clients of many prefixes that share an order share plans.
+   * and the title, so clients of many prefixes that share an order share plans. The
+   * candidates looked at are counted (`explain.skipped`), not listed: this is the 302 path.
    */
   steerNow (path: string, client: ClientAddress | undefined): SteerDecision {
     const pending = this.#begin(path, client)
@@ -141,18 +145,22 @@ export class SteeringService {
     const title = pending.base.title
     const generation = this.#o.health.generation
     const cached = this.#o.cache.peek(order.key, title, generation)
-    if (cached !== undefined) return this.#finish(pending, cached, true, inventory)
+    if (cached !== undefined) return this.#finish(pending, cached, true, inventory, false)
     const plan = planFor(order, title, inventory)
     this.#o.cache.fill(order.key, title, generation, plan)
-    return this.#finish(pending, plan, false, inventory)
+    return this.#finish(pending, plan, false, inventory, false)
   }
 
-  /** Decides like {@link SteeringService.steerNow}, reading the plan through the decision cache's authority on a memory miss. */
+  /**
+   * Decides like {@link SteeringService.steerNow}, reading the plan through the decision
+   * cache's authority on a memory miss, and lists every candidate looked at with why (the
+   * `?format=json` answer).
+   */
   async steer (path: string, client: ClientAddress | undefined): Promise<SteerDecision> {
     const pending = this.#begin(path, client)
     if (pending.kind !== 'pending') return pending
     const { value, hit } = await this.#plan(pending.located, pending.base.title)
-    return this.#finish(pending, value, hit, this.#o.inventory())
+    return this.#finish(pending, value, hit, this.#o.inventory(), true)
   }
 
   /**
@@ -174,7 +182,7 @@ export class SteeringService {
     const basePathway = query.pathway !== undefined && PATHWAY_ID_RE.test(query.pathway) ? query.pathway : '.'
     const { value } = await this.#plan(this.#locate(client), title)
     const plan = this.#withHolders(value, title)
-    const picked = pickNode(plan, this.#o.health, this.#o.slack).chosen
+    const picked = pickNode(plan, this.#o.health, this.#o.slack, false).chosen
     const pathways = rankPathways(plan, this.#o.health, picked, this.#o.maxPathways)
     const manifest = buildSteeringManifest({ ttlSeconds: this.#o.manifestTtlSeconds, reloadUri: query.reloadUri, basePathway, pathways })
     return { kind: 'manifest', manifest, title }
@@ -198,9 +206,9 @@ export class SteeringService {
       licence: licence.allowed ? { rule: licence.rule?.prefix, allowed: true } : { rule: licence.rule.prefix, allowed: false, reason: licence.reason },
     }
     if (!licence.allowed) {
-      return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', candidates: [] } }
+      return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', skipped: 0, candidates: [] } }
     }
-    if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', candidates: [] } }
+    if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', skipped: 0, candidates: [] } }
     return { kind: 'pending', base, client, located, nowMs }
   }
 
@@ -211,14 +219,14 @@ export class SteeringService {
     return await this.#o.cache.getOrBuild(order.key, title, this.#o.health.generation, () => planFor(order, title, inventory))
   }
 
-  /** Picks the node from the plan and issues the token. */
-  #finish (pending: Pending, cached: SteeringPlan, hit: boolean, inventory: Inventory): SteerDecision {
+  /** Picks the node from the plan and issues the token; `explained`: with every candidate looked at. */
+  #finish (pending: Pending, cached: SteeringPlan, hit: boolean, inventory: Inventory, explained: boolean): SteerDecision {
     const { base, client, nowMs } = pending
     const location = base.location
     const plan = this.#withHolders(cached, base.title)
-    const selection = pickNode(plan, this.#o.health, this.#o.slack)
-    const candidates = withDistances(selection.candidates, location.point ?? inventory.groups.get(location.group ?? ''), inventory)
-    const explain: SteerExplain = { client: base.client, location, path: base.path, title: base.title, licence: base.licence, cache: hit ? 'hit' : 'miss', candidates }
+    const selection = pickNode(plan, this.#o.health, this.#o.slack, explained)
+    const candidates = explained ? withDistances(selection.candidates, location.point ?? inventory.groups.get(location.group ?? ''), inventory) : selection.candidates
+    const explain: SteerExplain = { client: base.client, location, path: base.path, title: base.title, licence: base.licence, cache: hit ? 'hit' : 'miss', skipped: selection.skipped, candidates }
     if (selection.chosen === undefined || selection.group === undefined) return { kind: 'no-node', explain }
     this.#o.health.noteAssigned(selection.chosen.id)
     const { token, claims } = this.#tokens.issue(base.title, location.country, this.#o.bindIp && client !== undefined ? client.ip.text : undefined, nowMs)
@@ -295,7 +303,7 @@ export class SteeringService {
 }
 
 /** The explanation without the cache outcome and the candidates. */
-type ExplainBase = Omit<SteerExplain, 'cache' | 'candidates'>
+type ExplainBase = Omit<SteerExplain, 'cache' | 'skipped' | 'candidates'>
 
 /** A decision that needs a plan. */
 interface Pending {

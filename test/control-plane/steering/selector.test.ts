@@ -134,3 +134,48 @@ t.test('pathway ranking: the pick first, available next, overloaded last, the re
   t.notOk(ranked.includes('nrt-1') || ranked.includes('ber-isp'))
   t.equal(rankPathways(plan, health, picked, 2).length, 2)
 })
+
+t.test('an unexplained pick chooses the same node and counts what the explained one lists', async (t) => {
+  const health = new FakeHealth()
+  const plan = planSteering({ point: { lat: 50, lon: 8.5 } }, '/vod/title-7/', inventory)
+  let fallbacks = 0
+  const compare = (label: string): void => {
+    const explained = pickNode(plan, health, 0.25)
+    const chosen = explained.candidates.find((c) => c.verdict === 'chosen')
+    if (chosen?.bound !== undefined && chosen.load + 1 > chosen.bound) fallbacks++
+    const counted = pickNode(plan, health, 0.25, false)
+    t.equal(counted.chosen, explained.chosen, `${label}: same node`)
+    t.equal(counted.group, explained.group, `${label}: same group`)
+    t.equal(counted.skipped, explained.candidates.filter((c) => c.verdict !== 'chosen').length, `${label}: skipped counts the passed-over candidates`)
+    t.equal(explained.skipped, counted.skipped, `${label}: both count alike`)
+    t.same(counted.candidates, [], `${label}: none listed`)
+  }
+  compare('all available')
+  health.status.set('fra-1', 'down')
+  health.status.set('fra-2', 'draining')
+  compare('two down in the first group')
+  // a fresh group (each edge carrying a fraction of a decaying assignment): every edge is past
+  // its share, and the one with the most room per capacity is chosen within the group
+  health.status.clear()
+  for (const id of ['fra-1', 'fra-2', 'fra-3']) health.load.set(id, 0.1)
+  compare('every edge past its share')
+  t.equal(pickNode(plan, health, 0.25, false).chosen?.id, 'fra-3', 'the largest edge of the group')
+  t.equal(pickNode(plan, health, 0.25, false).skipped, 2, 'the chosen edge is not counted as skipped')
+  // uneven loads and states
+  const statuses: NodeStatus[] = ['available', 'available', 'available', 'down', 'draining', 'overloaded']
+  let seed = 7
+  const random = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n }
+  for (let round = 0; round < 200; round++) {
+    health.status.clear()
+    for (const id of ['fra-1', 'fra-2', 'fra-3', 'iad-1', 'ams-1', 'nrt-1']) {
+      health.status.set(id, statuses[random(statuses.length)]!)
+      health.load.set(id, random(4) === 0 ? random(2000) : random(800) / 100)
+    }
+    compare(`random state ${round}`)
+  }
+  health.load.clear()
+  t.ok(fallbacks > 0, `${fallbacks} picks had every available edge of the group past its share (the in-group fallback)`)
+  for (const id of ['fra-1', 'fra-2', 'fra-3', 'iad-1', 'ams-1', 'nrt-1']) health.status.set(id, 'down')
+  compare('nothing available')
+  t.equal(pickNode(plan, health, 0.25, false).skipped, 6)
+})

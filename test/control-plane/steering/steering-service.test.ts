@@ -63,3 +63,17 @@ t.test('licensing is decided for the requested path, in its title and at the roo
   t.equal(outcome('/x.m3u8', '198.51.100.7'), 'denied-licence:country-denied:/x.m3u8', 'a root file: its title is itself, the rule is exact')
   t.equal(outcome('/y.m3u8', '198.51.100.7'), 'a', 'its neighbour is not covered')
 })
+
+t.test('the 302 path counts the edges it passed over; the explained path lists them', async (t) => {
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'] } } }, unknownGroup: 'a' })
+  fx.health.recordProbe(TWO_GROUPS[0]!.id, false) // group a's only edge is down: the pick moves on to b
+  const quick = fx.steering.steerNow('/vod/x/master.m3u8', client('198.51.100.7'))
+  const explained = await fx.steering.steer('/vod/x/master.m3u8', client('198.51.100.7'))
+  t.equal(groupOf(quick), 'b')
+  t.equal(groupOf(explained), 'b')
+  if (quick.kind !== 'redirect' || explained.kind !== 'redirect') throw new Error('expected redirects')
+  t.equal(quick.explain.skipped, 1, 'the down edge, counted')
+  t.same(quick.explain.candidates, [], 'and not listed')
+  t.equal(explained.explain.skipped, 1)
+  t.match(explained.explain.candidates, [{ node: TWO_GROUPS[0]!.id, verdict: 'down' }, { node: TWO_GROUPS[1]!.id, verdict: 'chosen' }], 'listed with why')
+})
