@@ -172,17 +172,17 @@ export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: numbe
   for (const group of plan.groups) {
     const nodes = group.nodes
     // one status and load read per node, so the share and the checks see the same loads
+    // (written by index: `length = 0` would drop the arrays' storage, and a push regrow it)
     const statuses = STATUSES
     const loads = LOADS
-    statuses.length = 0
-    loads.length = 0
     let groupLoad = 0
     let groupWeight = 0
-    for (const node of nodes) {
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!
       const status = health.statusOf(node.id)
       const load = health.loadOf(node.id)
-      statuses.push(status)
-      loads.push(load)
+      statuses[i] = status
+      loads[i] = load
       if (status !== 'available') continue
       groupLoad += load
       groupWeight += node.capacity.connections
@@ -226,7 +226,7 @@ export function pickNode (plan: SteeringPlan, health: HealthLookup, slack: numbe
   return { chosen: undefined, group: undefined, skipped, candidates: candidates ?? NO_CANDIDATES }
 }
 
-// pickNode's per-group scratch (it runs synchronously and does not re-enter): no arrays per request
+// pickNode's per-group scratch, entries 0..nodes-1 valid (it runs synchronously and does not re-enter): no arrays per request
 const STATUSES: NodeStatus[] = []
 const LOADS: number[] = []
 
