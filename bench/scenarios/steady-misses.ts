@@ -14,9 +14,9 @@
  *    and MB/s delivered.
  *
  * Variants run interleaved in one run: this checkout's edge, the same edge with
- * `BENCH_PACER_DEFER_MS=0` (no deferral; passed to each edge explicitly, empty for the
- * others, so a developer's shell cannot change what is measured), and with --ref the edge as committed at a
- * git ref. The load runs in a child process (this file, over IPC), so its CPU and the
+ * `BENCH_PACER_DEFER_MS=0` (no deferral; passed to that edge alone, while the others never
+ * see the knob: cleanEnv strips BENCH_* from a developer's shell), and with --ref the edge
+ * as committed at a git ref. The load runs in a child process (this file, over IPC), so its CPU and the
  * origin's (here) are not the edge's.
  *
  *   node --import tsx bench/scenarios/steady-misses.ts [--quick] [--ref HEAD] [--root /abs/checkout] [--rounds N] [--clients N] [--quiet-wait S]
@@ -135,6 +135,8 @@ interface Variant {
 export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMissesResult> {
   const rounds = o.rounds ?? (o.quick ? 1 : 2)
   const clients = o.clients ?? 32
+  if (!Number.isSafeInteger(rounds) || rounds < 1) throw new TypeError(`Expected options.rounds to be a positive integer, got ${String(o.rounds)}`)
+  if (!Number.isSafeInteger(clients) || clients < 1) throw new TypeError(`Expected options.clients to be a positive integer, got ${String(o.clients)}`)
   const warmupMs = 1000
   const measureMs = o.quick ? 3000 : 5000
   const liveSegments = o.quick ? 3 : 4
@@ -410,8 +412,7 @@ class MissLoad {
       try {
         this.#bytes += r.feed(chunk, now)
       } catch {
-        this.#errors++
-        this.#running = false
+        // a malformed head: this connection stops ('close' counts the error), the others go on
         socket.destroy()
         return
       }
@@ -527,6 +528,7 @@ if (process.argv[1] !== undefined && SELF === process.argv[1]) {
     const rounds = flag('--rounds')
     const clients = flag('--clients')
     const quietWaitS = Number(flag('--quiet-wait') ?? 0)
+    if (!(quietWaitS >= 0)) throw new TypeError(`Expected --quiet-wait to be a non-negative number of seconds, got ${String(flag('--quiet-wait'))}`)
     const result = await runSteadyMisses({
       beforeWindow: () => quietWaitS > 0 ? waitForQuiet({ maxWaitMs: quietWaitS * 1000 }) : Promise.resolve(),
       quick: process.argv.includes('--quick'),

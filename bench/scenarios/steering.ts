@@ -80,7 +80,8 @@ export interface SteeringBenchOptions {
 
 /**
  * The paced window: wrk connections that each wait {@link PACED_DELAY_MS} after every answer,
- * about 21,000 requests a second offered (wrk fires a connection's wait 1-3 ms late, so PACED_CONNECTIONS / (PACED_DELAY_MS + ~2.5 ms). Many
+ * about 21,000 requests a second offered (wrk fires a connection's wait 1-3 ms late, so
+ * PACED_CONNECTIONS / (PACED_DELAY_MS + ~2.5 ms)). Many
  * independent connections keep it close to open-loop: a stall delays the requests in flight
  * and those whose wait ends during it, not the whole load (wrk's latency excludes the wait).
  */
@@ -206,7 +207,9 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       generator === 'wrk'
         ? wrkWindow(wrk!, url, requests, paced ? PACED_CONNECTIONS : o.connections, durationS, paced ? PACED_DELAY_MS : undefined)
         : autocannonWindow(url, requests, o.connections, durationS)
-    const maxWorkers = Math.max(...o.workers ?? [1, 2])
+    // checked before minutes of ceilings run
+    const configs = steeringConfigs(o.workers ?? [1, 2])
+    const maxWorkers = Math.max(...configs.map((c) => c.workers))
 
     const ceilings: BareResult[] = []
     for (const server of o.ceilings === false ? [] : ['node:http', 'fast-front'] as const) {
@@ -234,7 +237,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
 
     const rounds: SteeringRound[] = []
     const profiles: SteeringProfile[] = []
-    for (const { workers, accessLog } of steeringConfigs(o.workers ?? [1, 2])) {
+    for (const { workers, accessLog } of configs) {
       // one profile per process would not add up to one window's figures: profile single processes only
       const rawProfileDir = o.profileDir === undefined || workers > 1 ? undefined : join(o.profileDir, `steering-${Date.now()}`)
       if (rawProfileDir !== undefined) await mkdir(rawProfileDir, { recursive: true })
@@ -290,8 +293,8 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       await cp.stop()
       child = undefined
       if (rawProfileDir !== undefined) {
-        const runs = await summariseProfile({ dir: rawProfileDir, keepAs: join(o.profileDir!, `steering-log-${accessLog ? 'on' : 'off'}-${Date.now()}.cpuprofile`), root: REPO_ROOT, top: 30 }, windows)
-        for (const [i, p] of runs.entries()) {
+        const profiled = await summariseProfile({ dir: rawProfileDir, keepAs: join(o.profileDir!, `steering-log-${accessLog ? 'on' : 'off'}-${Date.now()}.cpuprofile`), root: REPO_ROOT, top: 30 }, windows)
+        for (const [i, p] of profiled.entries()) {
           profiles.push({ workers, accessLog, generator: generators[i]!, profile: p })
           o.log(`steering: profile (decision log ${accessLog ? 'on' : 'off'}, ${generators[i]}): busy ${Math.round(p.busyMs)} ms of ${Math.round(p.durationMs)} ms, ${round1(p.busyMs * 1000 / Math.max(1, p.requests))} µs main-thread CPU per request; ${p.file}`)
           for (const f of p.topFunctions) o.log(`    ${f.selfPercent.toFixed(1).padStart(5)} %  ${f.functionName}  ${f.location}`)
