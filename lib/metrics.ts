@@ -630,7 +630,8 @@ export class ControlPlaneClusterMetrics {
 
   /**
    * The Prometheus text of the workers' snapshots merged, then the cluster's own metrics;
-   * `missing` serving workers sent none (one answer at a time: the primary renders in turn).
+   * `missing` serving workers sent none (the gauge is read before the first await, so
+   * overlapping answers each carry their own count).
    */
   async render (workers: readonly MetricsSnapshot[], missing = 0): Promise<string> {
     this.#missing.set(missing)

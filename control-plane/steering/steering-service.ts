@@ -248,7 +248,7 @@ export class SteeringService {
     let located = this.#locations.get(key)
     if (located === undefined) {
       located = { location: this.#o.locator.locate(ip), order: undefined, orderFor: undefined }
-      if (this.#locations.size >= MAX_MEMOIZED_LOCATIONS) this.#forgetLocations()
+      if (this.#locations.size >= MAX_MEMOIZED_LOCATIONS) this.#locations.clear()
       this.#locations.set(key, located)
     }
     return located
@@ -262,10 +262,6 @@ export class SteeringService {
     const own = flatString(title)
     this.#titles.set(own, own)
     return own
-  }
-
-  #forgetLocations (): void {
-    this.#locations.clear()
   }
 
   /** The located client's group order, kept on its memo entry for the inventory it was computed for. */
