@@ -3,6 +3,7 @@
  * requested role. Roles run until SIGINT/SIGTERM, then shut down gracefully.
  */
 import { runCli } from '../config/cli.ts'
+import { CdnError } from '../lib/errors.ts'
 import type { StreamedgeConfig } from '../config/params.ts'
 
 /** Stops `close` on the first SIGINT/SIGTERM; a second signal exits at once. */
@@ -20,14 +21,31 @@ function closeOnSignal (close: () => Promise<void>): void {
   process.on('SIGTERM', onSignal)
 }
 
+/**
+ * `BENCH_PACER_DEFER_MS`, the shared-fill pacer's benchmarking knob (edge/cache/shared-fill.ts
+ * setPacerMaxDeferMs), read here at the entry point rather than where the module loads, so no
+ * library import depends on the shell it runs in. Not STREAMEDGE_*: the config loader rejects
+ * unknown STREAMEDGE_* variables.
+ */
+async function applyBenchKnobs (): Promise<void> {
+  const raw = process.env.BENCH_PACER_DEFER_MS
+  if (raw === undefined || raw === '') return
+  const { setPacerMaxDeferMs } = await import('../edge/cache/shared-fill.ts')
+  const ms = Number(raw)
+  if (!Number.isInteger(ms) || ms < 0 || ms > 1000) throw new CdnError('CDN_ERR_CONFIG_INVALID', `Invalid config: BENCH_PACER_DEFER_MS must be an integer number of ms from 0 to 1000, got ${JSON.stringify(raw)}`)
+  setPacerMaxDeferMs(ms)
+}
+
 export async function main (argv: readonly string[]): Promise<void> {
   await runCli(argv, {
     async edge (config: Readonly<StreamedgeConfig>) {
+      await applyBenchKnobs()
       const { startEdge } = await import('../edge/main.ts')
       const edge = await startEdge(config)
       closeOnSignal(() => edge.close())
     },
     async shield (config: Readonly<StreamedgeConfig>) {
+      await applyBenchKnobs()
       const { startShield } = await import('../shield/main.ts')
       const shield = await startShield(config)
       closeOnSignal(() => shield.close())

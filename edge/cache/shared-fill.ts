@@ -291,20 +291,21 @@ export const SLICE_BYTES = 64 * 1024
 /** Most bytes the pacer writes per event-loop turn, across all readers of all fills. */
 export const TURN_BUDGET_BYTES = 512 * 1024
 /**
- * Longest the pacer holds bulk writes back while a herd keeps joining. Benchmarking knob:
- * `BENCH_PACER_DEFER_MS` (read once, at load) overrides it, 0 turning deferral off, for A/B
- * runs (bench/scenarios/steady-misses.ts). Not a setting, so not STREAMEDGE_*: the config
- * loader rejects unknown STREAMEDGE_* variables.
+ * Longest the pacer holds bulk writes back while a herd keeps joining (by default; A/B
+ * benchmarks change it with {@link setPacerMaxDeferMs}).
  */
-export const MAX_DEFER_MS = deferMsFromEnv(process.env.BENCH_PACER_DEFER_MS, 40)
+export const MAX_DEFER_MS = 40
 /** After holding back that long, bulk runs undeferred for this long. */
 export const MIN_BULK_MS = 5
 
-function deferMsFromEnv (raw: string | undefined, fallbackMs: number): number {
-  if (raw === undefined || raw === '') return fallbackMs
-  const ms = Number(raw)
-  if (!Number.isInteger(ms) || ms < 0 || ms > 1000) throw new TypeError(`Expected BENCH_PACER_DEFER_MS to be an integer between 0 and 1000, got ${raw}`)
-  return ms
+/**
+ * Benchmarking knob: how long the pacer may hold bulk back, 0 turning deferral off (bin/main.ts
+ * sets it from `BENCH_PACER_DEFER_MS` for bench/scenarios/steady-misses.ts). Process-wide, like
+ * the pacer. Not a setting: operators have no reason to turn it.
+ */
+export function setPacerMaxDeferMs (ms: number): void {
+  if (!Number.isInteger(ms) || ms < 0 || ms > 1000) throw new TypeError(`Expected the pacer's deferral to be an integer number of ms between 0 and 1000, got ${String(ms)}`)
+  PACER.maxDeferMs = ms
 }
 
 /** Where a fill reader's bytes go; a node:http ServerResponse is one. */
@@ -437,13 +438,14 @@ class FillPipe {
  *
  * While readers keep joining fills that already have readers (a herd arriving: more
  * connections are likely waiting in the accept queue), turns skip the bulk writes so each
- * accept costs one cheap turn; bulk is held back at most {@link MAX_DEFER_MS}, then runs
+ * accept costs one cheap turn; bulk is held back at most {@link MAX_DEFER_MS} (by default), then runs
  * undeferred for {@link MIN_BULK_MS}, so readers already streaming keep at least that share
  * of the time however many join. The first reader of a fill (a plain miss) is no herd and
  * defers nothing: with misses starting fills every turn, steady traffic would otherwise get
  * bulk only {@link MIN_BULK_MS} of every {@link MAX_DEFER_MS} + {@link MIN_BULK_MS}.
  */
 class Pacer {
+  maxDeferMs = MAX_DEFER_MS
   #queue: Array<FillPipe | undefined> = []
   #head = 0
   #scheduled = false
@@ -475,7 +477,7 @@ class Pacer {
       const now = performance.now()
       if (now >= this.#noDeferUntilMs) {
         this.#deferredSinceMs ??= now
-        if (now - this.#deferredSinceMs < MAX_DEFER_MS) {
+        if (now - this.#deferredSinceMs < this.maxDeferMs) {
           this.#schedule()
           return
         }

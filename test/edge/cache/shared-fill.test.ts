@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { FIRST_SLICE_BYTES, FillCursor, SharedFill, SLICE_BYTES, pipeFill, type FillHead } from '../../../edge/cache/shared-fill.ts'
+import { FIRST_SLICE_BYTES, FillCursor, SharedFill, SLICE_BYTES, pipeFill, type FillHead, setPacerMaxDeferMs, MAX_DEFER_MS } from '../../../edge/cache/shared-fill.ts'
 
 const HEAD: FillHead = {
   status: 200,
@@ -268,4 +268,13 @@ t.test("a plain miss's reader streams its bulk while other plain misses start ev
   t.ok(received.complete && received.body.equals(body), 'the reader got the whole body')
   t.ok(turns > 50, `other misses kept starting meanwhile (${turns} turns)`)
   t.ok(maxGapTurns < 50, `longest run of turns without a byte for the reader: ${maxGapTurns}`)
+})
+
+t.test('the pacer\'s benchmarking knob takes whole ms from 0 to 1000 and refuses anything else by name', async (t) => {
+  t.teardown(() => setPacerMaxDeferMs(MAX_DEFER_MS))
+  for (const bad of [-1, 1001, 2.5, Number.NaN]) {
+    t.throws(() => setPacerMaxDeferMs(bad), { name: 'TypeError', message: /pacer's deferral .* got/ }, String(bad))
+  }
+  t.doesNotThrow(() => setPacerMaxDeferMs(0))
+  t.doesNotThrow(() => setPacerMaxDeferMs(1000))
 })
