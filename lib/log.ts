@@ -52,7 +52,9 @@ type SonicBoom = ReturnType<typeof pino.destination>
  * lines of at most `maxWrite` bytes (3 per UTF-16 unit, the UTF-8 worst case), so on a
  * shared stdout lines of up to PIPE_BUF bytes are never interleaved (a single longer line is
  * written whole, and may be). Pending lines are written synchronously at process exit,
- * like SonicBoom's own buffer (pino's exit hook).
+ * like SonicBoom's own buffer (pino's exit hook); none is lost, but if an asynchronous write
+ * is still in flight then (a slow pipe), its lines can land after the ones written at exit:
+ * SonicBoom's flushSync cannot wait for it.
  */
 class LineBatcher {
   readonly #target: SonicBoom

@@ -95,13 +95,22 @@ t.test('jsonString renders like JSON.stringify for everything but lone surrogate
 const LOG_MODULE = fileURLToPath(new URL('../../lib/log.ts', import.meta.url))
 
 /** Runs a script against the default (stdout) destination in a child process; resolves with its stdout. */
-async function runWithStdout (t: { teardown (fn: () => unknown): void }, body: string): Promise<{ stdout: string, code: number | null }> {
+async function runWithStdout (t: { teardown (fn: () => unknown): void }, body: string, writers = 1): Promise<{ stdout: string, code: number | null }> {
   const dir = await tempDir(t, 'streamedge-log-')
   const script = join(dir, 'script.mts')
   await writeFile(script, `import { createLogger, infoLineWriter, jsonString } from ${JSON.stringify(LOG_MODULE)}\n${body}\n`)
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // several writers: processes started by one shell, all writing to the one stdout pipe it inherited
+  const run = `${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(script)}`
+  const child = writers === 1
+    ? spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn('sh', ['-c', `${Array.from({ length: writers }, (_, w) => `WRITER=${w} ${run} &`).join(' ')} wait`], { stdio: ['ignore', 'pipe', 'inherit'] })
   let stdout = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
+  if (writers > 1) {
+    // read slowly, so the pipe fills and the writers wait on it, where non-atomic writes interleave
+    const slow = setInterval(() => { if (child.stdout.isPaused()) child.stdout.resume(); else child.stdout.pause() }, 20)
+    child.once('close', () => clearInterval(slow))
+  }
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
   return { stdout, code }
 }
@@ -146,4 +155,31 @@ process.exit(0)`)
   const lines = stdout.split('\n')
   t.equal(lines.pop(), '', 'ends with a whole line')
   t.same(lines.map((l) => (JSON.parse(l) as { i: number }).i), Array.from({ length: 220 }, (_, i) => i), 'all 220, whole and in order')
+})
+
+t.test('processes sharing one stdout pipe never interleave lines of up to PIPE_BUF bytes', async (t) => {
+  const { stdout, code } = await runWithStdout(t, `
+const writer = Number(process.env.WRITER)
+const logger = createLogger({ sharedStdout: true, bindings: { role: 'control-plane', node: 'cp-1', worker: writer } })
+const steer = infoLineWriter(logger, 'steer')
+for (let i = 0; i < 1500; i++) {
+  steer(',"outcome":"redirect","i":' + i + ',"pad":"' + 'x'.repeat(200 + (i * 37) % 3500) + '"')
+  if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve))
+}
+// no process.exit: see lib/log.ts on order at an exit with a write in flight`, 3)
+  t.equal(code, 0)
+  const lines = stdout.split('\n')
+  t.equal(lines.pop(), '', 'ends with a whole line')
+  let broken = 0
+  const seen = [[], [], []] as number[][]
+  for (const line of lines) {
+    try {
+      const parsed = JSON.parse(line) as { worker: number, i: number }
+      seen[parsed.worker]!.push(parsed.i)
+    } catch {
+      broken++
+    }
+  }
+  t.equal(broken, 0, 'every line whole (lines of 0.4-3.9 KB from 3 writers at once)')
+  for (const [w, is] of seen.entries()) t.same(is, Array.from({ length: 1500 }, (_, i) => i), `writer ${w}: all its lines, in order`)
 })
