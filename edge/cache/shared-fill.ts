@@ -85,7 +85,7 @@ export class SharedFill {
   get error (): Error | undefined { return this.#error }
   /** Body bytes received so far. */
   get length (): number { return this.#length }
-  /** Readers attached so far (the request that started the fill counts as one). */
+  /** Streaming readers attached so far (the request that started the fill counts as one). */
   get readers (): number { return this.#readers }
   /** Total body length once known: declared up front, or the final length at completion. */
   get totalBytes (): number | undefined {
@@ -152,7 +152,11 @@ export class SharedFill {
 
   // ---- reader side -------------------------------------------------------
 
-  /** Registers a reader (for counting; readers never hold the fill up). */
+  /**
+   * Registers a reader that will stream from the fill (readers never hold the fill up); the
+   * count is pipeFill's herd signal, so a caller that only waits for the fill (a prefill or
+   * prefetch warm-up) does not attach.
+   */
   attach (): void {
     this.#readers++
   }

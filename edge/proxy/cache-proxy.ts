@@ -491,7 +491,7 @@ export class CacheProxy {
     if (found !== undefined && isFresh(found.meta, this.#now())) return { result: 'cached', status: found.meta.status, bytes: 0 }
     const inFlight = this.#fills.get(key)
     const job = inFlight ?? this.#fillFor(key, primary, {}, this.#o.forwarding.ownHeaders(), found, found === undefined ? 'uri-miss' : 'stale')
-    job.fill.attach()
+    // no attach(): this waits for the fill but reads none of it, so it is no herd member
     await job.fill.settled()
     const { fill } = job
     if (fill.state === 'failed') return { result: 'failed', bytes: fill.length }
