@@ -88,7 +88,15 @@ export function dbipCityFiles (): string[] {
   }
 }
 
-const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+// At most 64: an edge's id is its HLS Content Steering pathway id (lib/protocol/steering.ts),
+// and the control plane's inventory and heartbeats take ids of that length.
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const NODE_ID_DOC = "letters, digits, '.', '_' and '-' (at most 64, the first a letter or digit)"
+
+/** The default id of a role on this host: `<prefix>-<host name>`, cut to the 64 characters an id may have. */
+function hostId (prefix: string): string {
+  return `${prefix}-${hostname()}`.slice(0, 64)
+}
 
 /** The two roles that run the cache engine; their shared settings come from the row generators below. */
 type CacheRole = 'edge' | 'shield'
@@ -98,10 +106,10 @@ function nodeIdRow<R extends CacheRole> (role: R) {
   return {
     name: `${role}.id`,
     type: 'string',
-    default: () => `${role}-${hostname()}`,
+    default: () => hostId(role),
     defaultDoc: `${role}-<host name> (roles on one host must differ: the id is this node's name in Via and CDN-Loop)`,
     pattern: NODE_ID_PATTERN,
-    patternDoc: "letters, digits, '.', '_' and '-'",
+    patternDoc: NODE_ID_DOC,
     placeholder: 'ID',
     doc: 'Node id reported in logs, metrics and Cache-Status.'
   } as const satisfies ParamSpec
@@ -380,10 +388,10 @@ export const PARAMS = [
   {
     name: 'controlPlane.id',
     type: 'string',
-    default: () => `cp-${hostname()}`,
+    default: () => hostId('cp'),
     defaultDoc: 'cp-<host name> (roles on one host must differ: the id is this node\'s name in Via and CDN-Loop)',
     pattern: NODE_ID_PATTERN,
-    patternDoc: "letters, digits, '.', '_' and '-'",
+    patternDoc: NODE_ID_DOC,
     placeholder: 'ID',
     doc: 'Control plane instance id reported in logs and metrics.'
   },

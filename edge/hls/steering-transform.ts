@@ -5,7 +5,7 @@
  * origin sent it; the rewrite happens per response because the token differs per session.
  */
 import type { IncomingMessage } from 'node:http'
-import { steeringServerUri } from '../../lib/protocol/steering.ts'
+import { PATHWAY_ID_RE, steeringServerUri } from '../../lib/protocol/steering.ts'
 import { addContentSteering, isMultivariantPlaylist } from './content-steering.ts'
 
 /**
@@ -18,6 +18,13 @@ export function steeringTransform<R = IncomingMessage> (
   pathwayId: string,
   tokenOf: (req: R) => string | undefined,
 ): (req: R, url: string) => ((body: Buffer) => Buffer | undefined) | undefined {
+  // Checked once here: later, a bad id or URL would throw on every master playlist served.
+  if (!PATHWAY_ID_RE.test(pathwayId)) {
+    throw new TypeError(`Expected pathwayId to be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(pathwayId)}`)
+  }
+  if (!URL.canParse(controlPlaneUrl) || !/^https?:$/.test(new URL(controlPlaneUrl).protocol)) {
+    throw new TypeError(`Expected controlPlaneUrl to be an absolute http(s) URL, got ${JSON.stringify(controlPlaneUrl)}`)
+  }
   return (req, url) => {
     const q = url.indexOf('?')
     const path = q < 0 ? url : url.slice(0, q)

@@ -33,7 +33,7 @@ t.test('defaults alone make a complete config', async (t) => {
   const config = loadConfig({ env: {}, cwd: '/srv/streamedge' })
   t.equal(config.log.level, 'info')
   t.equal(config.log.access, true)
-  t.equal(config.edge.id, `edge-${hostname()}`)
+  t.equal(config.edge.id, `edge-${hostname()}`.slice(0, 64))
   t.same(config.edge.listen, { host: '0.0.0.0', port: 8080 })
   t.equal(config.edge.origin, undefined)
   t.equal(config.edge.tls.listen, undefined)
