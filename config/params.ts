@@ -440,7 +440,7 @@ export const PARAMS = [
   { name: 'controlPlane.steering.maxPathways', type: 'int', default: 4, min: 1, max: 32, doc: 'Edges listed in a steering manifest\'s PATHWAY-PRIORITY.' },
   { name: 'controlPlane.steering.overloadPercent', type: 'int', default: 90, min: 1, max: 100, unit: '%', doc: 'A node reporting connections or Mbps at this share of its capacity gets no new sessions (they spill to the next group).' },
   { name: 'controlPlane.steering.balanceSlackPercent', type: 'int', default: 25, min: 0, max: 1000, unit: '%', doc: 'Bounded-load slack: a node takes new sessions while within this much of its share of its group\'s load.' },
-  { name: 'controlPlane.steering.decisionCacheTtlMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Lifetime of cached steering plans (per client prefix and title).' },
+  { name: 'controlPlane.steering.decisionCacheTtlMs', type: 'int', default: 300000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Lifetime of cached steering plans (per client prefix and title). Plans are also dropped on every health, inventory, zone or GeoIP change, and health and load are applied to them per request, so this only bounds memory churn.' },
   { name: 'controlPlane.steering.decisionCacheMaxEntries', type: 'int', default: 100000, min: 1, doc: 'The decision cache is emptied when it holds this many plans.' },
   { name: 'controlPlane.adminToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token for POST /v1/purge and GET /v1/nodes; purging is off when unset.' },
   { name: 'controlPlane.purge.nodeToken', type: 'string', placeholder: 'TOKEN', doc: 'Bearer token sent to each node\'s /admin/purge (a node\'s own adminToken in the nodes file wins).' },
