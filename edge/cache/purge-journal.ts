@@ -31,6 +31,9 @@ export function ruleCovers (rule: PurgeRule, key: string): boolean {
 export class PurgeJournal {
   readonly #path: string
   #rules: PurgeRule[]
+  // Records and compactions run one at a time: a record landing in the file a compaction is
+  // about to rename over (or in the rule list it replaces) would be lost.
+  #tail: Promise<unknown> = Promise.resolve()
 
   /** Use PurgeJournal.open(). */
   constructor (path: string, rules: PurgeRule[]) {
@@ -57,13 +60,19 @@ export class PurgeJournal {
         // A torn last line from a crash mid-append: the purge was never acknowledged.
       }
     }
+    // A torn last line must not swallow the next record's line: start that one on a line of its own.
+    if (text !== '' && !text.endsWith('\n')) await appendFile(path, '\n')
     return new PurgeJournal(path, rules)
   }
 
   get rules (): readonly PurgeRule[] { return this.#rules }
 
   /** Appends a rule and syncs it to disk; resolves once the purge is durable. */
-  async record (rule: PurgeRule): Promise<void> {
+  record (rule: PurgeRule): Promise<void> {
+    return this.#serial(() => this.#record(rule))
+  }
+
+  async #record (rule: PurgeRule): Promise<void> {
     await appendFile(this.#path, JSON.stringify(rule) + '\n')
     const fh = await open(this.#path, 'r')
     try {
@@ -87,7 +96,11 @@ export class PurgeJournal {
   }
 
   /** Rewrites the journal keeping only rules newer than `keepAfterMs` (temp file, then rename). */
-  async compact (keepAfterMs: number): Promise<void> {
+  compact (keepAfterMs: number): Promise<void> {
+    return this.#serial(() => this.#compact(keepAfterMs))
+  }
+
+  async #compact (keepAfterMs: number): Promise<void> {
     const kept = this.#rules.filter((r) => r.t > keepAfterMs)
     const tmp = `${this.#path}.tmp`
     const fh = await open(tmp, 'w')
@@ -99,5 +112,11 @@ export class PurgeJournal {
     }
     await rename(tmp, this.#path)
     this.#rules = kept
+  }
+
+  #serial (task: () => Promise<void>): Promise<void> {
+    const run = this.#tail.then(task)
+    this.#tail = run.catch(() => {})
+    return run
   }
 }
