@@ -193,14 +193,19 @@ export class HlsRuntime {
     if (found.body !== null) return found.body
     if (found.meta.bodyBytes > (this.#o.policy?.maxPlaylistBytes ?? HLS_POLICY_DEFAULTS.maxPlaylistBytes)) return undefined
     const chunks: Buffer[] = []
-    for await (const chunk of found.createReadStream(0, found.meta.bodyBytes - 1)) chunks.push(chunk as Buffer)
+    try {
+      for await (const chunk of found.createReadStream(0, found.meta.bodyBytes - 1)) chunks.push(chunk as Buffer)
+    } catch {
+      // A damaged file (the store drops and reports it) or a failed read: no playlist, and the job goes on.
+      return undefined
+    }
     return Buffer.concat(chunks)
   }
 
   #prefillRoute (req: AdminRequest): AdminAnswer {
     const prefiller = this.#prefiller
     if (prefiller === undefined) return { status: 503, body: { error: 'prefill is not ready' } }
-    const id = req.rest.startsWith('/') ? decodeURIComponent(req.rest.slice(1)) : ''
+    const id = req.rest.startsWith('/') ? decodeId(req.rest.slice(1)) : ''
     if (id === '') {
       if (req.method === 'GET') return { status: 200, body: { jobs: prefiller.list() } }
       if (req.method !== 'POST') return { status: 405, body: { error: 'use GET or POST' }, allow: 'GET, POST' }
@@ -216,6 +221,15 @@ export class HlsRuntime {
   #inventoryRoute (req: AdminRequest): AdminAnswer {
     if (req.method !== 'GET') return { status: 405, body: { error: 'use GET' }, allow: 'GET' }
     return { status: 200, body: this.inventory() }
+  }
+}
+
+// A malformed escape cannot name a job (ids are `pf-…`): it is looked up as is and not found, not a 500.
+function decodeId (text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
   }
 }
 
