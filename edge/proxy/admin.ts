@@ -60,6 +60,8 @@ export function registerAdminRoutes (proxy: CacheProxy, routes: AdminRoutes): vo
 
 /** Largest admin request body we read. */
 const MAX_BODY_BYTES = 64 * 1024
+/** What readJson gives for a body over MAX_BODY_BYTES (answered 413, RFC 9110 §15.5.14). */
+const TOO_LARGE = Symbol('too large')
 
 /** Builds the `/admin/` request handler. */
 export function createAdminHandler (options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -81,12 +83,14 @@ export function createAdminHandler (options: AdminOptions): (req: IncomingMessag
       return sendJson(res, 405, { error: 'use POST' })
     }
     readJson(req).then(async (body) => {
+      if (body === TOO_LARGE) return sendTooLarge(res)
       const request = purgeRequest(body)
       if (request === undefined) return sendJson(res, 400, { error: 'expected a JSON body {"url": "/path"} or {"prefix": "/path/"}' })
       const purged = await options.proxy.purge(request)
       sendJson(res, 200, { purged })
     }).catch((err: unknown) => {
       if (isCdnError(err, 'CDN_ERR_REQUEST_INVALID')) return sendJson(res, 400, { error: err.message })
+      if (!req.complete) return options.logger.warn({ err, client: req.socket.remoteAddress }, 'purge request body cut short: nothing purged')
       options.logger.error({ err }, 'purge failed')
       sendJson(res, 500, { error: 'purge failed' })
     })
@@ -104,6 +108,7 @@ function routeExtra (req: IncomingMessage, res: ServerResponse, options: AdminOp
   const method = req.method ?? 'GET'
   const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH'
   ;(hasBody ? readJson(req) : Promise.resolve(undefined)).then(async (body) => {
+    if (body === TOO_LARGE) return sendTooLarge(res)
     const answer = await route.handle({ method, rest: slash < 0 ? '' : tail.slice(slash), query: url.searchParams, body })
     if (answer.allow !== undefined) res.setHeader('allow', answer.allow)
     sendJson(res, answer.status, answer.body)
@@ -127,12 +132,13 @@ function digest (token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
+/** The body parsed as JSON (undefined when it is not JSON), or TOO_LARGE without reading past the limit. */
 async function readJson (req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = []
   let bytes = 0
   for await (const chunk of req) {
     bytes += (chunk as Buffer).length
-    if (bytes > MAX_BODY_BYTES) return undefined
+    if (bytes > MAX_BODY_BYTES) return TOO_LARGE
     chunks.push(chunk as Buffer)
   }
   try {
@@ -140,6 +146,10 @@ async function readJson (req: IncomingMessage): Promise<unknown> {
   } catch {
     return undefined
   }
+}
+
+function sendTooLarge (res: ServerResponse): void {
+  sendJson(res, 413, { error: `request body over ${MAX_BODY_BYTES} bytes` })
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown): void {

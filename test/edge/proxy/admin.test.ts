@@ -10,7 +10,7 @@
  */
 import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { CdnError } from '../../../lib/errors.ts'
 import { createLogger } from '../../../lib/log.ts'
@@ -186,14 +186,30 @@ t.test('purge: the request reaches the proxy as given and the answer is {purged}
   t.same(admin.purges, [{ url: '/vod/t/seg-1.ts?b=2&a=1' }, { prefix: '/vod/t/' }], 'only url or prefix is handed on')
 })
 
-t.test('purge: a body over 64 KiB is refused without being parsed, and nothing is purged', async (t) => {
+t.test('purge: a body over 64 KiB is refused with a 413 without being parsed, and nothing is purged', async (t) => {
   const admin = await startAdmin(t)
   const body = JSON.stringify({ url: '/vod/a.ts', pad: 'x'.repeat(70 * 1024) })
   const res = await post(admin.url + '/admin/purge', body)
-  t.equal(res.status, 400)
+  t.equal(res.status, 413, 'Content Too Large (RFC 9110 §15.5.14)')
+  t.same(json(res), { error: 'request body over 65536 bytes' })
   t.same(admin.purges, [], 'a valid purge hidden in an oversized body is not applied')
   const justUnder = JSON.stringify({ url: '/vod/a.ts', pad: 'x'.repeat(60 * 1024) })
   t.equal((await post(admin.url + '/admin/purge', justUnder)).status, 200, 'a body under the limit is read')
+})
+
+t.test('purge: a client that leaves mid-body purges nothing and is a warning, not a purge failure', async (t) => {
+  const admin = await startAdmin(t)
+  const { port } = new URL(admin.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(`POST /admin/purge HTTP/1.1\r\nHost: a\r\nAuthorization: ${AUTH.authorization}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"url":"/vod/`)
+  for (let i = 0; i < 200 && !admin.logs.some((l) => l['msg'] === 'purge request body cut short: nothing purged'); i++) {
+    if (i === 5) socket.destroy()
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  t.match(admin.logs.find((l) => l['msg'] === 'purge request body cut short: nothing purged'), { level: 'warn' })
+  t.notOk(admin.logs.some((l) => l['msg'] === 'purge failed'), 'not logged as a failed purge')
+  t.same(admin.purges, [])
 })
 
 t.test('purge: a CDN_ERR_REQUEST_INVALID from the proxy is a 400 with its message; anything else a logged 500', async (t) => {
@@ -235,6 +251,8 @@ t.test('extra routes: /admin/<name>[/<rest>][?query] with the JSON body of POST,
     const res = await fetchRaw(admin.url + '/admin/prefill', { method, headers: { ...AUTH, 'content-type': 'application/json' }, body: '{"title":"/vod/t/","depth":2}' })
     t.same(json(res), { method, rest: '', query: {}, body: { title: '/vod/t/', depth: 2 } }, method)
   }
+  const huge = await post(admin.url + '/admin/prefill', JSON.stringify({ title: '/vod/t/', pad: 'x'.repeat(70 * 1024) }))
+  t.equal(huge.status, 413, 'an oversized body is refused before the route sees it')
   const notJson = await post(admin.url + '/admin/prefill', 'title=/vod/t/')
   t.same(json(notJson), { method: 'POST', rest: '', query: {}, body: null }, 'a body that is not JSON is no body')
   const deleted = await fetchRaw(admin.url + '/admin/prefill/job-7', { method: 'DELETE', headers: { ...AUTH, 'content-length': '16' }, body: '{"ignored":true}' })
