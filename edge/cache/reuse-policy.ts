@@ -7,8 +7,10 @@
  * - `stale-acceptable`: stale, but the client said max-stale covers it: serve it;
  * - `stale-while-revalidate`: serve it now and refresh in the background (RFC 5861 §3);
  * - `revalidate`: ask upstream first (conditionally when validators exist); `reason` is
- *   `stale` (the entry expired) or `request` (the request's directives forbade reuse of
- *   a fresh entry, RFC 9211 `fwd=request`).
+ *   `request` when the request's directives forbade reuse of a fresh entry (RFC 9211
+ *   `fwd=request`), else `stale`: the entry expired, or its own no-cache forbids reuse
+ *   without validation (RFC 9211 has no `fwd` for a response's own directives; `request`
+ *   would blame the client, and §4.2.4 treats such a response like a stale one).
  * @see https://www.rfc-editor.org/rfc/rfc9111#section-4
  */
 import { parseCacheControl, type CacheControl } from '../../lib/http/cache-control.ts'
@@ -113,7 +115,7 @@ export function decideReuse (meta: ObjectMeta, req: RequestDirectives, nowMs: nu
   const age = currentAgeSeconds(meta, nowMs)
   const lifetime = meta.freshnessLifetimeSeconds
   const fresh = lifetime > age
-  if (stored.noCache) return fresh ? REVALIDATE_REQUEST : REVALIDATE_STALE
+  if (stored.noCache) return REVALIDATE_STALE
   if (req === NONE) return fresh ? FRESH : staleUse(stored, age - lifetime, undefined)
   if (req.noCache || (req.maxAge !== undefined && age > req.maxAge)) return fresh ? REVALIDATE_REQUEST : REVALIDATE_STALE
   if (fresh) {

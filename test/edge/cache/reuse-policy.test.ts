@@ -119,7 +119,7 @@ t.test('max-stale: stale up to that many seconds is acceptable, bare accepts any
 
 t.test('a stored no-cache response is always validated first; no-cache="field" only restricts those fields', async (t) => {
   const meta = stored({ 'cache-control': 'no-cache, max-age=60, stale-while-revalidate=60' }, 60)
-  t.equal(decideReuse(meta, NO_REQ, at(1)).kind, 'revalidate', 'fresh')
+  t.same(decideReuse(meta, NO_REQ, at(1)), { kind: 'revalidate', reason: 'stale' }, 'fresh: validated, and the reason is the response (fwd=stale), not the request')
   t.equal(decideReuse(meta, NO_REQ, at(70)).kind, 'revalidate', 'in its stale window')
   t.equal(decideReuse(meta, req({ 'cache-control': 'max-stale' }), at(70)).kind, 'revalidate', 'whatever the client accepts')
   t.same(decideReuse(meta, NO_REQ, at(70)), { kind: 'revalidate', reason: 'stale' })
