@@ -228,9 +228,9 @@ t.test('RFC 9111 §4.3.2: a conditional request on a miss never leaves a 304 (or
   }
 })
 
-t.test('RFC 9111 §5.2.2.4 / §4.3: a no-cache object is validated on every request and served from storage on 304', async (t) => {
+t.test('RFC 9111 §5.2.2.4 / §4.3: a no-cache object is validated on every request, fresh or not (fwd=stale: its own directive, not the request) and served from storage on 304', async (t) => {
   const rig = await startRig(t)
-  rig.origin.script(PATH, conditionalOrigin(() => ({ body: 'v1', etag: '"v1"', headers: { 'cache-control': 'no-cache' } })))
+  rig.origin.script(PATH, conditionalOrigin(() => ({ body: 'v1', etag: '"v1"', headers: { 'cache-control': 'no-cache, max-age=60' } })))
   await play(t, rig, PATH, [
     { expect: { status: 200, body: 'v1', cacheStatus: { stored: true }, originRequests: 1 } },
     { expect: { status: 200, body: 'v1', hit: false, cacheStatus: { fwd: 'stale', 'fwd-status': '304' }, headers: { 'content-length': '2' }, originRequests: 2 } },
