@@ -29,6 +29,8 @@ async function purgeOne (node: NodeSpec, request: PurgeRequest, options: PurgeFa
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify(request),
+      // a redirect is no purge: followed, a 302 to a login page would answer 200 for a node that purged nothing
+      redirect: 'manual',
       signal: AbortSignal.timeout(options.timeoutMs),
     })
     const text = await res.text()
