@@ -60,7 +60,11 @@ async function call<T> (
   let json: unknown
   try {
     json = await res.json()
-  } catch {
+  } catch (err) {
+    // the timeout and a dropped connection also end the body early: only a SyntaxError means "not JSON"
+    const e = err as { name?: string, message?: string, cause?: { code?: string } }
+    if (e.name === 'TimeoutError') return { ok: false, status: res.status, error: `HTTP ${res.status} but the body did not arrive within ${node.timeoutMs} ms` }
+    if (e.name !== 'SyntaxError') return { ok: false, status: res.status, error: `HTTP ${res.status} but the body broke off: ${e.cause?.code ?? e.message ?? String(err)}` }
     return { ok: false, status: res.status, error: `HTTP ${res.status} with a body that is not JSON` }
   }
   if (res.status < 200 || res.status >= 300) {
