@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
-import { CdnError } from '../lib/errors.ts'
+import { CdnError, showValue } from '../lib/errors.ts'
 import {
   PARAMS, PARAM_GROUPS, envName, getParam, isSection, parseParamValue, placeholderOf
 } from './params.ts'
@@ -376,10 +376,7 @@ function listText (items: readonly string[]): string {
   return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1] ?? ''}`
 }
 
-function show (value: unknown): string {
-  const text = typeof value === 'string' ? JSON.stringify(value) : value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value)
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text
-}
+const show = showValue
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false

@@ -7,7 +7,7 @@
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs'
 import { extname } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
-import { CdnError, isCdnError } from '../lib/errors.ts'
+import { CdnError, isCdnError, showValue } from '../lib/errors.ts'
 import type { Logger } from '../lib/log.ts'
 
 /** Reads and parses a `.yaml`, `.yml` or `.json` file; `CDN_ERR_CONFIG_FILE` names the file, line and column. */
@@ -25,11 +25,21 @@ export function readDataFile (path: string, what: string): unknown {
   try {
     return ext === '.json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true })
   } catch (err) {
-    const pos = err instanceof YAMLParseError ? err.linePos?.[0] : undefined
+    const pos = err instanceof YAMLParseError ? err.linePos?.[0] : jsonErrorPos(err, text)
     const where = pos === undefined ? '' : `:${pos.line}:${pos.col}`
     const reason = ((err as Error).message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')
     throw new CdnError('CDN_ERR_CONFIG_FILE', `Cannot parse the ${what} file ${path}${where}: ${reason}`, { cause: err })
   }
+}
+
+/** Line and column of a JSON.parse error, from the offset V8 gives (`at position N`, or the end of the input). */
+function jsonErrorPos (err: unknown, text: string): { line: number, col: number } | undefined {
+  if (!(err instanceof SyntaxError)) return undefined
+  const at = / at position (\d+)/.exec(err.message)
+  const offset = at !== null ? Number(at[1]) : err.message.includes('end of JSON input') ? text.length : undefined
+  if (offset === undefined) return undefined
+  const lines = text.slice(0, offset).split('\n')
+  return { line: lines.length, col: (lines[lines.length - 1] ?? '').length + 1 }
 }
 
 /** Collects validation problems, then throws them together as one `CDN_ERR_CONFIG_INVALID`. */
@@ -62,11 +72,8 @@ export class Problems {
   }
 }
 
-/** Short JSON rendering of a bad value for messages. */
-export function show (value: unknown): string {
-  const text = value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value)
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text
-}
+/** Short JSON rendering of a bad value for messages (lib/errors.ts showValue). */
+export const show = showValue
 
 /** True for a plain `{}` object (not an array, not null). */
 export function isRecord (value: unknown): value is Record<string, unknown> {

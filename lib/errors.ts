@@ -73,6 +73,16 @@ export class CdnError extends Error {
   }
 }
 
+/**
+ * A bad value as a message shows it: JSON (strings quoted), `undefined`, and non-finite
+ * numbers by name (JSON would write YAML's `.inf` and `.nan` as null, and a message would say
+ * "got null" for a value that is not); cut at 80 characters.
+ */
+export function showValue (value: unknown): string {
+  const text = value === undefined || (typeof value === 'number' && !Number.isFinite(value)) ? String(value) : JSON.stringify(value) ?? String(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
 /** True when `err` is a CdnError, and has `code` when one is given. */
 export function isCdnError (err: unknown, code?: ErrorCode): err is CdnError {
   return err instanceof CdnError && (code === undefined || err.code === code)

@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs'
 import { extname } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
-import { CdnError } from '../lib/errors.ts'
+import { CdnError, showValue } from '../lib/errors.ts'
 import type { OriginSpec } from './origin-pool.ts'
 
 const ENTRY_KEYS: ReadonlySet<string> = new Set(['url', 'prefix', 'priority', 'weight', 'name'])
@@ -103,5 +103,5 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
 }
 
 function show (value: unknown): string {
-  return value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value)
+  return value === undefined ? 'nothing' : showValue(value)
 }

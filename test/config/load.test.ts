@@ -179,6 +179,10 @@ t.test('file values: YAML with types, lists and bad values', async (t) => {
   t.equal(error.code, 'CDN_ERR_CONFIG_INVALID')
   t.ok(error.lines.includes(`Invalid config: edge.cache.memory.maxBytes must be a byte size like 512MiB (at least 1B), got "lots" (from file ${bad})`))
   t.ok(error.lines.includes(`Invalid config: edge.cache.disk must be a section (a mapping of settings), got 5 (from file ${bad})`))
+
+  const infinite = join(dir, 'inf.yaml')
+  await writeFile(infinite, 'edge:\n  cache:\n    memory:\n      maxBytes: .inf\n')
+  t.match(loadError({ file: infinite }).message, /maxBytes must be .*, got Infinity \(from file/, 'YAML .inf is named, not shown as null')
 })
 
 t.test('file values: JSON, .yml, dotted keys, empty files', async (t) => {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { CdnError, CODES, isCdnError, type ErrorCode } from '../../lib/errors.ts'
+import { CdnError, CODES, isCdnError, showValue, type ErrorCode } from '../../lib/errors.ts'
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
 const rows = new Map<string, string[]>()
@@ -35,4 +35,18 @@ t.test('CdnError carries code, status, source, retryable and cause', async (t) =
   t.ok(isCdnError(err, 'CDN_ERR_UPSTREAM_CONNECT'))
   t.notOk(isCdnError(err, 'CDN_ERR_INTERNAL' as ErrorCode))
   t.notOk(isCdnError(new Error('x')))
+})
+
+t.test('showValue: values as a message shows them, non-finite numbers by name, long ones cut', async (t) => {
+  t.equal(showValue('edge 1'), '"edge 1"')
+  t.equal(showValue(undefined), 'undefined')
+  t.equal(showValue(null), 'null')
+  t.equal(showValue(Number.POSITIVE_INFINITY), 'Infinity', 'not null, as JSON would write it')
+  t.equal(showValue(Number.NaN), 'NaN')
+  t.equal(showValue({ a: [1] }), '{"a":[1]}')
+  const fn = (): number => 1
+  t.equal(showValue(fn), String(fn), 'what JSON cannot write, as String() writes it')
+  const long = showValue('x'.repeat(200))
+  t.equal(long.length, 80)
+  t.ok(long.endsWith('...'))
 })
