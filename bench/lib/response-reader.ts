@@ -9,22 +9,31 @@ import { parseResponseHead, type ResponseHead } from './http-head.ts'
 /**
  * Feeds one response's chunks in order and records when its parts arrived, in whatever
  * clock the caller passes (`performance.now()` in the bench). A response without
- * Content-Length never completes here (`doneAt` stays undefined).
+ * Content-Length never completes here (`doneAt` stays undefined). The times are set by
+ * {@link ResponseReader.feed} alone; callers only read them.
  */
 export class ResponseReader {
+  readonly #sentAt: number
   #pending: Buffer[] = []
   #head: ResponseHead | undefined
   #body = 0
-  /** When the whole head had arrived. */
-  headAt: number | undefined
-  /** When the first body byte arrived. */
-  firstByteAt: number | undefined
-  /** When the last body byte (per Content-Length) arrived. */
-  doneAt: number | undefined
+  #headAt: number | undefined
+  #firstByteAt: number | undefined
+  #doneAt: number | undefined
 
   /** `sentAt`: when the request was written, the origin of the caller's durations. */
-  constructor (readonly sentAt: number) {}
+  constructor (sentAt: number) {
+    this.#sentAt = sentAt
+  }
 
+  /** When the request was written. */
+  get sentAt (): number { return this.#sentAt }
+  /** When the whole head had arrived. */
+  get headAt (): number | undefined { return this.#headAt }
+  /** When the first body byte arrived. */
+  get firstByteAt (): number | undefined { return this.#firstByteAt }
+  /** When the last body byte (per Content-Length) arrived. */
+  get doneAt (): number | undefined { return this.#doneAt }
   get head (): ResponseHead | undefined { return this.#head }
   get bodyBytes (): number { return this.#body }
 
@@ -38,12 +47,12 @@ export class ResponseReader {
       if (head === undefined) return 0
       this.#pending = []
       this.#head = head
-      this.headAt = now
+      this.#headAt = now
       bytes = data.length - head.headBytes
     }
-    if (bytes > 0) this.firstByteAt ??= now
+    if (bytes > 0) this.#firstByteAt ??= now
     this.#body += bytes
-    if (this.#head.contentLength !== undefined && this.#body >= this.#head.contentLength) this.doneAt ??= now
+    if (this.#head.contentLength !== undefined && this.#body >= this.#head.contentLength) this.#doneAt ??= now
     return bytes
   }
 }

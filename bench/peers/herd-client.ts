@@ -10,7 +10,7 @@
  * channel closes.
  */
 import { connect, type Socket } from 'node:net'
-import { ResponseReader } from '../lib/response-reader.ts'
+import { TimedClient, type TimedClientResult } from '../lib/timed-client.ts'
 
 /** The JSON argument of this script. */
 export interface HerdConfig {
@@ -22,15 +22,8 @@ export interface HerdConfig {
   readonly timeoutMs: number
 }
 
-/** One client's outcome; times are ms since that client wrote its request. */
-export interface HerdClientResult {
-  readonly status: number | undefined
-  readonly headMs: number | undefined
-  readonly firstByteMs: number | undefined
-  readonly totalMs: number | undefined
-  readonly bodyBytes: number
-  readonly error: string | undefined
-}
+/** One client's outcome (ms since that client wrote its request). */
+export type HerdClientResult = TimedClientResult
 
 /** What this script prints. */
 export interface HerdReport {
@@ -39,58 +32,6 @@ export interface HerdReport {
   /** Spread between the first and the last request write. */
   readonly sendSpreadMs: number
   readonly clients: readonly HerdClientResult[]
-}
-
-class HerdClient {
-  readonly #socket: Socket
-  #reader: ResponseReader | undefined
-  #error: string | undefined
-  readonly done: Promise<void>
-  #finish!: () => void
-
-  constructor (socket: Socket) {
-    this.#socket = socket
-    this.done = new Promise((resolve) => { this.#finish = resolve })
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    socket.on('error', (err) => this.#fail(err.message))
-    socket.on('close', () => this.#fail('connection closed before the body was complete'))
-  }
-
-  send (request: Buffer): void {
-    this.#reader = new ResponseReader(performance.now())
-    this.#socket.write(request)
-  }
-
-  abort (reason: string): void {
-    this.#fail(reason)
-    this.#socket.destroy()
-  }
-
-  result (): HerdClientResult {
-    const r = this.#reader
-    const since = (at: number | undefined): number | undefined => at === undefined || r === undefined ? undefined : at - r.sentAt
-    return { status: r?.head?.status, headMs: since(r?.headAt), firstByteMs: since(r?.firstByteAt), totalMs: since(r?.doneAt), bodyBytes: r?.bodyBytes ?? 0, error: this.#error }
-  }
-
-  #onData (chunk: Buffer): void {
-    const r = this.#reader
-    if (r === undefined || r.doneAt !== undefined) return
-    try {
-      r.feed(chunk, performance.now())
-    } catch (err) {
-      this.abort((err as Error).message)
-      return
-    }
-    if (r.doneAt === undefined) return
-    this.#socket.destroy()
-    this.#finish()
-  }
-
-  #fail (reason: string): void {
-    if (this.#reader?.doneAt !== undefined || this.#error !== undefined) return
-    this.#error = reason
-    this.#finish()
-  }
 }
 
 async function connectAll (url: URL, count: number): Promise<Socket[]> {
@@ -108,7 +49,7 @@ async function connectAll (url: URL, count: number): Promise<Socket[]> {
 async function run (config: HerdConfig): Promise<HerdReport> {
   const url = new URL(config.url)
   if (url.hostname !== '127.0.0.1') throw new TypeError(`Expected config.url on 127.0.0.1, got ${config.url}`)
-  let clients: HerdClient[] = []
+  let clients: TimedClient[] = []
   const deadline = setTimeout(() => {
     for (const c of clients) c.abort(`no complete response within ${config.timeoutMs} ms`)
     // A connect that never completes leaves nothing to abort: give up on the whole run.
@@ -117,7 +58,7 @@ async function run (config: HerdConfig): Promise<HerdReport> {
   const connectStart = performance.now()
   const sockets = await connectAll(url, config.clients)
   const connectMs = performance.now() - connectStart
-  clients = sockets.map((s) => new HerdClient(s))
+  clients = sockets.map((s) => new TimedClient(s))
   const request = Buffer.from(`GET ${config.path} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: streamedge-bench-herd\r\nConnection: close\r\n\r\n`, 'latin1')
   const firstSend = performance.now()
   for (const c of clients) c.send(request)

@@ -38,6 +38,7 @@ import { waitForQuiet } from '../lib/quiet.ts'
 import { ResponseReader } from '../lib/response-reader.ts'
 import { cpuSecondsBetween } from '../lib/proc-cpu.ts'
 import { cpuSecondsPerGb, median, percentile } from '../lib/stats.ts'
+import { TimedClient } from '../lib/timed-client.ts'
 
 /** 2 MiB rounded down to whole 188-byte TS packets (the edge refuses partial packets). */
 export const MISS_BODY_BYTES = Math.floor(2 * 1024 * 1024 / 188) * 188
@@ -65,6 +66,14 @@ export interface SteadyMissesOptions {
   readonly edgeRoot?: string | undefined
   /** Also run the edge as committed at this git ref (git archive into a temp dir). */
   readonly ref?: string | undefined
+  /** Body of each (a) segment miss (default {@link MISS_BODY_BYTES}); whole 188-byte packets. */
+  readonly missBodyBytes?: number | undefined
+  /** Body of each (b) live segment (default {@link LIVE_BODY_BYTES}); whole 188-byte packets. */
+  readonly liveBodyBytes?: number | undefined
+  /** Viewers joining each live segment (default 60). */
+  readonly joinsPerSegment?: number | undefined
+  /** Multiplies every window, pause and live timing (default 1; tests shrink a run with 0.1). */
+  readonly timeScale?: number | undefined
   readonly beforeWindow?: () => Promise<unknown>
   readonly log: (line: string) => void
 }
@@ -135,18 +144,26 @@ interface Variant {
 export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMissesResult> {
   const rounds = o.rounds ?? (o.quick ? 1 : 2)
   const clients = o.clients ?? 32
+  const missBodyBytes = o.missBodyBytes ?? MISS_BODY_BYTES
+  const liveBodyBytes = o.liveBodyBytes ?? LIVE_BODY_BYTES
+  const joinsPerSegment = o.joinsPerSegment ?? 60
+  const scale = o.timeScale ?? 1
   if (!Number.isSafeInteger(rounds) || rounds < 1) throw new TypeError(`Expected options.rounds to be a positive integer, got ${String(o.rounds)}`)
   if (!Number.isSafeInteger(clients) || clients < 1) throw new TypeError(`Expected options.clients to be a positive integer, got ${String(o.clients)}`)
-  const warmupMs = 1000
-  const measureMs = o.quick ? 3000 : 5000
+  if (!isWholePackets(missBodyBytes)) throw new TypeError(`Expected options.missBodyBytes to be a positive multiple of 188 (whole TS packets), got ${String(o.missBodyBytes)}`)
+  if (!isWholePackets(liveBodyBytes)) throw new TypeError(`Expected options.liveBodyBytes to be a positive multiple of 188 (whole TS packets), got ${String(o.liveBodyBytes)}`)
+  if (!Number.isSafeInteger(joinsPerSegment) || joinsPerSegment < 1) throw new TypeError(`Expected options.joinsPerSegment to be a positive integer, got ${String(o.joinsPerSegment)}`)
+  if (!(Number.isFinite(scale) && scale > 0)) throw new TypeError(`Expected options.timeScale to be a positive number, got ${String(o.timeScale)}`)
+  const warmupMs = 1000 * scale
+  const measureMs = (o.quick ? 3000 : 5000) * scale
   const liveSegments = o.quick ? 3 : 4
-  const joinsPerSegment = 60
+  const live: LiveTiming = { bodyBytes: liveBodyBytes, segmentMs: LIVE_SEGMENT_MS * scale, everyMs: LIVE_SEGMENT_EVERY_MS * scale, joinsPerSegment, afterMs: 500 * scale }
   const origin = await startOrigin()
   const load = startIpcWorker<LoadRequest, LoadReply>(SELF)
   const variants: Variant[] = []
   let snapshot: EdgeSnapshot | undefined
   const misses: MissWindow[] = []
-  const live: LiveWindow[] = []
+  const events: LiveWindow[] = []
   try {
     const root = o.edgeRoot ?? REPO_ROOT
     const startEdge = (edgeRoot: string, env?: Readonly<Record<string, string>>): Promise<BenchTarget> =>
@@ -158,12 +175,12 @@ export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMi
       variants.push({ name: `${o.ref} (${snapshot.commit.slice(0, 7)})`, target: await startEdge(snapshot.dir) })
     }
     const runId = randomBytes(4).toString('hex')
-    const missPath = `/synthetic/steady-miss-${runId}-${MISS_BODY_BYTES}.ts`
+    const missPath = `/synthetic/steady-miss-${runId}-${missBodyBytes}.ts`
     const smallPath = `/synthetic/steady-small-${runId}-${SMALL_BODY_BYTES}.ts`
-    await prebuild(origin, missPath, MISS_BODY_BYTES)
+    await prebuild(origin, missPath, missBodyBytes)
     await prebuild(origin, smallPath, SMALL_BODY_BYTES)
     o.log(`steady-misses: ${variants.map((v) => `${v.name} ${v.target.url}`).join(', ')}`)
-    o.log(`  (a) ${clients} keep-alive clients, distinct ${MISS_BODY_BYTES}-byte misses, ${warmupMs} ms warm-up + ${measureMs} ms; (b) ${liveSegments} segments of ${LIVE_BODY_BYTES} bytes over ${LIVE_SEGMENT_MS} ms, one every ${LIVE_SEGMENT_EVERY_MS} ms, ${joinsPerSegment} viewers joining each over its fill`)
+    o.log(`  (a) ${clients} keep-alive clients, distinct ${missBodyBytes}-byte misses, ${warmupMs} ms warm-up + ${measureMs} ms; (b) ${liveSegments} segments of ${liveBodyBytes} bytes over ${live.segmentMs} ms, one every ${live.everyMs} ms, ${joinsPerSegment} viewers joining each over its fill`)
     // Round 0 warms the JIT of the edges and of the load process; it is not reported.
     for (let round = 0; round <= rounds; round++) {
       const tag = round === 0 ? 'warm-up' : `round ${round}`
@@ -172,18 +189,18 @@ export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMi
       for (const v of order) {
         if (round > 0) await o.beforeWindow?.()
         for (const small of [0, SMALL_CLIENTS]) {
-          const w = await missWindow(v, round, origin, load, { clients, path: missPath, small, smallPath, prefix: `${runId}-${round}-${variants.indexOf(v)}-${small}`, warmupMs: round === 0 ? 500 : warmupMs, measureMs: round === 0 ? 1000 : measureMs })
+          const w = await missWindow(v, round, origin, load, { clients, path: missPath, small, smallPath, prefix: `${runId}-${round}-${variants.indexOf(v)}-${small}`, warmupMs: round === 0 ? 500 * scale : warmupMs, measureMs: round === 0 ? 1000 * scale : measureMs, storeMs: 200 * scale })
           o.log(`  ${tag} (a${small === 0 ? '' : ' + small'}) ${v.name}: ${w.mbPerS.toFixed(0)} MB/s, ${w.reqPerS.toFixed(0)} req/s, TTFB p50 ${w.ttfbP50Ms.toFixed(1)} p99 ${w.ttfbP99Ms.toFixed(1)} ms, total p50 ${w.totalP50Ms.toFixed(1)} p99 ${w.totalP99Ms.toFixed(1)} ms, edge CPU ${w.edgeCpuSPerGb.toFixed(2)} s/GB, origin ${w.originRequests}/${w.clientRequests} requests, hits ${w.hits}, errors ${w.errors}${small === 0 ? '' : `; small ${w.smallReqPerS.toFixed(0)} req/s, total p99 ${w.smallTotalP99Ms.toFixed(1)} ms`}`)
           if (round > 0) misses.push(w)
         }
       }
       for (const v of order) {
-        await sleep(SETTLE_MS)
+        await sleep(SETTLE_MS * scale)
         if (round > 0) await o.beforeWindow?.()
         const segments = round === 0 ? 2 : liveSegments
-        const w = await liveEvent(v, round, origin, load, { segments, joinsPerSegment, prefix: `${runId}-${round}-${variants.indexOf(v)}` })
+        const w = await liveEvent(v, round, origin, load, live, { segments, prefix: `${runId}-${round}-${variants.indexOf(v)}` })
         o.log(`  ${tag} (b) ${v.name}: complete ${w.complete}/${w.clients}, TTFB p50 ${w.ttfbP50Ms.toFixed(1)} p99 ${w.ttfbP99Ms.toFixed(1)} ms, total p50 ${w.totalP50Ms.toFixed(0)} p99 ${w.totalP99Ms.toFixed(0)} ms, after origin end p50 ${w.lagP50Ms.toFixed(0)} p99 ${w.lagP99Ms.toFixed(0)} ms, viewer ${w.clientMbPerSP50.toFixed(1)} MB/s, all ${w.mbPerS.toFixed(0)} MB/s, edge CPU ${w.edgeCpuSPerGb.toFixed(2)} s/GB, origin ${w.originRequests}/${w.segments}`)
-        if (round > 0) live.push(w)
+        if (round > 0) events.push(w)
       }
     }
   } finally {
@@ -194,11 +211,26 @@ export async function runSteadyMisses (o: SteadyMissesOptions): Promise<SteadyMi
   }
   return {
     scenario: 'steady-misses',
-    config: { clients, missBodyBytes: MISS_BODY_BYTES, measureMs, liveSegments, liveBodyBytes: LIVE_BODY_BYTES, liveSegmentMs: LIVE_SEGMENT_MS, joinsPerSegment, rounds },
+    config: { clients, missBodyBytes, measureMs, liveSegments, liveBodyBytes, liveSegmentMs: live.segmentMs, joinsPerSegment, rounds, ...scale === 1 ? {} : { timeScale: scale } },
     variants: variants.map((v) => v.name),
     misses,
-    live,
+    live: events,
   }
+}
+
+function isWholePackets (bytes: number): boolean {
+  return Number.isSafeInteger(bytes) && bytes > 0 && bytes % 188 === 0
+}
+
+/** (b)'s settings, scaled. */
+interface LiveTiming {
+  readonly bodyBytes: number
+  /** The origin streams each segment over this long; viewers join over the same span. */
+  readonly segmentMs: number
+  readonly everyMs: number
+  readonly joinsPerSegment: number
+  /** Pause after an event, while the edge stores the last segments. */
+  readonly afterMs: number
 }
 
 /** Builds the synthetic body in the origin first, so its one-off cost is in nobody's times. */
@@ -207,7 +239,7 @@ async function prebuild (origin: Origin, path: string, bytes: number): Promise<v
   if (direct.status !== 200 || direct.body.length !== bytes) throw new Error(`origin pre-build of ${path}: ${direct.status}, ${direct.body.length} bytes`)
 }
 
-async function missWindow (v: Variant, round: number, origin: Origin, load: IpcWorker<LoadRequest, LoadReply>, w: { clients: number, path: string, small: number, smallPath: string, prefix: string, warmupMs: number, measureMs: number }): Promise<MissWindow> {
+async function missWindow (v: Variant, round: number, origin: Origin, load: IpcWorker<LoadRequest, LoadReply>, w: { clients: number, path: string, small: number, smallPath: string, prefix: string, warmupMs: number, measureMs: number, storeMs: number }): Promise<MissWindow> {
   const origin0 = origin.count(w.path)
   const groups = [{ path: w.path, clients: w.clients }, ...w.small === 0 ? [] : [{ path: w.smallPath, clients: w.small }]]
   await load.call({ kind: 'misses-start', url: v.target.url, groups, prefix: w.prefix }, 20_000)
@@ -217,15 +249,24 @@ async function missWindow (v: Variant, round: number, origin: Origin, load: IpcW
   const reports = (await load.call({ kind: 'misses-measure', ms: w.measureMs }, w.measureMs + 20_000) as MissReports).groups
     .map((g) => Object.fromEntries(Object.entries(g).map(([k, x]) => [k, x ?? Number.NaN])) as unknown as MissReport)
   const cpuSeconds = cpuSecondsBetween(cpu0, v.target.cpu())
-  const m = reports[0]!
-  const small = reports[1]
   const stopped = await load.call({ kind: 'misses-stop' }, 30_000) as MissStopReport
-  await sleep(200) // the edge finishes storing the last fills
+  await sleep(w.storeMs) // the edge finishes storing the last fills
+  return summariseMissWindow({ variant: v.name, round, smallClients: w.small, reports, cpuSeconds, originRequests: origin.count(w.path) - origin0, stopped })
+}
+
+/**
+ * One (a) window's figures from the load's reports: `reports[0]` is the segment clients',
+ * `reports[1]` (when there were small-miss clients) theirs. Edge CPU is charged to the bytes of both.
+ */
+export function summariseMissWindow (w: { readonly variant: string, readonly round: number, readonly smallClients: number, readonly reports: readonly MissReport[], readonly cpuSeconds: number, readonly originRequests: number, readonly stopped: MissStopReport }): MissWindow {
+  const m = w.reports[0]
+  if (m === undefined) throw new TypeError('Expected a report of the segment clients, got none')
+  const small = w.reports[1]
   const seconds = m.elapsedMs / 1000
   return {
-    variant: v.name,
-    round,
-    smallClients: w.small,
+    variant: w.variant,
+    round: w.round,
+    smallClients: w.smallClients,
     smallReqPerS: small === undefined ? Number.NaN : small.requests / (small.elapsedMs / 1000),
     smallTotalP99Ms: small?.totalP99Ms ?? Number.NaN,
     seconds,
@@ -236,33 +277,42 @@ async function missWindow (v: Variant, round: number, origin: Origin, load: IpcW
     ttfbP99Ms: m.ttfbP99Ms,
     totalP50Ms: m.totalP50Ms,
     totalP99Ms: m.totalP99Ms,
-    edgeCpuSPerGb: cpuSecondsPerGb(cpuSeconds, reports.reduce((sum, r) => sum + r.bytes, 0)),
-    originRequests: origin.count(w.path) - origin0,
-    clientRequests: stopped.sent,
-    hits: stopped.hits,
-    errors: stopped.errors,
+    edgeCpuSPerGb: cpuSecondsPerGb(w.cpuSeconds, w.reports.reduce((sum, r) => sum + r.bytes, 0)),
+    originRequests: w.originRequests,
+    clientRequests: w.stopped.sent,
+    hits: w.stopped.hits,
+    errors: w.stopped.errors,
   }
 }
 
-async function liveEvent (v: Variant, round: number, origin: Origin, load: IpcWorker<LoadRequest, LoadReply>, w: { segments: number, joinsPerSegment: number, prefix: string }): Promise<LiveWindow> {
-  const paths = Array.from({ length: w.segments }, (_, i) => `/synthetic/steady-live-${w.prefix}-s${i}-${LIVE_BODY_BYTES}.ts`)
-  for (const path of paths) await prebuild(origin, path, LIVE_BODY_BYTES)
+async function liveEvent (v: Variant, round: number, origin: Origin, load: IpcWorker<LoadRequest, LoadReply>, live: LiveTiming, w: { segments: number, prefix: string }): Promise<LiveWindow> {
+  const paths = Array.from({ length: w.segments }, (_, i) => `/synthetic/steady-live-${w.prefix}-s${i}-${live.bodyBytes}.ts`)
+  for (const path of paths) await prebuild(origin, path, live.bodyBytes)
   const before = paths.map((p) => origin.count(p))
-  for (const path of paths) origin.setFault(path, { bytesPerSecond: Math.round(LIVE_BODY_BYTES / (LIVE_SEGMENT_MS / 1000)) })
+  for (const path of paths) origin.setFault(path, { bytesPerSecond: Math.round(live.bodyBytes / (live.segmentMs / 1000)) })
   const cpu0 = v.target.cpu()
   const started = performance.now()
-  const segments = paths.map((path, i) => ({ path, atMs: i * LIVE_SEGMENT_EVERY_MS }))
-  const r = await load.call({ kind: 'live', url: v.target.url, segments, joinsPerSegment: w.joinsPerSegment, spreadMs: LIVE_SEGMENT_MS, segmentMs: LIVE_SEGMENT_MS, timeoutMs: 40_000 }, 60_000) as LiveReport
+  const segments = paths.map((path, i) => ({ path, atMs: i * live.everyMs }))
+  const r = await load.call({ kind: 'live', url: v.target.url, segments, joinsPerSegment: live.joinsPerSegment, spreadMs: live.segmentMs, segmentMs: live.segmentMs, timeoutMs: 40_000 }, 60_000) as LiveReport
   const wallS = (performance.now() - started) / 1000
   const cpuSeconds = cpuSecondsBetween(cpu0, v.target.cpu())
   origin.clearFaults()
-  await sleep(500)
-  const c = r.clients
+  await sleep(live.afterMs)
+  const originRequests = paths.reduce((s, p, i) => s + origin.count(p) - before[i]!, 0)
+  return summariseLiveEvent({ variant: v.name, round, clients: r.clients, wallS, cpuSeconds, originRequests, segments: w.segments })
+}
+
+/**
+ * One (b) event's figures from its viewers: one that never had its whole segment counts as
+ * infinitely slow in the percentiles and as 0 MB/s in the viewer median.
+ */
+export function summariseLiveEvent (e: { readonly variant: string, readonly round: number, readonly clients: readonly LiveClient[], readonly wallS: number, readonly cpuSeconds: number, readonly originRequests: number, readonly segments: number }): LiveWindow {
+  const c = e.clients
   const inf = (x: number | undefined): number => x ?? Number.POSITIVE_INFINITY
   const bytes = c.reduce((s, x) => s + x.bodyBytes, 0)
   return {
-    variant: v.name,
-    round,
+    variant: e.variant,
+    round: e.round,
     clients: c.length,
     complete: c.filter((x) => x.totalMs !== undefined).length,
     ttfbP50Ms: percentile(c.map((x) => inf(x.firstByteMs)), 50),
@@ -272,10 +322,10 @@ async function liveEvent (v: Variant, round: number, origin: Origin, load: IpcWo
     lagP50Ms: percentile(c.map((x) => inf(x.lagMs)), 50),
     lagP99Ms: percentile(c.map((x) => inf(x.lagMs)), 99),
     clientMbPerSP50: median(c.map((x) => x.totalMs === undefined ? 0 : x.bodyBytes / 1e3 / x.totalMs)),
-    mbPerS: bytes / 1e6 / wallS,
-    edgeCpuSPerGb: cpuSecondsPerGb(cpuSeconds, bytes),
-    originRequests: paths.reduce((s, p, i) => s + origin.count(p) - before[i]!, 0),
-    segments: w.segments,
+    mbPerS: bytes / 1e6 / e.wallS,
+    edgeCpuSPerGb: cpuSecondsPerGb(e.cpuSeconds, bytes),
+    originRequests: e.originRequests,
+    segments: e.segments,
   }
 }
 
@@ -298,7 +348,7 @@ export function renderSteadyMissesMarkdown (r: SteadyMissesResult): string {
       lines.push(`| ${name} | ${small} | ${med(m, (x) => x.mbPerS).toFixed(0)} | ${med(m, (x) => x.reqPerS).toFixed(0)} | ${med(m, (x) => x.ttfbP50Ms).toFixed(1)} / ${med(m, (x) => x.ttfbP99Ms).toFixed(1)} | ${med(m, (x) => x.totalP50Ms).toFixed(1)} / ${med(m, (x) => x.totalP99Ms).toFixed(1)} | ${med(m, (x) => x.edgeCpuSPerGb).toFixed(2)} | ${m.map((x) => `${x.originRequests}/${x.clientRequests}`).join(', ')} | ${small === 0 ? '' : med(m, (x) => x.smallReqPerS).toFixed(0)} |`)
     }
   }
-  lines.push('', `(b) live: ${String(r.config.liveSegments)} segments of ${String(r.config.liveBodyBytes)} bytes, each streamed by the origin over ${String(r.config.liveSegmentMs)} ms, one every ${LIVE_SEGMENT_EVERY_MS} ms, ${String(r.config.joinsPerSegment)} viewers joining each at a steady rate over its fill.`, '',
+  lines.push('', `(b) live: ${String(r.config.liveSegments)} segments of ${String(r.config.liveBodyBytes)} bytes, each streamed by the origin over ${String(r.config.liveSegmentMs)} ms, one every ${LIVE_SEGMENT_EVERY_MS * Number(r.config.timeScale ?? 1)} ms, ${String(r.config.joinsPerSegment)} viewers joining each at a steady rate over its fill.`, '',
     '| edge | complete | TTFB p50 / p99 ms | total p50 / p99 ms | done after origin end p50 / p99 ms | viewer MB/s p50 | all MB/s | edge CPU s/GB | origin requests |',
     '|---|---|---|---|---|---:|---:|---:|---|')
   for (const name of r.variants) {
@@ -317,7 +367,8 @@ type LoadRequest =
   | { readonly kind: 'misses-stop' }
   | { readonly kind: 'live', readonly url: string, readonly segments: ReadonlyArray<{ readonly path: string, readonly atMs: number }>, readonly joinsPerSegment: number, readonly spreadMs: number, readonly segmentMs: number, readonly timeoutMs: number }
 
-interface MissReport {
+/** What the load reports of one client group's (a) window (NaN percentiles cross IPC as null). */
+export interface MissReport {
   readonly elapsedMs: number
   readonly requests: number
   readonly bytes: number
@@ -329,9 +380,11 @@ interface MissReport {
 
 interface MissReports { readonly groups: readonly MissReport[] }
 
-interface MissStopReport { readonly sent: number, readonly hits: number, readonly errors: number }
+/** Requests the segment clients sent, and hits and failures of every group, when (a)'s load stops. */
+export interface MissStopReport { readonly sent: number, readonly hits: number, readonly errors: number }
 
-interface LiveClient {
+/** One (b) viewer, as the load reports it. */
+export interface LiveClient {
   readonly firstByteMs: number | undefined
   readonly totalMs: number | undefined
   /** Done time minus the origin's planned end of the segment. */
@@ -446,46 +499,23 @@ async function runLive (req: Extract<LoadRequest, { kind: 'live' }>): Promise<Li
   for (const p of plan) {
     const wait = t0 + p.atMs - performance.now()
     if (wait > 1) await sleep(wait)
-    joins.push(new Promise<LiveClient>((resolve) => {
-      let reader: ResponseReader | undefined
-      let error: string | undefined
-      let finished = false
-      const finish = (): void => {
-        if (finished) return
-        finished = true
-        clearTimeout(timer)
-        socket.destroy()
-        const r = reader
-        const doneAt = r?.doneAt
-        resolve({
-          firstByteMs: r?.firstByteAt === undefined ? undefined : r.firstByteAt - r.sentAt,
-          totalMs: doneAt === undefined || r === undefined ? undefined : doneAt - r.sentAt,
-          lagMs: doneAt === undefined ? undefined : doneAt - (t0 + p.seg.atMs + req.segmentMs),
-          bodyBytes: r?.bodyBytes ?? 0,
-          error,
-        })
-      }
-      const socket = connect({ host: url.hostname, port, noDelay: true })
-      const timer = setTimeout(() => { error = 'timeout'; finish() }, req.timeoutMs)
-      socket.once('connect', () => {
-        reader = new ResponseReader(performance.now())
-        socket.write(`GET ${p.seg.path} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: streamedge-bench-steady\r\nConnection: close\r\n\r\n`)
-      })
-      socket.on('data', (chunk: Buffer) => {
-        try {
-          reader?.feed(chunk, performance.now())
-        } catch (err) {
-          error = (err as Error).message
-          finish()
-          return
-        }
-        if (reader?.doneAt !== undefined) finish()
-      })
-      socket.once('error', (err) => { error = err.message })
-      socket.once('close', () => { error ??= 'closed early'; finish() })
-    }))
+    joins.push(watch(url, port, p.seg.path, req.timeoutMs, t0 + p.seg.atMs + req.segmentMs))
   }
   return { clients: await Promise.all(joins) }
+}
+
+/** One viewer: its own connection (Connection: close), the request written once connected. */
+async function watch (url: URL, port: number, path: string, timeoutMs: number, originEndAt: number): Promise<LiveClient> {
+  const socket = connect({ host: url.hostname, port, noDelay: true })
+  const client = new TimedClient(socket)
+  const timer = setTimeout(() => client.abort('timeout'), timeoutMs)
+  socket.once('connect', () => client.send(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: streamedge-bench-steady\r\nConnection: close\r\n\r\n`))
+  await client.done
+  clearTimeout(timer)
+  socket.destroy()
+  const r = client.result()
+  const doneAt = client.doneAt
+  return { firstByteMs: r.firstByteMs, totalMs: r.totalMs, lagMs: doneAt === undefined ? undefined : doneAt - originEndAt, bodyBytes: r.bodyBytes, error: r.error }
 }
 
 function serveLoad (): void {
@@ -516,26 +546,45 @@ function serveLoad (): void {
   process.once('disconnect', () => process.exit(0))
 }
 
-function flag (name: string): string | undefined {
-  const at = process.argv.indexOf(name)
-  return at === -1 ? undefined : process.argv[at + 1]
+/** The standalone script's flags (see the file's comment); rounds and clients are checked by {@link runSteadyMisses}. */
+export interface SteadyMissesArgs {
+  readonly quick: boolean
+  readonly rounds: number | undefined
+  readonly clients: number | undefined
+  readonly edgeRoot: string | undefined
+  readonly ref: string | undefined
+  /** Wait up to this long for an idle machine before each measured window (0: do not wait). */
+  readonly quietWaitS: number
+}
+
+/** Reads the standalone script's flags from `argv` (throws TypeError on a bad --quiet-wait). */
+export function parseSteadyMissesArgs (argv: readonly string[]): SteadyMissesArgs {
+  const flag = (name: string): string | undefined => {
+    const at = argv.indexOf(name)
+    return at === -1 ? undefined : argv[at + 1]
+  }
+  const rounds = flag('--rounds')
+  const clients = flag('--clients')
+  const quietWaitS = Number(flag('--quiet-wait') ?? 0)
+  if (!(quietWaitS >= 0)) throw new TypeError(`Expected --quiet-wait to be a non-negative number of seconds, got ${String(flag('--quiet-wait'))}`)
+  return {
+    quick: argv.includes('--quick'),
+    rounds: rounds === undefined ? undefined : Number(rounds),
+    clients: clients === undefined ? undefined : Number(clients),
+    edgeRoot: flag('--root'),
+    ref: flag('--ref'),
+    quietWaitS,
+  }
 }
 
 if (process.argv[1] !== undefined && SELF === process.argv[1]) {
   if (process.send !== undefined) {
     serveLoad()
   } else {
-    const rounds = flag('--rounds')
-    const clients = flag('--clients')
-    const quietWaitS = Number(flag('--quiet-wait') ?? 0)
-    if (!(quietWaitS >= 0)) throw new TypeError(`Expected --quiet-wait to be a non-negative number of seconds, got ${String(flag('--quiet-wait'))}`)
+    const { quietWaitS, ...args } = parseSteadyMissesArgs(process.argv)
     const result = await runSteadyMisses({
       beforeWindow: () => quietWaitS > 0 ? waitForQuiet({ maxWaitMs: quietWaitS * 1000 }) : Promise.resolve(),
-      quick: process.argv.includes('--quick'),
-      rounds: rounds === undefined ? undefined : Number(rounds),
-      clients: clients === undefined ? undefined : Number(clients),
-      edgeRoot: flag('--root'),
-      ref: flag('--ref'),
+      ...args,
       log: (line) => process.stderr.write(`${line}\n`),
     })
     process.stdout.write(renderSteadyMissesMarkdown(result))

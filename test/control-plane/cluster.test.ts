@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { stringify as toYaml } from 'yaml'
+import { promSum } from '../../bench/lib/prometheus-text.ts'
 import { ClusterHub, WorkerPeers, type ClusterMessage } from '../../control-plane/cluster.ts'
 import { ControlPlaneClusterMetrics, ControlPlaneMetrics, type MetricsSnapshot } from '../../lib/metrics.ts'
 import { signReport, SIGNATURE_HEADER, type NodeReport } from '../../lib/protocol/node-report.ts'
@@ -189,21 +190,21 @@ t.test('relay: /metrics on any worker merges every serving worker', async (t) =>
   // a worker that never answers: after the deadline the others' metrics, and it counted as missing
   peers[1]!.provideMetrics(() => new Promise<MetricsSnapshot>(() => {}))
   const partial = await peers[0]!.renderMetrics()
-  t.equal(metric(partial, 'streamedge_cp_decisions_total'), 400, 'workers 1 and 3')
-  t.equal(metric(partial, MISSING_WORKERS_METRIC), 1)
-  t.equal(metric(partial, 'streamedge_cp_workers'), 3, 'it still serves')
+  t.equal(promSum(partial, 'streamedge_cp_decisions_total'), 400, 'workers 1 and 3')
+  t.equal(promSum(partial, MISSING_WORKERS_METRIC), 1)
+  t.equal(promSum(partial, 'streamedge_cp_workers'), 3, 'it still serves')
   // one that exits meanwhile is not missing: it is gone
   const pending = peers[0]!.renderMetrics()
   await settle()
   c.leave(2)
   const afterExit = await pending
-  t.equal(metric(afterExit, 'streamedge_cp_decisions_total'), 400)
-  t.equal(metric(afterExit, MISSING_WORKERS_METRIC), 0)
+  t.equal(promSum(afterExit, 'streamedge_cp_decisions_total'), 400)
+  t.equal(promSum(afterExit, MISSING_WORKERS_METRIC), 0)
   // a worker whose snapshot fails is missing too
   peers[2]!.provideMetrics(() => Promise.reject(new Error('boom')))
   const failed = await peers[0]!.renderMetrics()
-  t.equal(metric(failed, 'streamedge_cp_decisions_total'), 100, 'worker 1 only')
-  t.equal(metric(failed, MISSING_WORKERS_METRIC), 1)
+  t.equal(promSum(failed, 'streamedge_cp_decisions_total'), 100, 'worker 1 only')
+  t.equal(promSum(failed, MISSING_WORKERS_METRIC), 1)
 })
 
 // ---- real processes ---------------------------------------------------------------------------
@@ -280,17 +281,6 @@ function getOn (agent: http.Agent, url: string, socket?: Socket): Promise<{ stat
   })
 }
 
-/** The sum of every series of `name` whose labels include all of `labels`. */
-
-function metric (text: string, name: string, labels: readonly string[] = []): number {
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) || !labels.every((l) => line.includes(l))) continue
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return sum
-}
-
 t.test('streamedge control-plane --controlPlane.workers 2: one port, one health view, one /metrics', async (t) => {
   const dir = await tempDir(t, 'streamedge-cp-cluster-')
   const edges = [await startFakeNode(t), await startFakeNode(t)]
@@ -351,14 +341,14 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
   await t.test('/metrics on any worker: counters summed, shared health not doubled', async (t) => {
     for (let i = 0; i < 4; i++) {
       const text = (await fetchRaw(`${url}/metrics`)).body.toString()
-      t.equal(metric(text, 'streamedge_cp_decisions_total'), steered, 'every decision, whichever worker made it')
-      t.equal(metric(text, 'streamedge_cp_heartbeats_total', ['outcome="accepted"']), 1, 'the heartbeat counted once, where it arrived')
-      t.equal(metric(text, 'streamedge_cp_node_status', ['target="edge-1"']), 1, 'one status per node')
-      t.equal(metric(text, 'streamedge_cp_node_status', ['target="edge-1"', 'status="not-ready"']), 1)
-      t.equal(metric(text, 'streamedge_cp_node_health_changes_total', ['target="edge-1"', 'status="not-ready"']), 1)
-      t.equal(metric(text, 'streamedge_cp_workers'), 2)
+      t.equal(promSum(text, 'streamedge_cp_decisions_total'), steered, 'every decision, whichever worker made it')
+      t.equal(promSum(text, 'streamedge_cp_heartbeats_total', { outcome: 'accepted' }), 1, 'the heartbeat counted once, where it arrived')
+      t.equal(promSum(text, 'streamedge_cp_node_status', { target: 'edge-1' }), 1, 'one status per node')
+      t.equal(promSum(text, 'streamedge_cp_node_status', { target: 'edge-1', status: 'not-ready' }), 1)
+      t.equal(promSum(text, 'streamedge_cp_node_health_changes_total', { target: 'edge-1', status: 'not-ready' }), 1)
+      t.equal(promSum(text, 'streamedge_cp_workers'), 2)
       t.match(text, /streamedge_cp_decisions_total\{outcome="redirect",group="g",role="control-plane",node="cp-cluster"\} \d+\n/, 'the labels of one process')
-      t.equal(metric(text, MISSING_WORKERS_METRIC), 0)
+      t.equal(promSum(text, MISSING_WORKERS_METRIC), 0)
     }
   })
 
@@ -370,7 +360,7 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
     for (let i = 0; i < 600 && readyz() < start + 6 * edges.length; i++) await new Promise((resolve) => setTimeout(resolve, 50))
     const before = readyz()
     t.ok(before >= start + 6 * edges.length, `${before - start} probes received meanwhile`)
-    const counted = metric((await fetchRaw(`${url}/metrics`)).body.toString(), 'streamedge_cp_probes_total')
+    const counted = promSum((await fetchRaw(`${url}/metrics`)).body.toString(), 'streamedge_cp_probes_total')
     const after = readyz()
     // a probe reaches its edge before it is counted, and rounds do not overlap (at most one in flight)
     t.ok(counted <= after, `${counted} counted, no more than the ${after} received (relayed results are not counted again)`)
@@ -397,14 +387,14 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
     t.teardown(resume)
     const partial = await getOn(agent, `${url}/metrics`, first.socket) // after the primary's deadline (5 s)
     t.equal(partial.status, 200)
-    t.equal(metric(partial.body, MISSING_WORKERS_METRIC), 1, 'the stopped worker is missing')
-    t.equal(metric(partial.body, 'streamedge_cp_workers'), 2, 'it still counts as serving')
-    const decided = metric(partial.body, 'streamedge_cp_decisions_total')
+    t.equal(promSum(partial.body, MISSING_WORKERS_METRIC), 1, 'the stopped worker is missing')
+    t.equal(promSum(partial.body, 'streamedge_cp_workers'), 2, 'it still counts as serving')
+    const decided = promSum(partial.body, 'streamedge_cp_decisions_total')
     t.ok(decided > 0 && decided < steered, `the serving worker's ${decided} of ${steered} decisions`)
     resume()
     const whole = (await fetchRaw(`${url}/metrics`)).body.toString()
-    t.equal(metric(whole, MISSING_WORKERS_METRIC), 0, 'none missing once it runs again')
-    t.equal(metric(whole, 'streamedge_cp_decisions_total'), steered)
+    t.equal(promSum(whole, MISSING_WORKERS_METRIC), 0, 'none missing once it runs again')
+    t.equal(promSum(whole, 'streamedge_cp_decisions_total'), steered)
   })
 
   await t.test('a killed worker is restarted and service continues', async (t) => {
@@ -421,7 +411,7 @@ t.test('streamedge control-plane --controlPlane.workers 2: one port, one health 
     const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => steer(`t${i}`, true)))
     t.same(statuses.map((s) => s.node), statuses.map(() => 'edge-2'), 'the new worker got the heartbeat it missed')
     const text = (await fetchRaw(`${url}/metrics`)).body.toString()
-    t.equal(metric(text, 'streamedge_cp_workers'), 2)
+    t.equal(promSum(text, 'streamedge_cp_workers'), 2)
   })
 
   await t.test('SIGTERM to the primary stops every worker and exits 0', async (t) => {

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { startDemo } from '../../bench/demo.ts'
+import { promSum } from '../../bench/lib/prometheus-text.ts'
 import { loadConfig } from '../../config/load.ts'
 import { getInventory, getPrefillJob, startPrefill } from '../../lib/protocol/prefill-client.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
@@ -44,17 +45,6 @@ async function untilLoopRestartAtLiveEdge (originUrl: string, playlistPath: stri
   }
 }
 
-/** One sample of a Prometheus text exposition, summed over the label sets that match. */
-function sample (text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return sum
-}
-
 async function originCounts (originUrl: string): Promise<Record<string, number>> {
   return await (await fetch(`${originUrl}/_origin/counts`)).json() as Record<string, number>
 }
@@ -72,8 +62,8 @@ t.test('ffmpeg through steering → edge → shield → origin, with prefetch, p
 
   await play(vod!)
   const edgeMetrics = await edge.metrics.render()
-  t.ok(sample(edgeMetrics, 'streamedge_hls_prefetches_total', { outcome: 'filled' }) > 0, 'the edge prefetched segments ahead of ffmpeg')
-  t.ok(sample(edgeMetrics, 'streamedge_hls_prefetched_segments_total', { outcome: 'hit' }) > 0, 'and ffmpeg then asked for them')
+  t.ok(promSum(edgeMetrics, 'streamedge_hls_prefetches_total', { outcome: 'filled' }) > 0, 'the edge prefetched segments ahead of ffmpeg')
+  t.ok(promSum(edgeMetrics, 'streamedge_hls_prefetched_segments_total', { outcome: 'hit' }) > 0, 'and ffmpeg then asked for them')
   const counts = await originCounts(demo.originUrl)
   const vodObjects = Object.entries(counts).filter(([path]) => path.startsWith('/vod/bbb-test/'))
   t.ok(vodObjects.length >= 8, `${vodObjects.length} objects of the title reached the origin`)
@@ -103,8 +93,8 @@ t.test('ffmpeg through steering → edge → shield → origin, with prefetch, p
   await play(live!, 8, '0:p:0')
   const liveEdge = await edge.metrics.render()
   const liveShield = await demo.shield.metrics.render()
-  t.ok(sample(liveEdge, 'streamedge_hls_playlists_total', { type: 'live' }) > 0, 'the edge admitted live playlists as live')
-  t.ok(sample(liveShield, 'streamedge_hls_playlists_total', { type: 'live' }) > 0, 'and so did the shield')
+  t.ok(promSum(liveEdge, 'streamedge_hls_playlists_total', { type: 'live' }) > 0, 'the edge admitted live playlists as live')
+  t.ok(promSum(liveShield, 'streamedge_hls_playlists_total', { type: 'live' }) > 0, 'and so did the shield')
 
   const inventory = await getInventory({ url: edge.url, token: TOKEN, timeoutMs: 5000 })
   if (!inventory.ok) throw new Error(inventory.error)

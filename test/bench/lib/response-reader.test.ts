@@ -40,6 +40,18 @@ t.test('head and body in one chunk; an empty body is done with the head; no Cont
   t.equal(open.doneAt, undefined)
 })
 
+t.test('the times are read-only from outside: only feed sets them', async (t) => {
+  const r = new ResponseReader(10)
+  r.feed(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx'), 11)
+  const writable = r as unknown as Record<'sentAt' | 'headAt' | 'firstByteAt' | 'doneAt', number>
+  for (const field of ['sentAt', 'headAt', 'firstByteAt', 'doneAt'] as const) {
+    t.throws(() => { writable[field] = 99 }, TypeError, `${field} cannot be assigned`)
+  }
+  t.same([r.sentAt, r.headAt, r.firstByteAt, r.doneAt], [10, 11, 11, 11], 'unchanged')
+  // @ts-expect-error: the type says so too
+  t.throws(() => { r.doneAt = 1 }, TypeError)
+})
+
 t.test('a malformed head throws TypeError', async (t) => {
   t.throws(() => new ResponseReader(0).feed(Buffer.from('SSH-2.0-OpenSSH\r\n\r\n'), 1), TypeError)
   t.throws(() => new ResponseReader(0).feed(Buffer.from('HTTP/1.1 200 OK\r\nno colon\r\n\r\n'), 1), TypeError)
