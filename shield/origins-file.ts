@@ -65,7 +65,9 @@ export function parseOrigins (data: unknown, file: string): OriginSpec[] {
     for (const key of Object.keys(entry)) if (!ENTRY_KEYS.has(key)) problems.push(`${at}.${key} is not a known field (url, prefix, priority, weight, name) ${from}`)
     const url = entry['url']
     if (typeof url !== 'string' || !isHttpUrl(url)) problems.push(`${at}.url must be an http: or https: URL, got ${show(url)} ${from}`)
-    const prefix = entry['prefix'] ?? '/'
+    // Only an absent prefix means /: an empty `prefix:` (YAML null) is more likely a value left
+    // out than a wish for a catch-all, so it is refused like any other non-path.
+    const prefix = 'prefix' in entry ? entry['prefix'] : '/'
     if (typeof prefix !== 'string' || !prefix.startsWith('/')) problems.push(`${at}.prefix must be a path starting with /, got ${show(prefix)} ${from}`)
     const priority = entry['priority'] ?? 0
     if (!Number.isSafeInteger(priority) || (priority as number) < 0) problems.push(`${at}.priority must be a non-negative integer, got ${show(priority)} ${from}`)

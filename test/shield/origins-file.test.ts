@@ -77,6 +77,8 @@ t.test('each broken field: one message naming the entry, the field, the value an
     ['{ url: 8000 }', 'origins[0].url must be an http: or https: URL, got 8000 (from file FILE)', 'url a number'],
     ['{ url: "http://o", prefix: vod/ }', 'origins[0].prefix must be a path starting with /, got "vod/" (from file FILE)', 'relative prefix'],
     ['{ url: "http://o", prefix: 5 }', 'origins[0].prefix must be a path starting with /, got 5 (from file FILE)', 'prefix a number'],
+    ['{ url: "http://o", prefix: }', 'origins[0].prefix must be a path starting with /, got null (from file FILE)', 'an empty prefix is not a catch-all'],
+    ['{ url: "http://o", prefix: ~ }', 'origins[0].prefix must be a path starting with /, got null (from file FILE)', 'a null prefix is not a catch-all either'],
     ['{ url: "http://o", priority: -1 }', 'origins[0].priority must be a non-negative integer, got -1 (from file FILE)', 'negative priority'],
     ['{ url: "http://o", priority: 0.5 }', 'origins[0].priority must be a non-negative integer, got 0.5 (from file FILE)', 'fractional priority'],
     ['{ url: "http://o", priority: "1" }', 'origins[0].priority must be a non-negative integer, got "1" (from file FILE)', 'quoted priority'],
