@@ -9,6 +9,7 @@ import type { SteeringResult } from '../scenarios/steering.ts'
 import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
 import type { CompareResult } from './compare.ts'
 import type { HotSpot, ProfileSummary } from './cpu-profile.ts'
+import { steeringLabel } from './steering-label.ts'
 import { clockTicksPerSecond } from './proc-cpu.ts'
 import { ratio } from './stats.ts'
 
@@ -488,11 +489,11 @@ function steeringSection (s: SteeringResult): string[] {
     '| | generator | decisions/s | p50 ms | p99 ms | server CPU s/s | server CPU µs/answer | generator CPU s/s | 302 | 451 | other | errors |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...s.ceilings.map((c) => `| bare ${c.server} 302 (ceiling) | ${c.generator} | ${fmt(c.requestsPerSec)} | ${fmt(c.latencyP50Ms)} | ${fmt(c.latencyP99Ms)} | ${fmt(c.serverCpuPerSec)} | ${fmt(c.serverCpuUsPerRequest)} | ${fmt(c.generatorCpuPerSec)} | | | | |`),
-    ...s.rounds.map((x) => `| ${(x.workers ?? 1) === 1 ? '' : `${x.workers ?? 1} workers, `}decision log ${x.accessLog ? 'on' : 'off'}${x.paced === undefined ? '' : `, paced (${x.paced.connections} connections, ${x.paced.delayMs} ms wait after each answer)`} | ${x.generator} | ${fmt(x.decisionsPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(x.serverCpuPerSec)} | ${fmt(x.serverCpuUsPerDecision)} | ${fmt(x.generatorCpuPerSec)} | ${x.redirects} | ${x.licenceDenials} | ${x.otherStatuses} | ${x.errors} |`),
+    ...s.rounds.map((x) => `| ${steeringLabel(x.workers ?? 1, x.accessLog)}${x.paced === undefined ? '' : `, paced (${x.paced.connections} connections, ${x.paced.delayMs} ms wait after each answer)`} | ${x.generator} | ${fmt(x.decisionsPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(x.serverCpuPerSec)} | ${fmt(x.serverCpuUsPerDecision)} | ${fmt(x.generatorCpuPerSec)} | ${x.redirects} | ${x.licenceDenials} | ${x.otherStatuses} | ${x.errors} |`),
     '',
-    `Cold first pass over every client address (autocannon): ${s.rounds.filter((x) => x.generator === 'autocannon').map((x) => `${fmt(x.firstPassDecisionsPerSec)}/s with ${(x.workers ?? 1) === 1 ? '' : `${x.workers ?? 1} workers and `}the decision log ${x.accessLog ? 'on' : 'off'}`).join(', ')}. Ceilings (best generator): node:http ${fmt(best('node:http'))}/s, fast-front ${fmt(best('fast-front'))}/s.`,
+    `Cold first pass over every client address (autocannon): ${s.rounds.filter((x) => x.generator === 'autocannon').map((x) => `${fmt(x.firstPassDecisionsPerSec)}/s (${steeringLabel(x.workers ?? 1, x.accessLog)})`).join(', ')}. Ceilings (best generator): node:http ${fmt(best('node:http'))}/s, fast-front ${fmt(best('fast-front'))}/s.`,
     '',
-    `Target (issue 5): ${fmt(s.targetPerSec)} decisions/s with p99 < ${s.targetP99Ms} ms, log on, in the best configuration${s.best === undefined ? '' : ` (${s.best.workers === 1 ? 'one process' : `${s.best.workers} workers`}, ${s.best.generator}${s.best.paced === true ? ' paced' : ''}: ${fmt(s.best.decisionsPerSec)}/s, p99 ${fmt(s.best.latencyP99Ms)} ms)`}: ${verdict(s.passed)}.`,
+    `Target (issue 5): ${fmt(s.targetPerSec)} decisions/s with p99 < ${s.targetP99Ms} ms, log on, in the best configuration${s.best === undefined ? '' : ` (${steeringLabel(s.best.workers)}, ${s.best.generator}${s.best.paced === true ? ' paced' : ''}: ${fmt(s.best.decisionsPerSec)}/s, p99 ${fmt(s.best.latencyP99Ms)} ms)`}: ${verdict(s.passed)}.`,
     '',
   ]
 }

@@ -22,27 +22,32 @@
  *
  * Target: 20,000 decisions/s with p99 < 5 ms; floor 8,000/s (Traffic Control's harness).
  * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--no-wrk | --generator wrk|autocannon]
- * [--no-ceilings] [--workers 1,2] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR]` (DIR gets each single-process
- * control plane's `.cpuprofile`, summarised per measured window; --root runs another checkout's control plane, for
- * A/B runs); `--help` lists them.
+ * [--no-ceilings] [--workers 1,2] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR] [--gc] [--heap-promoted DIR]`
+ * (--profile DIR gets each single-process control plane's `.cpuprofile`, summarised per measured window; --gc runs them
+ * under `--trace-gc-nvp` and summarises each window's collections, bench/lib/gc-trace.ts; --heap-promoted DIR gets a
+ * promoted-bytes heap profile of each window, bench/lib/heap-promoted.ts; --root runs another checkout's control
+ * plane, for A/B runs); `--help` lists them.
  */
 import { once } from 'node:events'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { stringify as toYaml } from 'yaml'
 import { FastFront } from '../../lib/http/fast-front.ts'
 import { REPO_ROOT, startChildServer, type ChildServer } from '../lib/child-server.ts'
 import { findExecutable } from '../lib/executables.ts'
+import { formatGcSummary, GcTraceFile, gcTraceNodeArgs, summariseGcWindowUs, type GcWindowSummary } from '../lib/gc-trace.ts'
+import { formatHeapPromoted, heapPromotedChild, HeapPromotedSampler, summariseHeapPromoted, type HeapPromotedSummary } from '../lib/heap-promoted.ts'
 import { httpGet } from '../lib/http-get.ts'
-import { cpuSecondsBetween, readProcessCpu as readOneProcessCpu, readProcessTreeCpu, readReapedChildrenCpu } from '../lib/proc-cpu.ts'
+import { cpuSecondsBetween, readProcessTreeCpu, readReapedChildrenCpu } from '../lib/proc-cpu.ts'
 import { promSum, promValue } from '../lib/prometheus-text.ts'
 import { monotonicUs, profileNodeArgs, summariseProfile, type ProfileWindow } from '../lib/profile-run.ts'
 import type { ProfiledRun } from '../lib/results.ts'
+import { steeringLabel } from '../lib/steering-label.ts'
 import { runWrk, type WrkRequest } from '../lib/wrk.ts'
 import { serveBaseline } from '../peers/baseline-server.ts'
 
@@ -76,6 +81,13 @@ export interface SteeringBenchOptions {
    * window shows the p99 a player sees while the control plane steers ~20,000 decisions/s.
    */
   readonly paced?: boolean
+  /**
+   * Run the single-process control planes under `--trace-gc-nvp` and add each measured
+   * window's collections to its round (`gc`): scavenges, pauses, promoted bytes, mark-compacts.
+   */
+  readonly gcTrace?: boolean
+  /** When set, a promoted-bytes heap profile of each single-process measured window goes into this directory (round's `heapPromoted`). */
+  readonly heapPromotedDir?: string
 }
 
 /**
@@ -130,6 +142,10 @@ export interface SteeringRound {
   /** Requests the HTTP fast path answered, and connections it handed to node:http (whole process life, warm-up included). */
   readonly fastPathAnswered: number
   readonly fastPathHandoffs: number
+  /** The control plane's garbage collections over the window (with `gcTrace`, single process). */
+  readonly gc?: GcWindowSummary
+  /** What survived the young generation over the window (with `heapPromotedDir`, single process). */
+  readonly heapPromoted?: HeapPromotedSummary
 }
 
 /** The control plane's CPU profile over one measured window. */
@@ -238,12 +254,23 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const rounds: SteeringRound[] = []
     const profiles: SteeringProfile[] = []
     for (const { workers, accessLog } of configs) {
-      // one profile per process would not add up to one window's figures: profile single processes only
+      const label = steeringLabel(workers, accessLog)
+      // One profile per process would not add up to one window's figures, and a cluster's
+      // processes share one stdout: profile and trace single processes only.
       const rawProfileDir = o.profileDir === undefined || workers > 1 ? undefined : join(o.profileDir, `steering-${Date.now()}`)
       if (rawProfileDir !== undefined) await mkdir(rawProfileDir, { recursive: true })
-      const cp = await startControlPlaneProcess(o.root ?? REPO_ROOT, dir, accessLog, workers, [...o.nodeArgs ?? [], ...rawProfileDir === undefined ? [] : profileNodeArgs(rawProfileDir)])
+      const gcTraced = o.gcTrace === true && workers === 1
+      // absolute: the child runs in the checkout's directory
+      const promotedDir = workers === 1 && o.heapPromotedDir !== undefined ? resolvePath(o.heapPromotedDir) : undefined
+      if (promotedDir !== undefined) await mkdir(promotedDir, { recursive: true })
+      const promoted = promotedDir === undefined ? undefined : heapPromotedChild(promotedDir)
+      const logFile = join(dir, `control-plane-${workers}w-${accessLog ? 'log' : 'nolog'}.jsonl`)
+      const nodeArgs = [...o.nodeArgs ?? [], ...rawProfileDir === undefined ? [] : profileNodeArgs(rawProfileDir), ...gcTraced ? gcTraceNodeArgs() : [], ...promoted?.nodeArgs ?? []]
+      const cp = await startControlPlaneProcess(o.root ?? REPO_ROOT, dir, accessLog, workers, logFile, nodeArgs, promoted?.env)
       child = cp
-      o.log(`steering: control plane pid ${cp.pid} ${cp.url}, ${workers === 1 ? 'one process' : `${workers} workers`}, decision log ${accessLog ? 'on' : 'off'}`)
+      const gcFile = gcTraced ? new GcTraceFile(logFile) : undefined
+      const sampler = promotedDir === undefined ? undefined : new HeapPromotedSampler(cp.pid, promotedDir)
+      o.log(`steering: control plane pid ${cp.pid} ${cp.url}, ${label}`)
       // One pass over every client address first (each connection sends its slice once): the
       // measured windows then show the steady state, every prefix, plan and token seen before,
       // and the pass itself shows the cold rate.
@@ -254,10 +281,12 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       if (o.paced !== false && generators.includes('wrk') && accessLog && workers === maxWorkers) runs.push({ generator: 'wrk', paced: true })
       for (const { generator, paced } of runs) {
         if (warmupS > 0 && !paced) await load(cp.url, generator, warmupS)
+        await sampler?.start()
         const before = await decisionCounts(cp.url)
         const fromUs = monotonicUs()
-        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS, paced), true)
+        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS, paced))
         const toUs = monotonicUs()
+        const capture = await sampler?.stop()
         const metrics = (await httpGet(`${cp.url}/metrics`)).body.toString()
         const after = countsOf(metrics)
         if (!paced) windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
@@ -267,6 +296,9 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
         const licenceDenials = m.result.statuses?.licenceDenials ?? after.licenceDenials - before.licenceDenials
         const otherStatuses = m.result.statuses?.other ?? Math.max(0, m.result.statusErrors - licenceDenials)
         const decisions = m.result.statuses === undefined ? m.result.requests - otherStatuses : redirects + licenceDenials
+        const gc = gcFile === undefined ? undefined : summariseGcWindowUs(await gcFile.update(), fromUs, toUs)
+        if (gcFile !== undefined && gc === undefined) o.log('steering: no gc-clock line in the control plane\'s output, so no GC summary (bench/lib/gc-clock-preload.mjs did not run?)')
+        const heapPromoted = capture === undefined ? undefined : await summariseHeapPromoted(capture, { root: o.root ?? REPO_ROOT })
         const round: SteeringRound = {
           workers,
           ...(paced ? { paced: { connections: PACED_CONNECTIONS, delayMs: PACED_DELAY_MS } } : {}),
@@ -286,9 +318,13 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
           generatorCpuPerSec: round2(m.generatorCpuSeconds / m.wallS),
           fastPathAnswered: promValue(metrics, 'streamedge_cp_fast_path_requests_total'),
           fastPathHandoffs: promValue(metrics, 'streamedge_cp_fast_path_handoffs_total'),
+          ...gc === undefined ? {} : { gc },
+          ...heapPromoted === undefined ? {} : { heapPromoted },
         }
         rounds.push(round)
         o.log(`  ${generator}${paced ? ` paced (${PACED_CONNECTIONS} connections, ${PACED_DELAY_MS} ms wait after each answer)` : ''}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
+        if (gc !== undefined) o.log(`    ${formatGcSummary(gc, decisions)}`)
+        if (heapPromoted !== undefined) for (const line of formatHeapPromoted(heapPromoted, { decisions })) o.log(`    ${line}`)
       }
       await cp.stop()
       child = undefined
@@ -296,7 +332,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
         const profiled = await summariseProfile({ dir: rawProfileDir, keepAs: join(o.profileDir!, `steering-log-${accessLog ? 'on' : 'off'}-${Date.now()}.cpuprofile`), root: REPO_ROOT, top: 30 }, windows)
         for (const [i, p] of profiled.entries()) {
           profiles.push({ workers, accessLog, generator: generators[i]!, profile: p })
-          o.log(`steering: profile (decision log ${accessLog ? 'on' : 'off'}, ${generators[i]}): busy ${Math.round(p.busyMs)} ms of ${Math.round(p.durationMs)} ms, ${round1(p.busyMs * 1000 / Math.max(1, p.requests))} µs main-thread CPU per request; ${p.file}`)
+          o.log(`steering: profile (${label}, ${generators[i]}): busy ${Math.round(p.busyMs)} ms of ${Math.round(p.durationMs)} ms, ${round1(p.busyMs * 1000 / Math.max(1, p.requests))} µs main-thread CPU per request; ${p.file}`)
           for (const f of p.topFunctions) o.log(`    ${f.selfPercent.toFixed(1).padStart(5)} %  ${f.functionName}  ${f.location}`)
         }
       }
@@ -305,7 +341,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const withinP99 = logOn.filter((r) => r.latencyP99Ms < STEERING_TARGET_P99_MS)
     const bestRound = (withinP99.length > 0 ? withinP99 : logOn).reduce<SteeringRound | undefined>((a, r) => a === undefined || r.decisionsPerSec > a.decisionsPerSec ? r : a, undefined)
     const passed = bestRound !== undefined && bestRound.decisionsPerSec >= STEERING_TARGET_PER_SEC && bestRound.latencyP99Ms < STEERING_TARGET_P99_MS
-    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${bestRound.workers ?? 1} worker(s), ${bestRound.generator}${bestRound.paced === undefined ? '' : ' paced'}: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
+    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${steeringLabel(bestRound.workers ?? 1)}, ${bestRound.generator}${bestRound.paced === undefined ? '' : ' paced'}: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
     return {
       targetPerSec: STEERING_TARGET_PER_SEC,
       targetP99Ms: STEERING_TARGET_P99_MS,
@@ -341,19 +377,19 @@ interface LoadWindow {
 }
 
 /**
- * Runs one load window and charges it: the server's CPU (user + system, from /proc; with
- * `tree`, of the process and every process below it: a cluster's primary and workers) and the
- * generator's (autocannon runs in this process; wrk is a child reaped at the end of its run).
+ * Runs one load window and charges it: the server's CPU (user + system, from /proc, of the
+ * process and every process below it: a cluster's primary and workers; a bare server is one
+ * process, its own tree) and the generator's (autocannon runs in this process; wrk is a child
+ * reaped at the end of its run).
  */
-async function measureWithCpu<T> (pid: number, generator: SteeringGenerator, run: () => Promise<T>, tree = false): Promise<{ result: T, wallS: number, serverCpuSeconds: number, serverSystemSeconds: number, generatorCpuSeconds: number }> {
-  const readProcessCpu = tree ? readProcessTreeCpu : readOneProcessCpu
-  const serverBefore = readProcessCpu(pid)
+async function measureWithCpu<T> (pid: number, generator: SteeringGenerator, run: () => Promise<T>): Promise<{ result: T, wallS: number, serverCpuSeconds: number, serverSystemSeconds: number, generatorCpuSeconds: number }> {
+  const serverBefore = readProcessTreeCpu(pid)
   const ownBefore = process.cpuUsage()
   const childrenBefore = readReapedChildrenCpu()
   const started = performance.now()
   const result = await run()
   const wallS = (performance.now() - started) / 1000
-  const serverAfter = readProcessCpu(pid)
+  const serverAfter = readProcessTreeCpu(pid)
   const serverCpuSeconds = cpuSecondsBetween(serverBefore, serverAfter)
   const own = process.cpuUsage(ownBefore)
   const generatorCpuSeconds = generator === 'wrk' ? cpuSecondsBetween(childrenBefore, readReapedChildrenCpu()) : (own.user + own.system) / 1e6
@@ -364,14 +400,15 @@ async function measureWithCpu<T> (pid: number, generator: SteeringGenerator, run
  * Starts `streamedge control-plane` with stdout going to a file, as a service's log would:
  * piping 20,000 lines a second into the load generator's process would measure the pipe.
  */
-function startControlPlaneProcess (root: string, dir: string, accessLog: boolean, workers: number, nodeArgs: readonly string[]): Promise<ChildServer> {
+function startControlPlaneProcess (root: string, dir: string, accessLog: boolean, workers: number, stdoutFile: string, nodeArgs: readonly string[], env?: Readonly<Record<string, string>>): Promise<ChildServer> {
   return startChildServer({
     label: 'control plane',
     nodeArgs,
     script: join(root, 'bin', 'streamedge.js'),
     args: controlPlaneArgs(dir, accessLog, workers),
     cwd: root,
-    stdoutFile: join(dir, `control-plane-${workers}w-${accessLog ? 'log' : 'nolog'}.jsonl`),
+    stdoutFile,
+    ...env === undefined ? {} : { env },
     readyTimeoutMs: 30_000,
   })
 }
@@ -524,6 +561,9 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   --root CHECKOUT          run another checkout's control plane (A/B runs)
   --node-arg FLAG          extra node flag for the control plane (repeatable)
   --profile DIR            CPU profiles of single-process control planes into DIR
+  --gc                     single-process control planes under --trace-gc-nvp: each window's
+                           scavenges, pauses, promoted bytes and mark-compacts
+  --heap-promoted DIR      promoted-bytes heap profile of each single-process window into DIR
 `)
 } else if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick')
@@ -532,11 +572,12 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     return at === -1 ? undefined : process.argv[at + 1]
   }
   const profileDir = value('--profile')
+  const heapPromotedDir = value('--heap-promoted')
   const root = value('--root')
   const generator = value('--generator')
   const nodeArgs = process.argv.flatMap((arg, i) => arg === '--node-arg' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [])
   const workers = value('--workers')?.split(',').map(Number)
-  runSteering({ ...(workers === undefined ? {} : { workers }), durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), ...(process.argv.includes('--no-wrk') ? { wrkCommand: null } : {}), ...(generator === undefined ? {} : { generators: [generator as SteeringGenerator] }), ...(root === undefined ? {} : { root }), ...(process.argv.includes('--no-ceilings') ? { ceilings: false } : {}), ...(nodeArgs.length === 0 ? {} : { nodeArgs }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
+  runSteering({ ...(workers === undefined ? {} : { workers }), durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), ...(process.argv.includes('--no-wrk') ? { wrkCommand: null } : {}), ...(generator === undefined ? {} : { generators: [generator as SteeringGenerator] }), ...(root === undefined ? {} : { root }), ...(process.argv.includes('--no-ceilings') ? { ceilings: false } : {}), ...(nodeArgs.length === 0 ? {} : { nodeArgs }), ...(process.argv.includes('--gc') ? { gcTrace: true } : {}), ...(heapPromotedDir === undefined ? {} : { heapPromotedDir }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
     process.exit(0)
   }, (err: unknown) => {

@@ -50,9 +50,9 @@ t.test('the steering table has a row per ceiling and per round, each naming its 
   t.match(md, /\| \| generator \| decisions\/s \| p50 ms \| p99 ms \| server CPU s\/s \| server CPU µs\/answer \| generator CPU s\/s \| 302 \| 451 \| other \| errors \|/)
   t.match(md, /\| bare node:http 302 \(ceiling\) \| wrk \| 21000 \| 2\.6 \| 10\.6 \| 0\.8 \| 41\.6 \| 0\.5 \| \| \| \| \|/)
   t.match(md, /\| bare fast-front 302 \(ceiling\) \| autocannon \| 15800 \|/)
-  t.match(md, /\| decision log on \| wrk \| 12000 \| 4 \| 19\.6 \| 0\.98 \| 81\.5 \| 0\.35 \| 35980 \| 20 \| 0 \| 0 \|/)
-  t.match(md, /\| decision log off \| autocannon \| 7100 \|/)
-  t.match(md, /Cold first pass over every client address \(autocannon\): 4100\/s with the decision log on, 4300\/s with the decision log off\./)
+  t.match(md, /\| one process, decision log on \| wrk \| 12000 \| 4 \| 19\.6 \| 0\.98 \| 81\.5 \| 0\.35 \| 35980 \| 20 \| 0 \| 0 \|/)
+  t.match(md, /\| one process, decision log off \| autocannon \| 7100 \|/)
+  t.match(md, /Cold first pass over every client address \(autocannon\): 4100\/s \(one process, decision log on\), 4300\/s \(one process, decision log off\)\./)
   t.match(md, /Ceilings \(best generator\): node:http 21000\/s, fast-front 30900\/s\./)
   t.match(md, /20000 decisions\/s with p99 < 5 ms, log on, in the best configuration: \*\*missed\*\*/)
 })
@@ -66,7 +66,7 @@ t.test('cluster rounds are labelled with their worker count and the verdict name
   }
   const md = renderResultsMarkdown({ ...base, steering: cluster })
   t.match(md, /\| 2 workers, decision log on \| wrk \| 21000 \| 4 \| 4\.2 \|/)
-  t.match(md, /\| decision log on \| wrk \| 12000 \|/, 'a single process keeps its label')
+  t.match(md, /\| one process, decision log on \| wrk \| 12000 \|/, 'a single process is named as one')
   t.match(md, /log on, in the best configuration \(2 workers, wrk: 21000\/s, p99 4\.2 ms\): met\./)
 })
 
