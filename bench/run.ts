@@ -136,7 +136,7 @@ async function runAll (args: BenchArgs, c: RunContext): Promise<void> {
   const hotScenarios = HOT_CACHE_SCENARIOS.filter((s: HotCacheScenario) => wants(s))
   if (hotScenarios.length > 0) {
     await attempt(hotScenarios.join(', '), async () => {
-      const hot = await runHotCache({ scenarios: hotScenarios, peers, wrkCommand: wrk, connections: 100, rounds, ...windowS, profile: args.profile, edgeRoot: c.edgeRoot, resultsDir, stamp, beforeWindow, log })
+      const hot = await runHotCache({ scenarios: hotScenarios, peers, wrkCommand: wrk, connections: 100, rounds, ...windowS, profile: args.profile, edgeRoot: c.edgeRoot, resultsDir, stamp, beforeWindow, log, floors: args.floors })
       results.comparisons = hot.comparisons
       results.profiles = hot.profiles
       memory.push(...hot.memory)

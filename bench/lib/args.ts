@@ -34,6 +34,8 @@ export interface BenchArgs {
   readonly quietWaitS: number
   /** Only re-render bench/RESULTS.md from this results JSON (no benchmark runs). */
   readonly render: string | undefined
+  /** Also measure bare node:http and bare fast-path floors in every hot-cache workload, ranges included. */
+  readonly floors: boolean
 }
 
 function list<T extends string> (flag: string, raw: string, allowed: readonly T[]): T[] {
@@ -57,6 +59,7 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
       'edge-ref': { type: 'string' },
       'quiet-wait': { type: 'string', default: '0' },
       render: { type: 'string' },
+      floors: { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -81,5 +84,5 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
   if (!Number.isInteger(quietWaitS) || quietWaitS < 0 || quietWaitS > 600) {
     throw new TypeError(`Expected --quiet-wait to be an integer number of seconds between 0 and 600, got ${values['quiet-wait']}`)
   }
-  return { quick: values.quick, only, peers, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render }
+  return { quick: values.quick, only, peers, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render, floors: values.floors }
 }

@@ -9,7 +9,7 @@ import type { FetchedResponse } from './http-get.ts'
 import { readProcessTreeCpu, readProcessTreeRssBytes, type CpuSample } from './proc-cpu.ts'
 
 /** Every target name a scenario can report. */
-export const TARGET_NAMES = ['edge', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'stream'] as const
+export const TARGET_NAMES = ['edge', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'bare-fast', 'stream'] as const
 /** One target name. */
 export type TargetName = typeof TARGET_NAMES[number]
 /** The third-party caches, started only when installed. */

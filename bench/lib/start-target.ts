@@ -63,21 +63,26 @@ export interface BareTargetOptions {
   readonly bytes: number
   readonly ext: string
   readonly bodyFile?: string
-  /** The edge's response headers for the same object (replayableHeaders), so both send the same bytes. */
+  /** The edge's response status (default 200) and headers for the same object (replayableHeaders), so both send the same bytes. */
+  readonly status?: number
   readonly headers: readonly string[]
+  /** Answer through lib/http/fast-front.ts (target `bare-fast`) rather than node:http (`bare`). */
+  readonly fast?: boolean
   readonly nodeArgs?: readonly string[]
 }
 
 /**
  * Starts bench/peers/bare-server.ts as the `bare` target: node:http sending one
- * preallocated body, with the edge's http.Server settings (edge.server.* defaults).
+ * preallocated body, with the edge's http.Server settings (edge.server.* defaults); with
+ * `fast`, as `bare-fast`: the same bytes from the edge's fast path (lib/http/fast-front.ts).
  */
 export async function startBareTarget (o: BareTargetOptions): Promise<BenchTarget> {
+  const name = o.fast === true ? 'bare-fast' : 'bare'
   const server = await startChildServer({
-    label: 'bare',
+    label: name,
     nodeArgs: [...o.nodeArgs ?? [], '--import', 'tsx'],
     script: join(REPO_ROOT, 'bench/peers/bare-server.ts'),
-    args: [JSON.stringify({ name: o.name, bytes: o.bytes, ext: o.ext, ...(o.bodyFile === undefined ? {} : { bodyFile: o.bodyFile }), headers: o.headers, keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000 })],
+    args: [JSON.stringify({ name: o.name, bytes: o.bytes, ext: o.ext, ...(o.bodyFile === undefined ? {} : { bodyFile: o.bodyFile }), ...(o.status === undefined ? {} : { status: o.status }), headers: o.headers, ...(o.fast === true ? { fast: true } : {}), keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000 })],
   })
-  return benchTarget('bare', [server], { hit: 'always' })
+  return benchTarget(name, [server], { hit: 'always' })
 }

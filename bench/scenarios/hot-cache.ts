@@ -12,7 +12,7 @@
  * autocannon. When the edge misses a CPU target (or with --profile always) a fresh edge
  * and bare server are profiled under the same load.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startOrigin } from '../origin/origin-server.ts'
@@ -52,6 +52,12 @@ export interface HotCacheOptions extends ComparisonRunOptions {
   readonly profile: 'auto' | 'always' | 'never'
   readonly resultsDir: string
   readonly stamp: string
+  /**
+   * Also measure the floors in every workload, ranges included: the edge's own response bytes
+   * sent by a bare node:http server (`bare`) and by a bare fast path (`bare-fast`,
+   * lib/http/fast-front.ts with no cache work at all). Off by default (it adds about a minute).
+   */
+  readonly floors?: boolean
 }
 
 /** What {@link runHotCache} reports. */
@@ -66,6 +72,8 @@ interface Bodies {
   readonly playlist: Buffer
   readonly playlistPath: string
   readonly playlistFile: string
+  /** Where range floors keep the bytes they send. */
+  readonly dir: string
 }
 
 /** Runs the selected scenarios; every process and temp dir it made is gone when it returns. */
@@ -81,7 +89,7 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
   try {
     const segment = (await httpGet(origin.url + SEGMENT_PATH)).body
     const playlist = (await httpGet(origin.url + title.playlistPath)).body
-    const bodies: Bodies = { segment, playlist, playlistPath: title.playlistPath, playlistFile: join(mediaDir, 'vod/bench-long/v/index.m3u8') }
+    const bodies: Bodies = { segment, playlist, playlistPath: title.playlistPath, playlistFile: join(mediaDir, 'vod/bench-long/v/index.m3u8'), dir: mediaDir }
     const edge = await startEdgeTarget({ originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES, edgeRoot: o.edgeRoot })
     targets.push(edge)
     for (const peer of o.peers) {
@@ -92,8 +100,8 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
     for (const t of targets) await warmAndCheck(t, bodies, wants('hot-playlist'))
     const comparisons: CompareResult[] = []
     const generators: GeneratorName[] = o.wrkCommand === undefined ? ['autocannon'] : ['wrk', 'autocannon']
-    const compare = async (workload: Workload, names: readonly TargetName[], bare: BenchTarget | undefined, gens = generators): Promise<CompareResult> => {
-      const list = [...targets.filter((t) => names.includes(t.name)), ...bare === undefined ? [] : [bare]]
+    const compare = async (workload: Workload, names: readonly TargetName[], bares: readonly BenchTarget[], gens = generators): Promise<CompareResult> => {
+      const list = [...targets.filter((t) => names.includes(t.name)), ...bares]
       const result = await runComparison({
         workload, targets: list, generators: gens, wrkCommand: o.wrkCommand, rounds: o.rounds, warmupS: o.warmupS, measureS: o.measureS,
         origin: () => ({ requests: origin.totalRequests(), bytes: meter.bytes() }), beforeWindow: o.beforeWindow, log: o.log,
@@ -102,26 +110,26 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
       return result
     }
     const hotNames: TargetName[] = ['edge', 'nginx', 'varnish']
-    if (wants('hot-segment')) {
-      const bare = await startBare(edge, 'segment', bodies)
+    // The baselines of one workload: bare node:http always for the segment and the playlist (the
+    // issue's reference), and with --floors both bare servers everywhere.
+    const withBares = async (what: BareBody, nodeHttp: boolean, run: (bares: readonly BenchTarget[]) => Promise<unknown>): Promise<void> => {
+      const bares: BenchTarget[] = []
       try {
-        await compare(segmentWorkload(o.connections), hotNames, bare)
+        if (nodeHttp || o.floors === true) bares.push(await startBare(edge, what, bodies))
+        if (o.floors === true) bares.push(await startBare(edge, what, bodies, [], true))
+        await run(bares)
       } finally {
-        await bare.stop()
+        await Promise.all(bares.map((b) => b.stop()))
       }
     }
-    if (wants('hot-playlist')) {
-      const bare = await startBare(edge, 'playlist', bodies)
-      try {
-        await compare(playlistWorkload(o.connections, bodies.playlistPath, playlist.length), hotNames, bare)
-      } finally {
-        await bare.stop()
-      }
-    }
+    if (wants('hot-segment')) await withBares('segment', true, (bares) => compare(segmentWorkload(o.connections), hotNames, bares))
+    if (wants('hot-playlist')) await withBares('playlist', true, (bares) => compare(playlistWorkload(o.connections, bodies.playlistPath, playlist.length), hotNames, bares))
     if (wants('ranges')) {
       // Ranges are small and many: wrk alone (autocannon would measure itself).
       const rangeGens: GeneratorName[] = o.wrkCommand === undefined ? ['autocannon'] : ['wrk']
-      for (const workload of rangeWorkloads(o.connections)) await compare(workload, ['edge', 'nginx', 'nginx-slice', 'varnish'], undefined, rangeGens)
+      for (const workload of rangeWorkloads(o.connections)) {
+        await withBares(workload, false, (bares) => compare(workload, ['edge', 'nginx', 'nginx-slice', 'varnish'], bares, rangeGens))
+      }
     }
     const memory = [memoryCheck('hot-cache', edge)].filter((m) => m !== undefined)
     await Promise.all(targets.splice(0).map((t) => t.stop()))
@@ -162,20 +170,37 @@ async function warmAndCheck (t: BenchTarget, bodies: Bodies, playlist: boolean):
   if (playlist) checkBody(t, 'playlist', await warmUntilHit(t, bodies.playlistPath), 200, bodies.playlist)
 }
 
-/** The bare baseline for one body, sending the edge's own response headers for it. */
-async function startBare (edge: BenchTarget, what: 'segment' | 'playlist', bodies: Bodies, nodeArgs: readonly string[] = []): Promise<BenchTarget> {
-  const path = what === 'segment' ? SEGMENT_PATH : bodies.playlistPath
-  const hit = await warmUntilHit(edge, path)
+/** What a bare baseline sends: the whole segment, the playlist, or a range workload's 206. */
+type BareBody = 'segment' | 'playlist' | Workload
+
+/**
+ * A bare baseline for one body, sending the edge's own status, headers and body for it
+ * (node:http, or with `fast` lib/http/fast-front.ts). A range's floor answers every request with
+ * that range's 206, whatever it asks for.
+ */
+async function startBare (edge: BenchTarget, what: BareBody, bodies: Bodies, nodeArgs: readonly string[] = [], fast = false): Promise<BenchTarget> {
+  const path = what === 'playlist' ? bodies.playlistPath : SEGMENT_PATH
+  const rangeHeaders = typeof what === 'string' ? undefined : what.headers
+  const hit = await warmUntilHit(edge, path, rangeHeaders)
+  let bodyFile: string | undefined = what === 'playlist' ? bodies.playlistFile : undefined
+  if (typeof what !== 'string') {
+    bodyFile = join(bodies.dir, `floor-${what.name}.bin`)
+    await writeFile(bodyFile, hit.body)
+  }
+  const label = typeof what === 'string' ? what : what.name
   const bare = await startBareTarget({
     name: 'segment',
     bytes: HOT_BODY_BYTES,
     ext: 'ts',
-    ...(what === 'playlist' ? { bodyFile: bodies.playlistFile } : {}),
+    ...(bodyFile === undefined ? {} : { bodyFile }),
+    ...(hit.status === 200 ? {} : { status: hit.status }),
     headers: replayableHeaders(hit.rawHeaders),
+    fast,
     nodeArgs,
   })
   try {
-    checkBody(bare, what, await httpGet(bare.url + path), 200, what === 'segment' ? bodies.segment : bodies.playlist)
+    const expected = what === 'segment' ? bodies.segment : what === 'playlist' ? bodies.playlist : hit.body
+    checkBody(bare, label, await httpGet(bare.url + path, 30_000, rangeHeaders), hit.status, expected)
   } catch (err) {
     await bare.stop()
     throw err
