@@ -201,6 +201,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     keepAliveTimeoutMs: options.keepAliveTimeoutMs,
     headersTimeoutMs: options.headersTimeoutMs,
     logger,
+    cacheName,
   })
   metrics.watchFastPath(() => server.fastPath)
   const { url, httpsUrl } = await server.listen()

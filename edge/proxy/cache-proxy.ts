@@ -180,8 +180,12 @@ export interface WarmResult {
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
-/** The upstream sets its own Host. */
-const HOST: ReadonlySet<string> = new Set(['host'])
+/**
+ * Request fields never sent upstream: the upstream sets its own Host, and node:http has
+ * answered Expect: 100-continue (undici refuses to send Expect: a fill would fail for every
+ * client sharing it).
+ */
+const NOT_FORWARDED: ReadonlySet<string> = new Set(['host', 'expect'])
 /** Reasons a response is not stored that still let concurrent requests share it. */
 const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'stale-5xx', 'request-no-store'])
 
@@ -230,6 +234,12 @@ export class CacheProxy {
       ex.phase = 'error'
       this.#o.logger.warn({ reqId: ex.id, path: ex.path, cdnLoop: req.headers['cdn-loop'], via: req.headers.via }, 'request loop refused')
       deliverStatus(ex, 508, 'Loop Detected\n', { detail: 'loop' })
+      return
+    }
+    if (ex.path.charCodeAt(0) !== 0x2f || ex.path.includes('#')) {
+      // Asterisk-form (`OPTIONS *`) and fragments name no resource here (RFC 9112 §3.2); sent
+      // on, undici would refuse the target and the error would be charged to the upstream.
+      deliverError(ex, new CdnError('CDN_ERR_REQUEST_INVALID', 'Expected an origin-form request target without a fragment'), { fwd: 'bypass' })
       return
     }
     const method = req.method ?? 'GET'
@@ -611,7 +621,7 @@ export class CacheProxy {
         // that resolves `/a/../b` differently could poison the cache.
         path: job.primaryKey,
         key: job.primaryKey,
-        headers: { ...forwardRequestHeaders(job.reqHeaders, { stripConditionals: true, stripRange: true, drop: HOST }), ...job.forwarded, ...conditional },
+        headers: { ...forwardRequestHeaders(job.reqHeaders, { stripConditionals: true, stripRange: true, drop: NOT_FORWARDED }), ...job.forwarded, ...conditional },
       })
     } catch (err) {
       const error = toUpstreamError(err, this.#o.upstream.name)
@@ -879,7 +889,7 @@ export class CacheProxy {
       method: 'HEAD',
       path: stripQuery(ex.path, this.#strip),
       key: primaryOf(ex.key!),
-      headers: { ...forwardRequestHeaders(ex.req.headers, { stripConditionals: true, stripRange: true, drop: HOST }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
+      headers: { ...forwardRequestHeaders(ex.req.headers, { stripConditionals: true, stripRange: true, drop: NOT_FORWARDED }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
     }).then(async (res) => {
       res.body.resume()
       ex.upstream = res.upstream
@@ -918,7 +928,7 @@ export class CacheProxy {
       method,
       path: stripQuery(ex.path, this.#strip),
       ...(ex.key === undefined ? {} : { key: primaryOf(ex.key) }),
-      headers: { ...forwardRequestHeaders(ex.req.headers, { drop: HOST }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
+      headers: { ...forwardRequestHeaders(ex.req.headers, { drop: NOT_FORWARDED }), ...this.#o.forwarding.upstreamHeaders(ex.req) },
       body: bodyless ? null : ex.req,
       signal: abort.signal,
     }).then((res) => {

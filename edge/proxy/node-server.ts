@@ -9,6 +9,7 @@ import { once } from 'node:events'
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { FastFront, type FastFrontStats, type FastHandler } from '../../lib/http/fast-front.ts'
 import type { Logger } from '../../lib/log.ts'
 
@@ -37,6 +38,18 @@ export interface NodeServerOptions {
   readonly keepAliveTimeoutMs: number
   readonly headersTimeoutMs: number
   readonly logger: Logger
+  /** Name for Cache-Status (RFC 9211) on the answers the server gives itself (400, 431...); none without. */
+  readonly cacheName?: string | undefined
+}
+
+/** Marks a socket whose parse error has been answered. */
+const REFUSED = Symbol('refused')
+
+/** node:http's own answers to parse errors (its default clientError handler), by error code. */
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Content Too Large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout'],
 }
 
 export class NodeServer {
@@ -56,7 +69,11 @@ export class NodeServer {
     const common = {
       keepAliveTimeout: this.#o.keepAliveTimeoutMs,
       headersTimeout: this.#o.headersTimeoutMs,
+      // node checks headersTimeout on this interval (default 30 s): a slow head would get up to 30 s more
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(this.#o.headersTimeoutMs / 4))),
       requestTimeout: 0, // long segment downloads are fine; idle sockets are bounded by keepAliveTimeout
+      // Host is checked in #route, so that the 400 carries Cache-Status like every other refusal
+      requireHostHeader: false,
       noDelay: true,
     }
     const plain = http.createServer(common, onRequest)
@@ -78,12 +95,14 @@ export class NodeServer {
   }
 
   async #bind (server: Server, at: ListenAddress, scheme: string): Promise<string> {
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Malformed requests get a 400 and the socket is closed (node's default, plus a log line).
-      if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
-      else socket.destroy()
-      this.#o.logger.debug({ err: { code: err.code, message: err.message } }, 'client error')
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket))
+    // Not a forward proxy: without a listener node:http would close the connection without a word.
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => {})
+      socket.end(this.#refusal(501, 'Not Implemented', 'CONNECT is not supported'))
     })
+    // RFC 9110 §10.1.1: an expectation other than 100-continue (which node:http answers itself)
+    server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => this.#refuse(res, 417, 'Expectation Failed'))
     server.on('connection', (socket) => {
       this.#connections++
       socket.once('close', () => { this.#connections-- })
@@ -103,7 +122,84 @@ export class NodeServer {
     return (url.startsWith('/admin/') && this.#o.admin !== undefined) || url === '/healthz' || url === '/readyz' || url === '/metrics'
   }
 
+  /**
+   * node:http's answer to bytes it cannot parse, with Cache-Status: 431 for an oversized head,
+   * 408 for one that took too long, 400 for the rest; the connection closes. When an earlier request
+   * on the connection is still being answered, that answer completes and the connection closes
+   * after it: a 400 written now would read as the answer to that request, or cut into its body.
+   */
+  #clientError (err: NodeJS.ErrnoException, socket: Duplex): void {
+    this.#o.logger.debug({ err: { code: err.code, message: err.message } }, 'client error')
+    const refused = socket as Duplex & { [REFUSED]?: true, _httpMessage?: ServerResponse | null }
+    // the parser stays failed: every later chunk would report the same error again
+    if (refused[REFUSED] === true) return
+    refused[REFUSED] = true
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    const inFlight = refused._httpMessage
+    if (inFlight !== null && inFlight !== undefined && !inFlight.writableFinished) {
+      if (!inFlight.headersSent) inFlight.shouldKeepAlive = false
+      inFlight.once('close', () => socket.end())
+      return
+    }
+    const [status, reason] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request']
+    socket.end(this.#refusal(status, reason, reason))
+  }
+
+  /** A whole response for a raw socket: `status`, Cache-Status, and the connection closes. */
+  #refusal (status: number, reason: string, message: string): string {
+    const body = `${status} ${message}\n`
+    const cacheStatus = this.#o.cacheName === undefined ? '' : `Cache-Status: ${this.#o.cacheName}; detail=CDN_ERR_REQUEST_INVALID\r\n`
+    return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\n${cacheStatus}Connection: close\r\n\r\n${body}`
+  }
+
+  /** `#refusal` through node:http, for a request it parsed. */
+  #refuse (res: ServerResponse, status: number, message: string): void {
+    const body = `${status} ${message}\n`
+    res.shouldKeepAlive = false
+    // llhttp may still fail on this request's head after it was handed over (a bad
+    // Transfer-Encoding): this answer is the one, #clientError must not write another
+    const socket = res.socket as (Duplex & { [REFUSED]?: true }) | null
+    if (socket !== null) socket[REFUSED] = true
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      ...(this.#o.cacheName === undefined ? {} : { 'cache-status': `${this.#o.cacheName}; detail=CDN_ERR_REQUEST_INVALID` }),
+    })
+    res.end(body)
+  }
+
+  /**
+   * What node:http lets through and HTTP/1.1 refuses: a version other than 1.x (llhttp takes
+   * `HTTP/2.0` and a missing version, read as 0.9), a missing or repeated Host (RFC 9112 §3.2),
+   * and a Transfer-Encoding whose last coding is not chunked (§6.1: the body length is
+   * unknowable; llhttp fails the connection only after the request was handed over).
+   */
+  #malformed (req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.httpVersionMajor !== 1) {
+      this.#refuse(res, 505, 'HTTP Version Not Supported')
+      return true
+    }
+    let hosts = 0
+    const raw = req.rawHeaders
+    for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
+    if (hosts > 1 || (hosts === 0 && req.httpVersionMinor >= 1)) {
+      this.#refuse(res, 400, hosts === 0 ? 'Host is required' : 'more than one Host')
+      return true
+    }
+    const te = req.headers['transfer-encoding']
+    if (te !== undefined && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(te)) {
+      this.#refuse(res, 400, 'Transfer-Encoding does not end with chunked')
+      return true
+    }
+    return false
+  }
+
   #route (req: IncomingMessage, res: ServerResponse): void {
+    if (this.#malformed(req, res)) return
     const url = req.url ?? '/'
     if (!this.#operational(url)) {
       this.#o.handler(req, res)

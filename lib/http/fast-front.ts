@@ -173,11 +173,14 @@ class FastConnection {
   #timedOutBusy = false
   #ended = false
   #closeWhenIdle = false
+  // The client half-closed (FIN): it sends nothing more, so the connection ends once every request it sent is answered.
+  #peerEnded = false
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
   readonly #onDrain = (): void => this.#drained()
   readonly #onWritten = (err?: Error | null): void => this.#written(err)
   readonly #onTimeout = (): void => this.#timedOut()
   readonly #onClose = (): void => this.#front.release(this, false)
+  readonly #onEnd = (): void => this.#peerEnd()
   readonly #onError = (): void => this.destroy()
 
   constructor (socket: Socket, front: FastFront, handOff: () => void) {
@@ -188,6 +191,7 @@ class FastConnection {
     socket.on('data', this.#onData)
     socket.on('error', this.#onError)
     socket.on('close', this.#onClose)
+    socket.on('end', this.#onEnd)
     // Listening for good rather than once per response: every body above the socket's
     // highWaterMark waits for a 'drain', and once() costs a wrapper each time.
     socket.on('drain', this.#onDrain)
@@ -214,6 +218,11 @@ class FastConnection {
 
   closeWhenIdle (): void {
     this.#closeWhenIdle = true
+    if (this.#writes === 0 && this.#pending === undefined) this.#end()
+  }
+
+  #peerEnd (): void {
+    this.#peerEnded = true
     if (this.#writes === 0 && this.#pending === undefined) this.#end()
   }
 
@@ -289,7 +298,7 @@ class FastConnection {
     if (res?.onDone !== undefined) res.onDone((err === undefined || err === null) && !this.#socket.destroyed)
     this.#writes--
     if (this.#writes > 0 || this.#ended) return
-    if (this.#closeWhenIdle && this.#pending === undefined) {
+    if ((this.#closeWhenIdle || this.#peerEnded) && this.#pending === undefined) {
       this.#end()
       return
     }
@@ -319,6 +328,7 @@ class FastConnection {
     socket.removeListener('data', this.#onData)
     socket.removeListener('error', this.#onError)
     socket.removeListener('close', this.#onClose)
+    socket.removeListener('end', this.#onEnd)
     socket.removeListener('drain', this.#onDrain)
     socket.setTimeout(0)
     socket.removeListener('timeout', this.#onTimeout)
