@@ -133,7 +133,7 @@ export function ageHeaderSeconds (meta: ObjectMeta, nowMs: number): number {
 /**
  * May a shared cache store this response (RFC 9111 §3)? Checks, in order: method
  * (GET/HEAD), request no-store, final status, must-understand, response no-store,
- * Vary: *, 206 (not stored yet), private (qualified or not: we never store part of a
+ * Vary: *, 206 or Content-Range (no partial content), private (qualified or not: we never store part of a
  * response), Authorization (§3.5), Set-Cookie, then: max-age, s-maxage, Expires or
  * public; or else a heuristically cacheable status with a validator (ETag or
  * Last-Modified), without which a stored copy could never be fresh nor revalidated.
@@ -149,7 +149,8 @@ export function storability (input: StorabilityInput): Storability {
   if (cc.mustUnderstand && !UNDERSTOOD.has(status)) return notStorable('must-understand')
   if (cc.noStore && !cc.mustUnderstand) return notStorable('no-store')
   if (hasVaryStar(resHeaders.vary)) return notStorable('vary-star')
-  if (status === 206) return notStorable('partial')
+  // Content-Range belongs to 206 and 416 (RFC 9110 §14.4); on a 200 it passes a part off as the whole.
+  if (status === 206 || resHeaders['content-range'] !== undefined) return notStorable('partial')
   if (cc.private !== false) return notStorable('private')
   if (reqHeaders.authorization !== undefined && !cc.public && cc.sMaxage === undefined && !cc.mustRevalidate) {
     return notStorable('authorization')

@@ -639,6 +639,15 @@ export class CacheProxy {
       await this.#settleNotModified(job, stale, headers, requestTimeMs, responseTimeMs, res.upstream)
       return
     }
+    if (res.status === 304) {
+      // We sent no condition: a 304 has no content for anyone (RFC 9110 §15.4.5), and passed on it would show none.
+      res.body.resume()
+      const error = new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Upstream ${res.upstream} answered 304 to an unconditional request for ${job.key}`)
+      this.#countUpstreamError(error)
+      if (stale !== undefined) metrics.revalidations.inc({ outcome: 'failed' })
+      if (!this.#settleStaleOnError(job, 304, error)) this.#fillFailed(job, error)
+      return
+    }
     if (stale !== undefined) metrics.revalidations.inc({ outcome: res.status >= 500 ? 'failed' : 'modified' })
     if (res.status >= 500 && this.#settleStaleOnError(job, res.status, undefined)) {
       res.body.resume()
@@ -762,7 +771,9 @@ export class CacheProxy {
         this.#keepStored(job, head, decision.reason)
         return
       }
-      fill.setHead(head)
+      // Judged before any reader sees it, so its Cache-Status can say whether it is kept.
+      const refused = decision === undefined ? undefined : policyRefusal(decision, job.needsPolicyLifetime)
+      fill.setHead(refused === undefined ? head : { ...head, storable: false, noStoreReason: refused })
       fill.append(body)
       this.#admit(job, fill.complete(), noStore, decision)
     })
@@ -795,8 +806,7 @@ export class CacheProxy {
       if (check !== undefined && !check(body)) reason = 'integrity'
     }
     const decision = reason === undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
-    if (decision !== undefined && decision.action !== 'store') reason = decision.reason
-    if (reason === undefined && job.needsPolicyLifetime && decision?.action === 'store' && decision.lifetimeSeconds === undefined) reason = 'no-freshness'
+    if (decision !== undefined) reason = policyRefusal(decision, job.needsPolicyLifetime)
     if (reason !== undefined) {
       metrics.fills.inc({ outcome: 'not-stored' })
       metrics.admissionRejections.inc({ reason })
@@ -1060,6 +1070,12 @@ export class CacheProxy {
       client: this.#o.forwarding.clientFrom(ex.peer, forwardedFor),
     }, 'request')
   }
+}
+
+/** Why a content policy's decision keeps a response out of storage, if it does. */
+function policyRefusal (decision: AdmitDecision, needsPolicyLifetime: boolean): string | undefined {
+  if (decision.action !== 'store') return decision.reason
+  return needsPolicyLifetime && decision.lifetimeSeconds === undefined ? 'no-freshness' : undefined
 }
 
 function headOf (status: number, headers: StoredHeaders, requestTimeMs: number, responseTimeMs: number, upstream: string): FillHead {

@@ -9,11 +9,12 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import type { CdnError } from '../../lib/errors.ts'
+import { DELTA_SECONDS_MAX } from '../../lib/http/cache-control.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { parseHttpDate } from '../../lib/http/dates.ts'
 import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
 import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
-import { ageHeaderValue } from '../cache/freshness.ts'
+import { ageHeaderValue, computeFreshness } from '../cache/freshness.ts'
 import { storedDirectives } from '../cache/reuse-policy.ts'
 import { pipeFill, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
@@ -335,6 +336,9 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     ;({ start, end } = range.ranges[0]!)
     code = 206
     headers.push('content-range', formatContentRange(start, end, total!))
+  } else if (head.headers['content-range'] !== undefined) {
+    // An upstream 206 (never stored) names its bytes only here; a 200 that carries one is relayed as it came.
+    headers.push('content-range', headerValue(head.headers['content-range'])!)
   }
   if (head.status === 200 && head.headers['accept-ranges'] === undefined && total !== undefined) headers.push('accept-ranges', 'bytes')
   if (total !== undefined) headers.push('content-length', String(Math.max(end - start + 1, 0)))
@@ -363,16 +367,18 @@ function metaOfFill (fill: SharedFill, head: FillHead): ObjectMeta {
     bodyBytes: fill.length,
     requestTimeMs: head.requestTimeMs,
     responseTimeMs: head.responseTimeMs,
-    initialAgeSeconds: 0,
+    initialAgeSeconds: computeFreshness(head).initialAgeSeconds,
     freshnessLifetimeSeconds: 0,
   }
 }
 
-/** Age of a response fresh from upstream (RFC 9111 §4.2.3, with no time resident yet beyond the fill). */
+/**
+ * Age of a response fresh from upstream: the estimate the cache keeps for it (RFC 9111 §4.2.3:
+ * Date and Age as received), capped as §5.1 requires, so a miss and the hits after it agree.
+ */
 function ageAtHead (head: FillHead, nowMs: number): number {
-  const ageHeader = Number.parseInt(headerValue(head.headers.age) ?? '0', 10)
-  const apparent = Math.max(0, Number.isFinite(ageHeader) ? ageHeader : 0)
-  return Math.floor(apparent + Math.max(0, nowMs - head.requestTimeMs) / 1000)
+  const age = computeFreshness(head).initialAgeSeconds + Math.max(0, nowMs - head.responseTimeMs) / 1000
+  return Math.min(Math.floor(age), DELTA_SECONDS_MAX)
 }
 
 function failResponse (ex: Exchange, err: Error | undefined): void {

@@ -119,12 +119,30 @@ export class HttpUpstream implements Upstream {
     } catch (err) {
       throw toUpstreamError(err, this.name)
     }
+    const coding = unsupportedTransferCoding(res.headers['transfer-encoding'])
+    if (coding !== undefined) {
+      // undici undoes chunked only; with Transfer-Encoding (hop-by-hop) dropped, coded bytes would pass for the content.
+      res.body.on('error', () => {}).destroy()
+      throw new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Response from upstream ${this.name} has a transfer coding we cannot decode: ${coding}`)
+    }
     return { status: res.statusCode, headers: res.headers, body: res.body, upstream: this.name }
   }
 
   async close (): Promise<void> {
     await this.#pool.close()
   }
+}
+
+/** The first transfer coding (RFC 9112 §7) other than chunked in a Transfer-Encoding field, if any. */
+function unsupportedTransferCoding (value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined
+  for (const line of typeof value === 'string' ? [value] : value) {
+    for (const coding of line.split(',')) {
+      const name = coding.trim().toLowerCase()
+      if (name !== 'chunked' && name !== '') return name
+    }
+  }
+  return undefined
 }
 
 /** Maps undici and socket errors to CdnError codes (upstream source). */
@@ -140,6 +158,11 @@ export function toUpstreamError (err: unknown, upstream: string): CdnError {
   }
   if (err instanceof undiciErrors.BodyTimeoutError) {
     return new CdnError('CDN_ERR_UPSTREAM_BODY_TIMEOUT', `Body from ${where} stalled`, { cause: err })
+  }
+  // A head too large, bytes that do not parse as HTTP, or a response nobody asked for (an unsolicited 100 Continue, junk after a body).
+  if (err instanceof undiciErrors.HeadersOverflowError || err instanceof undiciErrors.HTTPParserError ||
+    (err instanceof undiciErrors.SocketError && (e.message === 'bad response' || e.message === 'bad upgrade'))) {
+    return new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Invalid response from ${where}: ${e.message ?? ''}`, { cause: err })
   }
   if (err instanceof undiciErrors.ResponseContentLengthMismatchError || err instanceof undiciErrors.SocketError) {
     return new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body from ${where} ended early: ${e.message ?? ''}`, { cause: err })
