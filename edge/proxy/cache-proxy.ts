@@ -15,7 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CdnError, isCdnError } from '../../lib/errors.ts'
 import type { FastRequest, FastResponse } from '../../lib/http/fast-front.ts'
-import type { Logger } from '../../lib/log.ts'
+import { infoLineWriter, jsonString, type Logger } from '../../lib/log.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
@@ -198,6 +198,8 @@ export class CacheProxy {
   readonly #policy: ContentPolicy
   readonly #heads: HitHeads
   readonly #accountFast = (hit: FastHit, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
+  // The access log's line writer: one line per request, rendered here (lib/log.ts infoLineWriter)
+  readonly #accessLine: (fields: string) => void
   #nextId = 0
   #servedBytes = 0
 
@@ -212,6 +214,7 @@ export class CacheProxy {
     }
     this.#o = options
     this.#now = options.now ?? Date.now
+    this.#accessLine = infoLineWriter(options.logger, 'request')
     this.#strip = new Set(options.stripQueryParams)
     this.#keyOptions = { stripQueryParams: this.#strip }
     const policy = options.contentPolicy
@@ -1053,22 +1056,20 @@ export class CacheProxy {
     }
     if (!completed && ex.error === undefined) metrics.clientAborts.inc({ phase: ex.phase })
     if (!this.#o.accessLog) return
-    this.#o.logger.info({
-      reqId: ex.id,
-      method,
-      path: ex.path,
-      status,
-      cachePhase: ex.phase,
-      source: ex.source,
-      bytes: ex.bytes,
-      durationMs: this.#now() - ex.startMs,
-      completed,
-      cacheKey: ex.key,
-      upstream: ex.upstream,
-      noCacheReason: ex.noCacheReason,
-      errCode: ex.error?.code,
-      client: this.#o.forwarding.clientFrom(ex.peer, forwardedFor),
-    }, 'request')
+    // The bytes pino's logger.info({ reqId, method, path, ... }, 'request') writes, fields in that
+    // order and undefined ones left out, rendered without pino's generic serialiser: with it, the
+    // access log took a quarter of a small hit's throughput (1.5 KB ranges, wrk: 10.8-13.1k/s with
+    // the log on against 15.0-15.7k/s off).
+    let line = `,"reqId":${ex.id}`
+    if (method !== undefined) line += `,"method":${jsonString(method)}`
+    line += `,"path":${jsonString(ex.path)},"status":${status},"cachePhase":"${ex.phase}","source":"${ex.source}","bytes":${ex.bytes},"durationMs":${jsonNumber(this.#now() - ex.startMs)},"completed":${completed}`
+    if (ex.key !== undefined) line += `,"cacheKey":${jsonString(ex.key)}`
+    if (ex.upstream !== undefined) line += `,"upstream":${jsonString(ex.upstream)}`
+    if (ex.noCacheReason !== undefined) line += `,"noCacheReason":${jsonString(ex.noCacheReason)}`
+    if (ex.error !== undefined) line += `,"errCode":"${ex.error.code}"`
+    const client = this.#o.forwarding.clientFrom(ex.peer, forwardedFor)
+    if (client !== undefined) line += `,"client":${jsonString(client)}`
+    this.#accessLine(line)
   }
 }
 
@@ -1076,6 +1077,11 @@ export class CacheProxy {
 function policyRefusal (decision: AdmitDecision, needsPolicyLifetime: boolean): string | undefined {
   if (decision.action !== 'store') return decision.reason
   return needsPolicyLifetime && decision.lifetimeSeconds === undefined ? 'no-freshness' : undefined
+}
+
+/** A number as JSON writes it (non-finite ones as null). */
+function jsonNumber (n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null'
 }
 
 function headOf (status: number, headers: StoredHeaders, requestTimeMs: number, responseTimeMs: number, upstream: string): FillHead {

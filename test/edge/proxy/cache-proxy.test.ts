@@ -167,6 +167,17 @@ t.test('access log: one JSON line per request with phase, status, bytes', async 
   t.equal(lines.length, 2)
   t.match(lines[0], { method: 'GET', path: '/synthetic/log-100.bin', status: 200, cachePhase: 'miss', bytes: 100, completed: true })
   t.match(lines[1], { cachePhase: 'hit', source: 'memory', bytes: 100 })
+  // rendered by the proxy itself (lib/log.ts infoLineWriter): pino's field order, undefined fields left out
+  t.same(Object.keys(lines[0]!), ['level', 'time', 'reqId', 'method', 'path', 'status', 'cachePhase', 'source', 'bytes', 'durationMs', 'completed', 'cacheKey', 'upstream', 'client', 'msg'])
+  t.same(Object.keys(lines[1]!), ['level', 'time', 'reqId', 'method', 'path', 'status', 'cachePhase', 'source', 'bytes', 'durationMs', 'completed', 'cacheKey', 'client', 'msg'], 'a hit names no upstream')
+  t.match(lines[0], { level: 'info', cacheKey: '/synthetic/log-100.bin', client: '127.0.0.1' })
+  t.type(lines[0]!['durationMs'], 'number')
+  t.type(lines[0]!['reqId'], 'number')
+  // percent-encoded quotes and backslashes come back as sent
+  await fetchRaw(edge.url + '/synthetic/log%22q%5C-10.bin')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const odd = edge.logs.filter((l) => l.msg === 'request').at(-1)
+  t.match(odd, { path: '/synthetic/log%22q%5C-10.bin' })
 })
 
 t.test('/healthz, /readyz and /metrics', async (t) => {
