@@ -137,7 +137,8 @@ export function summariseCpuProfile (profile: CpuProfile, options: { top?: numbe
   return { durationMs: durationUs / 1000, idleMs: idleUs / 1000, busyMs: busyUs / 1000, samples: counted, topFunctions, topFiles }
 }
 
-function shortUrl (url: string, rootUrl: string | undefined): string {
+/** A profile's script URL relative to `rootUrl` (or from node_modules/ on, or as a path). */
+export function shortUrl (url: string, rootUrl: string | undefined): string {
   const root = rootUrl === undefined || rootUrl.endsWith('/') ? rootUrl : `${rootUrl}/`
   if (root !== undefined && url.startsWith(root)) return url.slice(root.length)
   const nm = url.lastIndexOf('/node_modules/')

@@ -3,7 +3,7 @@
  * allocation sites by self bytes, and the stacks (leaf first) that allocated them.
  * @see https://chromedevtools.github.io/devtools-protocol/tot/HeapProfiler/#type-SamplingHeapProfile
  */
-import type { LineResolver } from './cpu-profile.ts'
+import { shortUrl, type LineResolver } from './cpu-profile.ts'
 
 /** One call-tree node of a sampling heap profile. */
 export interface HeapProfileNode {
@@ -98,12 +98,4 @@ export function summariseHeapProfile (profile: HeapProfile, options: HeapProfile
     topSites: [...sites.values()].sort((a, b) => b.bytes - a.bytes).slice(0, top).map((s) => ({ functionName: s.functionName, location: s.location, selfBytes: s.bytes, selfPercent: percent(s.bytes) })),
     topStacks: [...stacks].sort((a, b) => b[1] - a[1]).slice(0, top).map(([stack, bytes]) => ({ functionName: stack, location: '', selfBytes: bytes, selfPercent: percent(bytes) })),
   }
-}
-
-function shortUrl (url: string, rootUrl: string | undefined): string {
-  const root = rootUrl === undefined || rootUrl.endsWith('/') ? rootUrl : `${rootUrl}/`
-  if (root !== undefined && url.startsWith(root)) return url.slice(root.length)
-  const nm = url.lastIndexOf('/node_modules/')
-  if (nm >= 0) return url.slice(nm + 1)
-  return url.startsWith('file://') ? url.slice('file://'.length) : url
 }

@@ -8,7 +8,6 @@
  */
 import { gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
-import type { CacheNodeOptions } from '../../edge/cache-node.ts'
 import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
 import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
 import { HttpUpstream } from '../../edge/proxy/upstream.ts'
@@ -16,26 +15,9 @@ import { OriginPool } from '../../shield/origin-pool.ts'
 import { fetchRaw, type Fetched } from '../helpers/http-client.ts'
 import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
 import { startHlsNode } from '../helpers/hls.ts'
-import { herd, rawResponse, startRawOrigin, type RawHandler, type RawOrigin } from '../helpers/raw-origin.ts'
-import { cacheStatus, Clock, gate, until } from './rfc9111/harness.ts'
+import { edgeFor, herd, TIMEOUTS, type RawHandler, type RawOrigin, rawResponse, startRawOrigin, status, stored } from '../helpers/raw-origin.ts'
+import { Clock, gate, until } from './rfc9111/harness.ts'
 
-// ---- the edge ----------------------------------------------------------------------------
-
-const TIMEOUTS = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: 5000, connections: 8, keepAliveTimeoutMs: 5000 }
-
-async function edgeFor (t: Test, origin: RawOrigin, overrides: Partial<CacheNodeOptions> = {}): Promise<TestNode> {
-  return await startTestNode(t, { origin: origin.url, upstreamTimeouts: TIMEOUTS, ...overrides })
-}
-
-/** Our Cache-Status member, e.g. `{ fwd: 'uri-miss', 'fwd-status': '200', stored: true }`. */
-function status (res: Fetched): Record<string, string | true> {
-  return { ...cacheStatus(res) }
-}
-
-/** True when the key is held in either tier (or on its way to disk). */
-function stored (edge: TestNode, key: string): boolean {
-  return edge.store.memory.peek(key) !== undefined || edge.store.disk.has(key) || [...edge.store.disk.pendingKeys()].includes(key)
-}
 
 // ---- what may be shared ----------------------------------------------------------------
 

@@ -14,34 +14,16 @@
  */
 import { gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
-import type { CacheNodeOptions } from '../../edge/cache-node.ts'
-import { fetchRaw, type Fetched } from '../helpers/http-client.ts'
-import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
-import { countHandled, herd, rawResponse, startRawOrigin, type RawHandler, type RawOrigin } from '../helpers/raw-origin.ts'
-import { cacheStatus, Clock, gate, until } from './rfc9111/harness.ts'
+import { fetchRaw } from '../helpers/http-client.ts'
+import type { TestNode } from '../helpers/cache-node.ts'
+import { countHandled, edgeFor, herd, TIMEOUTS, type RawHandler, type RawOrigin, rawResponse, startRawOrigin, status, stored } from '../helpers/raw-origin.ts'
+import { Clock, gate, until } from './rfc9111/harness.ts'
 
 /** A well-behaved cacheable answer (for "the edge keeps serving" checks). */
 function good (body: string, extra: readonly string[] = []): RawHandler {
   return (_req, socket) => { socket.write(rawResponse(200, ['content-type: text/plain', 'cache-control: max-age=60', ...extra], body)) }
 }
 
-// ---- the edge ----------------------------------------------------------------------------
-
-const TIMEOUTS = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: 5000, connections: 8, keepAliveTimeoutMs: 5000 }
-
-async function edgeFor (t: Test, origin: RawOrigin, overrides: Partial<CacheNodeOptions> = {}): Promise<TestNode> {
-  return await startTestNode(t, { origin: origin.url, upstreamTimeouts: TIMEOUTS, ...overrides })
-}
-
-/** Our Cache-Status member, e.g. `{ fwd: 'uri-miss', 'fwd-status': '200', stored: true }`. */
-function status (res: Fetched): Record<string, string | true> {
-  return { ...cacheStatus(res) }
-}
-
-/** True when the key is held in either tier (or on its way to disk). */
-function stored (edge: TestNode, key: string): boolean {
-  return edge.store.memory.peek(key) !== undefined || edge.store.disk.has(key) || [...edge.store.disk.pendingKeys()].includes(key)
-}
 
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))

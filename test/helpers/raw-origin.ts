@@ -5,7 +5,9 @@
  * node:http would never send. Plus `herd`: requests that provably share one fill.
  */
 import net from 'node:net'
-import type { TestNode } from './cache-node.ts'
+import type { CacheNodeOptions } from '../../edge/cache-node.ts'
+import { cacheStatus } from '../edge/rfc9111/harness.ts'
+import { startTestNode, type TestNode } from './cache-node.ts'
 import { fetchRaw, type Fetched } from './http-client.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
@@ -126,4 +128,24 @@ async function poll (check: () => boolean, what: string, timeoutMs = 5000): Prom
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
+}
+
+// ---- the edge in front of it ---------------------------------------------------------------
+
+/** Upstream timeouts short enough for stall cases. */
+export const TIMEOUTS = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: 5000, connections: 8, keepAliveTimeoutMs: 5000 }
+
+/** A real edge in front of `origin`, with upstream timeouts short enough for stall cases. */
+export async function edgeFor (t: Teardown, origin: RawOrigin, overrides: Partial<CacheNodeOptions> = {}): Promise<TestNode> {
+  return await startTestNode(t, { origin: origin.url, upstreamTimeouts: TIMEOUTS, ...overrides })
+}
+
+/** Our Cache-Status member, e.g. `{ fwd: 'uri-miss', 'fwd-status': '200', stored: true }`. */
+export function status (res: Fetched): Record<string, string | true> {
+  return { ...cacheStatus(res) }
+}
+
+/** True when the key is held in either tier (or on its way to disk). */
+export function stored (edge: TestNode, key: string): boolean {
+  return edge.store.memory.peek(key) !== undefined || edge.store.disk.has(key) || [...edge.store.disk.pendingKeys()].includes(key)
 }

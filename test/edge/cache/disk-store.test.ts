@@ -16,6 +16,7 @@ import { isCdnError } from '../../../lib/errors.ts'
 import { derivedObject } from './fixtures/derived-object.ts'
 import { makeObject, patternBody, readBody, runStoreContract } from './store.contract.ts'
 import type { Tap } from './store.contract.ts'
+import { flipByte } from '../../helpers/flip-byte.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const WRITER = fileURLToPath(new URL('./fixtures/disk-store-writer.ts', import.meta.url))
@@ -60,18 +61,6 @@ function objectPath (dir: string, key: string): string {
 async function objectFiles (dir: string): Promise<string[]> {
   const names = await readdir(join(dir, 'objects'), { recursive: true })
   return names.filter((name) => /[0-9a-f]{64}$/.test(name))
-}
-
-async function flipByte (path: string, offset: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const byte = Buffer.alloc(1)
-    await fh.read(byte, 0, 1, offset)
-    byte[0] = (byte[0] ?? 0) ^ 0xff
-    await fh.write(byte, 0, 1, offset)
-  } finally {
-    await fh.close()
-  }
 }
 
 /** Collects what a stream emits before it ends or fails; `error` is the failure, if any. */

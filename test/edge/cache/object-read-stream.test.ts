@@ -19,6 +19,7 @@ import { ObjectReadStream, READ_CHUNK_BYTES, type ObjectReadStreamOptions } from
 import { OpenFiles, type OpenFile } from '../../../edge/cache/open-files.ts'
 import { CdnError, isCdnError } from '../../../lib/errors.ts'
 import { makeObject, patternBody, type Tap } from './store.contract.ts'
+import { flipByte } from '../../helpers/flip-byte.ts'
 
 const KEY = 'example.com/vod/title/720p/seg-7.ts'
 
@@ -99,18 +100,6 @@ async function drain (stream: ObjectReadStream): Promise<Drained> {
 async function until (check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 1))
   if (!check()) throw new Error(`timed out waiting for ${what}`)
-}
-
-async function flipByte (path: string, offset: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const byte = Buffer.alloc(1)
-    await fh.read(byte, 0, 1, offset)
-    byte[0] = (byte[0] ?? 0) ^ 0xff
-    await fh.write(byte, 0, 1, offset)
-  } finally {
-    await fh.close()
-  }
 }
 
 function isCorrupt (err: unknown, path: string, reason: string): boolean {

@@ -23,6 +23,7 @@ import type { Warm, WarmOutcome } from '../../../edge/hls/warm.ts'
 import { silentLogger } from '../../../lib/log.ts'
 import type { PrefillJobStatus } from '../../../lib/protocol/prefill.ts'
 import type { AdminAnswer } from '../../../edge/proxy/admin.ts'
+import { flipByte } from '../../helpers/flip-byte.ts'
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -162,18 +163,6 @@ async function prefill (r: Rig, request: Record<string, unknown>): Promise<Prefi
     await new Promise((resolve) => setTimeout(resolve, 1))
   }
   throw new Error(`prefill job ${id} did not finish`)
-}
-
-async function flipByte (path: string, offset: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const byte = Buffer.alloc(1)
-    await fh.read(byte, 0, 1, offset)
-    byte[0] = (byte[0] ?? 0) ^ 0xff
-    await fh.write(byte, 0, 1, offset)
-  } finally {
-    await fh.close()
-  }
 }
 
 t.test('before a policy is made: prefill is not ready, the inventory is empty and names the node', async (t) => {
