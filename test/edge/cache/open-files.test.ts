@@ -23,20 +23,34 @@ function contents (file: OpenFile, bytes: number): string {
   return buf.toString('utf8', 0, n)
 }
 
-/** Whether `fd` is open in this process now (Linux: /proc/self/fd). */
-function isOpen (fd: number): boolean {
+/** What descriptor `fd` of this process points at now (Linux: /proc/self/fd), or undefined when it is closed. */
+function fdLink (fd: number): string | undefined {
   try {
-    readlinkSync(`/proc/self/fd/${fd}`)
-    return true
+    return readlinkSync(`/proc/self/fd/${fd}`)
   } catch {
-    return false
+    return undefined
   }
 }
 
-/** Closing is asynchronous (the thread pool runs close(2)): waits a while for `fd` to go. */
-async function closedSoon (fd: number): Promise<boolean> {
-  for (let i = 0; i < 100 && isOpen(fd); i++) await new Promise((resolve) => setTimeout(resolve, 5))
-  return !isOpen(fd)
+/** An open descriptor and what it pointed at when opened: a number reused by another open is not it. */
+interface Fd { readonly fd: number, readonly link: string | undefined }
+
+function fdOf (file: { readonly fd: number }): Fd {
+  return { fd: file.fd, link: fdLink(file.fd) }
+}
+
+/** Whether the descriptor is still open on the same file. */
+function isOpen (d: Fd): boolean {
+  return d.link !== undefined && fdLink(d.fd) === d.link
+}
+
+/**
+ * Closing is asynchronous (the thread pool runs close(2)): waits up to 5 s for the descriptor
+ * to go, or for its number to point elsewhere (another open in the process reused it).
+ */
+async function closedSoon (d: Fd): Promise<boolean> {
+  for (let i = 0; i < 1000 && isOpen(d); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  return !isOpen(d)
 }
 
 t.test('options are validated once, naming the field and the value', async (t) => {
@@ -55,7 +69,7 @@ t.test('repeated and concurrent acquires share one descriptor', { skip: process.
   t.equal(c, a, 'cached')
   t.equal(contents(a, 16), 'first')
   for (const f of [a, b, c!]) files.release(f)
-  t.ok(isOpen(a.fd), 'kept open while cached, with no reader')
+  t.ok(isOpen(fdOf(a)), 'kept open while cached, with no reader')
   t.equal(files.tryAcquire('missing'), undefined)
 })
 
@@ -74,7 +88,7 @@ t.test('invalidate: holders keep the old file, new readers open the new one, the
   t.not(fresh.ino, old.ino)
   t.equal(contents(fresh, 16), 'new')
   t.equal(contents(old, 16), 'old', 'the holder still reads what it opened')
-  const oldFd = old.fd
+  const oldFd = fdOf(old)
   files.release(old)
   t.ok(await closedSoon(oldFd), 'closed with its last release')
   files.release(fresh)
@@ -84,11 +98,11 @@ t.test('at most maxOpen idle descriptors stay open, least recently used go first
   const dir = await tempDir(t)
   const files = new OpenFiles({ maxOpen: 2 })
   t.teardown(() => files.close())
-  const fds: number[] = []
+  const fds: Fd[] = []
   for (const name of ['a', 'b', 'c']) {
     await writeFile(join(dir, name), name)
     const f = await files.acquire(name, join(dir, name))
-    fds.push(f.fd)
+    fds.push(fdOf(f))
     files.release(f)
   }
   t.equal(files.size, 2)
@@ -118,7 +132,7 @@ t.test('close closes idle files now and held ones on release', { skip: process.p
   const idle = await files.acquire('a', join(dir, 'a'))
   files.release(idle)
   const held = await files.acquire('b', join(dir, 'b'))
-  const [idleFd, heldFd] = [idle.fd, held.fd]
+  const [idleFd, heldFd] = [fdOf(idle), fdOf(held)]
   files.close()
   t.ok(await closedSoon(idleFd))
   t.ok(isOpen(heldFd), 'a reader still holds it')
@@ -126,7 +140,7 @@ t.test('close closes idle files now and held ones on release', { skip: process.p
   t.ok(await closedSoon(heldFd))
   const after = await files.acquire('a', join(dir, 'a'))
   t.equal(files.size, 0, 'after close, acquires work uncached')
-  const afterFd = after.fd
+  const afterFd = fdOf(after)
   files.release(after)
   t.ok(await closedSoon(afterFd))
 })
