@@ -25,6 +25,8 @@ export interface SplitUrl {
   readonly url: string
   /** Just the path of `url`, still percent-encoded. */
   readonly path: string
+  /** A token slot was taken out of the URL (a `/t/…/` segment or `se_token` parameter), even an empty one. */
+  readonly stripped: boolean
 }
 
 /** Outcome of {@link checkRequestToken}. */
@@ -65,7 +67,9 @@ export function splitRequestToken (rawUrl: string): SplitUrl {
   let url = originForm(rawUrl)
   let token: string | undefined
   let source: TokenSource | undefined
+  let stripped = false
   if (url.startsWith(PATH_PREFIX)) {
+    stripped = true
     const end = url.indexOf('/', PATH_PREFIX.length)
     const stop = end < 0 ? endOfPath(url) : end
     token = url.slice(PATH_PREFIX.length, stop)
@@ -74,7 +78,8 @@ export function splitRequestToken (rawUrl: string): SplitUrl {
   }
   const q = url.indexOf('?')
   if (q >= 0 && url.includes(QUERY_KEY, q)) {
-    const { value, rest } = takeQueryParam(url.slice(q + 1))
+    const { value, rest, removed } = takeQueryParam(url.slice(q + 1))
+    if (removed) stripped = true
     if (token === undefined && value !== undefined) {
       token = value
       source = 'query'
@@ -82,7 +87,7 @@ export function splitRequestToken (rawUrl: string): SplitUrl {
     url = rest === '' ? url.slice(0, q) : `${url.slice(0, q)}?${rest}`
   }
   const pathEnd = url.indexOf('?')
-  return { token: token === '' ? undefined : token, source: token === '' ? undefined : source, url, path: pathEnd < 0 ? url : url.slice(0, pathEnd) }
+  return { token: token === '' ? undefined : token, source: token === '' ? undefined : source, url, path: pathEnd < 0 ? url : url.slice(0, pathEnd), stripped }
 }
 
 /** Strips `scheme://authority` from an absolute-form request target (RFC 9112 §3.2.2). */
@@ -100,17 +105,19 @@ function endOfPath (url: string): number {
 }
 
 /** Removes every `se_token` parameter, keeping the others byte for byte; returns the first value. */
-function takeQueryParam (query: string): { value: string | undefined, rest: string } {
+function takeQueryParam (query: string): { value: string | undefined, rest: string, removed: boolean } {
   let value: string | undefined
+  let removed = false
   const kept: string[] = []
   for (const pair of query.split('&')) {
     if (pair.startsWith(QUERY_KEY)) {
       value ??= safeDecode(pair.slice(QUERY_KEY.length))
+      removed = true
       continue
     }
     kept.push(pair)
   }
-  return { value, rest: kept.join('&') }
+  return { value, rest: kept.join('&'), removed }
 }
 
 function safeDecode (text: string): string {

@@ -71,10 +71,8 @@ export class AccessGate {
     const url = req.url ?? '/'
     const door = this.#door(url, req.socket.remoteAddress, req.headers['x-forwarded-for'])
     if (door.ok) {
-      if (door.token !== undefined) {
-        req.url = door.url
-        this.#tokens.set(req, door.token)
-      }
+      if (door.url !== url) req.url = door.url
+      if (door.token !== undefined) this.#tokens.set(req, door.token)
       return true
     }
     this.#o.metrics.tokenRejections.inc({ reason: door.reason })
@@ -106,7 +104,10 @@ export class AccessGate {
     const token = this.#o.token
     if (token === undefined || !token.required) {
       const split = splitRequestToken(url)
-      return split.token === undefined ? { ok: true, url, token: undefined } : { ok: true, url: split.url, token: split.token }
+      // An empty token slot (`?se_token=`, `/t//`) is taken out too: left in, it would reach the
+      // origin and split the cache key. A URL without one continues as it came (absolute-form included).
+      if (!split.stripped) return { ok: true, url, token: undefined }
+      return { ok: true, url: split.url, token: split.token }
     }
     const checked = checkRequestToken(url, this.#o.forwarding.clientFrom(peer, forwardedFor), token.verifier, this.#o.now())
     return checked.ok ? { ok: true, url: checked.path, token: checked.token } : { ok: false, reason: checked.reason }

@@ -278,6 +278,11 @@ t.test('tokens not required: nothing is refused, a token is still taken out of t
     const inQuery = await send(gate, '/vod/title/seg-1.ts?se_token=garbage&x=1')
     t.same(continued(inQuery), { url: '/vod/title/seg-1.ts?x=1', token: 'garbage' })
     passAgrees(t, gate, inQuery)
+    for (const [sent, url] of [['/vod/title/seg-1.ts?se_token=&x=1', '/vod/title/seg-1.ts?x=1'], ['/vod/title/seg-1.ts?se_token=', '/vod/title/seg-1.ts'], ['/t//vod/title/seg-1.ts', '/vod/title/seg-1.ts']] as const) {
+      const empty = await send(gate, sent)
+      t.same(continued(empty), { url, token: null }, `${sent}: an empty token slot is taken out (it would reach the origin and split the cache key)`)
+      passAgrees(t, gate, empty)
+    }
     t.equal(await gate.metrics.tokenRejections.value(), 0)
   }
 })
