@@ -907,6 +907,11 @@ export class CacheProxy {
       res.body.resume()
       ex.upstream = res.upstream
       this.#o.metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
+      if (res.status === 304) {
+        // We sent no condition (RFC 9110 §15.4.5): passed on, the client would get a 304 it never asked for.
+        failed(new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Upstream ${res.upstream} answered 304 to an unconditional HEAD for ${ex.key!}`))
+        return
+      }
       const headers = toStoredHeaders(res.headers)
       if (res.status !== 200 || !validatorsMatch(object.meta, headers)) {
         ex.phase = 'pass'
@@ -916,8 +921,8 @@ export class CacheProxy {
       const meta = freshenedMeta(object.meta, headers, requestTimeMs, this.#now())
       const updated = await this.#o.store.freshen(object, meta).catch(() => ({ ...object, meta }) as StoredObject)
       deliverObject(ex, updated, { fwd: reason, fwdStatus: 200, stored: true, ttl: Math.floor(ttlSeconds(meta, this.#now())) })
-    }, (err: unknown) => {
-      const error = toUpstreamError(err, this.#o.upstream.name)
+    }, (err: unknown) => failed(toUpstreamError(err, this.#o.upstream.name)))
+    const failed = (error: CdnError): void => {
       this.#countUpstreamError(error)
       if (canServeStaleOnError(object.meta, this.#now(), this.#o.staleIfErrorSeconds)) {
         this.#o.metrics.staleServed.inc({ reason: 'stale-if-error' })
@@ -925,7 +930,7 @@ export class CacheProxy {
         return
       }
       deliverError(ex, error, { fwd: reason })
-    })
+    }
   }
 
   /** Sends the request upstream for this client alone and streams the answer back, uncached. */

@@ -236,6 +236,38 @@ t.test('a 206 whose Content-Range is not the range asked for (a range miss sent 
   t.equal(origin.count('/big'), 2)
 })
 
+t.test('a 304 to the unconditional HEAD that revalidates a stale object: a 502 (or stale-if-error), never a 304 the client did not ask for', async (t) => {
+  const clock = new Clock()
+  const origin = await startRawOrigin(t, {
+    '/x': (req, socket) => {
+      if (req.method === 'HEAD') {
+        socket.write(rawResponse(304, [`date: ${clock.date()}`, 'cache-control: max-age=10', 'etag: "v1"'], '', 'none'))
+        return
+      }
+      socket.write(rawResponse(200, [`date: ${clock.date()}`, 'cache-control: max-age=10', 'etag: "v1"'], 'the body'))
+    },
+    '/y': (req, socket) => {
+      if (req.method === 'HEAD') {
+        socket.write(rawResponse(304, [`date: ${clock.date()}`, 'etag: "v1"'], '', 'none'))
+        return
+      }
+      socket.write(rawResponse(200, [`date: ${clock.date()}`, 'cache-control: max-age=10, stale-if-error=600', 'etag: "v1"'], 'the y body'))
+    },
+  })
+  const edge = await edgeFor(t, origin, { now: clock.now, staleIfErrorSeconds: 0 })
+  t.equal((await fetchRaw(edge.url + '/x')).status, 200)
+  t.equal((await fetchRaw(edge.url + '/y')).status, 200)
+  clock.advance(20)
+  const head = await fetchRaw(edge.url + '/x', { method: 'HEAD' })
+  t.equal(origin.requests.at(-1)?.method, 'HEAD', 'the stale object was revalidated with a HEAD')
+  t.notOk('if-none-match' in origin.requests.at(-1)!.headers, 'an unconditional one')
+  t.equal(head.status, 502, 'not the 304')
+  t.equal(status(head).detail, 'CDN_ERR_UPSTREAM_PROTOCOL')
+  const withGrace = await fetchRaw(edge.url + '/y', { method: 'HEAD' })
+  t.equal(withGrace.status, 200, 'stale-if-error covers it')
+  t.match(status(withGrace), { fwd: 'stale', detail: 'stale-if-error' })
+})
+
 t.test('a 304 to an unconditional request: every reader gets a 502 that says so, nothing stored', async (t) => {
   const held = gate()
   const origin = await startRawOrigin(t, {
