@@ -95,11 +95,23 @@ export function computeFreshness (input: FreshnessInput): Freshness {
 }
 
 /**
+ * RFC 9111 §4.2.3 corrected_initial_age of a response as received (its Date and Age, the
+ * request and response times), in seconds: what {@link computeFreshness} keeps for it.
+ */
+export function initialAgeSeconds (input: Pick<FreshnessInput, 'headers' | 'requestTimeMs' | 'responseTimeMs'>): number {
+  const dateMs = parseHttpDate(single(input.headers.date)) ?? input.responseTimeMs
+  return initialAge(input.headers, dateMs, input.requestTimeMs, input.responseTimeMs)
+}
+
+/** What the age of a response depends on once received. */
+type AgeBasis = Pick<ObjectMeta, 'initialAgeSeconds' | 'responseTimeMs'>
+
+/**
  * RFC 9111 §4.2.3 current_age = corrected_initial_age + resident_time, in seconds.
  * A clock that went backwards adds no resident time rather than subtracting.
  * @see https://www.rfc-editor.org/rfc/rfc9111#section-4.2.3
  */
-export function currentAgeSeconds (meta: ObjectMeta, nowMs: number): number {
+export function currentAgeSeconds (meta: AgeBasis, nowMs: number): number {
   return meta.initialAgeSeconds + Math.max(0, nowMs - meta.responseTimeMs) / 1000
 }
 
@@ -121,12 +133,12 @@ export function isFresh (meta: ObjectMeta, nowMs: number): boolean {
  * as §5.1 requires on overflow.
  * @see https://www.rfc-editor.org/rfc/rfc9111#section-5.1
  */
-export function ageHeaderValue (meta: ObjectMeta, nowMs: number): string {
+export function ageHeaderValue (meta: AgeBasis, nowMs: number): string {
   return String(ageHeaderSeconds(meta, nowMs))
 }
 
 /** {@link ageHeaderValue} as a number (the fast path compares it to decide whether a pre-rendered head still holds). */
-export function ageHeaderSeconds (meta: ObjectMeta, nowMs: number): number {
+export function ageHeaderSeconds (meta: AgeBasis, nowMs: number): number {
   return Math.min(Math.floor(currentAgeSeconds(meta, nowMs)), DELTA_SECONDS_MAX)
 }
 

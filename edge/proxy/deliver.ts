@@ -9,12 +9,11 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import type { CdnError } from '../../lib/errors.ts'
-import { DELTA_SECONDS_MAX } from '../../lib/http/cache-control.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { parseHttpDate } from '../../lib/http/dates.ts'
 import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
 import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
-import { ageHeaderValue, computeFreshness } from '../cache/freshness.ts'
+import { ageHeaderValue, initialAgeSeconds } from '../cache/freshness.ts'
 import { storedDirectives } from '../cache/reuse-policy.ts'
 import { pipeFill, type FillHead, type SharedFill } from '../cache/shared-fill.ts'
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
@@ -318,7 +317,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     return
   }
   if (notModified(ex.req, head.status, head.headers)) {
-    write304(ex, head.headers, status, String(ageAtHead(head, ex.now())))
+    write304(ex, head.headers, status, ageAtHead(head, ex.now()))
     return
   }
   const range = total === undefined ? FULL : decideRange(ex, head.status, head.headers, total)
@@ -328,7 +327,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   }
   const headers = buildHeaders(ex, head.headers, status)
   if (extraCookie !== undefined) for (const c of typeof extraCookie === 'string' ? [extraCookie] : extraCookie) headers.push('set-cookie', c)
-  headers.push('age', String(ageAtHead(head, ex.now())))
+  headers.push('age', ageAtHead(head, ex.now()))
   let start = 0
   let end = total === undefined ? Number.MAX_SAFE_INTEGER : total - 1
   let code = head.status
@@ -367,18 +366,17 @@ function metaOfFill (fill: SharedFill, head: FillHead): ObjectMeta {
     bodyBytes: fill.length,
     requestTimeMs: head.requestTimeMs,
     responseTimeMs: head.responseTimeMs,
-    initialAgeSeconds: computeFreshness(head).initialAgeSeconds,
+    initialAgeSeconds: initialAgeSeconds(head),
     freshnessLifetimeSeconds: 0,
   }
 }
 
 /**
  * Age of a response fresh from upstream: the estimate the cache keeps for it (RFC 9111 §4.2.3:
- * Date and Age as received), capped as §5.1 requires, so a miss and the hits after it agree.
+ * Date and Age as received), rendered as for a stored object, so a miss and the hits after it agree.
  */
-function ageAtHead (head: FillHead, nowMs: number): number {
-  const age = computeFreshness(head).initialAgeSeconds + Math.max(0, nowMs - head.responseTimeMs) / 1000
-  return Math.min(Math.floor(age), DELTA_SECONDS_MAX)
+function ageAtHead (head: FillHead, nowMs: number): string {
+  return ageHeaderValue({ initialAgeSeconds: initialAgeSeconds(head), responseTimeMs: head.responseTimeMs }, nowMs)
 }
 
 function failResponse (ex: Exchange, err: Error | undefined): void {

@@ -4,6 +4,7 @@ import {
   computeFreshness,
   currentAgeSeconds,
   HEURISTICALLY_CACHEABLE,
+  initialAgeSeconds,
   isFresh,
   responseDirectives,
   storability,
@@ -227,4 +228,20 @@ t.test('RFC 9111 §3 storability', async (t) => {
     const verdict = storability({ ...base, ...overrides })
     t.same(verdict, reason === undefined ? { storable: true } : { storable: false, reason }, name)
   }
+})
+
+t.test('initialAgeSeconds is the corrected initial age computeFreshness keeps (Date and Age as received)', async (t) => {
+  const responseTimeMs = Date.UTC(2026, 0, 1, 12, 0, 0)
+  const cases: StoredHeaders[] = [
+    {},
+    { date: formatHttpDate(responseTimeMs - 30_000) },
+    { date: formatHttpDate(responseTimeMs - 30_000), age: '100' },
+    { age: '99999999999' },
+    { date: formatHttpDate(responseTimeMs + 3_600_000) },
+  ]
+  for (const headers of cases) {
+    const input = { status: 200, headers, requestTimeMs: responseTimeMs - 2000, responseTimeMs }
+    t.equal(initialAgeSeconds(input), computeFreshness(input).initialAgeSeconds, JSON.stringify(headers))
+  }
+  t.equal(initialAgeSeconds({ headers: { date: formatHttpDate(responseTimeMs - 30_000) }, requestTimeMs: responseTimeMs, responseTimeMs }), 30, 'a Date 30 s back')
 })
