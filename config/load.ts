@@ -86,7 +86,7 @@ export function loadConfig (options: LoadConfigOptions = {}): Readonly<Streamedg
         continue
       }
       failed.add(name)
-      problems.push(invalid(`${name} must be ${result.expected}, got ${show(raw)} ${sourceText(source, name)}`))
+      problems.push(invalid(`${name} must be ${result.expected}, got ${showValue(raw)} ${sourceText(source, name)}`))
     }
   }
   problems.push(...groupProblems(values, failed))
@@ -139,13 +139,13 @@ export function getSetting<N extends ParamName> (config: Readonly<StreamedgeConf
 
 function checkOptions (options: LoadConfigOptions): void {
   if (options.file !== undefined && (typeof options.file !== 'string' || options.file === '')) {
-    throw new TypeError(`Expected options.file to be a non-empty string, got ${show(options.file)}`)
+    throw new TypeError(`Expected options.file to be a non-empty string, got ${showValue(options.file)}`)
   }
   if (options.env !== undefined && (typeof options.env !== 'object' || options.env === null)) {
-    throw new TypeError(`Expected options.env to be an object, got ${show(options.env)}`)
+    throw new TypeError(`Expected options.env to be an object, got ${showValue(options.env)}`)
   }
   if (options.argv !== undefined && (typeof options.argv !== 'object' || options.argv === null || Array.isArray(options.argv))) {
-    throw new TypeError(`Expected options.argv to be an object, got ${show(options.argv)}`)
+    throw new TypeError(`Expected options.argv to be an object, got ${showValue(options.argv)}`)
   }
 }
 
@@ -180,7 +180,7 @@ function readConfigFile (file: string, cwd: string): Record<string, unknown> {
   const data = ext === '.json' ? parseJsonFile(file, text) : parseYamlFile(file, text)
   if (data === null || data === undefined) return {}
   if (!isPlainObject(data)) {
-    throw new CdnError('CDN_ERR_CONFIG_FILE', `Config file ${file} must hold a mapping of sections, got ${show(data)}`)
+    throw new CdnError('CDN_ERR_CONFIG_FILE', `Config file ${file} must hold a mapping of sections, got ${showValue(data)}`)
   }
   return data
 }
@@ -266,7 +266,7 @@ function walk (node: Record<string, unknown>, prefix: string, source: Source, ou
     }
     if (value === null) continue // a YAML section whose settings are all commented out
     if (isPlainObject(value)) walk(value, `${name}.`, source, out, problems)
-    else problems.push(invalid(`${name} must be a section (a mapping of settings), got ${show(value)} ${sourceText(source, name)}`))
+    else problems.push(invalid(`${name} must be a section (a mapping of settings), got ${showValue(value)} ${sourceText(source, name)}`))
   }
 }
 
@@ -376,7 +376,6 @@ function listText (items: readonly string[]): string {
   return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1] ?? ''}`
 }
 
-const show = showValue
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false

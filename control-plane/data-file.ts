@@ -54,7 +54,7 @@ export class Problems {
 
   /** Records one problem: `field` must be `expected`, got `value`. */
   add (field: string, expected: string, value: unknown): void {
-    this.#lines.push(`${this.#prefix} ${field} must be ${expected}, got ${show(value)}`)
+    this.#lines.push(`${this.#prefix} ${field} must be ${expected}, got ${showValue(value)}`)
   }
 
   /** Records a problem in free text. */
@@ -72,8 +72,6 @@ export class Problems {
   }
 }
 
-/** Short JSON rendering of a bad value for messages (lib/errors.ts showValue). */
-export const show = showValue
 
 /** True for a plain `{}` object (not an array, not null). */
 export function isRecord (value: unknown): value is Record<string, unknown> {

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url'
 import { sourceMapLineResolver, type SourceMapDump } from './cpu-profile.ts'
 import { formatBytes } from './gc-trace.ts'
 import { summariseHeapProfile, type AllocationSite, type HeapProfile } from './heap-profile.ts'
+import { processAlive as alive } from './proc-cpu.ts'
 
 const PRELOAD = new URL('./heap-promoted-preload.mjs', import.meta.url).href
 
@@ -136,13 +137,4 @@ export function formatHeapPromoted (s: HeapPromotedSummary, options: { readonly 
 
 function exists (file: string): Promise<boolean> {
   return access(file).then(() => true, () => false)
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }

@@ -196,3 +196,13 @@ export function readProcessTreeRssBytes (rootPid: number): number {
   }
   return total
 }
+
+/** Is a process with this pid still there (signal 0: nothing is sent)? */
+export function processAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

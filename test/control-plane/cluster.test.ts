@@ -24,6 +24,7 @@ import { signReport, SIGNATURE_HEADER, type NodeReport } from '../../lib/protoco
 import { tempDir } from '../helpers/cache-node.ts'
 import { startFakeNode } from '../helpers/control-plane.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
+import { processAlive as alive } from '../../bench/lib/proc-cpu.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/streamedge.js', import.meta.url))
 const HEARTBEAT_KEY = 'cluster-test-heartbeat-key'
@@ -247,15 +248,6 @@ function spawnCli (t: Test, args: readonly string[]): ClusterProcess {
         })
       }
     },
-  }
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
   }
 }
 

@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { isCdnError } from '../../lib/errors.ts'
 import { createLogger } from '../../lib/log.ts'
-import { isRecord, Problems, readDataFile, show, WatchedFile } from '../../control-plane/data-file.ts'
+import { showValue as show } from '../../lib/errors.ts'
+import { isRecord, Problems, readDataFile, WatchedFile } from '../../control-plane/data-file.ts'
 import { captureLogs } from '../helpers/log-capture.ts'
 
 async function tempDir (t: Test): Promise<string> {

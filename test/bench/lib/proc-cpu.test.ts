@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
-import { parseProcStatEntry, parseVmRssBytes, processTree, readProcessTreeCpu, readProcessTreeRssBytes, readReapedChildrenCpu } from '../../../bench/lib/proc-cpu.ts'
+import { parseProcStatEntry, parseVmRssBytes, processAlive, processTree, readProcessTreeCpu, readProcessTreeRssBytes, readReapedChildrenCpu } from '../../../bench/lib/proc-cpu.ts'
 
 t.test('parseProcStatEntry reads pid, ppid and the children\'s CPU', async (t) => {
   const fields = Array.from({ length: 49 }, (_, i) => String(i + 3))
@@ -50,4 +50,11 @@ t.test('a busy child counts in its parent\'s tree, and in reaped-children CPU on
   await once(child, 'exit')
   const reaped = readReapedChildrenCpu()
   t.ok(reaped.userSeconds + reaped.systemSeconds - reaped0.userSeconds - reaped0.systemSeconds >= 0.2, 'its CPU moved to the reaped-children counters')
+})
+
+t.test('processAlive: this process is there; a child that exited and was reaped is not', async (t) => {
+  t.equal(processAlive(process.pid), true)
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+  await once(child, 'exit')
+  t.equal(processAlive(child.pid!), false)
 })
