@@ -148,11 +148,18 @@ export class NodeServer {
     socket.end(this.#refusal(status, reason, reason))
   }
 
+  /** The fields of every refusal the server answers itself (`body` is ASCII). */
+  #refusalFields (body: string): Array<[string, string]> {
+    const fields: Array<[string, string]> = [['Content-Type', 'text/plain; charset=utf-8'], ['Content-Length', String(body.length)], ['Cache-Control', 'no-store']]
+    if (this.#o.cacheName !== undefined) fields.push(['Cache-Status', `${this.#o.cacheName}; detail=CDN_ERR_REQUEST_INVALID`])
+    return fields
+  }
+
   /** A whole response for a raw socket: `status`, Cache-Status, and the connection closes. */
   #refusal (status: number, reason: string, message: string): string {
     const body = `${status} ${message}\n`
-    const cacheStatus = this.#o.cacheName === undefined ? '' : `Cache-Status: ${this.#o.cacheName}; detail=CDN_ERR_REQUEST_INVALID\r\n`
-    return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\n${cacheStatus}Connection: close\r\n\r\n${body}`
+    const fields = this.#refusalFields(body).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+    return `HTTP/1.1 ${status} ${reason}\r\n${fields}Connection: close\r\n\r\n${body}`
   }
 
   /** `#refusal` through node:http, for a request it parsed. */
@@ -163,12 +170,7 @@ export class NodeServer {
     // Transfer-Encoding): this answer is the one, #clientError must not write another
     const socket = res.socket as (Duplex & { [REFUSED]?: true }) | null
     if (socket !== null) socket[REFUSED] = true
-    res.writeHead(status, {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'cache-control': 'no-store',
-      ...(this.#o.cacheName === undefined ? {} : { 'cache-status': `${this.#o.cacheName}; detail=CDN_ERR_REQUEST_INVALID` }),
-    })
+    res.writeHead(status, this.#refusalFields(body).flat())
     res.end(body)
   }
 
