@@ -897,6 +897,16 @@ export class CacheProxy {
    */
   #headRevalidate (ex: Exchange, object: StoredObject, reason: 'stale' | 'request'): void {
     ex.phase = 'revalidated'
+    // An upstream failure, or a 304 to our unconditional HEAD: the stored copy if stale-if-error allows, else the error.
+    const failed = (error: CdnError): void => {
+      this.#countUpstreamError(error)
+      if (canServeStaleOnError(object.meta, this.#now(), this.#o.staleIfErrorSeconds)) {
+        this.#o.metrics.staleServed.inc({ reason: 'stale-if-error' })
+        deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(object.meta, this.#now())), detail: 'stale-if-error' })
+        return
+      }
+      deliverError(ex, error, { fwd: reason })
+    }
     const requestTimeMs = this.#now()
     this.#o.upstream.request({
       method: 'HEAD',
@@ -922,15 +932,6 @@ export class CacheProxy {
       const updated = await this.#o.store.freshen(object, meta).catch(() => ({ ...object, meta }) as StoredObject)
       deliverObject(ex, updated, { fwd: reason, fwdStatus: 200, stored: true, ttl: Math.floor(ttlSeconds(meta, this.#now())) })
     }, (err: unknown) => failed(toUpstreamError(err, this.#o.upstream.name)))
-    const failed = (error: CdnError): void => {
-      this.#countUpstreamError(error)
-      if (canServeStaleOnError(object.meta, this.#now(), this.#o.staleIfErrorSeconds)) {
-        this.#o.metrics.staleServed.inc({ reason: 'stale-if-error' })
-        deliverObject(ex, object, { fwd: 'stale', ttl: Math.floor(ttlSeconds(object.meta, this.#now())), detail: 'stale-if-error' })
-        return
-      }
-      deliverError(ex, error, { fwd: reason })
-    }
   }
 
   /** Sends the request upstream for this client alone and streams the answer back, uncached. */
