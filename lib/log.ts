@@ -51,11 +51,10 @@ type SonicBoom = ReturnType<typeof pino.destination>
  *   (`Buffer.byteLength`, which flattens a concatenated string), so line by line a busy log
  *   copied and allocated kilobytes per line; batch by batch each byte is copied about once.
  * - Bytes, not strings (SonicBoom's buffer mode): an asynchronous write to stdout waits for
- *   the threadpool, milliseconds on a busy 2-core box (p50 4.6 ms, p99 22 ms under steering
- *   load), and while the log was held as strings it was most of what scavenges copied and
- *   promoted to the old generation (64 % of the promoted bytes by a V8 sampling heap profile;
- *   ~750 KB promoted per scavenge, ~50 KB with buffers). Encoded once into a buffer, a
- *   pending batch is off the JS heap.
+ *   the threadpool, milliseconds on a busy 2-core box, and while the log was held as strings
+ *   it was most of what scavenges copied and promoted to the old generation. Encoded once
+ *   into a buffer, a pending batch is off the JS heap. `bench/scenarios/steering.ts --gc`
+ *   (promoted bytes per scavenge) and `--heap-promoted DIR` (where they come from) show it.
  * - A batch is whole lines of at most `maxWrite` bytes (3 per UTF-16 unit, the UTF-8 worst
  *   case), so on a shared stdout lines of up to PIPE_BUF bytes are never interleaved (a
  *   single longer line is written whole, and may be).
