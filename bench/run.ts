@@ -12,6 +12,7 @@
  *                                          # working tree other people may be editing; compare two refs run by run
  *   npm run bench -- --edge-root /abs/dir  # run the edge of another checkout
  *   npm run bench -- --render bench/results/<date>.json  # rewrite bench/RESULTS.md from a saved run, no benchmark
+ *   npm run bench -- --only hot-playlist --log-ab  # also the edge with its access log on (`edge-log`): the log's cost
  *
  * Peers (nginx, nginx with the slice module, Varnish) and wrk run when installed (bench/README.md)
  * and are reported absent otherwise. Writes bench/results/<date>.json (gitignored) every time, and
@@ -136,7 +137,7 @@ async function runAll (args: BenchArgs, c: RunContext): Promise<void> {
   const hotScenarios = HOT_CACHE_SCENARIOS.filter((s: HotCacheScenario) => wants(s))
   if (hotScenarios.length > 0) {
     await attempt(hotScenarios.join(', '), async () => {
-      const hot = await runHotCache({ scenarios: hotScenarios, peers, wrkCommand: wrk, connections: 100, rounds, ...windowS, profile: args.profile, edgeRoot: c.edgeRoot, resultsDir, stamp, beforeWindow, log, floors: args.floors })
+      const hot = await runHotCache({ scenarios: hotScenarios, peers, wrkCommand: wrk, connections: 100, rounds, ...windowS, profile: args.profile, edgeRoot: c.edgeRoot, resultsDir, stamp, beforeWindow, log, floors: args.floors, logAb: args.logAb })
       results.comparisons = hot.comparisons
       results.profiles = hot.profiles
       memory.push(...hot.memory)

@@ -16,6 +16,8 @@ export type Scenario = typeof SCENARIOS[number]
  */
 export const DEFAULT_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s !== 'hot-memory' && s !== 'steady-misses')
 const PROFILE_MODES = ['auto', 'always', 'never'] as const
+/** The scenarios --log-ab adds a target to (bench/scenarios/hot-cache.ts HOT_CACHE_SCENARIOS). */
+const LOG_AB_SCENARIOS: readonly Scenario[] = ['hot-segment', 'hot-playlist', 'ranges']
 
 /** Parsed command line of bench/run.ts. */
 export interface BenchArgs {
@@ -36,6 +38,11 @@ export interface BenchArgs {
   readonly render: string | undefined
   /** Also measure bare node:http and bare fast-path floors in every hot-cache workload, ranges included. */
   readonly floors: boolean
+  /**
+   * Also run every hot-cache workload against `edge-log`: the edge with its access log on
+   * (the bench's `edge` runs with it off), to measure what the log costs.
+   */
+  readonly logAb: boolean
 }
 
 function list<T extends string> (flag: string, raw: string, allowed: readonly T[]): T[] {
@@ -60,6 +67,7 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
       'quiet-wait': { type: 'string', default: '0' },
       render: { type: 'string' },
       floors: { type: 'boolean', default: false },
+      'log-ab': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -84,5 +92,8 @@ export function parseBenchArgs (argv: readonly string[]): BenchArgs {
   if (!Number.isInteger(quietWaitS) || quietWaitS < 0 || quietWaitS > 600) {
     throw new TypeError(`Expected --quiet-wait to be an integer number of seconds between 0 and 600, got ${values['quiet-wait']}`)
   }
-  return { quick: values.quick, only, peers, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render, floors: values.floors }
+  if (values['log-ab'] && only !== undefined && !only.some((s) => LOG_AB_SCENARIOS.includes(s))) {
+    throw new TypeError(`Expected --log-ab with at least one of ${LOG_AB_SCENARIOS.join(', ')} in --only, got --only ${only.join(',')}`)
+  }
+  return { quick: values.quick, only, peers, profile: profile as BenchArgs['profile'], rounds, edgeRoot, edgeRef, quietWaitS, render: values.render, floors: values.floors, logAb: values['log-ab'] }
 }

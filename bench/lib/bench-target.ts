@@ -8,8 +8,8 @@ import type { ChildServer } from './child-server.ts'
 import type { FetchedResponse } from './http-get.ts'
 import { readProcessTreeCpu, readProcessTreeRssBytes, type CpuSample } from './proc-cpu.ts'
 
-/** Every target name a scenario can report. */
-export const TARGET_NAMES = ['edge', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'bare-fast', 'stream'] as const
+/** Every target name a scenario can report (`edge-log`: the edge with its access log on, hot-cache --log-ab). */
+export const TARGET_NAMES = ['edge', 'edge-log', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'bare-fast', 'stream'] as const
 /** One target name. */
 export type TargetName = typeof TARGET_NAMES[number]
 /** The third-party caches, started only when installed. */

@@ -102,6 +102,10 @@ export interface EdgeProcessOptions {
   readonly shields?: readonly string[]
   /** Environment added to {@link APPLIANCE_ENV} (a benchmarking knob such as BENCH_PACER_DEFER_MS). */
   readonly env?: Readonly<Record<string, string>>
+  /** `--log.access` (default false: no line per request, like the peers' configs). */
+  readonly accessLog?: boolean
+  /** Stdout to this file rather than a pipe into the bench (see {@link ChildServerOptions.stdoutFile}); wanted with `accessLog`. */
+  readonly stdoutFile?: string
 }
 
 /**
@@ -111,16 +115,17 @@ export interface EdgeProcessOptions {
  */
 export const APPLIANCE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' }
 
-/** Starts `streamedge edge` through the real CLI, access log off, with {@link APPLIANCE_ENV}. */
+/** Starts `streamedge edge` through the real CLI, access log off unless asked, with {@link APPLIANCE_ENV}. */
 export function startEdgeProcess (opts: EdgeProcessOptions): Promise<ChildServer> {
   return startChildServer({
     label: 'edge',
     env: opts.env === undefined ? APPLIANCE_ENV : { ...APPLIANCE_ENV, ...opts.env },
     nodeArgs: opts.nodeArgs ?? [],
     script: join(opts.edgeRoot ?? REPO_ROOT, 'bin/streamedge.js'),
+    ...(opts.stdoutFile === undefined ? {} : { stdoutFile: opts.stdoutFile }),
     args: [
       'edge', '--origin', opts.originUrl, '--listen', '127.0.0.1:0', '--cache-dir', opts.cacheDir,
-      '--edge.id', opts.id ?? 'bench-edge', '--log.access', 'false', '--log.level', 'info',
+      '--edge.id', opts.id ?? 'bench-edge', '--log.access', String(opts.accessLog === true), '--log.level', 'info',
       ...opts.memoryMaxBytes === undefined ? [] : ['--edge.cache.memory.maxBytes', String(opts.memoryMaxBytes)],
       ...(opts.shields ?? []).flatMap((url) => ['--shield', url]),
     ],

@@ -102,6 +102,18 @@ export interface CompareResult {
   readonly targets: readonly TargetName[]
   readonly windows: readonly CompareWindow[]
   readonly summaries: readonly CompareSummary[]
+  /** Hot-cache workloads run with --log-ab only: what the edge's access log costs, per generator. */
+  readonly accessLog?: readonly AccessLogCost[]
+}
+
+/** The access log's cost with one generator: `edge-log` (log on) against `edge` (log off). */
+export interface AccessLogCost {
+  readonly generator: GeneratorName
+  /** Rounds with both windows. */
+  readonly rounds: number
+  /** Medians of per-round ratios edge-log / edge (windows of the same round and generator). */
+  readonly requestsPerSec: number
+  readonly cpuMsPerKiloRequest: number
 }
 
 /** Counters of the origin (through the meter) sampled around each window. */

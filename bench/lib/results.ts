@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import type { SteeringResult } from '../scenarios/steering.ts'
 import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
-import type { CompareResult } from './compare.ts'
+import type { AccessLogCost, CompareResult } from './compare.ts'
 import type { HotSpot, ProfileSummary } from './cpu-profile.ts'
 import { steeringLabel } from './steering-label.ts'
 import { clockTicksPerSecond } from './proc-cpu.ts'
@@ -393,6 +393,7 @@ function compareSection (c: CompareResult): string[] {
     `|---|---|---:|---:|---:|---:|---:|---:|${showHit ? '---:|' : ''}---:|---:|`,
     ...c.summaries.map((x) => `| ${x.target} | ${x.generator} | ${fmt(x.requestsPerSec)} | ${fmt(x.mbPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(cost(x))} | ${x.originRequests} |${showHit ? ` ${fmt(x.byteHitRatio, 4)} |` : ''} ${x.vsNginx === undefined ? '–' : fmt(x.vsNginx.requestsPerSec)} | ${x.vsNginx === undefined ? '–' : fmt(cost(x.vsNginx))} |`),
     '',
+    ...(c.accessLog === undefined ? [] : [accessLogLine(c.accessLog), '']),
     '<details><summary>Per window</summary>',
     '',
     `| round | target | generator | req/s | p50 ms | p99 ms | MB | CPU s (user + sys) | ${costLabel} | load-gen CPU s | other CPU s | origin req | origin MB | non-2xx | errors |`,
@@ -402,6 +403,12 @@ function compareSection (c: CompareResult): string[] {
     '</details>',
     '',
   ]
+}
+
+/** The --log-ab sentence under a hot-cache table: what the access log costs, per generator. */
+function accessLogLine (costs: readonly AccessLogCost[]): string {
+  const each = costs.map((x) => `${x.generator} req/s **${fmt(x.requestsPerSec)}**, CPU per 1000 requests **${fmt(x.cpuMsPerKiloRequest)}** (${x.rounds} round${x.rounds === 1 ? '' : 's'})`)
+  return `Access log (\`--log-ab\`): edge-log is edge with its access log on (\`--log.access true\`, one JSON line per request to a file; edge and every other row run with it off). edge-log / edge, medians of per-round ratios: ${each.join('; ')}.`
 }
 
 function workingSetSection (ws: WorkingSetResult): string[] {

@@ -18,16 +18,24 @@ export interface EdgeTargetOptions {
   readonly nodeArgs?: readonly string[]
   /** Extra environment for the edge process (startEdgeTarget only). */
   readonly env?: Readonly<Record<string, string>>
+  /**
+   * startEdgeTarget only: the `edge-log` target, the same edge with its access log on
+   * (`--log.access true`), its stdout going to a file as a service's log would.
+   */
+  readonly accessLog?: boolean
 }
 
-/** Starts `streamedge edge` as the `edge` target. */
+/** Starts `streamedge edge` as the `edge` target (access log off), or with `accessLog` as `edge-log`. */
 export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarget> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'streamedge-bench-edge-'))
+  const accessLog = o.accessLog === true
+  const dir = await mkdtemp(join(tmpdir(), accessLog ? 'streamedge-bench-edge-log-' : 'streamedge-bench-edge-'))
+  // The log lives beside the cache dir, not in it: that dir is the edge's alone.
+  const logOptions = accessLog ? { cacheDir: join(dir, 'cache'), accessLog, stdoutFile: join(dir, 'stdout.jsonl') } : { cacheDir: dir }
   try {
-    const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(o.env === undefined ? {} : { env: o.env }) })
-    return benchTarget('edge', [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(cacheDir, { recursive: true, force: true }) })
+    const edge = await startEdgeProcess({ originUrl: o.originUrl, ...logOptions, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(o.env === undefined ? {} : { env: o.env }) })
+    return benchTarget(accessLog ? 'edge-log' : 'edge', [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
   } catch (err) {
-    await rm(cacheDir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true })
     throw err
   }
 }

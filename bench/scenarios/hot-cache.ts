@@ -10,7 +10,8 @@
  *
  * Targets run interleaved A B C A B C for N rounds, each window measured with wrk and
  * autocannon. When the edge misses a CPU target (or with --profile always) a fresh edge
- * and bare server are profiled under the same load.
+ * and bare server are profiled under the same load. With --log-ab every workload also runs
+ * `edge-log`, the edge with its access log on (the `edge` target has it off, as the peers do).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -19,7 +20,7 @@ import { startOrigin } from '../origin/origin-server.ts'
 import { startPeer } from '../peers/start-peer.ts'
 import type { BenchTarget, TargetName } from '../lib/bench-target.ts'
 import { REPO_ROOT } from '../lib/child-server.ts'
-import { runComparison, type CompareResult, type ComparisonRunOptions, type GeneratorName, type Workload } from '../lib/compare.ts'
+import { runComparison, type AccessLogCost, type CompareResult, type ComparisonRunOptions, type GeneratorName, type Workload } from '../lib/compare.ts'
 import { httpGet, replayableHeaders } from '../lib/http-get.ts'
 import { loadTest } from '../lib/load.ts'
 import { startOriginMeter } from '../lib/origin-meter.ts'
@@ -27,6 +28,7 @@ import { writePlaylistTitle } from '../lib/playlist-title.ts'
 import { monotonicUs, profileNodeArgs, summariseProfile, type ProfileWindow } from '../lib/profile-run.ts'
 import { memoryCheck, type MemoryCheck, type WorkloadProfile } from '../lib/results.ts'
 import { startBareTarget, startEdgeTarget } from '../lib/start-target.ts'
+import { pairedRatio } from '../lib/verdicts.ts'
 import { checkBody, warmUntilHit } from '../lib/warm-target.ts'
 import { runWrk } from '../lib/wrk.ts'
 import { HOT_BODY_BYTES } from './hot-memory.ts'
@@ -58,6 +60,12 @@ export interface HotCacheOptions extends ComparisonRunOptions {
    * lib/http/fast-front.ts with no cache work at all). Off by default (it adds about a minute).
    */
   readonly floors?: boolean
+  /**
+   * Also run `edge-log` in every workload: an edge started like `edge` but with its access log
+   * on (one JSON line per request, to a file), interleaved with the rest; each comparison then
+   * carries {@link AccessLogCost}s. Off by default.
+   */
+  readonly logAb?: boolean
 }
 
 /** What {@link runHotCache} reports. */
@@ -92,6 +100,8 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
     const bodies: Bodies = { segment, playlist, playlistPath: title.playlistPath, playlistFile: join(mediaDir, 'vod/bench-long/v/index.m3u8'), dir: mediaDir }
     const edge = await startEdgeTarget({ originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES, edgeRoot: o.edgeRoot })
     targets.push(edge)
+    // Next to `edge` in every round, so each pair is measured as close in time as any.
+    if (o.logAb === true) targets.push(await startEdgeTarget({ originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES, edgeRoot: o.edgeRoot, accessLog: true }))
     for (const peer of o.peers) {
       if (peer.name === 'nginx-slice' && !wants('ranges')) continue
       targets.push(await startPeer(peer, { originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES }))
@@ -106,10 +116,12 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
         workload, targets: list, generators: gens, wrkCommand: o.wrkCommand, rounds: o.rounds, warmupS: o.warmupS, measureS: o.measureS,
         origin: () => ({ requests: origin.totalRequests(), bytes: meter.bytes() }), beforeWindow: o.beforeWindow, log: o.log,
       })
-      comparisons.push(result)
-      return result
+      const accessLog = accessLogCost(result)
+      const reported = accessLog === undefined ? result : { ...result, accessLog }
+      comparisons.push(reported)
+      return reported
     }
-    const hotNames: TargetName[] = ['edge', 'nginx', 'varnish']
+    const hotNames: TargetName[] = ['edge', 'edge-log', 'nginx', 'varnish']
     // The baselines of one workload: bare node:http always for the segment and the playlist (the
     // issue's reference), and with --floors both bare servers everywhere.
     const withBares = async (what: BareBody, nodeHttp: boolean, run: (bares: readonly BenchTarget[]) => Promise<unknown>): Promise<void> => {
@@ -128,7 +140,7 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
       // Ranges are small and many: wrk alone (autocannon would measure itself).
       const rangeGens: GeneratorName[] = o.wrkCommand === undefined ? ['autocannon'] : ['wrk']
       for (const workload of rangeWorkloads(o.connections)) {
-        await withBares(workload, false, (bares) => compare(workload, ['edge', 'nginx', 'nginx-slice', 'varnish'], bares, rangeGens))
+        await withBares(workload, false, (bares) => compare(workload, ['edge', 'edge-log', 'nginx', 'nginx-slice', 'varnish'], bares, rangeGens))
       }
     }
     const memory = [memoryCheck('hot-cache', edge)].filter((m) => m !== undefined)
@@ -206,6 +218,23 @@ async function startBare (edge: BenchTarget, what: BareBody, bodies: Bodies, nod
     throw err
   }
   return bare
+}
+
+/**
+ * The access log's cost in a comparison that ran `edge-log` (log on) beside `edge` (log off):
+ * per generator, medians of per-round ratios edge-log / edge; undefined without edge-log windows.
+ */
+export function accessLogCost (c: Pick<CompareResult, 'config' | 'windows'>): AccessLogCost[] | undefined {
+  if (!c.windows.some((w) => w.target === 'edge-log')) return undefined
+  return c.config.generators.map((generator) => {
+    const rounds = new Set(c.windows.filter((w) => w.target === 'edge' && w.generator === generator).map((w) => w.round))
+    return {
+      generator,
+      rounds: c.windows.filter((w) => w.target === 'edge-log' && w.generator === generator && rounds.has(w.round)).length,
+      requestsPerSec: pairedRatio(c.windows, 'edge-log', 'edge', (w) => w.requestsPerSec, generator),
+      cpuMsPerKiloRequest: pairedRatio(c.windows, 'edge-log', 'edge', (w) => w.cpuMsPerKiloRequest, generator),
+    }
+  })
 }
 
 /** The edge's cost ratio to nginx for a workload (the wrk windows when there are any). */

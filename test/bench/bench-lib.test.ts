@@ -156,15 +156,20 @@ t.test('replayableHeaders keeps the entity headers and drops what a server adds 
 })
 
 t.test('parseBenchArgs: defaults, flags, and TypeErrors that name the flag', async (t) => {
-  t.same(parseBenchArgs([]), { quick: false, only: undefined, peers: undefined, profile: 'auto', rounds: undefined, edgeRoot: undefined, edgeRef: undefined, quietWaitS: 0, render: undefined, floors: false })
+  t.same(parseBenchArgs([]), { quick: false, only: undefined, peers: undefined, profile: 'auto', rounds: undefined, edgeRoot: undefined, edgeRef: undefined, quietWaitS: 0, render: undefined, floors: false, logAb: false })
   t.same(parseBenchArgs(['--quick', '--only', 'cold-herd', '--profile', 'never', '--rounds', '4', '--edge-root', '/tmp/head', '--quiet-wait', '30']),
-    { quick: true, only: ['cold-herd'], peers: undefined, profile: 'never', rounds: 4, edgeRoot: '/tmp/head', edgeRef: undefined, quietWaitS: 30, render: undefined, floors: false })
+    { quick: true, only: ['cold-herd'], peers: undefined, profile: 'never', rounds: 4, edgeRoot: '/tmp/head', edgeRef: undefined, quietWaitS: 30, render: undefined, floors: false, logAb: false })
   t.same(parseBenchArgs(['--only', 'cold-range, hot-segment']).only, ['hot-segment', 'cold-range'], 'a list, in suite order')
   t.same(parseBenchArgs(['--peers', 'varnish,nginx']).peers, ['nginx', 'varnish'])
   t.same(parseBenchArgs(['--peers', 'none']).peers, [])
   t.equal(parseBenchArgs(['--edge-ref', 'HEAD~1']).edgeRef, 'HEAD~1')
   t.equal(parseBenchArgs(['--render', 'bench/results/x.json']).render, 'bench/results/x.json')
   t.equal(parseBenchArgs(['--floors', '--only', 'ranges']).floors, true)
+  t.equal(parseBenchArgs(['--log-ab']).logAb, true, 'the whole suite includes the hot-cache workloads')
+  t.has(parseBenchArgs(['--only', 'hot-playlist', '--peers', 'none', '--log-ab', '--quick']), { only: ['hot-playlist'], peers: [], logAb: true, quick: true, floors: false })
+  t.equal(parseBenchArgs(['--only', 'steering,ranges', '--log-ab']).logAb, true, 'one hot-cache workload is enough')
+  t.throws(() => parseBenchArgs(['--only', 'steering,cold-herd', '--log-ab']), { name: 'TypeError', message: /--log-ab.*hot-playlist.*got --only cold-herd,steering/ })
+  t.throws(() => parseBenchArgs(['--log-ab=yes']), 'a boolean flag takes no value')
   t.ok(!DEFAULT_SCENARIOS.includes('hot-memory') && DEFAULT_SCENARIOS.includes('steering'), 'the suite leaves out only the legacy hot-memory')
   t.throws(() => parseBenchArgs(['--edge-ref', 'HEAD', '--edge-root', '/x']), { name: 'TypeError', message: /at most one/ })
   t.throws(() => parseBenchArgs(['--edge-ref=--output=x']), { name: 'TypeError', message: /--edge-ref/ })

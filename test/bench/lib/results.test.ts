@@ -1,8 +1,10 @@
 /**
  * The steering section of bench/RESULTS.md: both generators, the bare ceilings per generator,
  * CPU per decision, the cold rate, cluster rounds and the verdict (naming the best configuration).
+ * And the --log-ab line under a hot-cache table (edge-log / edge), absent without it.
  */
 import t from 'tap'
+import type { CompareResult, CompareWindow } from '../../../bench/lib/compare.ts'
 import { renderResultsMarkdown, type BenchResults } from '../../../bench/lib/results.ts'
 import type { SteeringResult, SteeringRound } from '../../../bench/scenarios/steering.ts'
 import { benchResultsHeader } from '../../helpers/bench-results.ts'
@@ -88,4 +90,40 @@ t.test('with autocannon alone the section says so and still renders', async (t) 
   t.match(md, /; autocannon sends GET/)
   t.notMatch(md, /\| wrk \|/)
   t.match(md, /Ceilings \(best generator\): node:http 13000\/s, fast-front 15800\/s\./)
+})
+
+const playlistWindow = (round: number, target: CompareWindow['target'], generator: CompareWindow['generator'], rps: number, cpuMsPerKiloRequest: number): CompareWindow => ({
+  round, target, generator, requests: rps * 4, durationS: 4, requestsPerSec: rps, bytes: rps * 4 * 1600, mbPerSec: rps * 0.0016, latencyP50Ms: 4, latencyP99Ms: 12,
+  cpuSeconds: 4, cpuUserSeconds: 2.4, cpuSystemSeconds: 1.6, cpuSecondsPerGb: 30, cpuMsPerKiloRequest, loadGenCpuSeconds: 1, otherCpuSeconds: 0.1,
+  originRequests: 0, originBytes: 0, non2xx: 0, errors: 0,
+})
+
+const playlist: CompareResult = {
+  scenario: 'hot-playlist',
+  title: 'Hot 1.5 KiB media playlist',
+  config: { paths: 1, examplePath: '/vod/bench-long/v/index.m3u8', headers: {}, bodyBytes: 1536, connections: 100, warmupS: 1, measureS: 4, rounds: 2, costUnit: 'kreq', generators: ['wrk', 'autocannon'] },
+  targets: ['edge', 'edge-log', 'bare'],
+  windows: [playlistWindow(1, 'edge', 'wrk', 20_000, 50), playlistWindow(1, 'edge-log', 'wrk', 18_000, 55), playlistWindow(1, 'bare', 'wrk', 14_000, 60)],
+  summaries: [
+    { target: 'edge', generator: 'wrk', windows: 1, requestsPerSec: 20_000, mbPerSec: 32, latencyP50Ms: 4, latencyP99Ms: 12, cpuSecondsPerGb: 30, cpuMsPerKiloRequest: 50, originRequests: 0, originBytes: 0, byteHitRatio: 1, non2xx: 0, errors: 0, vsNginx: undefined },
+    { target: 'edge-log', generator: 'wrk', windows: 1, requestsPerSec: 18_000, mbPerSec: 29, latencyP50Ms: 4, latencyP99Ms: 13, cpuSecondsPerGb: 33, cpuMsPerKiloRequest: 55, originRequests: 0, originBytes: 0, byteHitRatio: 1, non2xx: 0, errors: 0, vsNginx: undefined },
+  ],
+}
+
+t.test('--log-ab: one line under the hot-cache table with edge-log / edge per generator, nothing else moved', async (t) => {
+  const withAb: CompareResult = {
+    ...playlist,
+    accessLog: [
+      { generator: 'wrk', rounds: 2, requestsPerSec: 0.9123, cpuMsPerKiloRequest: 1.0987 },
+      { generator: 'autocannon', rounds: 1, requestsPerSec: 0.95, cpuMsPerKiloRequest: 1.05 },
+    ],
+  }
+  const md = renderResultsMarkdown({ ...base, comparisons: [withAb] })
+  const line = 'Access log (`--log-ab`): edge-log is edge with its access log on (`--log.access true`, one JSON line per request to a file; edge and every other row run with it off). ' +
+    'edge-log / edge, medians of per-round ratios: wrk req/s **0.912**, CPU per 1000 requests **1.1** (2 rounds); autocannon req/s **0.95**, CPU per 1000 requests **1.05** (1 round).'
+  t.ok(md.includes(`| edge-log | wrk | 18000 | 29 | 4 | 13 | 55 | 0 | – | – |\n\n${line}\n\n<details><summary>Per window</summary>`), 'under the summary table, before the per-window table')
+  t.match(md, /\| 1 \| edge-log \| wrk \| 18000 \|/, 'edge-log windows are listed like any target\'s')
+  const without = renderResultsMarkdown({ ...base, comparisons: [playlist] })
+  t.notMatch(without, /Access log|--log-ab/, 'no line without --log-ab')
+  t.equal(md.replace(`${line}\n\n`, ''), without, 'the line (and its blank line) is the only difference')
 })
