@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CdnError, isCdnError } from '../../lib/errors.ts'
-import type { FastRequest, FastResponse } from '../../lib/http/fast-front.ts'
+import type { FastBodySink, FastPending, FastReply, FastRequest, FastResponse } from '../../lib/http/fast-front.ts'
 import { infoLineWriter, jsonString, type Logger } from '../../lib/log.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
@@ -26,13 +26,13 @@ import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
 import { ruleCovers } from '../cache/purge-journal.ts'
 import { canServeStaleOnError, decideReuse, requestDirectives, storedDirectives, type RequestDirectives } from '../cache/reuse-policy.ts'
 import { conditionalHeaders, freshenedMeta, hasValidator, validatorsMatch } from '../cache/revalidation.ts'
-import { SharedFill, type FillHead } from '../cache/shared-fill.ts'
+import { pipeFill, SharedFill, type FillHead } from '../cache/shared-fill.ts'
 import type { TieredStore } from '../cache/tiered-store.ts'
 import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
-import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, rangeDecision, type Exchange, type StatusFields } from './deliver.ts'
-import { HitHeads } from './hit-head.ts'
+import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, rangeDecision, type Exchange, type Responder, type StatusFields } from './deliver.ts'
+import { HitHeads, JoinHead } from './hit-head.ts'
 import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
@@ -49,6 +49,7 @@ type RequestHeaders = Readonly<Record<string, string | readonly string[] | undef
 type Accounted = Pick<Exchange, 'id' | 'startMs' | 'path' | 'key' | 'phase' | 'source' | 'bytes' | 'upstream' | 'noCacheReason' | 'error' | 'peer'>
 
 const HIT_IN_MEMORY = { result: 'hit', tier: 'memory' } as const
+const JOINED = { outcome: 'joined' } as const
 
 /**
  * A fast path answer (CacheProxy.answerFast) that is also its own exchange record: the
@@ -94,6 +95,73 @@ class FastHit implements FastResponse, Accounted {
   onDone (completed: boolean): void {
     this.#done(this, completed)
   }
+}
+
+/**
+ * A request joining a fill in flight, answered on the fast path (CacheProxy.answerFast):
+ * streams the fill's bytes as they arrive, and is its own exchange record, like FastHit.
+ */
+class FastJoin implements FastResponse, Accounted {
+  readonly phase = 'collapsed'
+  readonly source = 'fill'
+  readonly status = 200
+  readonly head: string
+  readonly ownDate: boolean
+  readonly upstream: string
+  readonly noCacheReason: string | undefined
+  readonly id: number
+  readonly startMs: number
+  readonly path: string
+  readonly key: string
+  readonly peer: string | undefined
+  readonly method: string
+  readonly forwardedFor: string | undefined
+  bytes = 0
+  error: CdnError | undefined = undefined
+  readonly #fill: SharedFill
+  readonly #lastByte: number
+  readonly #done: (join: FastJoin, completed: boolean) => void
+
+  constructor (head: string, ownDate: boolean, job: FillJob, fillHead: FillHead, totalBytes: number, done: (join: FastJoin, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string) {
+    this.head = head
+    this.ownDate = ownDate
+    this.#fill = job.fill
+    this.#lastByte = totalBytes - 1
+    this.#done = done
+    this.upstream = fillHead.upstream
+    this.noCacheReason = fillHead.noStoreReason
+    this.id = id
+    this.startMs = startMs
+    this.path = path
+    this.key = job.key
+    this.method = req.method
+    this.peer = req.remoteAddress
+    this.forwardedFor = req.headers['x-forwarded-for']
+  }
+
+  pipe (sink: FastBodySink): void {
+    pipeFill(this.#fill, sink, 0, this.#lastByte, {
+      onBytes: (bytes) => { this.bytes += bytes },
+      onFail: (err) => {
+        this.error ??= err as CdnError | undefined
+        sink.destroy()
+      },
+    })
+  }
+
+  onDone (completed: boolean): void {
+    this.#done(this, completed)
+  }
+}
+
+/**
+ * A fast-path join that handed its request to node:http after all (the fill's head was not
+ * one the fast path answers, or never came): the node:http path joins the same fill, and a
+ * lock that ran out on the fast path is not waited for twice.
+ */
+interface ResumedJoin {
+  readonly job: FillJob
+  readonly lockExpired: boolean
 }
 
 export interface CacheProxyOptions {
@@ -168,6 +236,8 @@ interface FillJob {
   stored: boolean
   /** The response has no freshness of its own: stored only if the content policy gives it a lifetime. */
   needsPolicyLifetime: boolean
+  /** The head of fast-path joiners, rendered by the first (undefined until then). */
+  joinHead: JoinHead | undefined
 }
 
 /** What `warm` did for a URL. */
@@ -197,7 +267,10 @@ export class CacheProxy {
   readonly #keyOptions: { readonly stripQueryParams: ReadonlySet<string> }
   readonly #policy: ContentPolicy
   readonly #heads: HitHeads
-  readonly #accountFast = (hit: FastHit, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
+  readonly #responder: Responder
+  readonly #accountFast = (hit: FastHit | FastJoin, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
+  // Fast-path joins handed to node:http, by connection (the socket node:http's request carries)
+  readonly #resumed = new WeakMap<object, ResumedJoin>()
   // The access log's line writer: one line per request, rendered here (lib/log.ts infoLineWriter)
   readonly #accessLine: (fields: string) => void
   #nextId = 0
@@ -219,12 +292,21 @@ export class CacheProxy {
     this.#keyOptions = { stripQueryParams: this.#strip }
     const policy = options.contentPolicy
     this.#policy = policy === undefined ? NO_CONTENT_POLICY : typeof policy === 'function' ? policy(this) : policy
-    this.#heads = new HitHeads({ cacheName: options.cacheName, via: options.forwarding.via })
+    this.#responder = { cacheName: options.cacheName, via: options.forwarding.via }
+    this.#heads = new HitHeads(this.#responder)
     options.metrics.watchFillsInFlight(() => this.#fills.size)
   }
 
   /** Fills in flight (for metrics and tests). */
   get fillsInFlight (): number { return this.#fills.size }
+
+  /**
+   * Requests attached to the fill in flight for `url` (path and query; its primary key),
+   * the initiator included: 0 when none is in flight. For tests that line up a herd.
+   */
+  fillReaders (url: string): number {
+    return this.#fills.get(makeCacheKey(url, this.#keyOptions))?.fill.readers ?? 0
+  }
 
   /** Body bytes sent to clients since start (heartbeats report it as egress). */
   get servedBytesTotal (): number { return this.#servedBytes }
@@ -232,6 +314,8 @@ export class CacheProxy {
   /** Handles one client request; never throws. */
   handle (req: IncomingMessage, res: ServerResponse): void {
     const ex = this.#begin(req, res)
+    const resumed = this.#resumed.get(req.socket)
+    if (resumed !== undefined) this.#resumed.delete(req.socket)
     if (this.#o.forwarding.isLoop(req)) {
       // RFC 8586: this request has been through this node already; forwarding it would loop.
       ex.phase = 'error'
@@ -272,6 +356,10 @@ export class CacheProxy {
       this.#useStored(ex, primary, found, 'memory', directives)
       return
     }
+    if (resumed !== undefined && resumed.job.key === ex.key) {
+      void this.#join(ex, resumed.job, false, resumed)
+      return
+    }
     const job = this.#fills.get(ex.key)
     if (job !== undefined && !directives.onlyIfCached) {
       void this.#join(ex, job, false)
@@ -290,7 +378,7 @@ export class CacheProxy {
    * it) and declined request headers that could change the decision (conditionals,
    * Cache-Control, Authorization...).
    */
-  answerFast (req: FastRequest, path: string, rewrite: BodyRewrite | undefined): FastResponse | undefined {
+  answerFast (req: FastRequest, path: string, rewrite: BodyRewrite | undefined): FastResponse | FastPending | undefined {
     const loop = req.headers['cdn-loop']
     if (loop !== undefined && this.#o.forwarding.loops(loop)) return undefined
     let primary: string
@@ -300,7 +388,8 @@ export class CacheProxy {
       return undefined
     }
     const object = this.#o.store.getFromMemory(primary)
-    if (object === undefined || markerNames(object) !== undefined) return undefined
+    if (object === undefined) return this.#joinFast(req, path, primary, rewrite)
+    if (markerNames(object) !== undefined) return undefined
     const meta = object.meta
     // node:http sends no body for these whatever the Content-Length says
     if (meta.status === 204 || meta.status === 304) return undefined
@@ -329,6 +418,73 @@ export class CacheProxy {
     }
     this.#policy.onServed(primary, status)
     return hit
+  }
+
+  /**
+   * A fast-path request for an object not in memory: when a fill for it is in flight, the
+   * request joins it (a herd's waiters cost no node:http objects): answered now if the fill's
+   * head is in, else once it comes. Only plain whole-object GETs and HEADs of a shareable 200
+   * of known length are answered here; for anything else the request goes to node:http,
+   * which joins the same fill (`#resumed`).
+   */
+  #joinFast (req: FastRequest, path: string, primary: string, rewrite: BodyRewrite | undefined): FastResponse | FastPending | undefined {
+    if (rewrite !== undefined || req.headers.range !== undefined) return undefined
+    const job = this.#fills.get(primary)
+    if (job === undefined || job.fill.state === 'failed') return undefined
+    const startMs = this.#now()
+    const head = job.fill.head
+    if (head !== undefined) {
+      const join = this.#fastJoin(req, path, job, head, startMs)
+      if (join !== undefined) job.fill.attach()
+      return join
+    }
+    return {
+      pending: true,
+      wait: (reply: FastReply) => {
+        job.fill.attach()
+        job.fill.waitHead(this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs).then(
+          (ready) => this.#answerJoin(req, path, reply, job, ready, startMs),
+          (err: unknown) => this.#resume(req, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')))
+      },
+    }
+  }
+
+  /**
+   * Answers a waiting joiner once the fill has body bytes (or is over): its head and first
+   * bytes then leave in one write, where answering at the head would cost a write for the
+   * head alone and another for the bytes a moment later.
+   */
+  #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number): void {
+    const { fill } = job
+    if (fastJoinable(job, head) === undefined) {
+      this.#resume(req, reply, job, false)
+      return
+    }
+    if (fill.state === 'streaming' && fill.length === 0 && req.method === 'GET') {
+      fill.onProgress(() => this.#answerJoin(req, path, reply, job, head, startMs))
+      return
+    }
+    const join = this.#fastJoin(req, path, job, head, startMs)
+    if (join !== undefined) reply.answer(join)
+    else this.#resume(req, reply, job, false)
+  }
+
+  /** The fast-path answer of a joiner of `job` whose head is `head`, or undefined when node:http must answer. */
+  #fastJoin (req: FastRequest, path: string, job: FillJob, head: FillHead, startMs: number): FastJoin | undefined {
+    const total = fastJoinable(job, head)
+    if (total === undefined) return undefined
+    job.joinHead ??= new JoinHead(this.#responder, head, { fwd: job.fwd, fwdStatus: head.status, ...(head.storable ? { stored: true } : {}), collapsed: true }, total)
+    const rendered = job.joinHead.get(this.#now())
+    if (rendered === undefined) return undefined
+    this.#o.metrics.collapsed.inc(JOINED)
+    this.#policy.onServed(job.primaryKey, head.status)
+    return new FastJoin(rendered.whole, rendered.ownDate, job, head, total, this.#accountFast, ++this.#nextId, startMs, req, path)
+  }
+
+  /** A fast-path join goes to node:http after all, which joins the same fill (see `handle`). */
+  #resume (req: FastRequest, reply: FastReply, job: FillJob, lockExpired: boolean): void {
+    if (req.connection !== undefined) this.#resumed.set(req.connection, { job, lockExpired })
+    reply.decline()
   }
 
   #begin (req: IncomingMessage, res: ServerResponse): Exchange {
@@ -480,6 +636,7 @@ export class CacheProxy {
       setCookie: undefined,
       stored: false,
       needsPolicyLifetime: false,
+      joinHead: undefined,
     }
     this.#fills.set(key, job)
     void this.#runFill(job)
@@ -531,7 +688,7 @@ export class CacheProxy {
   }
 
   /** Attaches a request to a fill and answers it from the fill. */
-  async #join (ex: Exchange, job: FillJob, initiator: boolean): Promise<void> {
+  async #join (ex: Exchange, job: FillJob, initiator: boolean, resumed?: ResumedJoin): Promise<void> {
     const { fill } = job
     if (!initiator && fill.state !== 'complete' && this.#rangeBeyondGuard(ex, fill.length)) {
       // The fill is far from this range's first byte: ask upstream for the range alone.
@@ -539,17 +696,20 @@ export class CacheProxy {
       this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'range-offset' })
       return
     }
-    fill.attach()
+    // a request resumed from the fast path was attached there
+    if (resumed === undefined) fill.attach()
     ex.phase = initiator ? 'miss' : 'collapsed'
     ex.source = 'fill'
+    if (resumed?.lockExpired === true) {
+      this.#lockTimedOut(ex, job)
+      return
+    }
     let head: FillHead
     try {
       head = await fill.waitHead(initiator ? undefined : this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs)
     } catch (err) {
       if (isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')) {
-        this.#o.metrics.collapsed.inc({ outcome: 'lock-timeout' })
-        this.#o.logger.warn({ reqId: ex.id, cacheKey: fill.key }, 'gave up waiting for a shared fill; fetching alone')
-        this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'lock-timeout' })
+        this.#lockTimedOut(ex, job)
         return
       }
       deliverError(ex, isCdnError(err) ? err : toUpstreamError(err, 'upstream'), { fwd: job.fwd, ...(initiator ? {} : { collapsed: true }) })
@@ -560,7 +720,7 @@ export class CacheProxy {
       this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'not-shareable' })
       return
     }
-    if (!initiator) this.#o.metrics.collapsed.inc({ outcome: 'joined' })
+    if (!initiator) this.#o.metrics.collapsed.inc(JOINED)
     ex.upstream = head.upstream
     ex.noCacheReason = head.noStoreReason
     const collapsed = initiator ? {} : { collapsed: true }
@@ -586,6 +746,13 @@ export class CacheProxy {
       ...collapsed,
     }, initiator ? job.setCookie : undefined)
     this.#policy.onServed(job.primaryKey, head.status)
+  }
+
+  /** A joiner gave up waiting for the fill's head: it fetches alone. */
+  #lockTimedOut (ex: Exchange, job: FillJob): void {
+    this.#o.metrics.collapsed.inc({ outcome: 'lock-timeout' })
+    this.#o.logger.warn({ reqId: ex.id, cacheKey: job.fill.key }, 'gave up waiting for a shared fill; fetching alone')
+    this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'lock-timeout' })
   }
 
   /**
@@ -1077,6 +1244,19 @@ export class CacheProxy {
     if (client !== undefined) line += `,"client":${jsonString(client)}`
     this.#accessLine(line)
   }
+}
+
+/**
+ * The body length when a fast-path joiner may be answered from `job`'s fill with head
+ * `head`: a shareable 200 of known, non-zero length without Vary or Content-Range, still
+ * streaming or complete (not a stored outcome). Undefined sends the joiner to node:http.
+ */
+function fastJoinable (job: FillJob, head: FillHead): number | undefined {
+  const { fill } = job
+  if (fill.state === 'failed' || head.stored !== undefined || head.status !== 200 || !head.shareable || job.varyNames.length > 0) return undefined
+  const total = fill.totalBytes
+  if (total === undefined || total === 0 || head.headers['content-range'] !== undefined) return undefined
+  return total
 }
 
 /** Why a content policy's decision keeps a response out of storage, if it does. */

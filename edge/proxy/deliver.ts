@@ -325,9 +325,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     write416(ex, total ?? 0, status)
     return
   }
-  const headers = buildHeaders(ex, head.headers, status)
-  if (extraCookie !== undefined) for (const c of typeof extraCookie === 'string' ? [extraCookie] : extraCookie) headers.push('set-cookie', c)
-  headers.push('age', ageAtHead(head, ex.now()))
+  const headers = fillFields(ex, head, status, ex.now(), extraCookie)
   let start = 0
   let end = total === undefined ? Number.MAX_SAFE_INTEGER : total - 1
   let code = head.status
@@ -339,8 +337,10 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     // An upstream 206 (never stored) names its bytes only here; a 200 that carries one is relayed as it came.
     headers.push('content-range', headerValue(head.headers['content-range'])!)
   }
-  if (head.status === 200 && head.headers['accept-ranges'] === undefined && total !== undefined) headers.push('accept-ranges', 'bytes')
-  if (total !== undefined) headers.push('content-length', String(Math.max(end - start + 1, 0)))
+  if (total !== undefined) {
+    acceptRanges(headers, head)
+    headers.push('content-length', String(Math.max(end - start + 1, 0)))
+  }
   ex.status = code
   const res = ex.res
   res.writeHead(code, headers)
@@ -352,6 +352,24 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
 }
 
 const NO_BODY = new Set([204, 304])
+
+/**
+ * The header fields of a fill's response up to but without the framing ones (Content-Range,
+ * Accept-Ranges, Content-Length): upstream fields, Cache-Status, Via, CORS, the initiator's
+ * Set-Cookie and Age. Both delivery paths (node:http and the fast path's joins) take their
+ * headers from here.
+ */
+export function fillFields (ex: Responder, head: FillHead, status: StatusFields, nowMs: number, extraCookie?: string | readonly string[]): string[] {
+  const headers = buildHeaders(ex, head.headers, status)
+  if (extraCookie !== undefined) for (const c of typeof extraCookie === 'string' ? [extraCookie] : extraCookie) headers.push('set-cookie', c)
+  headers.push('age', ageAtHead(head, nowMs))
+  return headers
+}
+
+/** A whole 200 of known length says it takes ranges (RFC 9110 §14.3) unless upstream said otherwise. */
+export function acceptRanges (headers: string[], head: FillHead): void {
+  if (head.status === 200 && head.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
+}
 
 function isMultiRange (range: string | undefined): boolean {
   return range !== undefined && range.includes(',')

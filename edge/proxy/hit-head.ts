@@ -1,15 +1,17 @@
 /**
- * Pre-rendered response heads for memory hits answered below node:http (the fast path,
- * edge/proxy/fast-hit.ts). The fields are deliver.ts's `storedObjectFields`, the list the
- * node:http path hands to `writeHead`, rendered to text once per object for as long as its
- * Age and Cache-Status ttl stay the same whole numbers (about a second), so a hot hit
- * builds no header at all.
+ * Pre-rendered response heads for answers given below node:http (the fast path,
+ * edge/proxy/fast-hit.ts): memory hits, and requests joining a fill in flight. The fields
+ * are deliver.ts's `storedObjectFields` and `fillFields`, the lists the node:http path hands
+ * to `writeHead`, rendered to text once per object (or fill) for as long as its Age and
+ * Cache-Status ttl stay the same whole numbers (about a second), so a hot hit builds no
+ * header at all, and a herd joining one fill builds one.
  */
 import { STATUS_CODES } from 'node:http'
 import { formatContentRange } from '../../lib/http/range.ts'
-import { ageHeaderSeconds } from '../cache/freshness.ts'
+import { ageHeaderSeconds, initialAgeSeconds } from '../cache/freshness.ts'
+import type { FillHead } from '../cache/shared-fill.ts'
 import type { MemoryObject } from '../cache/types.ts'
-import { storedObjectFields, type Responder } from './deliver.ts'
+import { acceptRanges, fillFields, storedObjectFields, type Responder, type StatusFields } from './deliver.ts'
 
 // What node:http refuses in writeHead (ERR_INVALID_HTTP_TOKEN, ERR_INVALID_CHAR): the
 // fast path declines such an object rather than send what node:http would not.
@@ -86,6 +88,41 @@ export class HitHeads {
     }
     if (!head.holds(ageSeconds, ttlSeconds)) {
       head.render(storedObjectFields(this.#responder, meta, { hit: true, ttl: ttlSeconds }, nowMs), meta.status, meta.bodyBytes, ageSeconds, ttlSeconds)
+    }
+    return head.sendable ? head : undefined
+  }
+}
+
+/**
+ * The head every joiner of one fill gets on the fast path: the fill's whole 200 of
+ * `totalBytes`, with Cache-Status `status` (the same for all of them), re-rendered when
+ * its Age moves.
+ */
+export class JoinHead {
+  readonly #head = new HitHead()
+  readonly #responder: Responder
+  readonly #fill: FillHead
+  readonly #status: StatusFields
+  readonly #totalBytes: number
+  // RFC 9111 §4.2.3's age at receipt, from the fill head's Date and Age (parsed once)
+  readonly #basis: { readonly initialAgeSeconds: number, readonly responseTimeMs: number }
+
+  constructor (responder: Responder, fill: FillHead, status: StatusFields, totalBytes: number) {
+    this.#responder = responder
+    this.#fill = fill
+    this.#status = status
+    this.#totalBytes = totalBytes
+    this.#basis = { initialAgeSeconds: initialAgeSeconds(fill), responseTimeMs: fill.responseTimeMs }
+  }
+
+  /** The head at `nowMs`, or undefined when an upstream field cannot be sent as is. */
+  get (nowMs: number): HitHead | undefined {
+    const head = this.#head
+    const ageSeconds = ageHeaderSeconds(this.#basis, nowMs)
+    if (!head.holds(ageSeconds, 0)) {
+      const list = fillFields(this.#responder, this.#fill, this.#status, nowMs)
+      acceptRanges(list, this.#fill)
+      head.render(list, this.#fill.status, this.#totalBytes, ageSeconds, 0)
     }
     return head.sendable ? head : undefined
   }

@@ -13,8 +13,12 @@
  * input (400, 431), exactly as without the front. So the front never has to be a complete
  * HTTP/1.1 implementation: it only has to recognise the easy case (RFC 9112 §3, §5).
  *
- * Responses on one connection stay in request order: the handler answers synchronously, the
- * front writes before it reads the next request, and it hands over only between requests.
+ * Responses on one connection stay in request order: the front reads no further request
+ * while one is being answered, and it hands over only between requests. Most answers are
+ * synchronous (a whole body in memory); a handler may also stream a body it does not have
+ * yet (`FastResponse.pipe`: a shared fill's bytes as they arrive) or answer later
+ * ({@link FastPending}: a fill's head still on its way), and a later answer may still
+ * decline, handing the request to node:http as if declined at once.
  */
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -32,6 +36,28 @@ export interface FastRequest {
   readonly remoteAddress: string | undefined
   /** The client asked to close the connection after this response (`Connection: close`). */
   readonly close: boolean
+  /**
+   * The connection's identity: the net.Socket that node:http's request carries as
+   * `req.socket` should this request be handed over (so a handler can leave a note for
+   * its node:http path). Undefined outside a FastFront.
+   */
+  readonly connection?: object | undefined
+}
+
+/**
+ * Where a streamed body goes ({@link FastResponse.pipe}): the client's connection, which
+ * stays open for the next request once the body has ended.
+ */
+export interface FastBodySink {
+  /** The connection is gone: stop writing. */
+  readonly destroyed: boolean
+  /** False when the caller should wait for 'drain' before writing more. */
+  write (chunk: Buffer): boolean
+  /** The body is complete (exactly Content-Length bytes were written). */
+  end (): void
+  once (event: 'drain', listener: () => void): unknown
+  /** The body cannot be completed: the connection is destroyed, never ended short. */
+  destroy (): void
 }
 
 /** A complete answer. */
@@ -51,6 +77,11 @@ export interface FastResponse {
    */
   readonly ownDate?: boolean | undefined
   /**
+   * Streams the body instead of `body`: called once, right after the head is queued (not
+   * for HEAD); the response lasts until the handler calls `sink.end()` or `sink.destroy()`.
+   */
+  pipe? (sink: FastBodySink): void
+  /**
    * Called once, as a method of this response (so a class can answer without a closure per
    * request), when the response is done: `true` when all of it was handed to the kernel,
    * `false` when the connection ended first (node:http's `res.writableFinished` at 'close').
@@ -59,11 +90,27 @@ export interface FastResponse {
   onDone? (completed: boolean): void
 }
 
+/** How a {@link FastPending} answer is given, exactly once. */
+export interface FastReply {
+  /** Sends `res` (on a connection that is gone, only its onDone(false) runs). */
+  answer (res: FastResponse): void
+  /** Hands the connection, this request's bytes first, to node:http: as if declined at once. */
+  decline (): void
+}
+
+/** An answer that is not ready yet: the front reads no further request until it comes. */
+export interface FastPending {
+  readonly pending: true
+  /** Called once, right away; the handler calls `reply.answer` or `reply.decline` later (or at once). */
+  wait (reply: FastReply): void
+}
+
 /**
- * Answers a request synchronously, or returns undefined to let node:http take the
- * connection (the handler then sees the same request again through node:http).
+ * Answers a request (synchronously, or later through {@link FastPending}), or returns
+ * undefined to let node:http take the connection (the handler then sees the same request
+ * again through node:http).
  */
-export type FastHandler = (req: FastRequest) => FastResponse | undefined
+export type FastHandler = (req: FastRequest) => FastResponse | FastPending | undefined
 
 /** Options of {@link FastFront}. */
 export interface FastFrontOptions {
@@ -158,6 +205,68 @@ export class FastFront {
   }
 }
 
+/** A request answered later ({@link FastPending}): the request, and its bytes for a hand-over. */
+interface Waiting {
+  readonly req: FastRequest
+  readonly bytes: Buffer
+}
+
+/** The handle a {@link FastPending} answers through; only the first call counts. */
+class Reply implements FastReply {
+  readonly #connection: FastConnection
+  readonly #waiting: Waiting
+
+  constructor (connection: FastConnection, waiting: Waiting) {
+    this.#connection = connection
+    this.#waiting = waiting
+  }
+
+  answer (res: FastResponse): void {
+    this.#connection.answer(this.#waiting, res)
+  }
+
+  decline (): void {
+    this.#connection.decline(this.#waiting)
+  }
+}
+
+/** A body being streamed into the connection ({@link FastResponse.pipe}). */
+class BodyStream implements FastBodySink {
+  readonly res: FastResponse
+  /** Close the connection once the body is out (`Connection: close`, or the server closing). */
+  close = false
+  over = false
+  readonly #connection: FastConnection
+  readonly #socket: Socket
+
+  constructor (connection: FastConnection, socket: Socket, res: FastResponse) {
+    this.#connection = connection
+    this.#socket = socket
+    this.res = res
+  }
+
+  get destroyed (): boolean { return this.over || this.#socket.destroyed }
+
+  write (chunk: Buffer): boolean {
+    return this.#socket.write(chunk)
+  }
+
+  end (): void {
+    if (!this.over) this.#connection.streamEnded(this)
+  }
+
+  once (event: 'drain', listener: () => void): this {
+    this.#socket.once(event, listener)
+    return this
+  }
+
+  destroy (): void {
+    if (!this.over) this.#connection.streamAborted(this)
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
 /** One client connection while the fast path owns it. */
 class FastConnection {
   readonly #socket: Socket
@@ -165,10 +274,19 @@ class FastConnection {
   readonly #handOff: () => void
   readonly #remoteAddress: string | undefined
   #pending: Buffer | undefined
+  // Responses in progress: written and not yet flushed, or streaming
   #writes = 0
   // Responses written and not yet flushed, in write order (write callbacks come in order)
   readonly #done: FastResponse[] = []
   #waitingForDrain = false
+  // The request whose answer is pending (FastPending), if any: nothing after it is read meanwhile.
+  #waiting: Waiting | undefined
+  // The response whose body is streaming (FastResponse.pipe), if any.
+  #streaming: BodyStream | undefined
+  // #process is on the stack: an answer given synchronously from inside it must not re-enter it.
+  #processing = false
+  // A FastResponse.pipe call is on the stack: a body that ends inside it continues from #respond.
+  #inPipe = false
   // The idle timer fired while a response was still being written (a slow reader): re-armed once it is out.
   #timedOutBusy = false
   #ended = false
@@ -179,7 +297,7 @@ class FastConnection {
   readonly #onDrain = (): void => this.#drained()
   readonly #onWritten = (err?: Error | null): void => this.#written(err)
   readonly #onTimeout = (): void => this.#timedOut()
-  readonly #onClose = (): void => this.#front.release(this, false)
+  readonly #onClose = (): void => this.#closed()
   readonly #onEnd = (): void => this.#peerEnd()
   readonly #onError = (): void => this.destroy()
 
@@ -202,9 +320,14 @@ class FastConnection {
     socket.setTimeout(front.keepAliveTimeoutMs)
   }
 
+  /** Nothing to write, nothing unread, nothing being answered. */
+  #idle (): boolean {
+    return this.#writes === 0 && this.#pending === undefined && this.#waiting === undefined
+  }
+
   #timedOut (): void {
-    if (this.#writes > 0) {
-      // a slow reader of a big body is not idle
+    if (this.#writes > 0 || this.#waiting !== undefined) {
+      // a slow reader of a big body, or a request whose answer is on its way, is not idle
       this.#timedOutBusy = true
       return
     }
@@ -218,59 +341,98 @@ class FastConnection {
 
   closeWhenIdle (): void {
     this.#closeWhenIdle = true
-    if (this.#writes === 0 && this.#pending === undefined) this.#end()
+    if (this.#idle()) this.#end()
   }
 
   #peerEnd (): void {
     this.#peerEnded = true
-    if (this.#writes === 0 && this.#pending === undefined) this.#end()
+    if (this.#idle()) this.#end()
+  }
+
+  #closed (): void {
+    this.#front.release(this, false)
+    const stream = this.#streaming
+    if (stream !== undefined) this.#abandon(stream)
   }
 
   #data (chunk: Buffer): void {
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
-    if (this.#waitingForDrain) {
+    if (this.#waitingForDrain || this.#waiting !== undefined || this.#streaming !== undefined) {
       if (this.#pending.length > MAX_PENDING_BYTES) this.#socket.pause()
       return
     }
     this.#process()
   }
 
-  /** Answers every complete request in the buffer, in order, until one needs node:http. */
+  /** Answers every complete request in the buffer, in order, until one needs node:http or waits. */
   #process (): void {
-    while (this.#pending !== undefined && !this.#ended) {
+    this.#processing = true
+    while (this.#pending !== undefined && !this.#ended && this.#waiting === undefined && this.#streaming === undefined) {
       const buf = this.#pending
       const end = buf.indexOf(CRLF2, 0, 'latin1')
       if (end < 0 || end > this.#front.maxHeadBytes) {
         // An incomplete head (rare: clients send small GETs in one segment) or an oversized
         // one: node:http applies its header timeout and size limit from here on.
         this.#giveAway()
-        return
+        break
       }
-      const req = parseHead(buf.toString('latin1', 0, end), this.#remoteAddress)
+      const req = parseHead(buf.toString('latin1', 0, end), this.#remoteAddress, this.#socket)
       const res = req === undefined ? undefined : this.#front.handler(req)
       if (req === undefined || res === undefined) {
         this.#giveAway()
-        return
+        break
       }
       this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4)
-      const close = req.close || this.#front.closing || this.#closeWhenIdle
-      this.#write(req, res, close)
-      this.#front.noteAnswered()
-      if (close) {
-        this.#end()
-        return
+      if (isPending(res)) {
+        const waiting: Waiting = { req, bytes: buf.subarray(0, end + 4) }
+        this.#waiting = waiting
+        // may answer (or decline) at once: the loop's condition sees the outcome
+        res.wait(new Reply(this, waiting))
+        continue
       }
-      if (this.#socket.writableNeedDrain) {
-        this.#waitingForDrain = true
-        return
-      }
+      if (!this.#respond(req, res)) break
     }
+    this.#processing = false
+  }
+
+  /** Writes one answer; true when the next request may be read now. */
+  #respond (req: FastRequest, res: FastResponse): boolean {
+    const close = req.close || this.#front.closing || this.#closeWhenIdle
+    this.#write(req, res, close)
+    this.#front.noteAnswered()
+    const stream = this.#streaming
+    if (stream !== undefined) {
+      // its end goes on from here (streamEnded)
+      stream.close = close
+      return false
+    }
+    if (close) {
+      this.#end()
+      return false
+    }
+    if (this.#socket.writableNeedDrain) {
+      this.#waitingForDrain = true
+      return false
+    }
+    return true
   }
 
   #write (req: FastRequest, res: FastResponse, close: boolean): void {
     const socket = this.#socket
     const head = `${res.head}${res.ownDate === true ? '' : `Date: ${httpDate()}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
     this.#writes++
+    if (res.pipe !== undefined && req.method === 'GET') {
+      const stream = new BodyStream(this, socket, res)
+      this.#streaming = stream
+      // the head and the first bytes the handler has go out in one writev
+      socket.cork()
+      socket.write(head, 'latin1')
+      this.#inPipe = true
+      res.pipe(stream)
+      this.#inPipe = false
+      socket.uncork()
+      return
+    }
     this.#done.push(res)
     if (req.method === 'HEAD' || res.body === undefined || res.body.length === 0) {
       socket.write(head, 'latin1', this.#onWritten)
@@ -290,6 +452,70 @@ class FastConnection {
     socket.uncork()
   }
 
+  /** A FastPending's answer. */
+  answer (waiting: Waiting, res: FastResponse): void {
+    if (this.#waiting !== waiting) return
+    this.#waiting = undefined
+    if (this.#ended || this.#socket.destroyed) {
+      res.onDone?.(false)
+      return
+    }
+    if (this.#respond(waiting.req, res)) this.#goOn()
+  }
+
+  /** A FastPending declined after all: node:http gets the request as if declined at once. */
+  decline (waiting: Waiting): void {
+    if (this.#waiting !== waiting) return
+    this.#waiting = undefined
+    if (this.#ended || this.#socket.destroyed) return
+    this.#pending = this.#pending === undefined ? waiting.bytes : Buffer.concat([waiting.bytes, this.#pending])
+    this.#giveAway()
+  }
+
+  /** The streamed body is complete: its onDone runs once all of it is flushed. */
+  streamEnded (stream: BodyStream): void {
+    stream.over = true
+    if (this.#streaming !== stream) return
+    this.#streaming = undefined
+    this.#done.push(stream.res)
+    this.#socket.write(EMPTY, this.#onWritten)
+    if (this.#inPipe) return // #respond goes on
+    if (stream.close) {
+      this.#end()
+      return
+    }
+    if (this.#socket.writableNeedDrain) {
+      this.#waitingForDrain = true
+      return
+    }
+    this.#goOn()
+  }
+
+  /** The streamed body cannot be completed: the client must see an aborted transfer. */
+  streamAborted (stream: BodyStream): void {
+    this.#abandon(stream)
+    this.destroy()
+  }
+
+  #abandon (stream: BodyStream): void {
+    stream.over = true
+    if (this.#streaming !== stream) return
+    this.#streaming = undefined
+    this.#writes--
+    stream.res.onDone?.(false)
+  }
+
+  /** Reads on after an answer that came later than its request. */
+  #goOn (): void {
+    if (this.#processing) return // the loop on the stack goes on
+    if (this.#socket.isPaused()) this.#socket.resume()
+    if (this.#pending !== undefined) {
+      this.#process()
+      return
+    }
+    if ((this.#closeWhenIdle || this.#peerEnded) && this.#writes === 0) this.#end()
+  }
+
   #written (err: Error | null | undefined): void {
     // Every write's callback runs, after a hand-over too (node:http owns the socket then, the
     // write was ours). A write cut short by a destroyed socket reports no error
@@ -298,7 +524,7 @@ class FastConnection {
     if (res?.onDone !== undefined) res.onDone((err === undefined || err === null) && !this.#socket.destroyed)
     this.#writes--
     if (this.#writes > 0 || this.#ended) return
-    if ((this.#closeWhenIdle || this.#peerEnded) && this.#pending === undefined) {
+    if ((this.#closeWhenIdle || this.#peerEnded) && this.#pending === undefined && this.#waiting === undefined) {
       this.#end()
       return
     }
@@ -370,7 +596,7 @@ const BAD_TARGET = /[^\x21-\x7e]/
  * request: other methods or versions, absolute-form targets, malformed or folded fields, a
  * body (Content-Length other than 0, Transfer-Encoding), Upgrade, Expect, a repeated Host.
  */
-export function parseHead (head: string, remoteAddress: string | undefined): FastRequest | undefined {
+export function parseHead (head: string, remoteAddress: string | undefined, connection?: object): FastRequest | undefined {
   const lineEnd = head.indexOf('\r\n')
   const line = lineEnd < 0 ? head : head.slice(0, lineEnd)
   let method: 'GET' | 'HEAD'
@@ -426,7 +652,11 @@ export function parseHead (head: string, remoteAddress: string | undefined): Fas
     at = next + 2
   }
   if (hosts === 0) return undefined // node:http answers 400 (RFC 9112 §3.2)
-  return { method, target, headers, remoteAddress, close }
+  return { method, target, headers, remoteAddress, close, connection }
+}
+
+function isPending (res: FastResponse | FastPending): res is FastPending {
+  return (res as Partial<FastPending>).pending === true
 }
 
 /** `head[from, to)` without leading and trailing SP and HTAB (OWS, RFC 9110 §5.6.3). */

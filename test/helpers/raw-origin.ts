@@ -96,7 +96,10 @@ export function rawResponse (status: number, headers: readonly string[], body: s
 
 const REASONS: Record<number, string> = { 100: 'Continue', 102: 'Processing', 103: 'Early Hints', 200: 'OK', 206: 'Partial Content', 304: 'Not Modified', 404: 'Not Found', 500: 'Internal Server Error' }
 
-/** Counts requests that reached the pipeline; a request that joins a fill has attached to it when this counts it. */
+/**
+ * Counts requests that reached node:http's pipeline; a request that joins a fill there has
+ * attached to it when this counts it (fast-path joiners do not pass here: see CacheProxy.fillReaders).
+ */
 export function countHandled (edge: TestNode): () => number {
   const proxy = edge.proxy
   const handle = proxy.handle.bind(proxy)
@@ -113,11 +116,11 @@ export function countHandled (edge: TestNode): () => number {
  * starts it, the others join it while the origin holds its answer, and `held` lets it go.
  */
 export async function herd (edge: TestNode, origin: RawOrigin, path: string, held: { open (): void }, n: number, headers: Array<Record<string, string>> = []): Promise<Fetched[]> {
-  const handled = countHandled(edge)
   const first = fetchRaw(edge.url + path, { headers: headers[0] ?? {} })
   await poll(() => origin.count(path) === 1, 'the fill request')
   const rest = Array.from({ length: n - 1 }, (_, i) => fetchRaw(edge.url + path, { headers: headers[i + 1] ?? {} }))
-  await poll(() => handled() === n, 'the others to join')
+  // attached on either path: node:http's, or the fast path's wait for the fill's head
+  await poll(() => edge.proxy.fillReaders(path) === n, 'the others to join')
   held.open()
   return await Promise.all([first, ...rest])
 }

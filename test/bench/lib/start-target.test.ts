@@ -15,15 +15,21 @@ import { warmUntilHit } from '../../../bench/lib/warm-target.ts'
 const PATH = `/synthetic/segment-${188 * 20}.ts` // whole TS packets: the admission gate checks the sync bytes
 const MEMORY_BYTES = 16 * 2 ** 20
 
-/** The access-log lines of `path` in `file`, waiting (bounded) for the edge's batched writes to land. */
-async function accessLines (file: string, path: string): Promise<Array<Record<string, unknown>>> {
+type Line = Record<string, unknown>
+
+/**
+ * The access-log lines of `path` in `file`, waiting (bounded) until one satisfies `until`:
+ * the edge batches its writes, so the miss's line may land well before the hit's.
+ */
+async function accessLines (file: string, path: string, until: (line: Line) => boolean): Promise<Line[]> {
+  let mine: Line[] = []
   for (let i = 0; i < 100; i++) {
-    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
-    const mine = lines.filter((l) => l.msg === 'request' && l.path === path)
-    if (mine.length > 0) return mine
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line)
+    mine = lines.filter((l) => l.msg === 'request' && l.path === path)
+    if (mine.some(until)) return mine
     await sleep(50)
   }
-  return []
+  return mine
 }
 
 const skip = process.platform === 'linux' ? false : 'reads the edge\'s stdout through /proc'
@@ -49,7 +55,7 @@ t.test('edge: access log off, stdout not a file; edge-log: the same edge logging
   t.match(logFile, /streamedge-bench-edge-log-[^/]+\/stdout\.jsonl$/, 'stdout goes to a file in its own temp dir')
   const hit = await warmUntilHit(logged, PATH)
   t.ok(logged.isHit(hit), 'serves hits')
-  const lines = await accessLines(logFile, PATH)
+  const lines = await accessLines(logFile, PATH, (l) => l.cachePhase === 'hit')
   t.ok(lines.length >= 1, 'one access-log line per request')
   t.ok(lines.some((l) => l.cachePhase === 'hit' && l.status === 200), 'the hit is logged')
 

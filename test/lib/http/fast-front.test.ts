@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import t from 'tap'
-import { FastFront, parseHead, type FastRequest } from '../../../lib/http/fast-front.ts'
+import { FastFront, parseHead, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse } from '../../../lib/http/fast-front.ts'
 
 interface Harness {
   readonly port: number
@@ -313,4 +313,227 @@ t.test('bodies go out byte for byte, binary ones included, on both sides of the 
     t.ok(body.equals(binary(n)), `${n} bytes, every byte value`)
   }
   t.equal(front.stats.answered, 8, 'all answered by the front')
+})
+
+// ---- answers given later (FastPending) and streamed bodies (FastResponse.pipe) ----
+
+/** A front whose handler the test writes; node:http answers `slow <url>` for what it is handed. */
+async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000): Promise<Harness> {
+  const seenSlow: string[] = []
+  const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
+    seenSlow.push(`${req.method ?? ''} ${req.url ?? ''}`)
+    const body = `slow ${req.url ?? ''}\n`
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+  const front = new FastFront({ keepAliveTimeoutMs, handler })
+  front.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  tap.teardown(async () => {
+    front.closeAll()
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { port: (server.address() as AddressInfo).port, front, seenFast: [], seenSlow }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+function fastAnswer (text: string, onDone?: (completed: boolean) => void): FastResponse {
+  const body = Buffer.from(`${text}\n`)
+  return { head: `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n`, body, ...(onDone === undefined ? {} : { onDone }) }
+}
+
+/** A handler answering /fast/* at once, /later/* after `delayMs` (or at once for /now/*), /decline/* by declining after `delayMs`. */
+function laterHandler (delayMs: number): FastHandler {
+  return (req) => {
+    const target = req.target
+    if (target.startsWith('/fast/')) return fastAnswer(`fast ${target}`)
+    if (target.startsWith('/now/')) return { pending: true, wait: (reply) => reply.answer(fastAnswer(`now ${target}`)) }
+    if (target.startsWith('/later/')) return { pending: true, wait: (reply) => { setTimeout(() => reply.answer(fastAnswer(`later ${target}`)), delayMs) } }
+    if (target.startsWith('/decline/')) return { pending: true, wait: (reply) => { setTimeout(() => reply.decline(), delayMs) } }
+    return undefined
+  }
+}
+
+function answers (text: string): string[] {
+  return [...text.matchAll(/(fast|slow|now|later) [^\n]*\n/g)].map((m) => m[0].trim())
+}
+
+t.test('an answer given later keeps request order; requests pipelined behind it wait, then are answered', async (t) => {
+  const h = await startWith(t, laterHandler(60))
+  const text = await exchange(h.port, [
+    'GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /now/3 HTTP/1.1\r\nHost: a\r\n\r\nGET /later/4 HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+  ])
+  t.same(answers(text), ['later /later/1', 'fast /fast/2', 'now /now/3', 'later /later/4', 'fast /fast/5'])
+  t.same(h.seenSlow, [], 'node:http saw none of them')
+  t.equal(h.front.stats.answered, 5)
+})
+
+t.test('a later decline hands the request, and everything pipelined behind it, to node:http in order', async (t) => {
+  const h = await startWith(t, laterHandler(40))
+  const text = await exchange(h.port, [
+    'GET /fast/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /decline/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+  ])
+  t.same(answers(text), ['fast /fast/1', 'slow /decline/2', 'slow /fast/3'])
+  t.same(h.seenSlow, ['GET /decline/2', 'GET /fast/3'], 'node:http parsed the declined request from its first byte')
+  t.equal(h.front.stats.handedOff, 1)
+})
+
+t.test('a request waiting for its answer is not idle: the keep-alive timer does not cut it', async (t) => {
+  const h = await startWith(t, laterHandler(300), 80)
+  const text = await exchange(h.port, ['GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\n'], 'later /later/1')
+  t.same(answers(text), ['later /later/1'])
+})
+
+t.test('a client that half-closes while its answer is pending still gets it, then the connection ends', async (t) => {
+  const h = await startWith(t, laterHandler(50))
+  const socket = net.connect(h.port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.end('GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\n')
+  await once(socket, 'close')
+  t.same(answers(text), ['later /later/1'])
+})
+
+t.test('an answer or decline for a connection that is gone only reports the response as not completed', async (t) => {
+  const done: boolean[] = []
+  let replyLater: FastReply | undefined
+  let declineLater: FastReply | undefined
+  const h = await startWith(t, (req) => ({
+    pending: true,
+    wait: (reply) => { if (req.target === '/a') replyLater = reply; else declineLater = reply },
+  }))
+  for (const target of ['/a', '/b']) {
+    const socket = net.connect(h.port, '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(`GET ${target} HTTP/1.1\r\nHost: a\r\n\r\n`)
+    for (let i = 0; i < 200 && (target === '/a' ? replyLater : declineLater) === undefined; i++) await sleep(5)
+    // A reset, not a FIN: after a FIN the client may still read its answer (half-close, above).
+    socket.resetAndDestroy()
+  }
+  for (let i = 0; i < 200 && h.front.stats.open > 0; i++) await sleep(5)
+  replyLater!.answer(fastAnswer('late', (completed) => done.push(completed)))
+  declineLater!.decline()
+  replyLater!.answer(fastAnswer('twice', (completed) => done.push(completed)))
+  t.same(done, [false], 'onDone(false) once; a second answer is ignored')
+  t.same(h.seenSlow, [], 'node:http got nothing from a dead connection')
+})
+
+/** A streamed response: its body in `parts`, written one per `gapMs`, then ended (or destroyed after `abortAfter` parts). */
+function streamed (parts: readonly string[], gapMs: number, onDone: (completed: boolean) => void, abortAfter?: number, sinks?: FastBodySink[]): FastResponse {
+  const total = parts.reduce((n, p) => n + Buffer.byteLength(p), 0)
+  return {
+    head: `HTTP/1.1 200 OK\r\nContent-Length: ${total}\r\n`,
+    onDone,
+    pipe: (sink) => {
+      sinks?.push(sink)
+      let i = 0
+      const next = (): void => {
+        if (sink.destroyed) return
+        if (i === abortAfter) {
+          sink.destroy()
+          return
+        }
+        if (i === parts.length) {
+          sink.end()
+          return
+        }
+        sink.write(Buffer.from(parts[i++]!))
+        setTimeout(next, gapMs)
+      }
+      next()
+    },
+  }
+}
+
+t.test('a streamed body goes out as written; the connection then serves the next pipelined request', async (t) => {
+  const done: Array<[string, boolean]> = []
+  const h = await startWith(t, (req) => {
+    if (req.target === '/stream') return streamed(['str', 'eam', 'ed!', '\n'], 15, (c) => done.push([req.target, c]))
+    return fastAnswer(`fast ${req.target}`, (c) => done.push([req.target, c]))
+  })
+  const text = await exchange(h.port, ['GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /fast/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  const [first, second] = text.split('HTTP/1.1 200 OK').slice(1)
+  t.match(first, /Content-Length: 10\r\n/)
+  t.ok(first!.endsWith('\r\n\r\nstreamed!\n'), 'exactly the body, nothing else')
+  t.match(second, /Connection: close\r\n/)
+  t.ok(second!.endsWith('\r\n\r\nfast /fast/after\n'))
+  t.same(done, [['/stream', true], ['/fast/after', true]], 'onDone once each, in order')
+})
+
+t.test('a streamed body that cannot be completed aborts the connection: never ended short', async (t) => {
+  const done: boolean[] = []
+  const h = await startWith(t, () => streamed(['abc', 'def', 'ghi'], 10, (c) => done.push(c), 2))
+  const text = await exchange(h.port, ['GET /s HTTP/1.1\r\nHost: a\r\n\r\nGET /s2 HTTP/1.1\r\nHost: a\r\n\r\n'])
+  t.match(text, /Content-Length: 9\r\n/)
+  t.ok(text.endsWith('\r\n\r\nabcdef'), 'the client sees 6 of 9 bytes, then the connection closes')
+  t.equal([...text.matchAll(/HTTP\/1\.1 /g)].length, 1, 'the pipelined request is not answered on the broken connection')
+  t.same(done, [false])
+})
+
+t.test('a client leaving mid-stream: the sink says destroyed, onDone(false) runs once', async (t) => {
+  const done: boolean[] = []
+  const sinks: FastBodySink[] = []
+  const h = await startWith(t, () => streamed(Array.from({ length: 100 }, () => 'x'), 10, (c) => done.push(c), undefined, sinks))
+  const socket = net.connect(h.port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write('GET /s HTTP/1.1\r\nHost: a\r\n\r\n')
+  await once(socket, 'data')
+  socket.destroy()
+  for (let i = 0; i < 200 && done.length === 0; i++) await sleep(5)
+  t.same(done, [false])
+  t.equal(sinks[0]!.destroyed, true)
+  await sleep(50)
+  t.same(done, [false], 'not reported again when the writer notices')
+})
+
+t.test('HEAD of a streamed response gets the head only; pipe is not called', async (t) => {
+  const done: boolean[] = []
+  let piped = 0
+  const h = await startWith(t, () => ({
+    head: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n',
+    onDone: (c) => done.push(c),
+    pipe: (sink) => { piped++; sink.end() },
+  }))
+  const text = await exchange(h.port, ['HEAD /s HTTP/1.1\r\nHost: a\r\n\r\nHEAD /s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  t.equal([...text.matchAll(/Content-Length: 5\r\n/g)].length, 2)
+  t.equal(piped, 0)
+  t.same(done, [true, true])
+})
+
+t.test('a body streamed to a slow reader waits for drain; the idle timer does not cut it', async (t) => {
+  const chunk = 'y'.repeat(256 * 1024)
+  const parts = Array.from({ length: 32 }, () => chunk)
+  const done: boolean[] = []
+  const h = await startWith(t, () => ({
+    head: `HTTP/1.1 200 OK\r\nContent-Length: ${parts.length * chunk.length}\r\n`,
+    onDone: (c) => done.push(c),
+    pipe: (sink) => {
+      let i = 0
+      const next = (): void => {
+        while (i < parts.length) {
+          if (!sink.write(Buffer.from(parts[i++]!))) {
+            sink.once('drain', next)
+            return
+          }
+        }
+        sink.end()
+      }
+      next()
+    },
+  }), 100)
+  const socket = net.connect(h.port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write('GET /s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  let bytes = 0
+  socket.pause()
+  await sleep(250) // longer than the keep-alive timeout, reading nothing
+  socket.on('data', (d: Buffer) => { bytes += d.length })
+  socket.resume()
+  await once(socket, 'close')
+  t.ok(bytes > parts.length * chunk.length, 'the whole body (and the head) arrived')
+  t.same(done, [true])
 })
