@@ -444,7 +444,7 @@ export class CacheProxy {
         job.fill.attach()
         job.fill.waitHead(this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs).then(
           (ready) => this.#answerJoin(req, path, reply, job, ready, startMs),
-          (err: unknown) => this.#resume(req, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')))
+          (err: unknown) => this.#resume(req, path, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT'), startMs))
       },
     }
   }
@@ -457,7 +457,7 @@ export class CacheProxy {
   #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number): void {
     const { fill } = job
     if (fastJoinable(job, head) === undefined) {
-      this.#resume(req, reply, job, false)
+      this.#resume(req, path, reply, job, false, startMs)
       return
     }
     if (fill.state === 'streaming' && fill.length === 0 && req.method === 'GET') {
@@ -466,7 +466,7 @@ export class CacheProxy {
     }
     const join = this.#fastJoin(req, path, job, head, startMs)
     if (join !== undefined) reply.answer(join)
-    else this.#resume(req, reply, job, false)
+    else this.#resume(req, path, reply, job, false, startMs)
   }
 
   /** The fast-path answer of a joiner of `job` whose head is `head`, or undefined when node:http must answer. */
@@ -482,9 +482,15 @@ export class CacheProxy {
   }
 
   /** A fast-path join goes to node:http after all, which joins the same fill (see `handle`). */
-  #resume (req: FastRequest, reply: FastReply, job: FillJob, lockExpired: boolean): void {
+  #resume (req: FastRequest, path: string, reply: FastReply, job: FillJob, lockExpired: boolean, startMs: number): void {
     if (req.connection !== undefined) this.#resumed.set(req.connection, { job, lockExpired })
-    reply.decline()
+    if (reply.decline()) return
+    if (req.connection !== undefined) this.#resumed.delete(req.connection)
+    // The client left while it waited: node:http never sees this request, so it is accounted
+    // here as node:http accounts a joiner whose client leaves (at 'close': collapsed, no bytes,
+    // status 200 as res.statusCode defaults, not completed: a client abort).
+    const gone: Accounted = { id: ++this.#nextId, startMs, path, key: job.key, phase: 'collapsed', source: 'fill', bytes: 0, upstream: undefined, noCacheReason: undefined, error: undefined, peer: req.remoteAddress }
+    this.#account(gone, req.method, 200, false, req.headers['x-forwarded-for'])
   }
 
   #begin (req: IncomingMessage, res: ServerResponse): Exchange {

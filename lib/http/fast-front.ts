@@ -94,8 +94,12 @@ export interface FastResponse {
 export interface FastReply {
   /** Sends `res` (on a connection that is gone, only its onDone(false) runs). */
   answer (res: FastResponse): void
-  /** Hands the connection, this request's bytes first, to node:http: as if declined at once. */
-  decline (): void
+  /**
+   * Hands the connection, this request's bytes first, to node:http: as if declined at once.
+   * False when the connection is gone: nothing will see the request, so the caller accounts
+   * for it (an answer's onDone(false) does that for `answer`).
+   */
+  decline (): boolean
 }
 
 /** An answer that is not ready yet: the front reads no further request until it comes. */
@@ -225,8 +229,8 @@ class Reply implements FastReply {
     this.#connection.answer(this.#waiting, res)
   }
 
-  decline (): void {
-    this.#connection.decline(this.#waiting)
+  decline (): boolean {
+    return this.#connection.decline(this.#waiting)
   }
 }
 
@@ -463,13 +467,14 @@ class FastConnection {
     if (this.#respond(waiting.req, res)) this.#goOn()
   }
 
-  /** A FastPending declined after all: node:http gets the request as if declined at once. */
-  decline (waiting: Waiting): void {
-    if (this.#waiting !== waiting) return
+  /** A FastPending declined after all: node:http gets the request as if declined at once; false when the connection is gone. */
+  decline (waiting: Waiting): boolean {
+    if (this.#waiting !== waiting) return true // answered or declined already: that call counted
     this.#waiting = undefined
-    if (this.#ended || this.#socket.destroyed) return
+    if (this.#ended || this.#socket.destroyed) return false
     this.#pending = this.#pending === undefined ? waiting.bytes : Buffer.concat([waiting.bytes, this.#pending])
     this.#giveAway()
+    return true
   }
 
   /** The streamed body is complete: its onDone runs once all of it is flushed. */
