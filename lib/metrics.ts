@@ -346,7 +346,7 @@ export class CacheNodeMetrics {
   /** Publishes the hit fast path's totals at scrape time (all 0 while the fast path is off). */
   watchFastPath (source: () => FastPathSample | undefined): void {
     watchFastFront(this.registry, {
-      answered: ['streamedge_fast_path_responses_total', 'Requests answered by the hit fast path below node:http (memory-tier hits)'],
+      answered: ['streamedge_fast_path_responses_total', 'Requests answered by the fast path below node:http (memory-tier hits and joins of fills in flight)'],
       handedOff: ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer'],
       open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
     }, source)
