@@ -32,7 +32,7 @@ import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../c
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
 import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, rangeDecision, type Exchange, type Responder, type StatusFields } from './deliver.ts'
-import { HitHeads, JoinHead } from './hit-head.ts'
+import { HitHeads, HitWires, JoinHead } from './hit-head.ts'
 import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
@@ -75,10 +75,13 @@ class FastHit implements FastResponse, Accounted {
   readonly status: number
   readonly forwardedFor: string | undefined
   readonly #done: (hit: FastHit, completed: boolean) => void
+  // Where a whole-body answer's bytes are kept from one request to the next (undefined for a range)
+  readonly #wires: HitWires | undefined
 
-  constructor (head: string, body: Buffer, ownDate: boolean, done: (hit: FastHit, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number) {
+  constructor (head: string, body: Buffer, ownDate: boolean, done: (hit: FastHit, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined) {
     this.head = head
     this.body = body
+    this.#wires = wires
     this.ownDate = ownDate
     this.#done = done
     this.id = id
@@ -94,6 +97,10 @@ class FastHit implements FastResponse, Accounted {
 
   onDone (completed: boolean): void {
     this.#done(this, completed)
+  }
+
+  wire (date: string, close: boolean): Buffer | undefined {
+    return close ? undefined : this.#wires?.get(this.head, this.body, date, this.startMs)
   }
 }
 
@@ -267,6 +274,7 @@ export class CacheProxy {
   readonly #keyOptions: { readonly stripQueryParams: ReadonlySet<string> }
   readonly #policy: ContentPolicy
   readonly #heads: HitHeads
+  readonly #wires = new HitWires()
   readonly #responder: Responder
   readonly #accountFast = (hit: FastHit | FastJoin, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
   // Fast-path joins handed to node:http, by connection (the socket node:http's request carries)
@@ -412,7 +420,7 @@ export class CacheProxy {
       status = 206
     }
     this.#o.metrics.lookups.inc(HIT_IN_MEMORY)
-    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status)
+    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status, range.kind === 'partial' ? undefined : this.#wires)
     if (this.#policy.refreshAhead(meta, now)) {
       this.#refreshInBackground(primary, primary, object, req.headers, this.#o.forwarding.upstreamHeadersFrom(req.remoteAddress, req.headers))
     }

@@ -7,6 +7,7 @@
  * header at all, and a herd joining one fill builds one.
  */
 import { STATUS_CODES } from 'node:http'
+import { wireResponse } from '../../lib/http/fast-front.ts'
 import { formatContentRange } from '../../lib/http/range.ts'
 import { ageHeaderSeconds, initialAgeSeconds } from '../cache/freshness.ts'
 import type { FillHead } from '../cache/shared-fill.ts'
@@ -125,5 +126,35 @@ export class JoinHead {
       head.render(list, this.#fill.status, this.#totalBytes, ageSeconds, 0)
     }
     return head.sendable ? head : undefined
+  }
+}
+
+/** Most answers {@link HitWires} keeps (each at most a small body and its head: a few MB in all). */
+export const MAX_HIT_WIRES = 4096
+
+/**
+ * The bytes of the small answers hit this wall-clock second (FastResponse.wire): a hot small
+ * hit (a playlist) is then written from the same buffer by every request, with no
+ * allocation or copy. Kept for the current second only, and at most {@link MAX_HIT_WIRES}
+ * of them, so memory stays bounded whatever the memory tier holds.
+ */
+export class HitWires {
+  // by body (an object's own Buffer): two objects may render the same head, never share a body
+  readonly #wires = new Map<Buffer, { readonly whole: string, readonly date: string, readonly bytes: Buffer }>()
+  #second = 0
+
+  /** The keep-alive answer with rendered head `whole`, `body` and Date `date` ('' when the head has its own). */
+  get (whole: string, body: Buffer, date: string, nowMs: number): Buffer {
+    const second = Math.floor(nowMs / 1000)
+    if (second !== this.#second) {
+      this.#wires.clear()
+      this.#second = second
+    }
+    const kept = this.#wires.get(body)
+    if (kept !== undefined && kept.date === date && kept.whole === whole) return kept.bytes
+    const keep = kept !== undefined || this.#wires.size < MAX_HIT_WIRES
+    const bytes = wireResponse(whole, body, date, false, keep)
+    if (keep) this.#wires.set(body, { whole, date, bytes })
+    return bytes
   }
 }

@@ -77,6 +77,14 @@ export interface FastResponse {
    */
   readonly ownDate?: boolean | undefined
   /**
+   * The whole response as the front would write it for a small `body` (at most
+   * {@link SMALL_BODY_BYTES}): `date` is the Date value the front adds ('' with `ownDate`),
+   * `close` whether it adds `Connection: close`. A responder may keep these bytes from one
+   * request to the next ({@link wireResponse}), so a hot small hit allocates and copies
+   * nothing; undefined lets the front build them.
+   */
+  wire? (date: string, close: boolean): Buffer | undefined
+  /**
    * Streams the body instead of `body`: called once, right after the head is queued (not
    * for HEAD); the response lasts until the handler calls `sink.end()` or `sink.destroy()`.
    */
@@ -207,6 +215,28 @@ export class FastFront {
   release (connection: FastConnection, handedOff: boolean): void {
     if (this.#connections.delete(connection) && handedOff) this.#handedOff++
   }
+}
+
+/** Bodies up to this size go out in one buffer with their head ({@link FastResponse.wire}). */
+export const SMALL_BODY_BYTES = 2048
+
+/** A FastResponse head as the front sends it: with Date (unless `date` is ''), Connection: close if closing, and the empty line. */
+function fullHead (head: string, date: string, close: boolean): string {
+  return `${head}${date === '' ? '' : `Date: ${date}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
+}
+
+/**
+ * The bytes the front writes for a response with a small body: `head` completed as the
+ * front completes it (Date `date` unless '', Connection: close when `close`), then `body`.
+ * `keep` allocates a buffer of its own (one kept across requests must not pin a slab of
+ * Node's shared pool); otherwise a pooled one.
+ */
+export function wireResponse (head: string, body: Buffer, date: string, close: boolean, keep: boolean): Buffer {
+  const text = fullHead(head, date, close)
+  const bytes = keep ? Buffer.allocUnsafeSlow(text.length + body.length) : Buffer.allocUnsafe(text.length + body.length)
+  bytes.write(text, 0, 'latin1')
+  body.copy(bytes, text.length)
+  return bytes
 }
 
 /** A request answered later ({@link FastPending}): the request, and its bytes for a hand-over. */
@@ -423,14 +453,14 @@ class FastConnection {
 
   #write (req: FastRequest, res: FastResponse, close: boolean): void {
     const socket = this.#socket
-    const head = `${res.head}${res.ownDate === true ? '' : `Date: ${httpDate()}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
+    const date = res.ownDate === true ? '' : httpDate()
     this.#writes++
     if (res.pipe !== undefined && req.method === 'GET') {
       const stream = new BodyStream(this, socket, res)
       this.#streaming = stream
       // the head and the first bytes the handler has go out in one writev
       socket.cork()
-      socket.write(head, 'latin1')
+      socket.write(fullHead(res.head, date, close), 'latin1')
       this.#inPipe = true
       res.pipe(stream)
       this.#inPipe = false
@@ -438,21 +468,19 @@ class FastConnection {
       return
     }
     this.#done.push(res)
-    if (req.method === 'HEAD' || res.body === undefined || res.body.length === 0) {
-      socket.write(head, 'latin1', this.#onWritten)
+    const body = res.body
+    if (req.method === 'HEAD' || body === undefined || body.length === 0) {
+      socket.write(fullHead(res.head, date, close), 'latin1', this.#onWritten)
       return
     }
-    if (res.body.length <= 2048) {
-      // one small (pooled) buffer beats a writev of two
-      const bytes = Buffer.allocUnsafe(head.length + res.body.length)
-      bytes.write(head, 0, 'latin1')
-      res.body.copy(bytes, head.length)
-      socket.write(bytes, this.#onWritten)
+    if (body.length <= SMALL_BODY_BYTES) {
+      // one small buffer beats a writev of two
+      socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
     socket.cork()
-    socket.write(head, 'latin1')
-    socket.write(res.body, this.#onWritten)
+    socket.write(fullHead(res.head, date, close), 'latin1')
+    socket.write(body, this.#onWritten)
     socket.uncork()
   }
 

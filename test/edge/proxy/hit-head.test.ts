@@ -236,3 +236,28 @@ t.test('HitHead.render: ownDate and sendable are recomputed on every render', as
   t.ok(head.sendable, 'a later good render is sendable again')
   t.equal(head.whole, 'HTTP/1.1 200 OK\r\ndates: x\r\nx-a: b\r\ncontent-length: 3\r\n')
 })
+
+t.test('HitWires: one buffer per body and Date while the second lasts; two bodies never share bytes; bounded', async (t) => {
+  const { HitWires, MAX_HIT_WIRES } = await import('../../../edge/proxy/hit-head.ts')
+  const wires = new HitWires()
+  const head = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n'
+  const a = Buffer.from('aa')
+  const b = Buffer.from('bb')
+  const now = Date.UTC(2026, 0, 5, 12, 0, 0)
+  const first = wires.get(head, a, 'Mon, 05 Jan 2026 12:00:00 GMT', now)
+  t.equal(first.toString('latin1'), `${head}Date: Mon, 05 Jan 2026 12:00:00 GMT\r\n\r\naa`)
+  t.equal(wires.get(head, a, 'Mon, 05 Jan 2026 12:00:00 GMT', now + 500), first, 'the same bytes within the second')
+  t.equal(wires.get(head, b, 'Mon, 05 Jan 2026 12:00:00 GMT', now + 500).toString('latin1').slice(-2), 'bb', 'the same head with another body: its own bytes')
+  t.not(wires.get(head, a, 'Mon, 05 Jan 2026 12:00:01 GMT', now + 500), first, 'another Date: new bytes')
+  const own = wires.get(head, a, '', now + 1000)
+  t.equal(own.toString('latin1'), `${head}\r\naa`, 'a head with its own Date gets none added')
+  const rendered = 'HTTP/1.1 200 OK\r\nage: 1\r\ncontent-length: 2\r\n'
+  t.equal(wires.get(rendered, a, '', now + 1000).toString('latin1'), `${rendered}\r\naa`, 'a re-rendered head: new bytes')
+  t.equal(wires.get(head, a, '', now + 2000), wires.get(head, a, '', now + 2000), 'kept again in the next second')
+  // Past the bound, answers are still right, just not kept.
+  for (let i = 0; i < MAX_HIT_WIRES + 10; i++) wires.get(head, Buffer.from([i & 0xff, 1]), '', now + 3000)
+  const extra = Buffer.from('zz')
+  const x = wires.get(head, extra, '', now + 3000)
+  t.equal(x.toString('latin1'), `${head}\r\nzz`)
+  t.not(wires.get(head, extra, '', now + 3000), x, 'beyond the bound: built per request')
+})
