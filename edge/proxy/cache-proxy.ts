@@ -55,42 +55,36 @@ const JOINED = { outcome: 'joined' } as const
  * A fast path answer (CacheProxy.answerFast) that is also its own exchange record: the
  * front calls `onDone` on it when the response is out, and it is accounted like any
  * other request then (a class rather than a closure: nothing per request but this object).
+ * What a subclass adds is what it answers with: a memory hit's bytes, or a fill's stream.
  */
-class FastHit implements FastResponse, Accounted {
-  readonly phase = 'hit'
-  readonly source = 'memory'
-  readonly upstream = undefined
-  readonly noCacheReason = undefined
-  readonly error = undefined
+abstract class FastExchange implements FastResponse, Accounted {
+  abstract readonly phase: CachePhase
+  abstract readonly source: Exchange['source']
+  abstract readonly status: number
+  abstract readonly bytes: number
+  abstract readonly upstream: string | undefined
+  abstract readonly noCacheReason: string | undefined
+  abstract readonly error: CdnError | undefined
   readonly head: string
-  readonly body: Buffer
   readonly ownDate: boolean
   readonly id: number
   readonly startMs: number
   readonly path: string
   readonly key: string
-  readonly bytes: number
   readonly peer: string | undefined
   readonly method: string
-  readonly status: number
   readonly forwardedFor: string | undefined
-  readonly #done: (hit: FastHit, completed: boolean) => void
-  // Where a whole-body answer's bytes are kept from one request to the next (undefined for a range)
-  readonly #wires: HitWires | undefined
+  readonly #done: (answer: FastExchange, completed: boolean) => void
 
-  constructor (head: string, body: Buffer, ownDate: boolean, done: (hit: FastHit, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined) {
+  constructor (head: string, ownDate: boolean, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string) {
     this.head = head
-    this.body = body
-    this.#wires = wires
     this.ownDate = ownDate
     this.#done = done
     this.id = id
     this.startMs = startMs
     this.path = path
     this.key = key
-    this.status = status
     this.method = req.method
-    this.bytes = req.method === 'HEAD' ? 0 : body.length
     this.peer = req.remoteAddress
     this.forwardedFor = req.headers['x-forwarded-for']
   }
@@ -98,52 +92,52 @@ class FastHit implements FastResponse, Accounted {
   onDone (completed: boolean): void {
     this.#done(this, completed)
   }
+}
+
+/** A fresh memory hit: the stored body (or one range of it). */
+class FastHit extends FastExchange {
+  readonly phase = 'hit'
+  readonly source = 'memory'
+  readonly upstream = undefined
+  readonly noCacheReason = undefined
+  readonly error = undefined
+  readonly body: Buffer
+  readonly bytes: number
+  readonly status: number
+  // Where a whole-body answer's bytes are kept from one request to the next (undefined for a range)
+  readonly #wires: HitWires | undefined
+
+  constructor (head: string, body: Buffer, ownDate: boolean, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined) {
+    super(head, ownDate, done, id, startMs, req, path, key)
+    this.body = body
+    this.status = status
+    this.bytes = req.method === 'HEAD' ? 0 : body.length
+    this.#wires = wires
+  }
 
   wire (date: string, close: boolean): Buffer | undefined {
     return close ? undefined : this.#wires?.get(this.head, this.body, date, this.startMs)
   }
 }
 
-/**
- * A request joining a fill in flight, answered on the fast path (CacheProxy.answerFast):
- * streams the fill's bytes as they arrive, and is its own exchange record, like FastHit.
- */
-class FastJoin implements FastResponse, Accounted {
+/** A request joining a fill in flight: streams the fill's bytes as they arrive. */
+class FastJoin extends FastExchange {
   readonly phase = 'collapsed'
   readonly source = 'fill'
   readonly status = 200
-  readonly head: string
-  readonly ownDate: boolean
   readonly upstream: string
   readonly noCacheReason: string | undefined
-  readonly id: number
-  readonly startMs: number
-  readonly path: string
-  readonly key: string
-  readonly peer: string | undefined
-  readonly method: string
-  readonly forwardedFor: string | undefined
   bytes = 0
   error: CdnError | undefined = undefined
   readonly #fill: SharedFill
   readonly #lastByte: number
-  readonly #done: (join: FastJoin, completed: boolean) => void
 
-  constructor (head: string, ownDate: boolean, job: FillJob, fillHead: FillHead, totalBytes: number, done: (join: FastJoin, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string) {
-    this.head = head
-    this.ownDate = ownDate
+  constructor (head: string, ownDate: boolean, job: FillJob, fillHead: FillHead, totalBytes: number, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string) {
+    super(head, ownDate, done, id, startMs, req, path, job.key)
     this.#fill = job.fill
     this.#lastByte = totalBytes - 1
-    this.#done = done
     this.upstream = fillHead.upstream
     this.noCacheReason = fillHead.noStoreReason
-    this.id = id
-    this.startMs = startMs
-    this.path = path
-    this.key = job.key
-    this.method = req.method
-    this.peer = req.remoteAddress
-    this.forwardedFor = req.headers['x-forwarded-for']
   }
 
   pipe (sink: FastBodySink): void {
@@ -154,10 +148,6 @@ class FastJoin implements FastResponse, Accounted {
         sink.destroy()
       },
     })
-  }
-
-  onDone (completed: boolean): void {
-    this.#done(this, completed)
   }
 }
 
@@ -276,7 +266,7 @@ export class CacheProxy {
   readonly #heads: HitHeads
   readonly #wires = new HitWires()
   readonly #responder: Responder
-  readonly #accountFast = (hit: FastHit | FastJoin, completed: boolean): void => this.#account(hit, hit.method, hit.status, completed, hit.forwardedFor)
+  readonly #accountFast = (answer: FastExchange, completed: boolean): void => this.#account(answer, answer.method, answer.status, completed, answer.forwardedFor)
   // Fast-path joins handed to node:http, by connection (the socket node:http's request carries)
   readonly #resumed = new WeakMap<object, ResumedJoin>()
   // The access log's line writer: one line per request, rendered here (lib/log.ts infoLineWriter)
@@ -464,11 +454,7 @@ export class CacheProxy {
    */
   #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number): void {
     const { fill } = job
-    if (fastJoinable(job, head) === undefined) {
-      this.#resume(req, path, reply, job, false, startMs)
-      return
-    }
-    if (fill.state === 'streaming' && fill.length === 0 && req.method === 'GET') {
+    if (req.method === 'GET' && fill.state === 'streaming' && fill.length === 0 && fastJoinable(job, head) !== undefined) {
       fill.onProgress(() => this.#answerJoin(req, path, reply, job, head, startMs))
       return
     }

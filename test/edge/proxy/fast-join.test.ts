@@ -237,6 +237,8 @@ interface Harness {
   held (path: string, index?: number): Promise<Held>
   /** A client connection, closed at teardown. */
   client (): Promise<RawClient>
+  /** One GET of `path` on a new connection (left open: `client` goes on with it). */
+  fetch (path: string): Promise<{ readonly client: RawClient, readonly answer: RawAnswer }>
   /** Access-log lines for `path` so far. */
   logs (path: string): Array<Record<string, unknown>>
 }
@@ -285,6 +287,11 @@ async function setup (t: Test, overrides: Partial<CacheNodeOptions> = {}): Promi
     return counted
   }
   const port = Number(new URL(edge.url).port)
+  const client = async (): Promise<RawClient> => {
+    const c = await RawClient.open(port)
+    t.teardown(() => c.socket.destroy())
+    return c
+  }
   return {
     edge,
     origin,
@@ -298,10 +305,11 @@ async function setup (t: Test, overrides: Partial<CacheNodeOptions> = {}): Promi
       await until(() => (found = helds.find((h) => h.req.path.split('?')[0] === path && h.req.index === index)) !== undefined, `origin request ${index} to ${path}`)
       return found!
     },
-    client: async () => {
-      const client = await RawClient.open(port)
-      t.teardown(() => client.socket.destroy())
-      return client
+    client,
+    fetch: async (path) => {
+      const c = await client()
+      c.send(get(path))
+      return { client: c, answer: await c.next() }
     },
     logs: (path) => edge.logs.filter((l) => l.msg === 'request' && l.path === path),
   }
@@ -427,9 +435,7 @@ t.test('a herd: 30 fast joiners of one slow fill, one origin request', async (t)
   t.equal(h.edge.proxy.servedBytesTotal - servedBefore, 31 * body.length)
   t.equal(await h.edge.metrics.clientAborts.value({ phase: 'collapsed' }), 0)
   // the fill was stored: the next request is a fast memory hit
-  const again = await h.client()
-  again.send(get(path))
-  const hit = await again.next()
+  const { answer: hit } = await h.fetch(path)
   t.ok(hit.body.equals(body))
   t.match(field(hit, 'cache-status'), /; hit/)
   t.equal(h.origin.count(path), 1)
@@ -566,9 +572,7 @@ t.test('declined joins go to node:http and join the same fill: a 404', async (t)
   t.equal(h.fast.lateAnswered, 0)
   t.equal(await h.edge.metrics.collapsed.value({ outcome: 'joined' }), 5, 'all five (the pipelined HEAD too) joined through node:http')
   // negatively cached: the next request is a fast hit
-  const again = await h.client()
-  again.send(get(path))
-  const hit = await again.next()
+  const { answer: hit } = await h.fetch(path)
   t.equal(hit.status, 404)
   t.match(field(hit, 'cache-status'), /; hit/)
   t.equal(h.origin.count(path), 1)
@@ -687,9 +691,7 @@ for (const failure of ['reset', 'garbage'] as const) {
     await sleep(50)
     t.equal(h.origin.count(path), 1, 'no origin request because of the joiners')
     // the failed fill is gone: the next request fetches again
-    const again = await h.client()
-    again.send(get(path))
-    t.equal((await again.next()).body.toString(), 'ok\n')
+    t.equal((await h.fetch(path)).answer.body.toString(), 'ok\n')
     t.equal(h.origin.count(path), 2)
   })
 }
@@ -730,9 +732,7 @@ t.test('the fill fails mid-body: fast joiners see an aborted transfer, nothing i
   t.match(logLine(joins[0]), { status: 200, source: 'fill', bytes: 30_000, completed: false, errCode: 'CDN_ERR_UPSTREAM_TRUNCATED' })
   t.equal(await h.edge.metrics.clientAborts.value({ phase: 'collapsed' }), 0, 'an upstream failure is no client abort')
   t.equal(h.edge.store.memory.peek(path), undefined, 'nothing stored')
-  const again = await h.client()
-  again.send(get(path))
-  const fresh = await again.next()
+  const { answer: fresh } = await h.fetch(path)
   t.ok(fresh.complete && fresh.body.equals(body), 'the next request fetches again')
   t.equal(h.origin.count(path), 2)
 })
@@ -779,9 +779,7 @@ t.test('a fast joiner that leaves mid-stream: the others complete, the abort is 
   t.notOk('errCode' in (aborted[0] ?? {}), 'a client abort, not an error')
   t.ok((aborted[0]?.bytes as number) >= 40_000 && (aborted[0]?.bytes as number) < body.length)
   // the fill was stored regardless, and the edge answers
-  const again = await h.client()
-  again.send(get(path))
-  const hit = await again.next()
+  const { client: again, answer: hit } = await h.fetch(path)
   t.ok(hit.body.equals(body))
   t.match(field(hit, 'cache-status'), /; hit/)
   again.send(get('/healthz'))

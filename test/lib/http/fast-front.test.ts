@@ -15,31 +15,13 @@ interface Harness {
 // /fast/... requests the front hands over.
 async function start (tap: Teardown, keepAliveTimeoutMs = 5000): Promise<Harness> {
   const seenFast: FastRequest[] = []
-  const seenSlow: string[] = []
-  const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
-    seenSlow.push(`${req.method ?? ''} ${req.url ?? ''}`)
-    const body = `slow ${req.url ?? ''}\n`
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  })
-  const front = new FastFront({
-    keepAliveTimeoutMs,
-    handler: (req) => {
-      if (!req.target.startsWith('/fast/')) return undefined
-      seenFast.push(req)
-      const body = Buffer.from(req.target === '/fast/big' ? 'x'.repeat(8 * 1024 * 1024) : `fast ${req.target}\n`)
-      return { head: `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n`, body }
-    },
-  })
-  front.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  tap.teardown(async () => {
-    front.closeAll()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return { port: (server.address() as AddressInfo).port, front, seenFast, seenSlow }
+  const h = await startWith(tap, (req) => {
+    if (!req.target.startsWith('/fast/')) return undefined
+    seenFast.push(req)
+    const body = Buffer.from(req.target === '/fast/big' ? 'x'.repeat(8 * 1024 * 1024) : `fast ${req.target}\n`)
+    return { head: `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n`, body }
+  }, keepAliveTimeoutMs)
+  return { ...h, seenFast }
 }
 
 interface Teardown { teardown (fn: () => unknown): void }
@@ -317,7 +299,7 @@ t.test('bodies go out byte for byte, binary ones included, on both sides of the 
 
 // ---- answers given later (FastPending) and streamed bodies (FastResponse.pipe) ----
 
-/** A front whose handler the test writes; node:http answers `slow <url>` for what it is handed. */
+/** A front whose handler the test writes (`seenFast` stays empty); node:http answers `slow <url>` for what it is handed. */
 async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000): Promise<Harness> {
   const seenSlow: string[] = []
   const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
