@@ -24,7 +24,7 @@ import { once } from 'node:events'
 import http, { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { timingSafeEqual, createHash } from 'node:crypto'
-import { FastFront, type FastRequest, type FastResponse } from '../lib/http/fast-front.ts'
+import { FastFront, type FastFrontStats, type FastRequest, type FastResponse } from '../lib/http/fast-front.ts'
 import { CdnError, CODES, type ErrorCode } from '../lib/errors.ts'
 import { infoLineWriter, jsonString, type Logger } from '../lib/log.ts'
 import type { ControlPlaneMetrics } from '../lib/metrics.ts'
@@ -102,8 +102,8 @@ export class ControlPlaneServer {
   }
 
   /** Requests the fast path answered, and connections it handed to node:http. */
-  get fastPath (): { readonly answered: number, readonly handedOff: number, readonly open: number } {
-    return this.#front?.stats ?? { answered: 0, handedOff: 0, open: 0 }
+  get fastPath (): FastFrontStats {
+    return this.#front?.stats ?? { answered: 0, handedOff: 0, open: 0, flushes: 0 }
   }
 
   /** Binds and resolves with the URL (port 0 becomes a real port). */

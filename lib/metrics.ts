@@ -153,17 +153,18 @@ export interface FastPathSample {
   readonly answered: number
   readonly handedOff: number
   readonly open: number
+  readonly flushes: number
 }
 
 /** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */
 type FastPathSeries = Readonly<Record<keyof FastPathSample, readonly [name: string, help: string]>>
 
 /**
- * Publishes a fast front's totals at scrape time: `answered` and `handedOff` as counters,
- * `open` as a gauge; all read 0 while `source` gives undefined (fast path off).
+ * Publishes a fast front's totals at scrape time: `answered`, `handedOff` and `flushes` as
+ * counters, `open` as a gauge; all read 0 while `source` gives undefined (fast path off).
  */
 function watchFastFront (registry: client.Registry, series: FastPathSeries, source: () => FastPathSample | undefined): void {
-  for (const field of ['answered', 'handedOff'] as const) {
+  for (const field of ['answered', 'handedOff', 'flushes'] as const) {
     const [name, help] = series[field]
     new Counter({
       name,
@@ -349,6 +350,7 @@ export class CacheNodeMetrics {
       answered: ['streamedge_fast_path_responses_total', 'Requests answered by the fast path below node:http (memory-tier hits and joins of fills in flight)'],
       handedOff: ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer'],
       open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
+      flushes: ['streamedge_fast_path_flushes_total', 'Event-loop turns whose fast-path answers were written together (responses / flushes: answers per burst)'],
     }, source)
   }
 
@@ -576,6 +578,7 @@ export class ControlPlaneMetrics {
       answered: ['streamedge_cp_fast_path_requests_total', 'Requests answered by the fast path below node:http (steering redirects and refusals)'],
       handedOff: ['streamedge_cp_fast_path_handoffs_total', 'Connections the fast path handed to node:http (a request it does not answer; node:http keeps the connection)'],
       open: ['streamedge_cp_fast_path_connections', 'Client connections the fast path holds'],
+      flushes: ['streamedge_cp_fast_path_flushes_total', 'Event-loop turns whose fast-path answers were written together (requests / flushes: answers per burst)'],
     }, source)
   }
 

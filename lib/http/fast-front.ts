@@ -19,6 +19,14 @@
  * yet (`FastResponse.pipe`: a shared fill's bytes as they arrive) or answer later
  * ({@link FastPending}: a fill's head still on its way), and a later answer may still
  * decline, handing the request to node:http as if declined at once.
+ *
+ * Answers leave together at the end of the event-loop turn (cork, then uncork in the check
+ * phase that follows the poll phase, as uWebSockets does): every request that arrived in
+ * one turn is answered, then all the answers are written back to back. One write syscall per
+ * answer either way, but a client is then woken once for a burst rather than once per
+ * answer with a request's JavaScript in between; on a loaded 2-core box that halves the
+ * kernel's share of a small answer (bench/RESULTS.md). The cost is a few µs of latency
+ * for the first answers of a busy turn.
  */
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -141,6 +149,8 @@ export interface FastFrontStats {
   readonly handedOff: number
   /** Connections the front holds now. */
   readonly open: number
+  /** Event-loop turns whose answers were written together (answered / flushes: answers per burst). */
+  readonly flushes: number
 }
 
 const CRLF2 = '\r\n\r\n'
@@ -157,6 +167,15 @@ export class FastFront {
   #closing = false
   #answered = 0
   #handedOff = 0
+  #flushes = 0
+  // Connections whose answers of this turn wait, corked, for #flush (see the file comment).
+  #held: FastConnection[] = []
+  readonly #flush = (): void => {
+    const held = this.#held
+    this.#held = []
+    this.#flushes++
+    for (const connection of held) connection.release()
+  }
 
   constructor (options: FastFrontOptions) {
     if (typeof options.handler !== 'function') throw new TypeError(`Expected options.handler to be a function, got ${typeof options.handler}`)
@@ -190,7 +209,7 @@ export class FastFront {
 
   /** Counters. */
   get stats (): FastFrontStats {
-    return { answered: this.#answered, handedOff: this.#handedOff, open: this.#connections.size }
+    return { answered: this.#answered, handedOff: this.#handedOff, open: this.#connections.size, flushes: this.#flushes }
   }
 
   /** Stops keeping connections alive: idle ones close now, busy ones after their response. */
@@ -212,6 +231,10 @@ export class FastFront {
   get maxHeadBytes (): number { return this.#maxHeadBytes }
   get closing (): boolean { return this.#closing }
   noteAnswered (): void { this.#answered++ }
+  /** `connection` has corked its socket for this turn's answers: uncorked once the turn's I/O is done. */
+  hold (connection: FastConnection): void {
+    if (this.#held.push(connection) === 1) setImmediate(this.#flush)
+  }
   release (connection: FastConnection, handedOff: boolean): void {
     if (this.#connections.delete(connection) && handedOff) this.#handedOff++
   }
@@ -324,6 +347,8 @@ class FastConnection {
   // The idle timer fired while a response was still being written (a slow reader): re-armed once it is out.
   #timedOutBusy = false
   #ended = false
+  // The socket is corked until the front's end-of-turn flush (FastFront.hold).
+  #held = false
   #closeWhenIdle = false
   // The client half-closed (FIN): it sends nothing more, so the connection ends once every request it sent is answered.
   #peerEnded = false
@@ -453,18 +478,21 @@ class FastConnection {
 
   #write (req: FastRequest, res: FastResponse, close: boolean): void {
     const socket = this.#socket
+    if (!this.#held) {
+      this.#held = true
+      socket.cork()
+      this.#front.hold(this)
+    }
     const date = res.ownDate === true ? '' : httpDate()
     this.#writes++
     if (res.pipe !== undefined && req.method === 'GET') {
       const stream = new BodyStream(this, socket, res)
       this.#streaming = stream
-      // the head and the first bytes the handler has go out in one writev
-      socket.cork()
+      // corked: the head and the first bytes the handler has go out in one writev
       socket.write(fullHead(res.head, date, close), 'latin1')
       this.#inPipe = true
       res.pipe(stream)
       this.#inPipe = false
-      socket.uncork()
       return
     }
     this.#done.push(res)
@@ -478,10 +506,15 @@ class FastConnection {
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
-    socket.cork()
+    // corked: head and body go out in one writev
     socket.write(fullHead(res.head, date, close), 'latin1')
     socket.write(body, this.#onWritten)
-    socket.uncork()
+  }
+
+  /** The end of the turn: this turn's answers go out (node:http's too, if it took the socket meanwhile). */
+  release (): void {
+    this.#held = false
+    this.#socket.uncork()
   }
 
   /** A FastPending's answer. */

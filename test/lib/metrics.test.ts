@@ -31,13 +31,14 @@ t.test('HistogramCells: the exposition prom-client would write for the same obse
 t.test('the control plane reports the fast path at scrape time', async (t) => {
   const metrics = new ControlPlaneMetrics({ node: 'cp-1' })
   let answered = 5
-  metrics.watchFastPath(() => ({ answered, handedOff: 2, open: 1 }))
+  metrics.watchFastPath(() => ({ answered, handedOff: 2, open: 1, flushes: 4 }))
   t.match(await metrics.render(), /streamedge_cp_fast_path_requests_total\{role="control-plane",node="cp-1"\} 5\n/)
   answered = 9
   const text = await metrics.render()
   t.match(text, /streamedge_cp_fast_path_requests_total\{role="control-plane",node="cp-1"\} 9\n/)
   t.match(text, /streamedge_cp_fast_path_handoffs_total\{role="control-plane",node="cp-1"\} 2\n/)
   t.match(text, /streamedge_cp_fast_path_connections\{role="control-plane",node="cp-1"\} 1\n/)
+  t.match(text, /streamedge_cp_fast_path_flushes_total\{role="control-plane",node="cp-1"\} 4\n/)
   metrics.decisionLatency.observe(0.0002)
   t.match(await metrics.render(), /streamedge_cp_decision_seconds_bucket\{le="0.00025",role="control-plane",node="cp-1"\} 1\n/)
 })
@@ -51,7 +52,7 @@ t.test('a cluster sums what each worker counts and does not multiply shared stat
     m.healthChanges.inc({ target: 'edge-1', status: 'available' }, i === 0 ? 1 : 2)
     m.reloads.inc({ file: 'nodes', outcome: 'ok' })
     m.watchNodes(() => [{ id: 'edge-1', group: 'g', status: 'not-ready', heartbeatAgeSeconds: ages[i] }])
-    m.watchFastPath(() => ({ answered: 3, handedOff: 0, open: 1 }))
+    m.watchFastPath(() => ({ answered: 3, handedOff: 0, open: 1, flushes: 2 }))
   }
   const single = await workers[0]!.render()
   let running = 2
@@ -62,6 +63,7 @@ t.test('a cluster sums what each worker counts and does not multiply shared stat
   t.match(text, `streamedge_cp_decision_seconds_bucket{le="0.00025",${labels}} 2\n`, 'histograms sum')
   t.match(text, `streamedge_cp_decision_seconds_count{${labels}} 2\n`)
   t.match(text, `streamedge_cp_fast_path_requests_total{${labels}} 6\n`)
+  t.match(text, `streamedge_cp_fast_path_flushes_total{${labels}} 4\n`)
   t.match(text, `streamedge_cp_fast_path_connections{${labels}} 2\n`, 'per-worker gauges sum')
   t.match(text, `streamedge_cp_node_status{target="edge-1",group="g",status="not-ready",${labels}} 1\n`, 'shared health is not doubled')
   t.match(text, `streamedge_cp_node_status{target="edge-1",group="g",status="available",${labels}} 0\n`)

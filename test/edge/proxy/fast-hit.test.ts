@@ -294,7 +294,7 @@ t.test('metrics and the log: a fast hit counts as a hit', async (t) => {
 })
 
 /** The fast path's two totals as /metrics shows them (scraping is itself a hand-off: /metrics is node:http's). */
-async function scrapeFastPath (t: Test, h: Harness): Promise<{ responses: number, handoffs: number }> {
+async function scrapeFastPath (t: Test, h: Harness): Promise<{ responses: number, handoffs: number, flushes: number }> {
   const res = await get(h.url + '/metrics')
   t.equal(res.status, 200, '/metrics answers')
   const value = (name: string): number => {
@@ -302,7 +302,7 @@ async function scrapeFastPath (t: Test, h: Harness): Promise<{ responses: number
     if (m === null) throw new Error(`no ${name} series for node test-edge in /metrics`)
     return Number(m[1])
   }
-  return { responses: value('streamedge_fast_path_responses_total'), handoffs: value('streamedge_fast_path_handoffs_total') }
+  return { responses: value('streamedge_fast_path_responses_total'), handoffs: value('streamedge_fast_path_handoffs_total'), flushes: value('streamedge_fast_path_flushes_total') }
 }
 
 t.test('metrics: /metrics counts fast answers and hand-offs to node:http', async (t) => {
@@ -317,6 +317,7 @@ t.test('metrics: /metrics counts fast answers and hand-offs to node:http', async
   t.equal(after.responses, before.responses + 3, 'three fast hits')
   t.ok(after.handoffs >= before.handoffs + 1, 'the forced request was handed off')
   t.equal(after.handoffs, h.node.fastPathStats()?.handedOff, 'the counter is the fast path\'s own total')
+  t.equal(after.flushes, before.flushes + 3, 'three answers on one connection, one after another: a flush each')
 })
 
 t.test('keep-alive: fast answers, then a request node:http takes, on one connection, in order', async (t) => {
@@ -357,5 +358,5 @@ t.test('fastPath: false sends everything through node:http', async (t) => {
   const hit = await get(h.url + '/plain.txt')
   t.match(header(hit, 'cache-status'), /; hit/)
   t.equal(h.node.fastPathStats(), undefined)
-  t.same(await scrapeFastPath(t, h), { responses: 0, handoffs: 0 }, 'the fast-path series stay at 0')
+  t.same(await scrapeFastPath(t, h), { responses: 0, handoffs: 0, flushes: 0 }, 'the fast-path series stay at 0')
 })

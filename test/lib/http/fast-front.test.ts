@@ -519,3 +519,45 @@ t.test('a body streamed to a slow reader waits for drain; the idle timer does no
   t.ok(bytes > parts.length * chunk.length, 'the whole body (and the head) arrived')
   t.same(done, [true])
 })
+
+t.test('answers to the requests of one event-loop turn are written together, at the end of the turn', async (t) => {
+  const clients = 5
+  // What each handler call saw: bytes still queued on the connection answered just before it in this turn.
+  const queuedBefore: number[] = []
+  let previous: net.Socket | undefined
+  const h = await startWith(t, (req) => {
+    if (previous !== undefined) queuedBefore.push(previous.writableLength)
+    previous = req.connection as net.Socket
+    return fastAnswer(`fast ${req.target}`)
+  })
+  const sockets: net.Socket[] = []
+  t.teardown(() => { for (const s of sockets) s.destroy() })
+  for (let i = 0; i < clients; i++) {
+    const s = net.connect(h.port, '127.0.0.1')
+    await once(s, 'connect')
+    sockets.push(s)
+  }
+  await sleep(50) // the server has taken every connection
+  const answers = sockets.map((s) => new Promise<string>((resolve) => {
+    let text = ''
+    s.on('data', (d: Buffer) => { text += d.toString('latin1'); if (text.endsWith('\n') && text.includes('fast')) resolve(text) })
+  }))
+  const flushesBefore = h.front.stats.flushes
+  // Every request reaches the server's socket buffers before its event loop looks again, so
+  // one poll phase reads them all.
+  sockets.forEach((s, i) => s.write(`GET /fast/${i} HTTP/1.1\r\nHost: a\r\n\r\n`))
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100)
+  const texts = await Promise.all(answers)
+  t.same(texts.map((x) => bodies(x)[0]), sockets.map((_, i) => `fast /fast/${i}`), 'every client got its own answer')
+  t.equal(h.front.stats.flushes - flushesBefore, 1, 'one flush for the turn')
+  t.equal(queuedBefore.length, clients - 1)
+  t.ok(queuedBefore.every((bytes) => bytes > 0), `each earlier answer was still queued when the next request was handled (${queuedBefore.join(', ')} bytes)`)
+})
+
+t.test('an answer held for the end of the turn is flushed behind node:http taking the connection, in order', async (t) => {
+  const h = await start(t)
+  // one segment: /fast/1 is answered (held), /other hands the connection to node:http
+  const text = await exchange(h.port, ['GET /fast/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  t.same(bodies(text), ['fast /fast/1', 'slow /other'])
+  t.equal(h.front.stats.answered, 1)
+})
