@@ -511,8 +511,13 @@ class FastConnection {
     socket.write(body, this.#onWritten)
   }
 
-  /** The end of the turn: this turn's answers go out (node:http's too, if it took the socket meanwhile). */
+  /**
+   * The end of the turn: this turn's answers go out (node:http's too, if it took the socket
+   * meanwhile). Also called early, before anything that may destroy the socket; then the
+   * turn's flush finds nothing held.
+   */
   release (): void {
+    if (!this.#held) return
     this.#held = false
     this.#socket.uncork()
   }
@@ -560,6 +565,8 @@ class FastConnection {
   /** The streamed body cannot be completed: the client must see an aborted transfer. */
   streamAborted (stream: BodyStream): void {
     this.#abandon(stream)
+    // a destroy drops what is still corked: the complete answers before this one go out first
+    this.release()
     this.destroy()
   }
 
@@ -633,6 +640,9 @@ class FastConnection {
     this.#pending = undefined
     this.#ended = true
     this.#front.release(this, true)
+    // Our held answers go out now: node:http may destroy the socket at once (400 or 431 for a
+    // malformed request behind them, a CONNECT nobody listens for), which drops corked bytes.
+    this.release()
     this.#handOff()
     // node:http's listener is attached now (it reads the socket's handle directly from here on):
     // feed it what was already read, in order. resume() first: whatever pause node:http decides

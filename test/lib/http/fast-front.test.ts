@@ -561,3 +561,390 @@ t.test('an answer held for the end of the turn is flushed behind node:http takin
   t.same(bodies(text), ['fast /fast/1', 'slow /other'])
   t.equal(h.front.stats.answered, 1)
 })
+
+// ---- adversarial cases for the end-of-turn flush: held answers meet later answers, streams, closes and hand-overs ----
+
+/** A raw client connection recording what it receives and whether the server closed it. */
+class Peer {
+  readonly socket: net.Socket
+  text = ''
+  closed = false
+
+  constructor (socket: net.Socket) {
+    this.socket = socket
+    socket.on('data', (d: Buffer) => { this.text += d.toString('latin1') })
+    socket.on('close', () => { this.closed = true })
+    socket.on('error', () => {})
+  }
+
+  static async open (tap: Teardown, port: number): Promise<Peer> {
+    const socket = net.connect(port, '127.0.0.1')
+    tap.teardown(() => socket.destroy())
+    await once(socket, 'connect')
+    return new Peer(socket)
+  }
+
+  /** Until `done(text)` holds (or, without `done`, the connection closes); false if neither within `guardMs`: a hang. */
+  async wait (done?: (text: string) => boolean, guardMs = 3000): Promise<boolean> {
+    const deadline = Date.now() + guardMs
+    while (!(done?.(this.text) ?? false) && !this.closed) {
+      if (Date.now() > deadline) return false
+      await sleep(5)
+    }
+    return true
+  }
+}
+
+const CRLF2 = '\r\n\r\n'
+
+interface Parsed { readonly head: string, readonly body: string, readonly complete: boolean }
+
+/** Splits received bytes into responses by Content-Length (`headOnly[i]`: the i-th answers a HEAD); `rest` is what follows the last head. */
+function parse (text: string, headOnly: readonly boolean[] = []): { responses: Parsed[], rest: string } {
+  const responses: Parsed[] = []
+  let at = 0
+  for (let end = text.indexOf(CRLF2, at); end >= 0; end = text.indexOf(CRLF2, at)) {
+    const head = text.slice(at, end + 4)
+    const length = headOnly[responses.length] === true ? 0 : Number(/\r\ncontent-length: *(\d+)\r\n/i.exec(head)?.[1] ?? '0')
+    const body = text.slice(end + 4, end + 4 + length)
+    responses.push({ head, body, complete: body.length === length })
+    at = end + 4 + body.length
+  }
+  return { responses, rest: text.slice(at) }
+}
+
+const get = (target: string, more = ''): string => `GET ${target} HTTP/1.1\r\nHost: a\r\n${more}\r\n`
+/** Blocks the event loop so that what the clients just wrote is read by the server in one poll phase (one turn). */
+const oneTurn = (): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50) }
+
+t.test('held: an answer given later (timer, promise, setImmediate, nextTick, another answer\'s onDone) is flushed in its own turn', async (t) => {
+  let chained: FastReply | undefined
+  const h = await startWith(t, (req) => {
+    const target = req.target
+    const later = (reply: FastReply): void => reply.answer(fastAnswer(`later ${target}`))
+    switch (target.replace(/\/\d+$/, '')) {
+      case '/fast': return fastAnswer(`fast ${target}`)
+      case '/timer': return { pending: true, wait: (reply) => { setTimeout(() => later(reply), 2) } }
+      case '/promise': return { pending: true, wait: (reply) => { void sleep(2).then(() => later(reply)) } }
+      case '/immediate': return { pending: true, wait: (reply) => { setImmediate(() => later(reply)) } }
+      case '/immediate2': return { pending: true, wait: (reply) => { setImmediate(() => setImmediate(() => later(reply))) } }
+      case '/timer-immediate': return { pending: true, wait: (reply) => { setTimeout(() => setImmediate(() => later(reply)), 2) } }
+      case '/tick': return { pending: true, wait: (reply) => { process.nextTick(() => later(reply)) } }
+      // the answer comes from the previous answer's onDone: after the flush that wrote it
+      case '/chain-first': return fastAnswer(`fast ${target}`, () => chained?.answer(fastAnswer('later /chained')))
+      case '/chained': return { pending: true, wait: (reply) => { chained = reply } }
+      default: return undefined
+    }
+  })
+  const kinds = ['/timer', '/promise', '/immediate', '/immediate2', '/timer-immediate', '/tick']
+  // each kind alone on a connection, each behind a held answer, and all of them in one pipeline
+  const scripts = [
+    ...kinds.map((kind) => [`${kind}/1`]),
+    ...kinds.map((kind) => ['/fast/1', `${kind}/2`, '/fast/3']),
+    ['/chain-first', '/chained', '/fast/3'],
+    ['/fast/1', ...kinds.map((kind, i) => `${kind}/${i + 2}`), '/fast/9'],
+  ]
+  const peers = await Promise.all(scripts.map(async () => await Peer.open(t, h.port)))
+  peers.forEach((peer, i) => peer.socket.write(scripts[i]!.map((target) => get(target)).join('')))
+  const expected = scripts.map((script) => script.map((target) => `${target.startsWith('/fast') || target === '/chain-first' ? 'fast' : 'later'} ${target}`))
+  const arrived = await Promise.all(peers.map(async (peer, i) => await peer.wait((text) => answers(text).length >= expected[i]!.length)))
+  peers.forEach((peer, i) => {
+    t.ok(arrived[i], `${scripts[i]!.join(' ')}: answered without waiting for the keep-alive timer`)
+    t.same(answers(peer.text), expected[i], `${scripts[i]!.join(' ')}: in order`)
+    t.equal(peer.closed, false, 'the connection stays open')
+  })
+  t.equal(h.front.stats.answered, expected.flat().length)
+})
+
+t.test('held: a streamed body begun in the held turn and continued later reaches a slow reader complete and in order', async (t) => {
+  const done: Array<[string, boolean]> = []
+  // 2 parts written at once (the second above the socket's highWaterMark), then 24 later ones, honouring 'drain'
+  const parts = [Buffer.alloc(100, 0x30), Buffer.alloc(64 * 1024, 0x31), ...Array.from({ length: 24 }, (_, i) => Buffer.alloc(96 * 1024, 0x41 + i))]
+  const whole = Buffer.concat(parts).toString('latin1')
+  const h = await startWith(t, (req) => {
+    if (req.target !== '/stream') return fastAnswer(`fast ${req.target}`, (c) => done.push([req.target, c]))
+    return {
+      head: `HTTP/1.1 200 OK\r\nContent-Length: ${whole.length}\r\n`,
+      onDone: (c) => done.push([req.target, c]),
+      pipe: (sink) => {
+        let i = 0
+        sink.write(parts[i++]!)
+        const next = (): void => {
+          if (i === parts.length) {
+            sink.end()
+            return
+          }
+          // alternately from a timer and from an immediate
+          if (sink.write(parts[i++]!)) (i % 2 === 0 ? setImmediate : setTimeout)(next)
+          else sink.once('drain', next)
+        }
+        if (sink.write(parts[i++]!)) setTimeout(next)
+        else sink.once('drain', next)
+      },
+    }
+  })
+  const peer = await Peer.open(t, h.port)
+  peer.socket.pause()
+  peer.socket.write(get('/fast/1') + get('/stream') + get('/fast/3'))
+  await sleep(150) // a slow reader: the server fills the socket buffers and waits for 'drain'
+  peer.socket.resume()
+  t.ok(await peer.wait((text) => text.endsWith('fast /fast/3\n')), 'all three answers arrived')
+  const { responses, rest } = parse(peer.text)
+  t.same(responses.map((r) => [r.complete, r.body.length]), [[true, 13], [true, whole.length], [true, 13]])
+  t.ok(responses[1]?.body === whole, 'the streamed body byte for byte, in order')
+  t.equal(rest, '')
+  t.same(done, [['/fast/1', true], ['/stream', true], ['/fast/3', true]])
+})
+
+t.test('held: a stream aborted in the turn it began (or later) cuts the connection; the answers before it still arrive', async (t) => {
+  const done: Array<[string, boolean]> = []
+  const h = await startWith(t, (req) => {
+    const target = req.target
+    if (!target.startsWith('/abort-')) return fastAnswer(`fast ${target}`, (c) => done.push([target, c]))
+    return {
+      head: 'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n',
+      onDone: (c) => done.push([target, c]),
+      pipe: (sink) => {
+        sink.write(Buffer.from('abc'))
+        if (target === '/abort-sync') sink.destroy()
+        if (target === '/abort-microtask') queueMicrotask(() => sink.destroy())
+        if (target === '/abort-immediate') setImmediate(() => sink.destroy())
+        if (target === '/abort-later') setTimeout(() => { sink.write(Buffer.from('def')); sink.destroy() }, 5)
+      },
+    }
+  })
+  for (const abort of ['/abort-sync', '/abort-microtask', '/abort-immediate', '/abort-later']) {
+    done.length = 0
+    const peer = await Peer.open(t, h.port)
+    peer.socket.write(get('/fast/1') + get(abort) + get('/fast/3'))
+    t.ok(await peer.wait(), `${abort}: the connection is cut`)
+    const { responses, rest } = parse(peer.text)
+    t.same(responses[0], { head: responses[0]?.head, body: 'fast /fast/1\n', complete: true }, `${abort}: the answer before the stream arrived`)
+    t.ok(responses.length <= 2 && responses[1]?.complete !== true, `${abort}: the aborted body never looks complete`)
+    t.equal(rest, '')
+    t.notMatch(peer.text, /fast \/fast\/3/, `${abort}: nothing is answered after the abort`)
+    t.same(done.map(([target]) => target).sort(), ['/fast/1', abort].sort(), `${abort}: onDone once each`)
+    t.same(done.find(([target]) => target === abort), [abort, false], `${abort}: the aborted response is not completed`)
+    // Flushed in an earlier turn, /fast/1 is reported completed. Released and destroyed in one tick, its
+    // write callback runs after the destroy and reports false although the bytes left (as before the
+    // end-of-turn flush, for an abort inside pipe): onDone under-reports, never over-reports.
+    if (abort === '/abort-immediate' || abort === '/abort-later') t.same(done.find(([target]) => target === '/fast/1'), ['/fast/1', true])
+  }
+})
+
+t.test('held: a client that leaves before its held answers are flushed: onDone once each, no exception, others still served', async (t) => {
+  const done: Array<[string, boolean]> = []
+  let victim: net.Socket | undefined
+  const h = await startWith(t, (req) => {
+    const target = req.target
+    const onDone = (c: boolean): void => { done.push([target, c]) }
+    // the client leaves while the handler runs, i.e. while this turn's answers are still held
+    if (target === '/leave-fin') victim?.destroy()
+    if (target === '/leave-rst') victim?.resetAndDestroy()
+    if (target === '/leave-stream') {
+      victim?.resetAndDestroy()
+      return streamed(['abc', 'def', 'ghi'], 5, onDone)
+    }
+    return fastAnswer(`fast ${target}`, onDone)
+  })
+  const bystander = await Peer.open(t, h.port)
+  for (const leave of ['/leave-fin', '/leave-rst', '/leave-stream']) {
+    done.length = 0
+    const peer = await Peer.open(t, h.port)
+    victim = peer.socket
+    peer.socket.write(get('/fast/1') + get(leave))
+    bystander.socket.write(get(`/fast/by${leave}`))
+    for (let i = 0; i < 600 && done.length < 3; i++) await sleep(5)
+    const victims = done.filter(([target]) => !target.startsWith('/fast/by'))
+    t.equal(victims.length, 2, `${leave}: onDone ran for both answers`)
+    t.equal(victims[0]?.[0], '/fast/1')
+    if (leave === '/leave-fin') {
+      // the peer sent a FIN: the kernel took both answers (the peer's RST comes later)
+      t.same(victims, [['/fast/1', true], [leave, true]], `${leave}: written`)
+    } else if (leave === '/leave-rst') {
+      t.equal(victims[0]?.[1], victims[1]?.[1], `${leave}: one writev, one outcome for both (${String(victims[0]?.[1])})`)
+    } else {
+      t.equal(victims[1]?.[1], false, `${leave}: the stream never completed`)
+    }
+    t.same(done.find(([target]) => target.startsWith('/fast/by')), [`/fast/by${leave}`, true], `${leave}: the other connection was answered`)
+    await sleep(30)
+    t.equal(done.length, 3, `${leave}: no second onDone`)
+  }
+  t.ok(await bystander.wait((text) => answers(text).length === 3))
+  t.same(answers(bystander.text), ['fast /fast/by/leave-fin', 'fast /fast/by/leave-rst', 'fast /fast/by/leave-stream'])
+  for (let i = 0; i < 200 && h.front.stats.open > 1; i++) await sleep(5)
+  t.equal(h.front.stats.open, 1, 'only the bystander is left')
+})
+
+t.test('held: Connection: close answered while held: every answer up to it arrives complete, then the connection closes', async (t) => {
+  const big = Buffer.alloc(1024 * 1024, 0x62)
+  const h = await startWith(t, (req) => {
+    const target = req.target
+    if (target === '/big') return { head: `HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n`, body: big }
+    if (target.startsWith('/later/')) return { pending: true, wait: (reply) => { setTimeout(() => reply.answer(fastAnswer(`later ${target}`)), 5) } }
+    if (target.startsWith('/stream/')) return streamed(['str', 'eam', '\n'], 2, () => {})
+    return fastAnswer(`fast ${target}`)
+  })
+  const close = 'Connection: close\r\n'
+  const cases: Array<{ name: string, send: string, bodies: string[], head?: boolean[] }> = [
+    { name: 'close on the last of a burst', send: get('/fast/1') + get('/big') + get('/fast/3', close) + get('/fast/4'), bodies: ['fast /fast/1\n', big.toString('latin1'), 'fast /fast/3\n'] },
+    { name: 'close on the first', send: get('/fast/1', close) + get('/fast/2'), bodies: ['fast /fast/1\n'] },
+    { name: 'close on a later answer', send: get('/fast/1') + get('/later/2', close) + get('/fast/3'), bodies: ['fast /fast/1\n', 'later /later/2\n'] },
+    { name: 'close on a stream ending later', send: get('/fast/1') + get('/stream/2', close) + get('/fast/3'), bodies: ['fast /fast/1\n', 'stream\n'] },
+    { name: 'close on a HEAD', send: get('/fast/1') + `HEAD /big HTTP/1.1\r\nHost: a\r\n${close}\r\n` + get('/fast/3'), bodies: ['fast /fast/1\n', ''], head: [false, true] },
+  ]
+  const peers = await Promise.all(cases.map(async () => await Peer.open(t, h.port)))
+  peers.forEach((peer, i) => peer.socket.write(cases[i]!.send))
+  const closed = await Promise.all(peers.map(async (peer) => await peer.wait()))
+  cases.forEach((c, i) => {
+    const { responses, rest } = parse(peers[i]!.text, c.head)
+    t.ok(closed[i], `${c.name}: closed`)
+    t.ok(responses.every((r) => r.complete), `${c.name}: every answer complete`)
+    t.ok(responses.length === c.bodies.length && responses.every((r, j) => r.body === c.bodies[j]), `${c.name}: the answers up to the close, no more`)
+    t.match(responses.at(-1)?.head, /\r\nConnection: close\r\n\r\n$/, `${c.name}: the last one says close`)
+    t.equal(rest, '', `${c.name}: nothing after it`)
+  })
+})
+
+t.test('held: pipelined answered at once, answered later and declined keep request order; node:http\'s errors do not drop held answers', async (t) => {
+  const h = await startWith(t, laterHandler(10))
+  const malformed = 'GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n'
+  const oversized = get('/fast/big-head', `X-Big: ${'y'.repeat(20_000)}\r\n`)
+  const cases: Array<{ send: string, expected: string[], status?: RegExp }> = [
+    { send: get('/fast/1') + get('/later/2') + get('/other/3') + get('/fast/4'), expected: ['fast /fast/1', 'later /later/2', 'slow /other/3', 'slow /fast/4'] },
+    { send: get('/fast/1') + get('/now/2') + get('/other/3') + get('/fast/4'), expected: ['fast /fast/1', 'now /now/2', 'slow /other/3', 'slow /fast/4'] },
+    { send: get('/later/1') + get('/fast/2') + get('/decline/3') + get('/fast/4'), expected: ['later /later/1', 'fast /fast/2', 'slow /decline/3', 'slow /fast/4'] },
+    // node:http answers a malformed request with 400 and destroys the socket at once: what the front holds must be out first
+    { send: get('/fast/1') + malformed, expected: ['fast /fast/1'], status: /HTTP\/1\.1 400 / },
+    { send: get('/fast/1') + get('/later/2') + malformed, expected: ['fast /fast/1', 'later /later/2'], status: /HTTP\/1\.1 400 / },
+    { send: get('/fast/1') + oversized, expected: ['fast /fast/1'], status: /HTTP\/1\.1 431 / },
+  ]
+  const peers = await Promise.all(cases.map(async () => await Peer.open(t, h.port)))
+  peers.forEach((peer, i) => peer.socket.write(cases[i]!.send))
+  const arrived = await Promise.all(peers.map(async (peer, i) => await peer.wait((text) => answers(text).length >= cases[i]!.expected.length && (cases[i]!.status === undefined || cases[i]!.status!.test(text)))))
+  cases.forEach((c, i) => {
+    const text = peers[i]!.text
+    t.ok(arrived[i], `${JSON.stringify(c.expected)}: answered`)
+    t.same(answers(text), c.expected, 'in request order')
+    if (c.status !== undefined) t.match(text.slice(text.lastIndexOf('\n', text.search(c.status)) + 1), c.status, 'node:http\'s error answer after them')
+  })
+})
+
+t.test('held: closeIdle() or closeAll() while answers are held: each answer arrives complete or the connection is cut; nothing hangs', async (t) => {
+  for (const how of ['closeIdle in the handler', 'closeIdle in a microtask', 'closeAll in the handler', 'closeAll in a microtask']) {
+    const done: Array<[string, boolean]> = []
+    const handled = new Set<string>()
+    let given = 0 // responses handed to the front, at once or later (one given to a connection already gone is not `answered`)
+    let front: FastFront | undefined
+    const h = await startWith(t, (req) => {
+      const target = req.target
+      handled.add(target)
+      if (!target.startsWith('/later/')) given++
+      const onDone = (c: boolean): void => { done.push([target, c]) }
+      if (target === '/close') {
+        const close = (): void => { if (how.startsWith('closeIdle')) front?.closeIdle(); else front?.closeAll() }
+        if (how.endsWith('handler')) close()
+        else queueMicrotask(close)
+      }
+      if (target.startsWith('/later/')) return { pending: true, wait: (reply) => { setTimeout(() => { given++; reply.answer(fastAnswer(`later ${target}`, onDone)) }, 10) } }
+      return fastAnswer(`fast ${target}`, onDone)
+    })
+    front = h.front
+    const scripts = [['/fast/a1', '/fast/a2'], ['/fast/b1'], ['/later/c1'], ['/fast/d1', '/close', '/fast/d3'], ['/fast/e1'], []]
+    const peers = await Promise.all(scripts.map(async () => await Peer.open(t, h.port)))
+    // the front holds every connection (one accepted after the close would be node:http's, which keeps it)
+    for (let i = 0; i < 600 && h.front.stats.open < peers.length; i++) await sleep(5)
+    peers.forEach((peer, i) => { if (scripts[i]!.length > 0) peer.socket.write(scripts[i]!.map((target) => get(target)).join('')) })
+    oneTurn() // most requests are read in the turn that closes
+    const closed = await Promise.all(peers.map(async (peer) => await peer.wait()))
+    t.ok(closed.every(Boolean), `${how}: every connection closed, none hangs (${closed.map((c, i) => `${scripts[i]!.join(' ') || 'idle'}: ${c ? 'closed' : `open, ${peers[i]!.text.length} bytes in`}`).join('; ')})`)
+    peers.forEach((peer, i) => {
+      const { responses, rest } = parse(peer.text)
+      t.ok(responses.every((r) => r.complete) && rest === '', `${how}: ${scripts[i]!.join(' ')}: only complete answers (${responses.length})`)
+      // a request read after the close began may go unanswered (the connection was idle, or is cut): the client retries it
+      const answered = scripts[i]!.filter((target) => handled.has(target)).map((target) => `${target.startsWith('/later/') ? 'later' : 'fast'} ${target}`)
+      if (how.startsWith('closeIdle')) t.same(answers(peer.text), answered, `${how}: ${scripts[i]!.join(' ')}: closeIdle lets every answer given out`)
+      else t.same(answers(peer.text), answered.slice(0, answers(peer.text).length), `${how}: ${scripts[i]!.join(' ')}: what arrived is a prefix of the answers, in order`)
+    })
+    if (how === 'closeIdle in the handler') t.notOk(handled.has('/fast/d3'), 'nothing is read after the request that closed')
+    // every request handled gets one response, the later ones 10 ms on
+    for (let i = 0; i < 600 && (given < handled.size || done.length < given); i++) await sleep(5)
+    const targets = done.map(([target]) => target)
+    t.equal(new Set(targets).size, targets.length, `${how}: onDone once per answer`)
+    t.equal(done.length, given, `${how}: onDone for every answer given`)
+    t.ok(h.front.stats.answered <= given, `${how}: answered counts only the answers a live connection took`)
+    if (how.startsWith('closeIdle')) t.ok(done.every(([, c]) => c), `${how}: all of them completed`)
+    if (how.startsWith('closeAll')) {
+      const late = await Peer.open(t, h.port)
+      late.socket.write(get('/fast/after'))
+      t.ok(await late.wait((text) => text.includes('slow /fast/after\n')), `${how}: a new connection goes to node:http`)
+    }
+    for (let i = 0; i < 200 && h.front.stats.open > 0; i++) await sleep(5)
+    t.equal(h.front.stats.open, 0, `${how}: the front holds no connection`)
+  }
+})
+
+t.test('held: many connections pipelining in one turn: every answer arrives, answered is exact, a few flushes', async (t) => {
+  // the turns in which the handler answered: a turn's first answer schedules a check-phase marker, as the front's flush
+  let turns = 0
+  let marked = false
+  const h = await startWith(t, (req) => {
+    if (!marked) {
+      marked = true
+      turns++
+      setImmediate(() => { marked = false })
+    }
+    return fastAnswer(`fast ${req.target}`)
+  })
+  const count = 50
+  const peers = await Promise.all(Array.from({ length: count }, async () => await Peer.open(t, h.port)))
+  for (let i = 0; i < 600 && h.front.stats.open < count; i++) await sleep(5)
+  const before = h.front.stats
+  turns = 0
+  peers.forEach((peer, i) => peer.socket.write(get(`/fast/${i}a`) + `HEAD /fast/${i}b HTTP/1.1\r\nHost: a\r\n\r\n` + get(`/fast/${i}c`)))
+  oneTurn()
+  const arrived = await Promise.all(peers.map(async (peer, i) => await peer.wait((text) => text.endsWith(`fast /fast/${i}c\n`))))
+  t.ok(arrived.every(Boolean), 'every connection got its answers')
+  t.ok(peers.every((peer, i) => {
+    const { responses, rest } = parse(peer.text, [false, true, false])
+    return rest === '' && responses.length === 3 && responses.every((r) => r.complete) && responses[0]!.body === `fast /fast/${i}a\n` && responses[1]!.body === '' && responses[2]!.body === `fast /fast/${i}c\n`
+  }), 'each its own three answers, in order')
+  const after = h.front.stats
+  t.equal(after.answered - before.answered, 3 * count)
+  const flushes = after.flushes - before.flushes
+  // one flush per turn that answered, whatever the number of connections and answers in it; and each
+  // connection's requests came in one segment, so there are at most as many such turns as connections
+  t.equal(flushes, turns, `${flushes} flushes for ${3 * count} answers given in ${turns} turns`)
+  t.ok(turns >= 1 && turns <= count)
+})
+
+t.test('held: HEAD answers and empty bodies (plain and streamed) between held answers', async (t) => {
+  const done: Array<[string, boolean]> = []
+  const h = await startWith(t, (req) => {
+    const target = req.target
+    const onDone = (c: boolean): void => { done.push([`${req.method} ${target}`, c]) }
+    switch (target) {
+      case '/empty': return { head: 'HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n', body: Buffer.alloc(0), onDone }
+      case '/none': return { head: 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n', onDone }
+      case '/stream-empty': return { head: 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n', onDone, pipe: (sink) => sink.end() }
+      case '/stream-empty-later': return { head: 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n', onDone, pipe: (sink) => { setTimeout(() => sink.end(), 5) } }
+      case '/stream': return streamed(['str', 'eam\n'], 2, onDone)
+      default: return fastAnswer(`fast ${target}`, onDone)
+    }
+  })
+  const head = (target: string): string => `HEAD ${target} HTTP/1.1\r\nHost: a\r\n\r\n`
+  const script: Array<[string, string]> = [
+    ['HEAD', '/fast/1'], ['GET', '/empty'], ['GET', '/none'], ['HEAD', '/stream'], ['GET', '/stream-empty'], ['HEAD', '/empty'],
+    ['GET', '/stream-empty-later'], ['HEAD', '/stream-empty-later'], ['GET', '/stream'], ['HEAD', '/fast/2'], ['GET', '/fast/3'],
+  ]
+  const peer = await Peer.open(t, h.port)
+  peer.socket.write(script.map(([method, target]) => method === 'HEAD' ? head(target) : get(target)).join(''))
+  t.ok(await peer.wait((text) => text.endsWith('fast /fast/3\n')), 'all answered')
+  const { responses, rest } = parse(peer.text, script.map(([method]) => method === 'HEAD'))
+  t.equal(rest, '')
+  t.same(responses.map((r) => r.body), ['', '', '', '', '', '', '', '', 'stream\n', '', 'fast /fast/3\n'])
+  t.same(responses.map((r) => /^HTTP\/1\.1 (\d+)/.exec(r.head)?.[1]), ['200', '204', '200', '200', '200', '204', '200', '200', '200', '200', '200'])
+  t.match(responses[0]?.head, /Content-Length: 13\r\n/, 'HEAD keeps the GET\'s Content-Length')
+  t.same(done, script.map(([method, target]) => [`${method} ${target}`, true]), 'onDone once each, in order')
+  t.equal(peer.closed, false)
+})
