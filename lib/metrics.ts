@@ -7,6 +7,7 @@
  * so counting a hit costs a Map lookup and an add.
  */
 import client from 'prom-client'
+import type { FastFrontStats } from './http/fast-front.ts'
 
 const { Registry, Counter, Gauge, Histogram, AggregatorRegistry, collectDefaultMetrics } = client
 
@@ -148,13 +149,8 @@ export interface UpstreamHealthSample {
   readonly rejectedQueueTimeout?: number
 }
 
-/** A fast front's running totals (structurally lib/http/fast-front.ts FastFrontStats). */
-export interface FastPathSample {
-  readonly answered: number
-  readonly handedOff: number
-  readonly open: number
-  readonly flushes: number
-}
+/** A fast front's running totals, as lib/http/fast-front.ts counts them. */
+export type FastPathSample = FastFrontStats
 
 /** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */
 type FastPathSeries = Readonly<Record<keyof FastPathSample, readonly [name: string, help: string]>>

@@ -440,7 +440,7 @@ export class CacheProxy {
       pending: true,
       wait: (reply: FastReply) => {
         job.fill.attach()
-        job.fill.waitHead(this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs).then(
+        job.fill.waitHead(this.#lockTimeoutMs(job)).then(
           (ready) => this.#answerJoin(req, path, reply, job, ready, startMs),
           (err: unknown) => this.#resume(req, path, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT'), startMs))
       },
@@ -706,7 +706,7 @@ export class CacheProxy {
     }
     let head: FillHead
     try {
-      head = await fill.waitHead(initiator ? undefined : this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs)
+      head = await fill.waitHead(initiator ? undefined : this.#lockTimeoutMs(job))
     } catch (err) {
       if (isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')) {
         this.#lockTimedOut(ex, job)
@@ -746,6 +746,11 @@ export class CacheProxy {
       ...collapsed,
     }, initiator ? job.setCookie : undefined)
     this.#policy.onServed(job.primaryKey, head.status)
+  }
+
+  /** How long a joiner of `job` waits for its head (the content policy's, e.g. LL-HLS blocking reloads, else the node's). */
+  #lockTimeoutMs (job: FillJob): number {
+    return this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs
   }
 
   /** A joiner gave up waiting for the fill's head: it fetches alone. */

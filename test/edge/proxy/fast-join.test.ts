@@ -341,6 +341,19 @@ async function startFill (h: Harness, path: string, extra = ''): Promise<{ clien
   return { client, fill }
 }
 
+/**
+ * The fill's response was stored: the next request for `path` is a hit with `status` (and
+ * `body` when given), and the origin saw only the fill's request. Returns the hit's client.
+ */
+async function storedHit (t: Test, h: Harness, path: string, status: number, body?: Buffer): Promise<RawClient> {
+  const { client, answer } = await h.fetch(path)
+  t.equal(answer.status, status)
+  if (body !== undefined) t.ok(answer.body.equals(body))
+  t.match(field(answer, 'cache-status'), /; hit/)
+  t.equal(h.origin.count(path), 1)
+  return client
+}
+
 /** `n` fast joiners of `path`, each on its own connection, all waiting for the fill's head. */
 async function pendingJoiners (h: Harness, path: string, n: number, extra = '', method: 'GET' | 'HEAD' = 'GET'): Promise<RawClient[]> {
   const before = h.fast.pending
@@ -435,10 +448,7 @@ t.test('a herd: 30 fast joiners of one slow fill, one origin request', async (t)
   t.equal(h.edge.proxy.servedBytesTotal - servedBefore, 31 * body.length)
   t.equal(await h.edge.metrics.clientAborts.value({ phase: 'collapsed' }), 0)
   // the fill was stored: the next request is a fast memory hit
-  const { answer: hit } = await h.fetch(path)
-  t.ok(hit.body.equals(body))
-  t.match(field(hit, 'cache-status'), /; hit/)
-  t.equal(h.origin.count(path), 1)
+  await storedHit(t, h, path, 200, body)
 })
 
 t.test('joiners before the head and joiners after it, before the body is complete', async (t) => {
@@ -572,10 +582,7 @@ t.test('declined joins go to node:http and join the same fill: a 404', async (t)
   t.equal(h.fast.lateAnswered, 0)
   t.equal(await h.edge.metrics.collapsed.value({ outcome: 'joined' }), 5, 'all five (the pipelined HEAD too) joined through node:http')
   // negatively cached: the next request is a fast hit
-  const { answer: hit } = await h.fetch(path)
-  t.equal(hit.status, 404)
-  t.match(field(hit, 'cache-status'), /; hit/)
-  t.equal(h.origin.count(path), 1)
+  await storedHit(t, h, path, 404)
 })
 
 t.test('declined joins: a response with Vary: accept-encoding', async (t) => {
@@ -779,12 +786,9 @@ t.test('a fast joiner that leaves mid-stream: the others complete, the abort is 
   t.notOk('errCode' in (aborted[0] ?? {}), 'a client abort, not an error')
   t.ok((aborted[0]?.bytes as number) >= 40_000 && (aborted[0]?.bytes as number) < body.length)
   // the fill was stored regardless, and the edge answers
-  const { client: again, answer: hit } = await h.fetch(path)
-  t.ok(hit.body.equals(body))
-  t.match(field(hit, 'cache-status'), /; hit/)
+  const again = await storedHit(t, h, path, 200, body)
   again.send(get('/healthz'))
   t.equal((await again.next()).status, 200)
-  t.equal(h.origin.count(path), 1)
 })
 
 t.test('Connection: close on a fast join: the edge closes after the whole body', async (t) => {
