@@ -10,7 +10,7 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import t from 'tap'
-import { createLogger, infoLineWriter, isoTime, jsonString } from '../../lib/log.ts'
+import { createLogger, infoLineWriter, isoTime, jsonString, LineBatcher } from '../../lib/log.ts'
 import { tempDir } from '../helpers/cache-node.ts'
 
 t.test('isoTime renders the same bytes as pino.stdTimeFunctions.isoTime', async (t) => {
@@ -182,4 +182,68 @@ for (let i = 0; i < 1500; i++) {
   }
   t.equal(broken, 0, 'every line whole (lines of 0.4-3.9 KB from 3 writers at once)')
   for (const [w, is] of seen.entries()) t.same(is, Array.from({ length: 1500 }, (_, i) => i), `writer ${w}: all its lines, in order`)
+})
+
+/** A stand-in for SonicBoom that records each write LineBatcher hands it. */
+function recordingTarget (maxWrite: number): { target: never, writes: Buffer[], syncFlushes: () => number } {
+  const writes: Buffer[] = []
+  let syncFlushes = 0
+  const target = {
+    maxWrite,
+    write: (bytes: Buffer) => { writes.push(bytes); return true },
+    flush: (cb?: () => void) => cb?.(),
+    flushSync: () => { syncFlushes++ },
+    end: () => {},
+  }
+  return { target: target as never, writes, syncFlushes: () => syncFlushes }
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+t.test('lines of many turns reach the destination as one write, and a lone line is not held for ever', async (t) => {
+  const { target, writes } = recordingTarget(64 * 1024)
+  const batcher = new LineBatcher(target)
+  const lines = Array.from({ length: 20 }, (_, i) => `{"i":${i}}\n`)
+  for (const line of lines) {
+    batcher.write(line)
+    await turn()
+  }
+  // one write unless the process stalled for the hold time in between (a loaded CI box)
+  t.ok(writes.length < 10, `twenty turns of one line each, held together (${writes.length} writes so far)`)
+  const deadline = Date.now() + 5000
+  while (Buffer.concat(writes).length < lines.join('').length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(Buffer.concat(writes).toString(), lines.join(''), 'then written, without another line to push them')
+})
+
+t.test('a batch is whole lines of at most maxWrite bytes; a longer line goes alone, in order', async (t) => {
+  const { target, writes } = recordingTarget(1024)
+  const batcher = new LineBatcher(target)
+  const lines = Array.from({ length: 60 }, (_, i) => `{"i":${i},"pad":"${(i % 2 === 0 ? 'é' : 'x').repeat(i === 30 ? 2000 : 20 + i * 3)}"}\n`)
+  for (const [i, line] of lines.entries()) {
+    batcher.write(line)
+    if (i % 7 === 0) await turn()
+  }
+  batcher.flushSync()
+  const text = Buffer.concat(writes).toString()
+  t.equal(text, lines.join(''), 'every byte, in order, multi-byte characters whole')
+  for (const bytes of writes) {
+    t.equal(bytes.at(-1), 0x0a, 'each write ends at a line end')
+    if (bytes.length > 1024) t.equal(bytes.toString().split('\n').length, 2, 'a write over maxWrite is the one long line')
+  }
+  t.ok(writes.some((b) => b.length > 1024), 'the long line was written')
+  t.ok(writes.length < lines.length / 3, `lines were batched (${writes.length} writes for ${lines.length} lines)`)
+})
+
+t.test('flushSync hands over the lines of the current turn and of the held batch at once', async (t) => {
+  const { target, writes, syncFlushes } = recordingTarget(64 * 1024)
+  const batcher = new LineBatcher(target)
+  batcher.write('{"a":1}\n')
+  await turn()
+  batcher.write('{"b":2}\n')
+  batcher.flushSync()
+  t.equal(Buffer.concat(writes).toString(), '{"a":1}\n{"b":2}\n')
+  t.equal(syncFlushes(), 1)
+  const count = writes.length
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(writes.length, count, 'nothing left for the timer to write')
 })
