@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
-import type { SteeringResult } from '../scenarios/steering.ts'
+import type { SteeringResult, SteeringRound } from '../scenarios/steering.ts'
 import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
 import type { AccessLogCost, CompareResult } from './compare.ts'
 import type { HotSpot, ProfileSummary } from './cpu-profile.ts'
@@ -491,18 +491,24 @@ function steeringSection (s: SteeringResult): string[] {
   return [
     '## Steering decisions (`steering`, issue 5)',
     '',
-    `The control plane through the real CLI with the embedded DB-IP database, 12 edges in 6 groups, coverage zones and licensing rules; ${generators} ${s.generators.length > 1 ? 'send' : 'sends'} GET /v1/steer/... from 50,000 client addresses (bench/scenarios/steering.ts). The bare rows answer the same 302 to the same requests with no decision (node:http, and the control plane's own fast path, lib/http/fast-front.ts): this machine's ceilings with each generator. A generator at ~1.0 CPU s/s is itself the limit; server CPU µs per decision does not depend on it.`,
+    `The control plane through the real CLI with the embedded DB-IP database, 12 edges in 6 groups, coverage zones and licensing rules; ${generators} ${s.generators.length > 1 ? 'send' : 'sends'} GET /v1/steer/... from 50,000 client addresses (bench/scenarios/steering.ts). The bare rows answer the same 302 to the same requests with no decision (node:http, and the control plane's own fast path, lib/http/fast-front.ts): this machine's ceilings with each generator. A generator at ~1.0 CPU s/s is itself the limit; server CPU µs per decision does not depend on it. Rows with fewer connections are the latency sweep: each connection waits for its answer, so p99 at full load is mostly the queue of one event-loop turn, and the verdict takes the best rate among windows whose p99 meets the target.`,
     '',
     '| | generator | decisions/s | p50 ms | p99 ms | server CPU s/s | server CPU µs/answer | generator CPU s/s | 302 | 451 | other | errors |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...s.ceilings.map((c) => `| bare ${c.server} 302 (ceiling) | ${c.generator} | ${fmt(c.requestsPerSec)} | ${fmt(c.latencyP50Ms)} | ${fmt(c.latencyP99Ms)} | ${fmt(c.serverCpuPerSec)} | ${fmt(c.serverCpuUsPerRequest)} | ${fmt(c.generatorCpuPerSec)} | | | | |`),
-    ...s.rounds.map((x) => `| ${steeringLabel(x.workers ?? 1, x.accessLog)}${x.paced === undefined ? '' : `, paced (${x.paced.connections} connections, ${x.paced.delayMs} ms wait after each answer)`} | ${x.generator} | ${fmt(x.decisionsPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(x.serverCpuPerSec)} | ${fmt(x.serverCpuUsPerDecision)} | ${fmt(x.generatorCpuPerSec)} | ${x.redirects} | ${x.licenceDenials} | ${x.otherStatuses} | ${x.errors} |`),
+    ...s.rounds.map((x) => `| ${steeringLabel(x.workers ?? 1, x.accessLog)}${windowShape(x)} | ${x.generator} | ${fmt(x.decisionsPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(x.serverCpuPerSec)} | ${fmt(x.serverCpuUsPerDecision)} | ${fmt(x.generatorCpuPerSec)} | ${x.redirects} | ${x.licenceDenials} | ${x.otherStatuses} | ${x.errors} |`),
     '',
     `Cold first pass over every client address (autocannon): ${s.rounds.filter((x) => x.generator === 'autocannon').map((x) => `${fmt(x.firstPassDecisionsPerSec)}/s (${steeringLabel(x.workers ?? 1, x.accessLog)})`).join(', ')}. Ceilings (best generator): node:http ${fmt(best('node:http'))}/s, fast-front ${fmt(best('fast-front'))}/s.`,
     '',
-    `Target (issue 5): ${fmt(s.targetPerSec)} decisions/s with p99 < ${s.targetP99Ms} ms, log on, in the best configuration${s.best === undefined ? '' : ` (${steeringLabel(s.best.workers)}, ${s.best.generator}${s.best.paced === true ? ' paced' : ''}: ${fmt(s.best.decisionsPerSec)}/s, p99 ${fmt(s.best.latencyP99Ms)} ms)`}: ${verdict(s.passed)}.`,
+    `Target (issue 5): ${fmt(s.targetPerSec)} decisions/s with p99 < ${s.targetP99Ms} ms, log on, in the best configuration${s.best === undefined ? '' : ` (${steeringLabel(s.best.workers)}, ${s.best.generator}${s.best.paced === true ? ' paced' : ''}${s.best.connections === undefined ? '' : `, ${s.best.connections} connections`}: ${fmt(s.best.decisionsPerSec)}/s, p99 ${fmt(s.best.latencyP99Ms)} ms)`}: ${verdict(s.passed)}.`,
     '',
   ]
+}
+
+/** A steering round's load beyond its configuration: its connections, or an old run's pacing. */
+function windowShape (x: SteeringRound): string {
+  if (x.paced !== undefined) return `, paced (${x.paced.connections} connections, ${x.paced.delayMs} ms wait after each answer)`
+  return x.connections === undefined ? '' : `, ${x.connections} connections`
 }
 
 function memorySection (checks: readonly MemoryCheck[]): string[] {

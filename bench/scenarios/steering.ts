@@ -9,8 +9,9 @@
  * Every answer must be a 302 (or a 451 from the licensing rules). Runs with the per-decision
  * log line on (the shipped default) and off, each after one pass over every client address
  * (its rate is reported as the cold rate), for each worker count (`controlPlane.workers`;
- * default 1 and 2, the log-off round only for the smallest). Server CPU is the whole process
- * tree: a cluster's primary and workers.
+ * default 1 and 2, the log-off round only for the smallest), and a latency sweep with fewer
+ * connections on the smallest worker count with the log on (`latencySweep`). Server CPU is the
+ * whole process tree: a cluster's primary and workers.
  *
  * Two generators, when wrk is installed: autocannon (JavaScript, one thread; at ~1.0 CPU s/s
  * it, not the server, is the limit) and wrk (C, bench/lib/wrk.ts, the same prebuilt requests
@@ -22,7 +23,7 @@
  *
  * Target: 20,000 decisions/s with p99 < 5 ms; floor 8,000/s (Traffic Control's harness).
  * Alone: `node --import tsx bench/scenarios/steering.ts [--quick] [--no-wrk | --generator wrk|autocannon]
- * [--no-ceilings] [--workers 1,2] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR] [--gc] [--heap-promoted DIR]`
+ * [--no-ceilings] [--workers 1,2] [--connections N] [--sweep N,N] [--root CHECKOUT] [--node-arg FLAG]... [--profile DIR] [--gc] [--heap-promoted DIR]`
  * (--profile DIR gets each single-process control plane's `.cpuprofile`, summarised per measured window; --gc runs them
  * under `--trace-gc-nvp` and summarises each window's collections, bench/lib/gc-trace.ts; --heap-promoted DIR gets a
  * promoted-bytes heap profile of each window, bench/lib/heap-promoted.ts; --root runs another checkout's control
@@ -76,11 +77,13 @@ export interface SteeringBenchOptions {
   /** Control-plane worker counts to measure (`controlPlane.workers`), default [1, 2]; the log-off round runs for the smallest only. */
   readonly workers?: readonly number[]
   /**
-   * Also measure latency at a paced rate (wrk only; the largest worker count, log on): default
-   * true. Saturation windows show capacity, and their p99 is queueing at full load; the paced
-   * window shows the p99 a player sees while the control plane steers ~20,000 decisions/s.
+   * Connection counts of extra wrk windows against the smallest worker count with the log on
+   * (default {@link LATENCY_SWEEP_CONNECTIONS}; [] for none). With `connections` clients each
+   * waiting for its answer, a turn of the event loop answers up to that many requests, so p99
+   * at full load is mostly that queue: fewer connections trade a little throughput (smaller
+   * write batches) for latency, and the verdict takes the best rate whose p99 meets the target.
    */
-  readonly paced?: boolean
+  readonly latencySweep?: readonly number[]
   /**
    * Run the single-process control planes under `--trace-gc-nvp` and add each measured
    * window's collections to its round (`gc`): scavenges, pauses, promoted bytes, mark-compacts.
@@ -91,14 +94,11 @@ export interface SteeringBenchOptions {
 }
 
 /**
- * The paced window: wrk connections that each wait {@link PACED_DELAY_MS} after every answer,
- * about 21,000 requests a second offered (wrk fires a connection's wait 1-3 ms late, so
- * PACED_CONNECTIONS / (PACED_DELAY_MS + ~2.5 ms)). Many
- * independent connections keep it close to open-loop: a stall delays the requests in flight
- * and those whose wait ends during it, not the whole load (wrk's latency excludes the wait).
+ * The latency sweep's connection counts (see `latencySweep`). It replaced a paced window (160
+ * wrk connections, each waiting 5 ms after every answer): wrk fires those waits in bursts, and
+ * at 13,000-15,600 decisions/s its p99 (15-35 ms) was worse than at saturation.
  */
-export const PACED_CONNECTIONS = 160
-export const PACED_DELAY_MS = 5
+export const LATENCY_SWEEP_CONNECTIONS: readonly number[] = [16, 32]
 
 /** A bare 302 server (no decision) under the same load: a ceiling. */
 export interface BareResult {
@@ -119,7 +119,9 @@ export interface BareResult {
 export interface SteeringRound {
   /** Control-plane processes serving (`controlPlane.workers`; 1 = no cluster; absent in results from before cluster mode). */
   readonly workers?: number
-  /** A paced window: wrk connections each waiting `delayMs` after every answer; absent: a saturation window. */
+  /** The window's connections (absent in results from before the latency sweep). */
+  readonly connections?: number
+  /** A paced window, in results from before the latency sweep replaced it: wrk connections each waiting `delayMs` after every answer. */
   readonly paced?: { readonly connections: number, readonly delayMs: number }
   readonly accessLog: boolean
   readonly generator: SteeringGenerator
@@ -168,7 +170,7 @@ export interface SteeringResult {
   /** Each measured window's CPU profile (with `profileDir`). */
   readonly profiles?: readonly SteeringProfile[]
   /** The decision-log-on round with the most decisions/s among those meeting the p99 target (else the most overall): the verdict's configuration. */
-  readonly best?: { readonly workers: number, readonly generator: SteeringGenerator, readonly decisionsPerSec: number, readonly latencyP99Ms: number, readonly paced?: boolean }
+  readonly best?: { readonly workers: number, readonly generator: SteeringGenerator, readonly decisionsPerSec: number, readonly latencyP99Ms: number, readonly connections?: number, readonly paced?: boolean }
   /** The target met (decision log on) in the best configuration. */
   readonly passed: boolean
 }
@@ -219,13 +221,15 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const generators = (o.generators ?? ['autocannon', 'wrk']).filter((g) => g !== 'wrk' || wrk !== undefined)
     if (generators.length === 0) throw new TypeError(`Expected a usable generator, got ${JSON.stringify(o.generators)} without wrk installed`)
     const warmupS = o.warmupS ?? 2
-    const load = (url: string, generator: SteeringGenerator, durationS: number, paced = false): Promise<LoadWindow> =>
+    const load = (url: string, generator: SteeringGenerator, durationS: number, connections = o.connections): Promise<LoadWindow> =>
       generator === 'wrk'
-        ? wrkWindow(wrk!, url, requests, paced ? PACED_CONNECTIONS : o.connections, durationS, paced ? PACED_DELAY_MS : undefined)
-        : autocannonWindow(url, requests, o.connections, durationS)
+        ? wrkWindow(wrk!, url, requests, connections, durationS)
+        : autocannonWindow(url, requests, connections, durationS)
     // checked before minutes of ceilings run
     const configs = steeringConfigs(o.workers ?? [1, 2])
-    const maxWorkers = Math.max(...configs.map((c) => c.workers))
+    const minWorkers = Math.min(...configs.map((c) => c.workers))
+    const sweep = o.latencySweep ?? LATENCY_SWEEP_CONNECTIONS
+    if (sweep.some((c) => !Number.isSafeInteger(c) || c < 1)) throw new TypeError(`Expected latencySweep to be positive integers, got ${JSON.stringify(sweep)}`)
 
     const ceilings: BareResult[] = []
     for (const server of o.ceilings === false ? [] : ['node:http', 'fast-front'] as const) {
@@ -277,19 +281,20 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       const first = await autocannonWindow(cp.url, requests, o.connections, 0, requests.length)
       const firstPassDecisionsPerSec = Math.round(first.requests / first.durationS)
       const windows: ProfileWindow[] = []
-      const runs = generators.map((generator) => ({ generator, paced: false }))
-      if (o.paced !== false && generators.includes('wrk') && accessLog && workers === maxWorkers) runs.push({ generator: 'wrk', paced: true })
-      for (const { generator, paced } of runs) {
-        if (warmupS > 0 && !paced) await load(cp.url, generator, warmupS)
+      const runs = generators.map((generator) => ({ generator, connections: o.connections, swept: false }))
+      // the sweep's windows follow a warm saturation window: no warm-up of their own
+      if (generators.includes('wrk') && accessLog && workers === minWorkers) runs.push(...sweep.map((connections) => ({ generator: 'wrk' as const, connections, swept: true })))
+      for (const { generator, connections, swept } of runs) {
+        if (warmupS > 0 && !swept) await load(cp.url, generator, warmupS)
         await sampler?.start()
         const before = await decisionCounts(cp.url)
         const fromUs = monotonicUs()
-        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS, paced))
+        const m = await measureWithCpu(cp.pid, generator, () => load(cp.url, generator, o.durationS, connections))
         const toUs = monotonicUs()
         const capture = await sampler?.stop()
         const metrics = (await httpGet(`${cp.url}/metrics`)).body.toString()
         const after = countsOf(metrics)
-        if (!paced) windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
+        if (!swept) windows.push({ fromUs, toUs, requests: m.result.requests, requestsPerSec: m.result.requests / m.result.durationS })
         // autocannon counts statuses itself; wrk only counts non-2xx/3xx, so 302 and 451 come
         // from the control plane's own counters over the window
         const redirects = m.result.statuses?.redirects ?? after.redirects - before.redirects
@@ -301,7 +306,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
         const heapPromoted = capture === undefined ? undefined : await summariseHeapPromoted(capture, { root: o.root ?? REPO_ROOT })
         const round: SteeringRound = {
           workers,
-          ...(paced ? { paced: { connections: PACED_CONNECTIONS, delayMs: PACED_DELAY_MS } } : {}),
+          connections,
           accessLog,
           generator,
           firstPassDecisionsPerSec,
@@ -322,7 +327,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
           ...heapPromoted === undefined ? {} : { heapPromoted },
         }
         rounds.push(round)
-        o.log(`  ${generator}${paced ? ` paced (${PACED_CONNECTIONS} connections, ${PACED_DELAY_MS} ms wait after each answer)` : ''}: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
+        o.log(`  ${generator}, ${connections} connections: first pass (cold) ${round.firstPassDecisionsPerSec}/s; measured ${round.decisionsPerSec} decisions/s, p50 ${round.latencyP50Ms} ms, p99 ${round.latencyP99Ms} ms, ${round.redirects} × 302, ${round.licenceDenials} × 451, ${round.otherStatuses} other, ${round.errors} errors, server ${round.serverCpuPerSec} CPU s/s (${round.serverCpuUsPerDecision} µs/decision, ${round1(m.serverSystemSeconds / Math.max(1, decisions) * 1e6)} of them system), ${generator} ${round.generatorCpuPerSec} CPU s/s, fast path ${round.fastPathAnswered} answered, ${round.fastPathHandoffs} handoffs, decision cache ${Math.round(100 * (after.cacheHits - before.cacheHits) / Math.max(1, after.cacheHits - before.cacheHits + after.cacheMisses - before.cacheMisses))} % hits`)
         if (gc !== undefined) o.log(`    ${formatGcSummary(gc, decisions)}`)
         if (heapPromoted !== undefined) for (const line of formatHeapPromoted(heapPromoted, { decisions })) o.log(`    ${line}`)
       }
@@ -341,7 +346,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
     const withinP99 = logOn.filter((r) => r.latencyP99Ms < STEERING_TARGET_P99_MS)
     const bestRound = (withinP99.length > 0 ? withinP99 : logOn).reduce<SteeringRound | undefined>((a, r) => a === undefined || r.decisionsPerSec > a.decisionsPerSec ? r : a, undefined)
     const passed = bestRound !== undefined && bestRound.decisionsPerSec >= STEERING_TARGET_PER_SEC && bestRound.latencyP99Ms < STEERING_TARGET_P99_MS
-    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${steeringLabel(bestRound.workers ?? 1)}, ${bestRound.generator}${bestRound.paced === undefined ? '' : ' paced'}: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
+    if (bestRound !== undefined) o.log(`steering: best with the decision log on: ${steeringLabel(bestRound.workers ?? 1)}, ${bestRound.generator}, ${bestRound.connections} connections: ${bestRound.decisionsPerSec} decisions/s, p99 ${bestRound.latencyP99Ms} ms: target ${passed ? 'met' : 'missed'}`)
     return {
       targetPerSec: STEERING_TARGET_PER_SEC,
       targetP99Ms: STEERING_TARGET_P99_MS,
@@ -349,7 +354,7 @@ export async function runSteering (o: SteeringBenchOptions): Promise<SteeringRes
       ceilings,
       rounds,
       ...(profiles.length === 0 ? {} : { profiles }),
-      ...(bestRound === undefined ? {} : { best: { workers: bestRound.workers ?? 1, generator: bestRound.generator, decisionsPerSec: bestRound.decisionsPerSec, latencyP99Ms: bestRound.latencyP99Ms, ...(bestRound.paced === undefined ? {} : { paced: true }) } }),
+      ...(bestRound === undefined ? {} : { best: { workers: bestRound.workers ?? 1, generator: bestRound.generator, decisionsPerSec: bestRound.decisionsPerSec, latencyP99Ms: bestRound.latencyP99Ms, ...(bestRound.connections === undefined ? {} : { connections: bestRound.connections }) } }),
       passed,
     }
   } finally {
@@ -558,6 +563,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   --generator G            wrk or autocannon (default both, wrk when installed)
   --no-wrk                 autocannon only
   --no-ceilings            skip the bare 302 servers
+  --connections N          connections of the saturation windows (default 64)
+  --sweep N[,N...]         connections of the latency sweep's windows (default 16,32; 0 for none)
   --root CHECKOUT          run another checkout's control plane (A/B runs)
   --node-arg FLAG          extra node flag for the control plane (repeatable)
   --profile DIR            CPU profiles of single-process control planes into DIR
@@ -577,7 +584,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
   const generator = value('--generator')
   const nodeArgs = process.argv.flatMap((arg, i) => arg === '--node-arg' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : [])
   const workers = value('--workers')?.split(',').map(Number)
-  runSteering({ ...(workers === undefined ? {} : { workers }), durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: 64, ...(profileDir === undefined ? {} : { profileDir }), ...(process.argv.includes('--no-wrk') ? { wrkCommand: null } : {}), ...(generator === undefined ? {} : { generators: [generator as SteeringGenerator] }), ...(root === undefined ? {} : { root }), ...(process.argv.includes('--no-ceilings') ? { ceilings: false } : {}), ...(nodeArgs.length === 0 ? {} : { nodeArgs }), ...(process.argv.includes('--gc') ? { gcTrace: true } : {}), ...(heapPromotedDir === undefined ? {} : { heapPromotedDir }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
+  const latencySweep = value('--sweep')?.split(',').map(Number).filter((c) => c !== 0)
+  runSteering({ ...(workers === undefined ? {} : { workers }), durationS: quick ? 3 : 10, warmupS: quick ? 1 : 3, connections: Number(value('--connections') ?? 64), ...(latencySweep === undefined ? {} : { latencySweep }), ...(profileDir === undefined ? {} : { profileDir }), ...(process.argv.includes('--no-wrk') ? { wrkCommand: null } : {}), ...(generator === undefined ? {} : { generators: [generator as SteeringGenerator] }), ...(root === undefined ? {} : { root }), ...(process.argv.includes('--no-ceilings') ? { ceilings: false } : {}), ...(nodeArgs.length === 0 ? {} : { nodeArgs }), ...(process.argv.includes('--gc') ? { gcTrace: true } : {}), ...(heapPromotedDir === undefined ? {} : { heapPromotedDir }), log: (line) => process.stderr.write(`${line}\n`) }).then((result) => {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
     process.exit(0)
   }, (err: unknown) => {

@@ -84,6 +84,18 @@ t.test('a paced round is labelled with its pacing, and a paced best says so', as
   t.match(md, /in the best configuration \(2 workers, wrk paced: 20500\/s, p99 4\.6 ms\): met\./)
 })
 
+t.test('latency-sweep rounds are labelled with their connections, and a best among them says so', async (t) => {
+  const swept: SteeringResult = {
+    ...steering,
+    rounds: [...steering.rounds, { ...round(true, 'wrk', 20_300, 3.4), connections: 16 }],
+    best: { workers: 1, generator: 'wrk', decisionsPerSec: 20_300, latencyP99Ms: 3.4, connections: 16 },
+    passed: true,
+  }
+  const md = renderResultsMarkdown({ ...base, steering: swept })
+  t.match(md, /\| one process, decision log on, 16 connections \| wrk \| 20300 \| 4 \| 3\.4 \|/)
+  t.match(md, /in the best configuration \(one process, wrk, 16 connections: 20300\/s, p99 3\.4 ms\): met\./)
+})
+
 t.test('with autocannon alone the section says so and still renders', async (t) => {
   const only: SteeringResult = { ...steering, generators: ['autocannon'], ceilings: steering.ceilings.filter((c) => c.generator === 'autocannon'), rounds: steering.rounds.filter((r) => r.generator === 'autocannon'), passed: false }
   const md = renderResultsMarkdown({ ...base, steering: only })
