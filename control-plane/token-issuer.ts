@@ -79,10 +79,15 @@ export class TokenIssuer {
     return { signed: this.#signed, reused: this.#reused }
   }
 
-  /** The token for a title (`path`, the ACL prefix), a country and an optional bound IP, issued at `nowMs`. */
-  issue (path: string, country: string | undefined, ip: string | undefined, nowMs: number): IssuedToken {
+  /**
+   * The token for a title (`path`, the ACL prefix), a country and an optional bound IP, issued
+   * at `nowMs`; `untilMs`: a licence window's end, which caps the expiry (such a token is
+   * signed for this decision alone: only decisions in a window's last TTL need one).
+   */
+  issue (path: string, country: string | undefined, ip: string | undefined, nowMs: number, untilMs?: number): IssuedToken {
     const bucket = this.#bucketSeconds
     const exp = Math.ceil((nowMs / 1000 + this.#ttlSeconds) / bucket) * bucket
+    if (untilMs !== undefined && Math.floor(untilMs / 1000) < exp) return this.#sign(path, country, ip, Math.max(Math.floor(nowMs / 1000) + 1, Math.floor(untilMs / 1000)))
     if (exp !== this.#exp) {
       this.#tokens = new Generation()
       this.#older = new Generation()
@@ -101,6 +106,12 @@ export class TokenIssuer {
       this.#keep(scope, path, old)
       return old
     }
+    const issued = this.#sign(path, country, ip, exp)
+    this.#keep(scope, path, issued)
+    return issued
+  }
+
+  #sign (path: string, country: string | undefined, ip: string | undefined, exp: number): IssuedToken {
     const claims: UnsignedClaims = {
       exp,
       path,
@@ -108,10 +119,8 @@ export class TokenIssuer {
       ...(country === undefined ? {} : { country }),
       sid: `${this.#sidPrefix}${(this.#sidCounter++).toString(36)}`,
     }
-    const issued: IssuedToken = { token: this.#signer.sign(claims), claims }
     this.#signed++
-    this.#keep(scope, path, issued)
-    return issued
+    return { token: this.#signer.sign(claims), claims }
   }
 
   #keep (scope: string, path: string, issued: IssuedToken): void {

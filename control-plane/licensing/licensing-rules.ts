@@ -32,6 +32,16 @@ export type LicenceDecision =
   | { readonly allowed: true, readonly rule: LicenceRule | undefined }
   | { readonly allowed: false, readonly rule: LicenceRule, readonly reason: LicenceDenyReason }
 
+/**
+ * How far a token for a title may reach for one client ({@link LicensingRules.tokenReach}):
+ * `whole` when every rule the title directory's paths fall under lets the client play now;
+ * `untilMs`, the earliest end of those rules' windows, which the token must not outlive.
+ */
+export interface TokenReach {
+  readonly whole: boolean
+  readonly untilMs: number | undefined
+}
+
 /** A set of rules indexed by prefix. */
 export class LicensingRules {
   readonly #byPrefix: ReadonlyMap<string, LicenceRule>
@@ -41,6 +51,8 @@ export class LicensingRules {
   // new instance), so this never goes stale; it spares a steering decision a map probe per
   // ancestor of its path, each with a freshly sliced key.
   readonly #byDirectory = new Map<string, LicenceRule | null>()
+  // The rules strictly inside each title directory asked about (usually none), for tokenReach.
+  readonly #insideDirectory = new Map<string, readonly LicenceRule[]>()
 
   constructor (rules: readonly LicenceRule[]) {
     this.#byPrefix = new Map(rules.map((rule) => [rule.prefix, rule]))
@@ -100,17 +112,56 @@ export class LicensingRules {
    * `directory` as for {@link LicensingRules.match}.
    */
   evaluate (path: string, country: string | undefined, nowMs: number, directory?: string): LicenceDecision {
-    const rule = this.match(path, directory)
-    if (rule === undefined) return { allowed: true, rule }
-    if (rule.fromMs !== undefined && nowMs < rule.fromMs) return { allowed: false, rule, reason: 'not-yet-available' }
-    if (rule.untilMs !== undefined && nowMs >= rule.untilMs) return { allowed: false, rule, reason: 'expired' }
-    if (country === undefined) {
-      return rule.unknown === 'allow' ? { allowed: true, rule } : { allowed: false, rule, reason: 'unknown-location' }
-    }
-    if (rule.deny?.has(country) === true) return { allowed: false, rule, reason: 'country-denied' }
-    if (rule.allow !== undefined && !rule.allow.has(country)) return { allowed: false, rule, reason: 'country-not-allowed' }
-    return { allowed: true, rule }
+    return decide(this.match(path, directory), country, nowMs)
   }
+
+  /**
+   * What a token scoped to the title directory `title` (ending in `/`) would open to a client
+   * in `country` at `nowMs`. A token covers every path below its title, so it must not reach
+   * a path whose rule refuses the client: a rule strictly inside the title (`/vod/dach/` under
+   * `/vod/`, or one file's own rule), or the directory's own rule when the steered file has a
+   * rule of its own. Not `whole`: the token may only name the steered file. `untilMs`: the
+   * earliest window end among the rules reached, so a token never outlives a licence.
+   */
+  tokenReach (title: string, country: string | undefined, nowMs: number): TokenReach {
+    if (this.#byPrefix.size === 0) return WHOLE
+    const covering = this.match(title, title)
+    if (covering !== undefined && !decide(covering, country, nowMs).allowed) return PART
+    let untilMs = covering?.untilMs
+    for (const rule of this.#inside(title)) {
+      if (!decide(rule, country, nowMs).allowed) return PART
+      if (rule.untilMs !== undefined && (untilMs === undefined || rule.untilMs < untilMs)) untilMs = rule.untilMs
+    }
+    return untilMs === undefined ? WHOLE : { whole: true, untilMs }
+  }
+
+  /** Rules whose prefix lies strictly inside `directory` (segment-aware, like a token's scope). */
+  #inside (directory: string): readonly LicenceRule[] {
+    let inside = this.#insideDirectory.get(directory)
+    if (inside === undefined) {
+      const below = directory.endsWith('/') ? directory : `${directory}/`
+      inside = [...this.#byPrefix.values()].filter((rule) => rule.prefix.length > below.length && rule.prefix.startsWith(below))
+      if (this.#insideDirectory.size >= MAX_MEMOIZED_DIRECTORIES) this.#insideDirectory.clear()
+      this.#insideDirectory.set(directory, inside)
+    }
+    return inside
+  }
+}
+
+const WHOLE: TokenReach = { whole: true, untilMs: undefined }
+const PART: TokenReach = { whole: false, untilMs: undefined }
+
+/** Whether `rule` (undefined: no rule) lets a client in `country` play at `nowMs`. */
+function decide (rule: LicenceRule | undefined, country: string | undefined, nowMs: number): LicenceDecision {
+  if (rule === undefined) return { allowed: true, rule }
+  if (rule.fromMs !== undefined && nowMs < rule.fromMs) return { allowed: false, rule, reason: 'not-yet-available' }
+  if (rule.untilMs !== undefined && nowMs >= rule.untilMs) return { allowed: false, rule, reason: 'expired' }
+  if (country === undefined) {
+    return rule.unknown === 'allow' ? { allowed: true, rule } : { allowed: false, rule, reason: 'unknown-location' }
+  }
+  if (rule.deny?.has(country) === true) return { allowed: false, rule, reason: 'country-denied' }
+  if (rule.allow !== undefined && !rule.allow.has(country)) return { allowed: false, rule, reason: 'country-not-allowed' }
+  return { allowed: true, rule }
 }
 
 /** Directories whose rule is remembered (cleared when full). */

@@ -53,7 +53,8 @@ export interface SteerExplain {
   readonly location: ClientLocation
   readonly path: string
   readonly title: string
-  readonly licence: { readonly rule: string | undefined, readonly allowed: boolean, readonly reason?: LicenceDenyReason }
+  /** `tokenScope`: set when the token names the steered file alone, because its title holds paths the client may not play. */
+  readonly licence: { readonly rule: string | undefined, readonly allowed: boolean, readonly reason?: LicenceDenyReason, readonly tokenScope?: string }
   readonly cache: 'hit' | 'miss' | 'none'
   /** Edges looked at and passed over. */
   readonly skipped: number
@@ -197,7 +198,8 @@ export class SteeringService {
     const located = this.#locate(client)
     const location = located.location
     const title = this.#intern(titleOf(path))
-    const licence = this.#o.licensing().evaluate(path, location.country, nowMs, title)
+    const licensing = this.#o.licensing()
+    const licence = licensing.evaluate(path, location.country, nowMs, title)
     const base: ExplainBase = {
       client: { ip: client?.ip.text, source: client?.source ?? 'none' },
       location,
@@ -209,7 +211,10 @@ export class SteeringService {
       return { kind: 'denied-licence', reason: licence.reason, rule: licence.rule.prefix, country: location.country, explain: { ...base, cache: 'none', skipped: 0, candidates: [] } }
     }
     if (location.denied === true) return { kind: 'denied-unknown-geo', explain: { ...base, cache: 'none', skipped: 0, candidates: [] } }
-    return { kind: 'pending', base, client, located, nowMs }
+    const reach = licensing.tokenReach(title, location.country, nowMs)
+    if (reach.whole) return { kind: 'pending', base, client, located, nowMs, tokenScope: title, tokenUntilMs: reach.untilMs }
+    // the title holds paths this client may not play: a token for it would open them
+    return { kind: 'pending', base: { ...base, licence: { ...base.licence, tokenScope: path } }, client, located, nowMs, tokenScope: path, tokenUntilMs: undefined }
   }
 
   /** The plan through both cache levels (the async path: a memory miss reads the authority). */
@@ -229,7 +234,7 @@ export class SteeringService {
     const explain: SteerExplain = { client: base.client, location, path: base.path, title: base.title, licence: base.licence, cache: hit ? 'hit' : 'miss', skipped: selection.skipped, candidates }
     if (selection.chosen === undefined || selection.group === undefined) return { kind: 'no-node', explain }
     this.#o.health.noteAssigned(selection.chosen.id)
-    const { token, claims } = this.#tokens.issue(base.title, location.country, this.#o.bindIp && client !== undefined ? client.ip.text : undefined, nowMs)
+    const { token, claims } = this.#tokens.issue(pending.tokenScope, location.country, this.#o.bindIp && client !== undefined ? client.ip.text : undefined, nowMs, pending.tokenUntilMs)
     const target = `${selection.chosen.url}/${TOKEN_PATH_SEGMENT}/${token}${base.path}`
     return { kind: 'redirect', node: selection.chosen, group: selection.group, location: target, token, claims, explain }
   }
@@ -308,6 +313,10 @@ interface Pending {
   readonly client: ClientAddress | undefined
   readonly located: Located
   readonly nowMs: number
+  /** The token's path ACL: the title, or the steered file alone (LicensingRules.tokenReach). */
+  readonly tokenScope: string
+  /** A licence window the token must not outlive. */
+  readonly tokenUntilMs: number | undefined
 }
 
 /** A client's memoized location and, once asked for, its group order for one inventory. */

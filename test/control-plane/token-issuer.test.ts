@@ -72,3 +72,16 @@ t.test('the default bucket is a tenth of the TTL within [1, 60] s; the map is bo
   t.throws(() => new TokenIssuer({ signer: new TokenSigner([KEY]), ttlSeconds: 0 }), /options\.ttlSeconds/)
   t.throws(() => new TokenIssuer({ signer: new TokenSigner([KEY]), ttlSeconds: 60, bucketSeconds: 0.5 }), /options\.bucketSeconds/)
 })
+
+t.test('a licence window caps the expiry; such a token is not kept for reuse', async (t) => {
+  const issuer = new TokenIssuer({ signer: new TokenSigner([new TokenKey('k1', 'a-secret-of-16-bytes-or-more')]), ttlSeconds: 3600 })
+  const nowMs = Date.parse('2026-06-01T00:00:00Z')
+  const untilMs = nowMs + 600_500
+  const capped = issuer.issue('/vod/w/', 'DE', undefined, nowMs, untilMs)
+  t.equal(capped.claims.exp, Math.floor(untilMs / 1000))
+  const later = issuer.issue('/vod/w/', 'DE', undefined, nowMs, untilMs)
+  t.not(later.token, capped.token, 'signed anew')
+  const far = issuer.issue('/vod/w/', 'DE', undefined, nowMs, nowMs + 86_400_000)
+  t.ok(far.claims.exp >= nowMs / 1000 + 3600, 'a window ending after the lifetime changes nothing')
+  t.equal(issuer.issue('/vod/w/', 'DE', undefined, nowMs).token, far.token, 'and that token is reused')
+})

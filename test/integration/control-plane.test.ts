@@ -147,6 +147,21 @@ t.test('control plane + 3 edges + shield + demo origin', async (t) => {
     t.equal(ok.headers['access-control-allow-origin'], '*', 'edge responses carry CORS')
   })
 
+  t.test('a token steered for an unrestricted path never opens a licensed title below it', async (t) => {
+    const edge = edges.get('edge-eu')!
+    // /vod/ itself has no rule: BR may steer a file there, but /vod/bars/ is refused to BR
+    const shallow = await steer('/vod/index.m3u8', BR)
+    t.equal(shallow.status, 302, 'the unrestricted file is steered')
+    const token = /\/t\/([^/]+)\//.exec(shallow.headers.location ?? '')?.[1] ?? ''
+    t.equal((await fetchRaw(`${edge.url}/t/${token}/vod/bars/master.m3u8`)).status, 403, 'its token does not reach /vod/bars/')
+    t.equal((await fetchRaw(`${edge.url}/t/${token}/vod/bbb-test/master.m3u8`)).status, 403, 'nor any other title: it names the steered file alone')
+    const explained = JSON.parse((await steer('/vod/index.m3u8?format=json', BR)).body.toString()) as { explain: { licence: { tokenScope?: string } } }
+    t.equal(explained.explain.licence.tokenScope, '/vod/index.m3u8', 'the explained answer says why')
+    const allowed = await steer('/vod/index.m3u8', GB)
+    const wide = /\/t\/([^/]+)\//.exec(allowed.headers.location ?? '')?.[1] ?? ''
+    t.equal((await fetchRaw(`${edge.url}/t/${wide}/vod/bars/master.m3u8`)).status, 200, 'a client every rule below allows gets the whole directory')
+  })
+
   t.test('master playlists carry content steering, and the manifest ranks the session\'s edge first (wired)', async (t) => {
     const location = (await steer('/vod/bbb-test/master.m3u8', JP)).headers.location ?? ''
     const master = (await fetchRaw(location)).body.toString()

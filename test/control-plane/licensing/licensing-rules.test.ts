@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { loadLicensingRules, parseLicensingRules } from '../../../control-plane/licensing/licensing-rules.ts'
+import { LicensingRules, loadLicensingRules, parseLicensingRules } from '../../../control-plane/licensing/licensing-rules.ts'
 import { tempDir } from '../../helpers/cache-node.ts'
 
 const JAN_2026 = Date.parse('2026-01-01T00:00:00Z')
@@ -125,4 +125,26 @@ t.test('remembered directories answer as a fresh scan does, asked once or many t
       t.equal(noRoot.match(path)?.prefix, reference(prefixes.filter((p) => p !== '/'), path), `round ${round}, no root rule: ${JSON.stringify(path)}`)
     }
   }
+})
+
+t.test('tokenReach: whole only when every rule in or over the title lets the client in now; the earliest window end', async (t) => {
+  const now = Date.parse('2026-06-01T00:00:00Z')
+  const rules = parseLicensingRules({
+    rules: [
+      { prefix: '/vod/dach/', allow: ['DE'] },
+      { prefix: '/vod/dach/late/', from: '2026-07-01T00:00:00Z' },
+      { prefix: '/vod/a', until: '2026-06-02T00:00:00Z' },
+      { prefix: '/vod/ab/', until: '2026-06-01T12:00:00Z' },
+      { prefix: '/root.m3u8', deny: ['FR'] },
+    ],
+  })
+  t.same(rules.tokenReach('/vod/', 'FR', now), { whole: false, untilMs: undefined }, '/vod/dach/ below refuses FR')
+  t.same(rules.tokenReach('/vod/dach/', 'DE', now), { whole: false, untilMs: undefined }, '/vod/dach/late/ is not open yet')
+  t.same(rules.tokenReach('/vod/dach/film/', 'DE', now), { whole: true, untilMs: undefined }, 'the covering rule lets DE in')
+  t.same(rules.tokenReach('/vod/dach/film/', 'FR', now), { whole: false, untilMs: undefined }, 'and not FR')
+  t.same(rules.tokenReach('/vod/a/', 'FR', now), { whole: true, untilMs: Date.parse('2026-06-02T00:00:00Z') }, 'segment-aware: /vod/ab/ is not inside /vod/a')
+  t.same(rules.tokenReach('/vod/ab/x/', 'FR', now), { whole: true, untilMs: Date.parse('2026-06-01T12:00:00Z') })
+  t.same(rules.tokenReach('/root.m3u8', 'DE', now), { whole: true, untilMs: undefined }, 'a root file is its own title')
+  t.same(rules.tokenReach('/root.m3u8', 'FR', now), { whole: false, untilMs: undefined })
+  t.same(LicensingRules.empty().tokenReach('/vod/', undefined, now), { whole: true, untilMs: undefined })
 })

@@ -77,3 +77,36 @@ t.test('the 302 path counts the edges it passed over; the explained path lists t
   t.equal(explained.explain.skipped, 1)
   t.match(explained.explain.candidates, [{ node: TWO_GROUPS[0]!.id, verdict: 'down' }, { node: TWO_GROUPS[1]!.id, verdict: 'chosen' }], 'listed with why')
 })
+
+t.test('a token never opens a path the client may not play: it names the steered file alone when its title holds one', async (t) => {
+  const licensing = parseLicensingRules({ rules: [{ prefix: '/vod/dach/', allow: ['DE'] }, { prefix: '/vod/t/extra.m3u8', deny: ['DE'] }, { prefix: '/vod/u/', deny: ['DE'] }, { prefix: '/vod/u/free.m3u8', allow: ['DE'] }] })
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'], country: 'DE' }, b: { network: ['192.0.2.0/24'], country: 'FR' } } }, unknownGroup: 'b', licensing })
+  const scope = (path: string, ip: string): string | undefined => {
+    const d = fx.steering.steerNow(path, client(ip))
+    if (d.kind !== 'redirect') return d.kind
+    t.equal(d.explain.licence.tokenScope, d.claims.path === d.explain.title ? undefined : d.claims.path, `${path}: the explanation names a narrowed scope`)
+    return d.claims.path
+  }
+  t.equal(scope('/vod/index.m3u8', '192.0.2.1'), '/vod/index.m3u8', 'FR steering a file in /vod/: /vod/dach/ below refuses FR, so not /vod/')
+  t.equal(scope('/vod/index.m3u8', '198.51.100.1'), '/vod/index.m3u8', 'DE: /vod/u/ below refuses it')
+  t.equal(scope('/vod/dach/index.m3u8', '198.51.100.1'), '/vod/dach/', 'DE: every rule in and over /vod/dach/ lets it in, the whole directory')
+  t.equal(scope('/vod/t/master.m3u8', '198.51.100.1'), '/vod/t/master.m3u8', 'one file of the title refuses DE')
+  t.equal(scope('/vod/t/master.m3u8', '192.0.2.1'), '/vod/t/', 'that file lets FR in')
+  t.equal(scope('/vod/u/free.m3u8', '198.51.100.1'), '/vod/u/free.m3u8', 'a file allowed by its own rule, in a directory that refuses DE')
+  t.equal(scope('/vod/dach/film/master.m3u8', '198.51.100.1'), '/vod/dach/film/', 'an ordinary licensed title')
+  const again = fx.steering.steerNow('/vod/index.m3u8', client('192.0.2.2'))
+  t.equal(again.kind === 'redirect' ? again.claims.path : again.kind, '/vod/index.m3u8', 'a reused token keeps the narrow scope')
+})
+
+t.test('a token does not outlive the licence window of any rule it reaches', async (t) => {
+  const untilMs = Date.now() + 120_000 // inside the fixture's 600 s token lifetime
+  const licensing = parseLicensingRules({ rules: [{ prefix: '/vod/w/', until: new Date(untilMs).toISOString() }, { prefix: '/vod/z/inner/', until: new Date(untilMs).toISOString() }] })
+  const fx = steeringFixture(t, { zones: { coverageZones: { a: { network: ['198.51.100.0/24'], country: 'DE' } } }, unknownGroup: 'a', licensing })
+  const exp = (path: string): number => {
+    const d = fx.steering.steerNow(path, client('198.51.100.1'))
+    return d.kind === 'redirect' ? d.claims.exp : -1
+  }
+  t.equal(exp('/vod/w/master.m3u8'), Math.floor(untilMs / 1000), 'the title\'s own window')
+  t.equal(exp('/vod/z/master.m3u8'), Math.floor(untilMs / 1000), 'a window below the title')
+  t.ok(exp('/vod/other/master.m3u8') >= Math.floor(Date.now() / 1000) + 600, 'elsewhere, the full lifetime')
+})
