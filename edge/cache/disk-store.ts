@@ -250,7 +250,9 @@ export class DiskStore implements Store {
       await mkdir(this.#objectsDir, { recursive: true })
       await mkdir(this.#tmpDir, { recursive: true })
       for (const name of await readdir(this.#tmpDir)) {
-        await rm(join(this.#tmpDir, name), { recursive: true, force: true })
+        // A leftover that cannot go (a file system remounted read-only) is never read: serve what is committed;
+        // writes then fail, each reported.
+        await rm(join(this.#tmpDir, name), { recursive: true, force: true }).catch(() => {})
       }
     } catch (err) {
       this.#state = 'closed'
@@ -533,6 +535,9 @@ export class DiskStore implements Store {
    */
   #adopt (header: ObjectHeader, hash: string, fileBytes: number, entry: IndexEntry | undefined): IndexEntry {
     if (entry !== undefined) return entry
+    // The rebuild merged this very file while it was being read: its entry is the one streams must find indexed.
+    const merged = this.#index.get(header.key)
+    if (merged !== undefined && merged.hash === hash && merged.fileBytes === fileBytes && sameVersion(merged.meta, header.meta)) return merged
     const fresh: IndexEntry = { key: header.key, hash, fileBytes, meta: header.meta, verifiedAs: undefined }
     if (this.#cold && this.#state === 'open' && !this.#settled.has(fresh.key) && !this.#index.has(fresh.key)) {
       this.#index.set(fresh.key, fresh)
@@ -815,6 +820,11 @@ export class DiskStore implements Store {
     const merged = new Map<string, IndexEntry>()
     for (const { mtimeMs: _mtimeMs, ...entry } of scanned) {
       if (this.#index.has(entry.key) || this.#settled.has(entry.key)) continue
+      // Asked again: a purge recorded after the scan read this file has not reached it (a prefix purge only sees indexed keys).
+      if (this.#isPurged(entry.meta)) {
+        this.#purgedFile(entry.key, entry.hash)
+        continue
+      }
       merged.set(entry.key, entry)
       this.#sizeBytes += entry.fileBytes
     }

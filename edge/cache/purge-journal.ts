@@ -34,6 +34,8 @@ export class PurgeJournal {
   // Records and compactions run one at a time: a record landing in the file a compaction is
   // about to rename over (or in the rule list it replaces) would be lost.
   #tail: Promise<unknown> = Promise.resolve()
+  // The last append failed and may have left a partial line behind.
+  #torn = false
 
   /** Use PurgeJournal.open(). */
   constructor (path: string, rules: PurgeRule[]) {
@@ -60,9 +62,11 @@ export class PurgeJournal {
         // A torn last line from a crash mid-append: the purge was never acknowledged.
       }
     }
-    // A torn last line must not swallow the next record's line: start that one on a line of its own.
-    if (text !== '' && !text.endsWith('\n')) await appendFile(path, '\n')
-    return new PurgeJournal(path, rules)
+    const journal = new PurgeJournal(path, rules)
+    // A torn last line must not swallow the next record's line: that one starts on a line of its own.
+    // (Marked, not fixed by a write here: a journal on a file system remounted read-only still opens.)
+    journal.#torn = text !== '' && !text.endsWith('\n')
+    return journal
   }
 
   get rules (): readonly PurgeRule[] { return this.#rules }
@@ -73,7 +77,11 @@ export class PurgeJournal {
   }
 
   async #record (rule: PurgeRule): Promise<void> {
-    await appendFile(this.#path, JSON.stringify(rule) + '\n')
+    // A failed append (a full disk) may have left part of its line: start on a fresh line, or this record would be unreadable too.
+    const line = (this.#torn ? '\n' : '') + JSON.stringify(rule) + '\n'
+    this.#torn = true
+    await appendFile(this.#path, line)
+    this.#torn = false
     const fh = await open(this.#path, 'r')
     try {
       await fh.sync()
@@ -111,6 +119,7 @@ export class PurgeJournal {
       await fh.close()
     }
     await rename(tmp, this.#path)
+    this.#torn = false
     this.#rules = kept
   }
 

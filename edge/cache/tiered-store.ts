@@ -107,14 +107,26 @@ export class TieredStore implements Store {
     // Unindexed (the index is still being rebuilt): the disk store decides by size.
     if (meta === undefined) {
       const found = await this.disk.get(key, 'auto')
-      if (found?.body != null && this.#admits(key, found.meta)) this.memory.put(found)
+      if (found?.body != null && this.#admits(key, found.meta)) this.#promote(found)
       return found
     }
     const promote = this.#admits(key, meta)
     const mode: DiskReadMode = promote || meta.bodyBytes <= this.#streamMinBytes || this.#wholeBody(meta) ? 'whole' : 'stream'
     const found = await this.disk.get(key, mode)
-    if (promote && found?.body != null) this.memory.put(found)
+    if (promote && found?.body != null) this.#promote(found)
     return found
+  }
+
+  /**
+   * Copies a disk hit into memory, unless a delete (a purge) or a newer put landed while the
+   * disk read ran: the read may still answer its caller, but must not outlive the purge in
+   * memory or replace the newer object there.
+   */
+  #promote (found: MemoryObject): void {
+    const { key } = found.meta
+    const current = this.disk.peekMeta(key)
+    if (current === undefined || !sameStored(current, found.meta) || this.memory.peek(key) !== undefined) return
+    this.memory.put(found)
   }
 
   /**
@@ -194,6 +206,11 @@ export class TieredStore implements Store {
     for (const victim of victims) if (this.#sketch.frequency(victim) >= frequency) return false
     return true
   }
+}
+
+/** Same stored response (a replace writes a new request and response time). */
+function sameStored (a: ObjectMeta, b: ObjectMeta): boolean {
+  return a.bodyBytes === b.bodyBytes && a.status === b.status && a.requestTimeMs === b.requestTimeMs && a.responseTimeMs === b.responseTimeMs
 }
 
 /** Playlists and other text: what body transforms and playlist parsing need in memory. */

@@ -1,0 +1,510 @@
+/**
+ * Adversarial cases for the disk tier's durability promises (design §3 "Disk durability"):
+ * races between the background index rebuild and purges or cold hits, disk hits promoted
+ * to memory while a purge or a newer fill lands, purge journals on a full disk, read-only
+ * cache directories after a crash, foreign files, odd keys, two stores on one directory,
+ * and readers that outlive the file they stream. Each case uses real files in temp dirs
+ * (tmpfs and read-only bind mounts where the box allows mounting; skipped otherwise).
+ */
+import fs from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { syncBuiltinESMExports } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { DiskStore } from '../../../edge/cache/disk-store.ts'
+import { MemoryStore } from '../../../edge/cache/memory-store.ts'
+import { TieredStore } from '../../../edge/cache/tiered-store.ts'
+import type { DiskStoreOptions } from '../../../edge/cache/disk-store.ts'
+import { encodeObjectHead, hashKey, objectRelativePath } from '../../../edge/cache/object-file.ts'
+import { PurgeJournal, ruleCovers, type PurgeRule } from '../../../edge/cache/purge-journal.ts'
+import type { ObjectMeta, StoreObserver } from '../../../edge/cache/types.ts'
+import { makeObject, patternBody, readBody } from './store.contract.ts'
+import type { Tap } from './store.contract.ts'
+
+const ROOMY_BYTES = 1024 * 1024 * 1024
+
+async function tempDir (t: Tap): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'streamedge-disk-adv-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+async function openStore (t: Tap, options: DiskStoreOptions, { ready = true } = {}): Promise<DiskStore> {
+  const store = new DiskStore(options)
+  await store.open()
+  t.teardown(() => store.close())
+  if (ready) await store.indexReady
+  return store
+}
+
+interface Recorded {
+  readonly corrupt: Array<{ path: string, reason: string, key?: string }>
+  readonly evicted: string[]
+  readonly writeErrors: Array<{ err: Error, key: string }>
+  readonly readErrors: Error[]
+}
+
+function recorder (): { events: Recorded, observer: StoreObserver } {
+  const events: Recorded = { corrupt: [], evicted: [], writeErrors: [], readErrors: [] }
+  const observer: StoreObserver = {
+    onCorrupt: (detail) => { events.corrupt.push(detail) },
+    onEvict: (meta: ObjectMeta) => { events.evicted.push(meta.key) },
+    onWriteError: (err, key) => { events.writeErrors.push({ err, key }) },
+    onReadError: (err) => { events.readErrors.push(err) },
+  }
+  return { events, observer }
+}
+
+function objectPath (dir: string, key: string): string {
+  return join(dir, 'objects', objectRelativePath(hashKey(key)))
+}
+
+async function objectFiles (dir: string): Promise<string[]> {
+  const names = await readdir(join(dir, 'objects'), { recursive: true })
+  return names.filter((name) => /[0-9a-f]{64}$/.test(name))
+}
+
+/** Mounts a tmpfs of `sizeBytes` on a fresh temp dir, or returns undefined where mounting is not allowed. */
+function mountTmpfs (t: Tap, sizeBytes: number): string | undefined {
+  const dir = fs.mkdtempSync(join(tmpdir(), 'streamedge-disk-adv-fs-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'tmpfs', dir], { stdio: 'ignore' })
+  } catch {
+    fs.rmSync(dir, { recursive: true, force: true })
+    return undefined
+  }
+  t.teardown(() => {
+    execFileSync('umount', [dir])
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
+
+/** A read-only view of `dir` (a read-only bind mount), or undefined where mounting is not allowed. */
+function readOnlyView (t: Tap, dir: string): string | undefined {
+  const view = fs.mkdtempSync(join(tmpdir(), 'streamedge-disk-adv-ro-'))
+  try {
+    execFileSync('mount', ['--bind', dir, view], { stdio: 'ignore' })
+  } catch {
+    fs.rmSync(view, { recursive: true, force: true })
+    return undefined
+  }
+  t.teardown(() => {
+    execFileSync('umount', [view])
+    fs.rmSync(view, { recursive: true, force: true })
+  })
+  try {
+    execFileSync('mount', ['-o', 'remount,ro,bind', view], { stdio: 'ignore' })
+  } catch {
+    return undefined
+  }
+  return view
+}
+
+/**
+ * Holds back the callbacks of `fs.read` (the descriptor reads of cold hits; the rebuild
+ * reads through FileHandles) until `gate` settles, so a test can order a lookup after
+ * the rebuild without depending on timing.
+ */
+function holdFdReads (t: Tap, gate: Promise<unknown>): Promise<void> {
+  const original = fs.read
+  let issued = (): void => {}
+  const firstRead = new Promise<void>((resolve) => { issued = resolve })
+  const held = ((...args: unknown[]) => {
+    issued()
+    const callback = args.pop() as (...result: unknown[]) => void
+    return (original as (...a: unknown[]) => void)(...args, (...result: unknown[]) => {
+      void gate.then(() => callback(...result), () => callback(...result))
+    })
+  }) as typeof fs.read
+  fs.read = held
+  syncBuiltinESMExports()
+  const restore = (): void => {
+    if (fs.read !== held) return
+    fs.read = original
+    syncBuiltinESMExports()
+  }
+  void gate.then(restore, restore)
+  t.teardown(restore)
+  return firstRead
+}
+
+t.test('a purge recorded after the rebuild read a file, but before the index was merged, still holds', async (t) => {
+  const dir = await tempDir(t)
+  const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  const keys = ['example.com/vod/a/seg-1.ts', 'example.com/vod/a/seg-2.ts', 'example.com/vod/b/seg-1.ts']
+  for (const [i, key] of keys.entries()) await first.put(makeObject(key, patternBody(3000, i)))
+  await first.close()
+
+  // The journal as the cache node wires it: the store asks isPurged about every file it finds.
+  const rules: PurgeRule[] = []
+  const isPurgedByRules = (meta: ObjectMeta): boolean => rules.some((r) => r.t > meta.requestTimeMs && ruleCovers(r, meta.key))
+  let store: DiskStore | undefined
+  let purged = false
+  const isPurged = (meta: ObjectMeta): boolean => {
+    const answer = isPurgedByRules(meta)
+    if (!purged && store !== undefined && meta.key === keys[0]) {
+      // The purge lands right after the rebuild read this file: recorded, then applied to what
+      // the store lists (as the proxy's prefix purge does), while the rebuild still runs.
+      purged = true
+      rules.push({ t: Date.now(), kind: 'prefix', value: 'example.com/vod/a/' })
+      for (const key of [...store.keys(), ...store.pendingKeys()]) if (key.startsWith('example.com/vod/a/')) void store.delete(key)
+    }
+    return answer
+  }
+  store = new DiskStore({ dir, maxBytes: ROOMY_BYTES, isPurged })
+  t.teardown(() => store?.close())
+  await store.open()
+  await store.indexReady
+  t.ok(purged, 'the purge landed during the rebuild')
+  for (const key of keys.slice(0, 2)) t.equal(await store.get(key), undefined, `${key} is purged`)
+  t.ok(await store.get(keys[2]!), 'objects the purge does not cover stay')
+  t.equal(store.count, 1, 'only the uncovered object is indexed')
+  await store.close()
+  t.equal((await objectFiles(dir)).length, 1, 'the purged files are deleted')
+})
+
+t.test('a streamed cold hit that straddles the end of the rebuild can still be read', async (t) => {
+  const dir = await tempDir(t)
+  const options = { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0 }
+  const first = await openStore(t, options)
+  const object = makeObject('example.com/vod/cold/seg-1.ts', patternBody(200_000, 5))
+  await first.put(object)
+  await first.close()
+
+  const store = new DiskStore(options)
+  await store.open()
+  t.teardown(() => store.close())
+  // The cold lookup's header read completes only after the rebuild has merged its index.
+  holdFdReads(t, store.indexReady)
+  const found = await store.get(object.meta.key, 'stream')
+  t.equal(store.count, 1, 'the rebuild finished during the lookup')
+  t.ok(found !== undefined && found.body === null, 'a streamed hit')
+  if (found === undefined) return
+  const body = await readBody(found).catch((err: unknown) => err)
+  t.ok(Buffer.isBuffer(body) && body.equals(object.body), `the body streams (got ${Buffer.isBuffer(body) ? `${body.length} bytes` : String(body)})`)
+})
+
+t.test('a purge that failed half-written on a full disk does not swallow the next one', async (t) => {
+  const mount = mountTmpfs(t, 4 * 4096)
+  if (mount === undefined) return t.plan(0, 'cannot mount a tmpfs here')
+  const path = join(mount, 'purge-journal.jsonl')
+  const journal = await PurgeJournal.open(path)
+  const first: PurgeRule = { t: 1000, kind: 'url', value: 'example.com/vod/first.ts' }
+  await journal.record(first)
+  // Fill the rest of the file system, so the next record only fits in the journal's last page.
+  const filler = await open(join(mount, 'filler'), 'w')
+  const page = Buffer.alloc(4096, 1)
+  for (;;) {
+    const written = await filler.write(page).then((r) => r.bytesWritten, () => 0)
+    if (written < page.length) break
+  }
+  await filler.close()
+  const large: PurgeRule = { t: 2000, kind: 'prefix', value: `example.com/vod/${'x'.repeat(6000)}/` }
+  await t.rejects(journal.record(large), { code: 'ENOSPC' }, 'the purge is refused')
+  const torn = await readFile(path, 'utf8')
+  t.ok(torn.length > JSON.stringify(first).length + 1, `part of it was written (${torn.length} bytes)`)
+
+  await rm(join(mount, 'filler'))
+  const second: PurgeRule = { t: 3000, kind: 'url', value: 'example.com/vod/second.ts' }
+  await journal.record(second)
+  const reopened = await PurgeJournal.open(path)
+  t.strictSame(reopened.rules, [first, second], 'the acknowledged purges survive a restart')
+})
+
+t.test('a read-only cache directory with crash leftovers still opens and serves; writes fail with a clear error', async (t) => {
+  const dir = await tempDir(t)
+  const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0 })
+  const kept = makeObject('example.com/vod/ro/seg-1.ts', patternBody(100_000, 1))
+  await first.put(kept)
+  await first.close()
+  // A crash between write and rename left a temp file; then the file system went read-only (errors=remount-ro).
+  await writeFile(join(dir, 'tmp', `${hashKey('example.com/vod/ro/seg-2.ts')}.0badc0ffee00`), Buffer.from('SEOBJ\0 half'))
+  // And the purge journal's last append was torn by the same crash.
+  const journalPath = join(dir, 'purge-journal.jsonl')
+  const purge: PurgeRule = { t: 1000, kind: 'url', value: 'example.com/vod/ro/gone.ts' }
+  await writeFile(journalPath, JSON.stringify(purge) + '\n{"t":2000,"kind":"pre')
+  const view = readOnlyView(t, dir)
+  if (view === undefined) return t.plan(0, 'cannot make a read-only bind mount here')
+
+  const journal = await PurgeJournal.open(join(view, 'purge-journal.jsonl'))
+  t.strictSame(journal.rules, [purge], 'the purge journal opens with its complete lines')
+  await t.rejects(journal.record({ t: 3000, kind: 'url', value: 'example.com/vod/ro/x.ts' }), { code: 'EROFS' }, 'a new purge is refused, not lost silently')
+
+  const { events, observer } = recorder()
+  const store = await openStore(t, { dir: view, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0, observer })
+  const found = await store.get(kept.meta.key)
+  t.ok(found !== undefined && (await readBody(found)).equals(kept.body), 'committed objects are served')
+  const fresh = makeObject('example.com/vod/ro/seg-3.ts', patternBody(1000, 3))
+  await t.rejects(store.put(fresh), { code: 'CDN_ERR_STORE_WRITE', cause: { code: 'EROFS' } }, 'a write fails with CDN_ERR_STORE_WRITE caused by EROFS')
+  t.strictSame(events.writeErrors.map((e) => e.key), [fresh.meta.key], 'and is reported')
+  t.equal(store.count, 1, 'nothing else was lost')
+})
+
+t.test('foreign, zero-length, truncated and misplaced files in the cache dir are never served; real objects are kept', async (t) => {
+  const good = Array.from({ length: 3 }, (_, i) => makeObject(`example.com/vod/foreign/good-${i}.ts`, patternBody(2500, i)))
+  const victims = {
+    zeroLength: 'example.com/vod/foreign/zero.ts',
+    prefixOnly: 'example.com/vod/foreign/prefix-only.ts',
+    headOnly: 'example.com/vod/foreign/head-only.ts',
+    randomBytes: 'example.com/vod/foreign/random.ts',
+    otherKeysHeader: 'example.com/vod/foreign/other-key.ts',
+    longerThanHeaderSays: 'example.com/vod/foreign/longer.ts',
+  }
+  const plant = async (dir: string): Promise<void> => {
+    const place = async (key: string, bytes: Buffer): Promise<void> => {
+      const path = objectPath(dir, key)
+      await mkdir(join(path, '..'), { recursive: true })
+      await writeFile(path, bytes)
+    }
+    const sample = makeObject(victims.headOnly, patternBody(4000, 9))
+    const head = encodeObjectHead(sample.meta, sample.body)
+    await place(victims.zeroLength, Buffer.alloc(0))
+    await place(victims.prefixOnly, head.subarray(0, 12))
+    await place(victims.headOnly, head)
+    await place(victims.randomBytes, patternBody(5000, 77))
+    const other = makeObject('example.com/vod/foreign/elsewhere.ts', patternBody(100, 1))
+    await place(victims.otherKeysHeader, Buffer.concat([encodeObjectHead(other.meta, other.body), other.body]))
+    const longer = makeObject(victims.longerThanHeaderSays, patternBody(100, 2))
+    await place(victims.longerThanHeaderSays, Buffer.concat([encodeObjectHead(longer.meta, longer.body), longer.body, Buffer.from('trailing')]))
+    // Names the store never writes: a stray file in objects/, a non-hex name, a file in the wrong directory.
+    await writeFile(join(dir, 'objects', 'README'), 'not an object')
+    await mkdir(join(dir, 'objects', 'ab', 'cd'), { recursive: true })
+    await writeFile(join(dir, 'objects', 'ab', 'cd', 'notes.txt'), 'x')
+    const misplacedHash = hashKey(good[0]!.meta.key)
+    await writeFile(join(dir, 'objects', 'ab', 'cd', misplacedHash), await readFile(objectPath(dir, good[0]!.meta.key)))
+  }
+  for (const mode of ['cold', 'restart'] as const) {
+    t.test(mode === 'cold' ? 'found by cold gets' : 'found by the rebuild', async (t) => {
+      const { events, observer } = recorder()
+      const dir = await tempDir(t)
+      const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+      for (const object of good) await first.put(object)
+      await first.close()
+      await plant(dir)
+      const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, observer }, { ready: mode === 'restart' })
+      for (const [name, key] of Object.entries(victims)) t.equal(await store.get(key), undefined, `${name}: a miss`)
+      await store.indexReady
+      for (const object of good) {
+        const found = await store.get(object.meta.key)
+        t.ok(found !== undefined && (await readBody(found)).equals(object.body), `${object.meta.key} still served`)
+      }
+      t.equal(store.count, good.length, 'only the real objects are indexed')
+      await store.close()
+      for (const [name, key] of Object.entries(victims)) t.notOk(existsSync(objectPath(dir, key)), `${name}: deleted`)
+      t.notOk(existsSync(join(dir, 'objects', 'ab', 'cd', 'notes.txt')), 'stray names are deleted')
+      t.notOk(existsSync(join(dir, 'objects', 'ab', 'cd', hashKey(good[0]!.meta.key))), 'misplaced copies are deleted')
+      t.ok(events.corrupt.length >= Object.keys(victims).length, 'each damaged file reported')
+      t.strictSame((await objectFiles(dir)).length, good.length, 'what is left on disk is what is indexed')
+    })
+  }
+})
+
+t.test('keys with odd bytes round-trip, live, cold and after a rebuild, and stay inside objects/', async (t) => {
+  const keys = [
+    'example.com/' + 'a'.repeat(100_000) + '.ts',
+    'example.com/vod/日本語/séance/🎬.ts?q=ü',
+    'example.com/../../../etc/passwd',
+    '../../escape',
+    '/',
+    'example.com/nul\u0000byte/and\nnewline\r\t"quote"\\backslash',
+    'example.com/latin1/\u00ff\u00fe\u0080',
+    '',
+  ]
+  const dir = await tempDir(t)
+  const options = { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 1000 }
+  const first = await openStore(t, options)
+  const objects = keys.map((key, i) => makeObject(key, patternBody(i % 2 === 0 ? 500 : 5000, i)))
+  for (const object of objects) await first.put(object)
+  for (const object of objects) {
+    const found = await first.get(object.meta.key)
+    t.ok(found !== undefined && found.meta.key === object.meta.key && (await readBody(found)).equals(object.body), `live: ${JSON.stringify(object.meta.key.slice(0, 40))}`)
+  }
+  await first.close()
+  t.equal((await objectFiles(dir)).length, keys.length, 'one file per key, all under objects/')
+  t.strictSame((await readdir(dir)).sort(), ['objects', 'tmp'], 'nothing escaped the store directory')
+
+  for (const ready of [false, true]) {
+    const store = await openStore(t, options, { ready })
+    for (const object of objects) {
+      const found = await store.get(object.meta.key)
+      t.ok(found !== undefined && found.meta.key === object.meta.key && (await readBody(found)).equals(object.body), `${ready ? 'rebuilt' : 'cold'}: ${JSON.stringify(object.meta.key.slice(0, 40))}`)
+    }
+    await store.indexReady
+    t.equal(store.count, keys.length)
+    await store.close()
+  }
+})
+
+t.test('a reader streaming an object while it is evicted, purged or overwritten gets the old bytes or an error, never a mix', async (t) => {
+  const bodyBytes = 600_000
+  for (const event of ['evicted', 'purged', 'overwritten'] as const) {
+    for (const trusted of [false, true]) {
+      for (const api of ['createReadStream', 'writeTo'] as const) {
+        t.test(`${event}, ${trusted ? 'trusted' : 'first read'}, ${api}`, async (t) => {
+          const dir = await tempDir(t)
+          const object = makeObject('example.com/vod/mid/seg.ts', patternBody(bodyBytes, 1))
+          const fileBytes = encodeObjectHead(object.meta, object.body).length + bodyBytes
+          // Room for one object: any other put evicts it.
+          const store = await openStore(t, { dir, maxBytes: Math.floor(fileBytes * 1.5), readWholeMaxBytes: 0, readChunkBytes: 64 * 1024 })
+          await store.put(object)
+          if (trusted) await readBody((await store.get(object.meta.key))!)
+          const found = await store.get(object.meta.key)
+          if (found === undefined || found.body !== null) return t.fail('expected a streamed hit')
+          const chunks: Buffer[] = []
+          let act: (() => Promise<void>) | undefined = async () => {
+            if (event === 'evicted') await store.put(makeObject('example.com/vod/mid/other.ts', patternBody(bodyBytes, 2)))
+            if (event === 'purged') await store.delete(object.meta.key)
+            if (event === 'overwritten') await store.put(makeObject(object.meta.key, patternBody(bodyBytes, 3)))
+            t.equal(store.has(object.meta.key), event === 'overwritten', 'the event happened mid-stream')
+          }
+          const error = await new Promise<unknown>((resolve) => {
+            const sink = new Writable({
+              write (chunk: Buffer, _encoding, callback) {
+                chunks.push(Buffer.from(chunk))
+                const now = act
+                act = undefined
+                if (now === undefined) return callback()
+                now().then(() => callback(), callback)
+              },
+            })
+            if (api === 'writeTo') {
+              found.writeTo(sink, 0, bodyBytes - 1, (err) => resolve(err))
+            } else {
+              const stream = found.createReadStream(0, bodyBytes - 1)
+              stream.on('error', resolve)
+              sink.on('finish', () => resolve(undefined))
+              stream.pipe(sink)
+            }
+          })
+          const got = Buffer.concat(chunks)
+          if (error === undefined) t.ok(got.equals(object.body), 'completed with exactly the old bytes')
+          else t.ok(object.body.subarray(0, got.length).equals(got), `failed (${String(error)}) after a prefix of the old bytes`)
+          t.equal(act, undefined, 'the event ran while the reader was mid-body')
+        })
+      }
+    }
+  }
+})
+
+t.test('two stores opening one directory: the second deletes the first one\'s temp files; the write fails cleanly and nothing committed is lost', async (t) => {
+  const dir = await tempDir(t)
+  const { events, observer } = recorder()
+  let during: (() => Promise<void>) | undefined
+  const a = await openStore(t, {
+    dir,
+    maxBytes: ROOMY_BYTES,
+    observer,
+    io: {
+      writev: async (fh, buffers, position) => {
+        const hook = during
+        during = undefined
+        if (hook !== undefined) await hook()
+        return await fh.writev(buffers, position)
+      },
+    },
+  })
+  const kept = makeObject('example.com/vod/two/kept.ts', patternBody(5000, 1))
+  await a.put(kept)
+  let b: DiskStore | undefined
+  during = async () => { b = await openStore(t, { dir, maxBytes: ROOMY_BYTES }) }
+  const lost = makeObject('example.com/vod/two/lost.ts', patternBody(5000, 2))
+  await t.rejects(a.put(lost), { code: 'CDN_ERR_STORE_WRITE' }, 'the write whose temp file vanished fails')
+  t.strictSame(events.writeErrors.map((e) => e.key), [lost.meta.key], 'and is reported')
+  t.equal(await a.get(lost.meta.key), undefined)
+  for (const store of [a, b!]) {
+    const found = await store.get(kept.meta.key)
+    t.ok(found !== undefined && (await readBody(found)).equals(kept.body), 'committed objects are served by both')
+  }
+  t.strictSame(await readdir(join(dir, 'tmp')), [], 'no temp file left')
+})
+
+t.test('concurrent puts of one key and others under a tight budget: the bound holds and accounting matches the disk', async (t) => {
+  const dir = await tempDir(t)
+  const sample = makeObject('example.com/vod/tight/x.ts', patternBody(10_000, 1))
+  const fileBytes = encodeObjectHead(sample.meta, sample.body).length + sample.body.length
+  const maxBytes = fileBytes * 3
+  const store = await openStore(t, { dir, maxBytes })
+  const puts: Array<Promise<void>> = []
+  for (let i = 0; i < 24; i++) {
+    const key = i % 3 === 0 ? 'example.com/vod/tight/same.ts' : `example.com/vod/tight/${i}.ts`
+    puts.push(store.put(makeObject(key, patternBody(8_000 + (i % 5) * 500, i))))
+  }
+  await Promise.allSettled(puts)
+  await store.close()
+  let onDisk = 0
+  for (const name of await objectFiles(dir)) onDisk += (await stat(join(dir, 'objects', name))).size
+  t.ok(store.sizeBytes <= maxBytes, `within budget (${store.sizeBytes} <= ${maxBytes})`)
+  t.equal(onDisk, store.sizeBytes, 'sizeBytes is the sum of the files on disk')
+  t.equal((await objectFiles(dir)).length, store.count, 'one file per indexed object')
+})
+
+t.test('a disk hit read while the object is purged or replaced is not promoted over the purge or the newer object', async (t) => {
+  for (const event of ['purged', 'replaced'] as const) {
+    for (const indexed of [true, false]) {
+      t.test(`${event}, ${indexed ? 'indexed' : 'cold hit'}`, async (t) => {
+        const dir = await tempDir(t)
+        const key = 'example.com/vod/promote/seg.ts'
+        const old = makeObject(key, patternBody(20_000, 1))
+        if (!indexed) {
+          const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+          await first.put(old)
+          await first.close()
+        }
+        const disk = await openStore(t, { dir, maxBytes: ROOMY_BYTES }, { ready: indexed })
+        if (indexed) await disk.put(old)
+        let tiered: TieredStore | undefined
+        const memory = new MemoryStore({ maxBytes: 1024 * 1024, onEvict: (o) => tiered?.demote(o) })
+        tiered = new TieredStore({ memory, disk, promotion: 'always' })
+        const store = tiered
+        t.equal(memory.peek(key), undefined, 'only on disk')
+
+        let release = (): void => {}
+        const reading = holdFdReads(t, new Promise<void>((resolve) => { release = resolve }))
+        const lookup = store.get(key)
+        await reading
+        const newer = makeObject(key, patternBody(20_000, 2), { requestTimeMs: old.meta.requestTimeMs + 1000, responseTimeMs: old.meta.responseTimeMs + 1000 })
+        // While the disk read is in flight: a purge, or a newer fill stored.
+        if (event === 'purged') await store.delete(key)
+        else await store.put(newer)
+        release()
+        const found = await lookup
+        t.ok(found !== undefined, 'the lookup that began first may still answer with the old object')
+
+        const after = await store.get(key)
+        if (event === 'purged') {
+          t.equal(memory.peek(key), undefined, 'the purged object is not in memory')
+          t.equal(after, undefined, 'and misses')
+        } else {
+          t.ok(after !== undefined && (await readBody(after)).equals(newer.body), 'the newer object is served')
+        }
+      })
+    }
+  }
+})
+
+t.test('concurrent cold hits of one streamed object after a restart can all be read', async (t) => {
+  const dir = await tempDir(t)
+  const options = { dir, maxBytes: ROOMY_BYTES, readWholeMaxBytes: 0 }
+  const first = await openStore(t, options)
+  const object = makeObject('example.com/vod/herd/seg-1.ts', patternBody(300_000, 8))
+  await first.put(object)
+  await first.close()
+
+  // Many players ask for the same segment while the index is still cold.
+  const store = await openStore(t, options, { ready: false })
+  const found = await Promise.all(Array.from({ length: 4 }, () => store.get(object.meta.key, 'stream')))
+  let readable = 0
+  for (const hit of found) {
+    if (hit === undefined) continue
+    const body = await readBody(hit).catch(() => undefined)
+    if (body?.equals(object.body) === true) readable++
+  }
+  t.equal(readable, found.length, `every hit streams the object (${readable} of ${found.length})`)
+  await store.indexReady
+  t.equal(store.count, 1)
+})
