@@ -4,6 +4,11 @@
  * token taken out of its URL, so every viewer shares one cached copy; the token is kept
  * aside for the master-playlist rewrite (content steering needs the session's token).
  *
+ * A playlist asked for with the token in the `se_token` query is answered with a 302 to the
+ * same URL with the token in the path (`/t/<token>/…`): relative URIs in the playlist are
+ * resolved against the redirected URL (RFC 3986 §5.2), so its renditions, segments, keys and
+ * maps keep the token. Resolved against a query-token URL they would lose it (and get 403).
+ *
  * CORS: every answer says `Access-Control-Allow-Origin: *`. After a cross-origin
  * redirect (the steering 302) browsers send `Origin: null`, so an allow-list of real
  * origins would break playback; the token, not the origin, is what authorises.
@@ -12,7 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastRequest } from '../../lib/http/fast-front.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { Logger } from '../../lib/log.ts'
-import type { TokenVerifier } from '../../lib/protocol/token.ts'
+import { TOKEN_PATH_SEGMENT, type TokenVerifier } from '../../lib/protocol/token.ts'
 import { checkRequestToken, splitRequestToken } from '../auth/token-check.ts'
 import type { Forwarding } from './forwarding.ts'
 
@@ -35,7 +40,22 @@ export interface Admitted {
   readonly token: string | undefined
 }
 
-type Door = Admitted & { readonly ok: true } | { readonly ok: false, readonly reason: string }
+type Door =
+  | Admitted & { readonly ok: true }
+  | { readonly ok: false, readonly reason: string, readonly location?: undefined }
+  | { readonly ok: false, readonly reason?: undefined, readonly location: string }
+
+// Token-shaped text (`payload.signature`, the dot maybe escaped). The lookbehind starts a match
+// only where a run of base64url begins, so a long hostile run costs one pass, not a quadratic scan.
+const TOKEN_SHAPE_RE = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{8,}(?:\.|%2[Ee])[A-Za-z0-9_-]{43}/g
+
+/**
+ * The path of a refused request for the log. A token in a slot the gate does not read
+ * (`//t/<token>/…`, a misspelt prefix) is still a working credential: it never reaches a log.
+ */
+function redactTokens (path: string): string {
+  return path.replace(TOKEN_SHAPE_RE, '<token>')
+}
 
 const PREFLIGHT_HEADERS = {
   'access-control-allow-origin': '*',
@@ -60,7 +80,8 @@ export class AccessGate {
 
   /**
    * Lets a request in (true: continue, with `req.url` rewritten without the token) or
-   * answers it here (CORS preflight, 403 for a bad token).
+   * answers it here (CORS preflight, 403 for a bad token, 302 to the path form for a playlist
+   * with a query token).
    */
   admit (req: IncomingMessage, res: ServerResponse): boolean {
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
@@ -75,8 +96,13 @@ export class AccessGate {
       if (door.token !== undefined) this.#tokens.set(req, door.token)
       return true
     }
+    if (door.location !== undefined) {
+      res.writeHead(302, ['location', door.location, 'content-length', '0', 'cache-control', 'no-store', ...CORS_HEADERS])
+      res.end()
+      return false
+    }
     this.#o.metrics.tokenRejections.inc({ reason: door.reason })
-    this.#o.logger.info({ path: splitRequestToken(url).path, reason: door.reason, client: this.#o.forwarding.clientOf(req) }, 'request refused: playback token')
+    this.#o.logger.info({ path: redactTokens(splitRequestToken(url).path), reason: door.reason, client: this.#o.forwarding.clientOf(req) }, 'request refused: playback token')
     const body = JSON.stringify({ error: 'CDN_ERR_TOKEN_INVALID', reason: door.reason }) + '\n'
     res.writeHead(403, [
       'content-type', 'application/json',
@@ -92,7 +118,7 @@ export class AccessGate {
   /**
    * `admit` for the fast path (edge/proxy/fast-hit.ts): the URL and token `admit` would
    * continue with, or undefined when `admit` would answer the request itself (a refused
-   * token: node:http then takes the request, and `admit` answers, counts and logs it).
+   * token or a playlist to redirect: node:http then takes the request, and `admit` answers it).
    */
   pass (req: FastRequest): Admitted | undefined {
     const door = this.#door(req.target, req.remoteAddress, req.headers['x-forwarded-for'])
@@ -110,6 +136,14 @@ export class AccessGate {
       return { ok: true, url: split.url, token: split.token }
     }
     const checked = checkRequestToken(url, this.#o.forwarding.clientFrom(peer, forwardedFor), token.verifier, this.#o.now())
-    return checked.ok ? { ok: true, url: checked.path, token: checked.token } : { ok: false, reason: checked.reason }
+    if (!checked.ok) return { ok: false, reason: checked.reason }
+    if (checked.source === 'query' && isPlaylist(checked.path)) return { ok: false, location: `/${TOKEN_PATH_SEGMENT}/${checked.token}${checked.path}` }
+    return { ok: true, url: checked.path, token: checked.token }
   }
+}
+
+/** An HLS playlist by its path (`url` is path and query). */
+function isPlaylist (url: string): boolean {
+  const q = url.indexOf('?')
+  return (q < 0 ? url : url.slice(0, q)).endsWith('.m3u8')
 }

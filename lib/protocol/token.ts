@@ -213,7 +213,8 @@ export function pathInScope (path: string, prefix: string): boolean {
 
 /**
  * True for a path that means the same thing before and after any decoding or normalisation:
- * absolute, no dot segments (RFC 3986 §5.2.4), no backslashes, no encoded dots, slashes,
+ * absolute, no dot segments (RFC 3986 §5.2.4), not even with path parameters (`..;x`, which
+ * Tomcat, Jetty and Spring strip to `..`), no backslashes, no encoded dots, slashes,
  * backslashes, NULs or percent signs (double encoding), no control characters. Anything a
  * server or origin might decode into a different path than the one checked is refused, not
  * normalised. One pass, no allocation: edges run it on every request.
@@ -221,15 +222,18 @@ export function pathInScope (path: string, prefix: string): boolean {
 export function isSafePath (path: string): boolean {
   if (path.charCodeAt(0) !== 0x2f) return false
   let segmentStart = 1
+  let nameEnd = -1
   for (let i = 1; i <= path.length; i++) {
     const c = i === path.length ? 0x2f : path.charCodeAt(i)
     if (c === 0x2f) {
-      // a segment of exactly "." or ".."
-      const length = i - segmentStart
+      // a segment of exactly "." or "..", before any ";parameters"
+      const length = (nameEnd < 0 ? i : nameEnd) - segmentStart
       if ((length === 1 || length === 2) && path.charCodeAt(segmentStart) === 0x2e && (length === 1 || path.charCodeAt(segmentStart + 1) === 0x2e)) return false
       segmentStart = i + 1
+      nameEnd = -1
       continue
     }
+    if (c === 0x3b && nameEnd < 0) nameEnd = i
     if (c < 0x20 || c === 0x7f || c === 0x5c) return false
     if (c === 0x25 && isUnsafeEscape(path.charCodeAt(i + 1), path.charCodeAt(i + 2))) return false
   }
@@ -265,6 +269,8 @@ function decodeClaims (payload: string): TokenClaims | undefined {
   if (typeof wire !== 'object' || wire === null) return undefined
   const w = wire as Record<string, unknown>
   if (w['v'] !== 1 || typeof w['k'] !== 'string' || typeof w['p'] !== 'string' || !isSeconds(w['e'])) return undefined
+  // As strict as the signer: an empty or relative ACL would otherwise match every path (pathInScope).
+  if (!isSafePath(w['p'])) return undefined
   if (w['n'] !== undefined && !isSeconds(w['n'])) return undefined
   for (const optional of ['i', 'c', 's']) if (w[optional] !== undefined && typeof w[optional] !== 'string') return undefined
   return {
