@@ -199,7 +199,11 @@ export class CircuitBreaker {
   }
 
   #clearWindow (): void {
+    // The counts too: an epoch of -1 still reads as inside the window while the clock is
+    // under one window (the first seconds of a process), so stale counts would come back.
     this.#bucketEpochs.fill(-1)
+    this.#okCounts.fill(0)
+    this.#failCounts.fill(0)
   }
 }
 

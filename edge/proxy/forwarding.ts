@@ -34,12 +34,25 @@ export class Forwarding {
   }
 
   /**
-   * Has this request been through this node already (its name in CDN-Loop), or through
-   * more than MAX_CDN_HOPS caches? RFC 8586 §2: such a request must not be forwarded.
+   * Has this request been through this node already (its name in CDN-Loop or in Via), or
+   * through more than MAX_CDN_HOPS caches? RFC 8586 §2: such a request must not be forwarded.
+   * Via is checked too (RFC 9110 §7.6.3) because an intermediary outside our control may
+   * drop CDN-Loop, and a loop through it would otherwise only end at a lock timeout.
    */
   isLoop (req: IncomingMessage): boolean {
     const header = req.headers['cdn-loop']
-    return header !== undefined && this.loops(header)
+    if (header !== undefined && this.loops(header)) return true
+    const via = req.headers.via
+    return via !== undefined && this.viaLoops(via)
+  }
+
+  /** Does a Via field value name this node as a recipient (`<protocol> <name> [comment]`)? */
+  viaLoops (header: string | readonly string[]): boolean {
+    for (const member of (typeof header === 'string' ? header : header.join(',')).split(',')) {
+      const parts = member.trim().split(/[ \t]+/)
+      if (parts[1] === this.name) return true
+    }
+    return false
   }
 
   /** {@link isLoop} for a CDN-Loop field value. */
@@ -63,10 +76,7 @@ export class Forwarding {
    * believe (the common case) the peer is returned as is, with no parsing.
    */
   clientFrom (peer: string | undefined, forwardedFor: string | readonly string[] | undefined): string | undefined {
-    if (forwardedFor === undefined || !this.#anyTrusted) {
-      // IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 peer) is the IPv4 address.
-      return peer !== undefined && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
-    }
+    if (forwardedFor === undefined || !this.#anyTrusted) return unmapped(peer)
     return this.#clients.resolve(peer, forwardedFor)?.ip.text
   }
 
@@ -80,12 +90,15 @@ export class Forwarding {
 
   /** {@link upstreamHeaders} from the socket peer and the request's headers. */
   upstreamHeadersFrom (remoteAddress: string | undefined, headers: Readonly<Record<string, string | readonly string[] | undefined>>): Record<string, string> {
-    const peer = remoteAddress ?? ''
+    // The peer as clientFrom sees it (a dual-stack socket's ::ffff:a.b.c.d is a.b.c.d), so
+    // the next tier and the origin read the same address this node logs.
+    const peer = unmapped(remoteAddress) ?? ''
     const xff = headers['x-forwarded-for']
     const prior = this.#clients.resolve(remoteAddress, xff)?.source === 'x-forwarded-for' ? join(xff) : undefined
     return {
       via: append(headers.via, this.via),
       'cdn-loop': append(headers['cdn-loop'], this.name),
+      // Always set, so a client's own X-Forwarded-For never passes through unvetted.
       'x-forwarded-for': prior === undefined ? peer : `${prior}, ${peer}`,
     }
   }
@@ -99,6 +112,11 @@ export class Forwarding {
   responseVia (upstreamVia: string | readonly string[] | undefined): string {
     return append(upstreamVia, this.via)
   }
+}
+
+/** IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 peer) is the IPv4 address. */
+function unmapped (peer: string | undefined): string | undefined {
+  return peer !== undefined && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
 }
 
 function join (value: string | readonly string[] | undefined): string | undefined {
