@@ -187,6 +187,37 @@ export class SharedFill {
     })
   }
 
+  /**
+   * Resolves once the fill has a body byte or is complete. Rejects with the fill's error if
+   * it fails first, or with CDN_ERR_LOCK_TIMEOUT after `timeoutMs`: an upstream that sends a
+   * head and then stalls is a stuck writer too, and a joiner that has been sent nothing yet
+   * can still fetch alone.
+   */
+  waitBody (timeoutMs: number): Promise<void> {
+    if (this.#state === 'failed') return Promise.reject(this.#error)
+    if (this.#length > 0 || this.#state === 'complete') return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      let over = false
+      const timer = setTimeout(() => {
+        over = true
+        reject(new CdnError('CDN_ERR_LOCK_TIMEOUT', `Waited ${timeoutMs} ms for the body of ${this.key}`))
+      }, timeoutMs)
+      timer.unref()
+      const check = (): void => {
+        if (over) return
+        if (this.#state === 'failed') reject(this.#error)
+        else if (this.#length > 0 || this.#state === 'complete') resolve()
+        else {
+          this.onProgress(check)
+          return
+        }
+        over = true
+        clearTimeout(timer)
+      }
+      this.onProgress(check)
+    })
+  }
+
   /** Resolves when the fill is complete or failed (for range requests on bodies of unknown length). */
   settled (): Promise<void> {
     if (this.#state === 'complete' || this.#state === 'failed') return Promise.resolve()

@@ -254,7 +254,9 @@ const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
  */
 const NOT_FORWARDED: ReadonlySet<string> = new Set(['host', 'expect'])
 /** Reasons a response is not stored that still let concurrent requests share it. */
-const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'stale-5xx', 'request-no-store'])
+const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'stale-5xx', 'request-no-store', 'unframed'])
+/** Statuses whose responses never have content, whatever their framing says (RFC 9110 §6.4.1). */
+const BODYLESS: ReadonlySet<number> = new Set([204, 304])
 
 export class CacheProxy {
   readonly #o: CacheProxyOptions
@@ -440,8 +442,10 @@ export class CacheProxy {
       pending: true,
       wait: (reply: FastReply) => {
         job.fill.attach()
-        job.fill.waitHead(this.#lockTimeoutMs(job)).then(
-          (ready) => this.#answerJoin(req, path, reply, job, ready, startMs),
+        const lockTimeoutMs = this.#lockTimeoutMs(job)
+        const deadline = performance.now() + lockTimeoutMs
+        job.fill.waitHead(lockTimeoutMs).then(
+          (ready) => this.#answerJoin(req, path, reply, job, ready, startMs, deadline),
           (err: unknown) => this.#resume(req, path, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT'), startMs))
       },
     }
@@ -450,12 +454,19 @@ export class CacheProxy {
   /**
    * Answers a waiting joiner once the fill has body bytes (or is over): its head and first
    * bytes then leave in one write, where answering at the head would cost a write for the
-   * head alone and another for the bytes a moment later.
+   * head alone and another for the bytes a moment later. The lock timeout (`deadline`, on
+   * performance.now()) covers that wait too: a fill whose upstream stalls after its head has
+   * a stuck writer, and this joiner, sent nothing yet, fetches alone.
    */
-  #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number): void {
+  #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number, deadline: number): void {
     const { fill } = job
     if (req.method === 'GET' && fill.state === 'streaming' && fill.length === 0 && fastJoinable(job, head) !== undefined) {
-      fill.onProgress(() => this.#answerJoin(req, path, reply, job, head, startMs))
+      fill.waitBody(Math.max(0, deadline - performance.now())).then(
+        () => this.#answerJoin(req, path, reply, job, head, startMs, deadline),
+        // a failed fill: node:http joins it and cuts the response off as for its own joiners
+        (err: unknown) => isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')
+          ? this.#resume(req, path, reply, job, true, startMs)
+          : this.#answerJoin(req, path, reply, job, head, startMs, deadline))
       return
     }
     const join = this.#fastJoin(req, path, job, head, startMs)
@@ -704,9 +715,11 @@ export class CacheProxy {
       this.#lockTimedOut(ex, job)
       return
     }
+    const lockTimeoutMs = this.#lockTimeoutMs(job)
+    const deadline = performance.now() + lockTimeoutMs
     let head: FillHead
     try {
-      head = await fill.waitHead(initiator ? undefined : this.#lockTimeoutMs(job))
+      head = await fill.waitHead(initiator ? undefined : lockTimeoutMs)
     } catch (err) {
       if (isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')) {
         this.#lockTimedOut(ex, job)
@@ -718,6 +731,11 @@ export class CacheProxy {
     if (!initiator && !this.#mayShare(ex, job, head)) {
       this.#o.metrics.collapsed.inc({ outcome: 'not-shareable' })
       this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'not-shareable' })
+      return
+    }
+    if (!initiator && ex.req.method === 'GET' && !(await this.#bodyOrFailure(fill, deadline))) {
+      // The upstream sent a head and stalled (a stuck writer): nothing has gone to this client yet.
+      this.#lockTimedOut(ex, job)
       return
     }
     if (!initiator) this.#o.metrics.collapsed.inc(JOINED)
@@ -746,6 +764,20 @@ export class CacheProxy {
       ...collapsed,
     }, initiator ? job.setCookie : undefined)
     this.#policy.onServed(job.primaryKey, head.status)
+  }
+
+  /**
+   * Waits until the fill has a body byte, is complete or has failed (the delivery that follows
+   * handles each), up to `deadline` (performance.now()); false when that ran out first.
+   */
+  async #bodyOrFailure (fill: SharedFill, deadline: number): Promise<boolean> {
+    if (fill.state !== 'streaming' || fill.length > 0) return true
+    try {
+      await fill.waitBody(Math.max(0, deadline - performance.now()))
+      return true
+    } catch (err) {
+      return !isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')
+    }
   }
 
   /** How long a joiner of `job` waits for its head (the content policy's, e.g. LL-HLS blocking reloads, else the node's). */
@@ -887,6 +919,9 @@ export class CacheProxy {
     // A 5xx never replaces what we hold (RFC 9111 §4.3.3 lets a cache keep using it).
     if (noStore === undefined && res.status >= 500 && job.stale !== undefined) noStore = 'stale-5xx'
     if (noStore === undefined && declared !== undefined && declared > this.#o.maxObjectBytes) noStore = 'too-large'
+    // Admission needs framing that shows the end (RFC 9112 §6.3): a body delimited by the close
+    // of the connection ends the same way whether it is whole or the origin died mid-way.
+    if (noStore === undefined && declared === undefined && !BODYLESS.has(res.status) && !isChunked(res.headers['transfer-encoding'])) noStore = 'unframed'
     const names = varyNames(headers.vary)
     job.varyNames = names[0] === '*' ? [] : names
     if (headers['set-cookie'] !== undefined && noStore === undefined) {
@@ -922,13 +957,24 @@ export class CacheProxy {
       }
       if (noStore === undefined && (buffered ? bufferedBytes : fill.length) > this.#o.maxObjectBytes) noStore = 'too-large'
     })
+    // Set once the body ended or failed: a body that only closes was cut off (a chain or pool
+    // destroys the bodies still streaming at close), and a fill left waiting would never settle.
+    let over = false
+    res.body.once('close', () => {
+      if (over) return
+      const error = new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body of ${fill.key} was cut off after ${buffered ? bufferedBytes : fill.length} bytes`)
+      this.#countUpstreamError(error)
+      this.#fillFailed(job, error)
+    })
     res.body.once('error', (err) => {
+      over = true
       const error = toUpstreamError(err, res.upstream)
       this.#countUpstreamError(error)
       this.#o.logger.warn({ cacheKey: fill.key, upstream: res.upstream, err: error, receivedBytes: fill.length, declaredBytes: declared }, 'upstream body failed; readers aborted, nothing stored')
       this.#fillFailed(job, error)
     })
     res.body.once('end', () => {
+      over = true
       const length = buffered ? bufferedBytes : fill.length
       if (declared !== undefined && length !== declared) {
         const error = new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body of ${fill.key} was ${length} bytes, Content-Length said ${declared}`)
@@ -1125,6 +1171,14 @@ export class CacheProxy {
     }).then((res) => {
       this.#o.metrics.upstreamResponses.inc({ upstream: res.upstream, status: res.status })
       ex.upstream = res.upstream
+      if (res.status === 304 && bodyless && !askedNotModified(ex.req)) {
+        // A 304 answers a condition this client did not set (RFC 9110 §15.4.5): it would show nothing.
+        res.body.resume()
+        const error = new CdnError('CDN_ERR_UPSTREAM_PROTOCOL', `Upstream ${res.upstream} answered 304 to an unconditional request for ${ex.path}`)
+        this.#countUpstreamError(error)
+        deliverError(ex, error, { ...status, fwdStatus: 304 })
+        return
+      }
       onResponse?.(res)
       deliverPass(ex, res, { ...status, fwdStatus: res.status }, (err) => {
         const error = toUpstreamError(err, res.upstream)
@@ -1282,6 +1336,18 @@ function headOf (status: number, headers: StoredHeaders, requestTimeMs: number, 
 function parseContentLength (value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string' || !/^\d{1,15}$/.test(value)) return undefined
   return Number(value)
+}
+
+/** Could a 304 answer this GET or HEAD: does it carry If-None-Match or If-Modified-Since (RFC 9110 §13.1, §15.4.5)? */
+function askedNotModified (req: IncomingMessage): boolean {
+  return req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined
+}
+
+/** Is the last transfer coding chunked (RFC 9112 §6.3: then the framing shows where the body ends)? */
+function isChunked (value: string | readonly string[] | undefined): boolean {
+  const last = typeof value === 'string' ? value : value?.at(-1)
+  if (last === undefined) return false
+  return last.slice(last.lastIndexOf(',') + 1).trim().toLowerCase() === 'chunked'
 }
 
 function headerString (value: string | readonly string[] | undefined): string | undefined {

@@ -307,11 +307,14 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
  */
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
   const total = fill.totalBytes
-  const rangeAsked = ex.req.headers.range !== undefined && head.status === 200 && ex.req.method !== 'HEAD'
+  // A 200 that carries Content-Range says it is part of a larger representation: its bytes
+  // are no offsets into the whole, so no range is cut from them (it is relayed as it came).
+  const rangeable = head.status === 200 && head.headers['content-range'] === undefined
+  const rangeAsked = ex.req.headers.range !== undefined && rangeable && ex.req.method !== 'HEAD'
   if ((ex.transform !== undefined && head.status === 200) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
     // A body to rewrite, several ranges, or a range of a body of unknown length: answer once the body is whole.
     void fill.settled().then(() => {
-      if (fill.state === 'failed') failResponse(ex, fill.error)
+      if (fill.state === 'failed') failResponse(ex, fill.error, status)
       else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
     })
     return
@@ -320,7 +323,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     write304(ex, head.headers, status, ageAtHead(head, ex.now()))
     return
   }
-  const range = total === undefined ? FULL : decideRange(ex, head.status, head.headers, total)
+  const range = total === undefined || !rangeable ? FULL : decideRange(ex, head.status, head.headers, total)
   if (range.kind === 'unsatisfiable') {
     write416(ex, total ?? 0, status)
     return
@@ -348,7 +351,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     res.end()
     return
   }
-  pipeFill(fill, res, start, end, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err) })
+  pipeFill(fill, res, start, end, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err, status) })
 }
 
 const NO_BODY = new Set([204, 304])
@@ -366,9 +369,9 @@ export function fillFields (ex: Responder, head: FillHead, status: StatusFields,
   return headers
 }
 
-/** A whole 200 of known length says it takes ranges (RFC 9110 §14.3) unless upstream said otherwise. */
+/** A whole 200 of known length says it takes ranges (RFC 9110 §14.3) unless upstream said otherwise (or sent a part: Content-Range). */
 export function acceptRanges (headers: string[], head: FillHead): void {
-  if (head.status === 200 && head.headers['accept-ranges'] === undefined) headers.push('accept-ranges', 'bytes')
+  if (head.status === 200 && head.headers['accept-ranges'] === undefined && head.headers['content-range'] === undefined) headers.push('accept-ranges', 'bytes')
 }
 
 function isMultiRange (range: string | undefined): boolean {
@@ -397,10 +400,13 @@ function ageAtHead (head: FillHead, nowMs: number): string {
   return ageHeaderValue({ initialAgeSeconds: initialAgeSeconds(head), responseTimeMs: head.responseTimeMs }, nowMs)
 }
 
-function failResponse (ex: Exchange, err: Error | undefined): void {
+/** The fill failed before this response was complete: an error response if nothing went out yet (saying what this one was, `status`), else an abort. */
+function failResponse (ex: Exchange, err: Error | undefined, status: StatusFields): void {
   ex.error ??= err as CdnError | undefined
   if (!ex.res.headersSent && err !== undefined && 'status' in err) {
-    deliverError(ex, err as CdnError, { fwd: 'uri-miss' })
+    // the failed fill stored nothing, whatever its head promised
+    const { stored: _stored, ...failed } = status
+    deliverError(ex, err as CdnError, failed)
     return
   }
   ex.res.destroy(err)
