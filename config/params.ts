@@ -183,6 +183,28 @@ function cacheRows<R extends CacheRole> (role: R) {
   ] as const satisfies readonly ParamSpec[]
 }
 
+/** `<role>.token.*`: playback tokens the control plane signs. */
+function tokenRows<R extends CacheRole> (role: R) {
+  const edge = role === 'edge'
+  return [
+    {
+      name: `${role}.token.required`,
+      type: 'bool',
+      default: false,
+      doc: edge
+        ? 'Answer 403 to requests without a valid playback token (in the path, /t/TOKEN/..., or the se_token query parameter) signed by the control plane.'
+        : 'Answer 403 to requests without a valid playback token, except tokenless ones straight from shield.trustedProxies (the edges, which check tokens themselves): a player cannot skip the edges.'
+    },
+    {
+      name: `${role}.token.keys`,
+      type: 'string-list',
+      default: [],
+      placeholder: 'KID:SECRET,...',
+      doc: 'Keys that verify playback tokens, as kid:secret (the control plane\'s controlPlane.tokenKeys); list old and new keys during a rotation.'
+    }
+  ] as const satisfies readonly ParamSpec[]
+}
+
 /** `<role>.server.*`: the client-facing HTTP server (the shield's clients are edges). */
 function serverRows<R extends CacheRole> (role: R) {
   const edge = role === 'edge'
@@ -330,19 +352,7 @@ export const PARAMS = [
 
   ...serverRows('edge'),
 
-  {
-    name: 'edge.token.required',
-    type: 'bool',
-    default: false,
-    doc: 'Answer 403 to requests without a valid playback token (in the path, /t/TOKEN/..., or the se_token query parameter) signed by the control plane.'
-  },
-  {
-    name: 'edge.token.keys',
-    type: 'string-list',
-    default: [],
-    placeholder: 'KID:SECRET,...',
-    doc: 'Keys that verify playback tokens, as kid:secret (the control plane\'s controlPlane.tokenKeys); list old and new keys during a rotation.'
-  },
+  ...tokenRows('edge'),
   { name: 'edge.controlPlane.url', type: 'url', doc: 'Control plane base URL: heartbeats go there, and master playlists point EXT-X-CONTENT-STEERING at it.' },
   { name: 'edge.controlPlane.heartbeatKey', type: 'string', placeholder: 'KEY', doc: 'Shared key that signs heartbeats (controlPlane.heartbeatKey); no heartbeats when unset.' },
   { name: 'edge.controlPlane.heartbeatIntervalMs', type: 'int', default: 5000, min: 100, max: MAX_TIMER_MS, unit: 'ms', doc: 'How often the node reports its load to the control plane.' },
@@ -366,6 +376,7 @@ export const PARAMS = [
   ...cacheRows('shield'),
   { name: 'shield.trustedProxies', type: 'string-list', default: [], doc: 'Peers whose X-Forwarded-For is believed (addresses or CIDR prefixes): the edges in front of this shield.' },
   { name: 'shield.admin.token', type: 'string', doc: 'Bearer token for /admin/ endpoints (purge). Unset: the endpoints answer 404.' },
+  ...tokenRows('shield'),
 
   { name: 'shield.origin.connectTimeoutMs', type: 'int', default: 3000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to open a connection to an origin.' },
   { name: 'shield.origin.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers; past it the request fails over to the next origin.' },

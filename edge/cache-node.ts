@@ -16,9 +16,9 @@ import { NodeServer, type ListenAddress } from './proxy/node-server.ts'
 import { createAdminHandler } from './proxy/admin.ts'
 import { Forwarding } from './proxy/forwarding.ts'
 import { AccessGate } from './proxy/access-gate.ts'
+import type { TokenCheck } from './auth/token-check.ts'
 import { createFastHitHandler } from './proxy/fast-hit.ts'
 import { HeartbeatClient } from '../lib/protocol/heartbeat-client.ts'
-import type { TokenVerifier } from '../lib/protocol/token.ts'
 import { steeringTransform } from './hls/steering-transform.ts'
 import type { ContentPolicy } from './proxy/content-policy.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
@@ -47,7 +47,7 @@ export interface CacheNodeOptions extends ProxyPolicyOptions {
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
   readonly trustedProxies?: readonly string[]
   /** Playback tokens: verified on every request when required (403 otherwise), always stripped from URLs. */
-  readonly token?: { readonly required: boolean, readonly verifier: TokenVerifier } | undefined
+  readonly token?: TokenCheck | undefined
   /**
    * The control plane: heartbeats go to it (when a key is set), and master playlists get
    * EXT-X-CONTENT-STEERING pointing at it.

@@ -4,9 +4,8 @@
  */
 import { readFileSync } from 'node:fs'
 import type { StreamedgeConfig } from '../config/params.ts'
-import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
-import { parseTokenKeys, TokenVerifier } from '../lib/protocol/token.ts'
+import { tokenCheckFrom } from './auth/token-check.ts'
 import { startCacheNode, type CacheNodeOptions, type RunningCacheNode } from './cache-node.ts'
 import { HlsRuntime } from './hls/hls-runtime.ts'
 import { UpstreamChain } from './proxy/upstream-chain.ts'
@@ -131,11 +130,8 @@ function shieldChain (edge: Readonly<StreamedgeConfig>['edge'], origin: string, 
   })
 }
 
-/** Playback-token checking from `edge.token.*`; required tokens without keys cannot work, so they refuse to start. */
+/** Playback-token checking from `edge.token.*`. */
 function tokenOptions (edge: Readonly<StreamedgeConfig>['edge']): Pick<CacheNodeOptions, 'token'> {
-  if (edge.token.keys.length === 0) {
-    if (edge.token.required) throw new CdnError('CDN_ERR_CONFIG_INVALID', 'Invalid config: edge.token.required is true but edge.token.keys is empty: give the control plane\'s token keys (kid:secret)')
-    return {}
-  }
-  return { token: { required: edge.token.required, verifier: new TokenVerifier(parseTokenKeys(edge.token.keys, 'edge.token.keys'), { leewaySeconds: 30 }) } }
+  const token = tokenCheckFrom('edge', edge.token, edge.trustedProxies)
+  return token === undefined ? {} : { token }
 }

@@ -7,7 +7,8 @@
 import type { StreamedgeConfig } from '../config/params.ts'
 import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
-import { startCacheNode, type RunningCacheNode } from '../edge/cache-node.ts'
+import { tokenCheckFrom } from '../edge/auth/token-check.ts'
+import { startCacheNode, type CacheNodeOptions, type RunningCacheNode } from '../edge/cache-node.ts'
 import { startWithHls } from '../edge/main.ts'
 import { OriginPool, type OriginSpec } from './origin-pool.ts'
 import { loadOriginsFile, originsFromList } from './origins-file.ts'
@@ -63,6 +64,7 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       maxRanges: shield.cache.maxRanges,
       rangeMissOffsetBytes: shield.cache.rangeMissOffsetBytes,
       trustedProxies: shield.trustedProxies,
+      ...tokenOptions(shield),
       adminToken: shield.admin.token,
       // The pool builds its own connections; these only satisfy the shared options shape.
       upstreamTimeouts: {
@@ -84,6 +86,12 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
     await pool.close()
     throw err
   }
+}
+
+/** Playback-token checking from `shield.token.*` (tokenless requests from shield.trustedProxies, the edges, pass). */
+function tokenOptions (shield: Readonly<StreamedgeConfig>['shield']): Pick<CacheNodeOptions, 'token'> {
+  const token = tokenCheckFrom('shield', shield.token, shield.trustedProxies)
+  return token === undefined ? {} : { token }
 }
 
 /** The origin table from `shield.originsFile`, or the quick-start `shield.origins` list (one prefix `/`, priority order). */

@@ -7,11 +7,50 @@
  * and keeps it (RFC 3986 §5.2). A `se_token` query parameter is accepted too (absolute URIs
  * written by someone else). The check returns the URL without the token: that is what the
  * cache key and the upstream see, so every viewer shares one cached copy.
+ *
+ * Shields check tokens too (`shield.token.required`): a player who skips the edges and asks a
+ * shield directly needs a valid token there. Edges do not forward the player's token (it is
+ * not part of the cache key, and edges also fetch on their own behalf: prefetch, prefill,
+ * revalidation); a shield lets in tokenless requests from its trusted proxies, the edges.
  */
+import { CdnError } from '../../lib/errors.ts'
 import { normalizeIp } from '../../lib/net/ip-address.ts'
 import {
-  TOKEN_PATH_SEGMENT, TOKEN_QUERY_PARAM, type TokenClaims, type TokenRejectReason, type TokenVerifier
+  parseTokenKeys, TOKEN_PATH_SEGMENT, TOKEN_QUERY_PARAM, TokenVerifier, type TokenClaims, type TokenRejectReason
 } from '../../lib/protocol/token.ts'
+
+/** Playback-token checking (CacheNodeOptions.token). */
+export interface TokenCheck {
+  /** Refuse (403) every request without a valid token. */
+  readonly required: boolean
+  readonly verifier: TokenVerifier
+  /**
+   * Also let in a request that carries no token when it comes straight from one of the node's
+   * trusted proxies: a shield's edges. A token such a request does carry is still verified;
+   * anyone else needs a valid token.
+   */
+  readonly tokenlessFromTrustedProxies?: boolean
+}
+
+/**
+ * Token checking from `<role>.token.*` (keys as kid:secret). Required tokens without keys
+ * cannot work, and a shield requiring tokens without trusted proxies would refuse its own
+ * edges: either refuses to start, naming the settings.
+ */
+export function tokenCheckFrom (role: 'edge' | 'shield', token: { readonly required: boolean, readonly keys: readonly string[] }, trustedProxies: readonly string[]): TokenCheck | undefined {
+  if (token.keys.length === 0) {
+    if (token.required) throw new CdnError('CDN_ERR_CONFIG_INVALID', `Invalid config: ${role}.token.required is true but ${role}.token.keys is empty: give the control plane's token keys (kid:secret)`)
+    return undefined
+  }
+  if (role === 'shield' && token.required && trustedProxies.length === 0) {
+    throw new CdnError('CDN_ERR_CONFIG_INVALID', 'Invalid config: shield.token.required is true but shield.trustedProxies is empty: list the edges (their own requests carry no player token)')
+  }
+  return {
+    required: token.required,
+    verifier: new TokenVerifier(parseTokenKeys(token.keys, `${role}.token.keys`), { leewaySeconds: 30 }),
+    ...(role === 'shield' ? { tokenlessFromTrustedProxies: true } : {}),
+  }
+}
 
 /** Where the token was found. */
 export type TokenSource = 'path' | 'query'

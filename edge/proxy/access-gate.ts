@@ -17,13 +17,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastRequest } from '../../lib/http/fast-front.ts'
 import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { Logger } from '../../lib/log.ts'
-import { TOKEN_PATH_SEGMENT, type TokenVerifier } from '../../lib/protocol/token.ts'
-import { checkRequestToken, splitRequestToken } from '../auth/token-check.ts'
+import { TOKEN_PATH_SEGMENT } from '../../lib/protocol/token.ts'
+import { checkRequestToken, splitRequestToken, type TokenCheck } from '../auth/token-check.ts'
 import type { Forwarding } from './forwarding.ts'
 
 export interface AccessGateOptions {
   /** Verify playback tokens; every request without a valid one gets 403. */
-  readonly token?: { readonly required: boolean, readonly verifier: TokenVerifier } | undefined
+  readonly token?: TokenCheck | undefined
   readonly forwarding: Forwarding
   readonly metrics: CacheNodeMetrics
   readonly logger: Logger
@@ -135,6 +135,7 @@ export class AccessGate {
       if (!split.stripped) return { ok: true, url, token: undefined }
       return { ok: true, url: split.url, token: split.token }
     }
+    if (token.tokenlessFromTrustedProxies === true && !splitRequestToken(url).stripped && this.#o.forwarding.isTrustedPeer(peer)) return { ok: true, url, token: undefined }
     const checked = checkRequestToken(url, this.#o.forwarding.clientFrom(peer, forwardedFor), token.verifier, this.#o.now())
     if (!checked.ok) return { ok: false, reason: checked.reason }
     if (checked.source === 'query' && isPlaylist(checked.path)) return { ok: false, location: `/${TOKEN_PATH_SEGMENT}/${checked.token}${checked.path}` }

@@ -16,6 +16,7 @@ import { loadConfig } from '../../config/load.ts'
 import type { StreamedgeConfig } from '../../config/params.ts'
 import { startEdge } from '../../edge/main.ts'
 import { isCdnError } from '../../lib/errors.ts'
+import { TokenKey, TokenSigner } from '../../lib/protocol/token.ts'
 import { startShield } from '../../shield/main.ts'
 import { loadOriginsFile, parseOrigins } from '../../shield/origins-file.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
@@ -204,4 +205,50 @@ t.test('a failed start closes the origin pool (no probe timers left behind)', as
   t.ok(probes >= 1, 'the pool had started probing')
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.ok(busy.count('/') <= probes + 1, 'and stopped when the start failed')
+})
+
+t.test('shield.token.required: players reaching a shield directly need a valid token; its edges (trusted proxies) do not', async (t) => {
+  const live = await startTestOrigin(t)
+  const dir = await tempDir(t)
+  const keys = 'k1:shield-token-secret-0123456789'
+  const signer = new TokenSigner([new TokenKey('k1', 'shield-token-secret-0123456789')])
+  const exp = Math.floor(Date.now() / 1000) + 600
+  const good = signer.sign({ exp, path: '/synthetic/' })
+  const elsewhere = signer.sign({ exp, path: '/vod/' })
+  const forged = new TokenSigner([new TokenKey('k1', 'not-the-shield-secret-at-all-000')]).sign({ exp, path: '/synthetic/' })
+  // Dual-stack: the edges come from 127.0.0.1 (trusted), "players" from ::1 (not)
+  const shield = await startShield(loadConfig({
+    env: {},
+    cwd: dir,
+    argv: { 'log.level': 'silent', 'shield.id': 'sh', 'shield.listen': '[::]:0', 'shield.cacheDir': 'sh', 'shield.origins': live.url, 'shield.trustedProxies': '127.0.0.1', 'shield.token.required': 'true', 'shield.token.keys': keys },
+  }), { processMetrics: false })
+  t.teardown(() => shield.close())
+  const port = new URL(shield.url).port
+  const player = (path: string): Promise<number> => fetchRaw(`http://[::1]:${port}${path}`).then((r) => r.status)
+  const edgeLike = (path: string): Promise<number> => fetchRaw(`http://127.0.0.1:${port}${path}`).then((r) => r.status)
+
+  t.equal(await player('/synthetic/direct-1880.ts'), 403, 'a player without a token')
+  t.equal(await player(`/t/${forged}/synthetic/direct-1880.ts`), 403, 'a forged token')
+  t.equal(await player(`/t/${elsewhere}/synthetic/direct-1880.ts`), 403, 'a token for another title')
+  t.equal(await player(`/t/${good}/synthetic/direct-1880.ts`), 200, 'a valid token')
+  t.equal(await player(`/synthetic/direct-1880.ts?se_token=${good}`), 200, 'in the query too')
+  t.equal(await edgeLike('/synthetic/edge-own-1880.ts'), 200, 'an edge fetching on its own behalf (prefetch, prefill): no token needed')
+  t.equal(await edgeLike(`/t/${forged}/synthetic/edge-own-1880.ts`), 403, 'a token an edge does send is still checked')
+
+  const edge = await startEdge(loadConfig({
+    env: {},
+    cwd: dir,
+    argv: { 'log.level': 'silent', 'edge.id': 'ed', 'edge.listen': '127.0.0.1:0', 'edge.origin': live.url, 'edge.cacheDir': 'ed', 'edge.shields': `http://127.0.0.1:${port}`, 'edge.allowDirectOrigin': 'false', 'edge.token.required': 'true', 'edge.token.keys': keys },
+  }), { processMetrics: false })
+  t.teardown(() => edge.close())
+  const through = await fetchRaw(`${edge.url}/t/${good}/synthetic/chain-1880.ts`)
+  t.equal(through.status, 200, 'a player with a token, through an edge and the shield')
+  t.match(through.headers['cache-status'], /^streamedge-sh; fwd=uri-miss[^,]*, streamedge-ed; fwd=uri-miss/)
+  t.equal((await fetchRaw(`${edge.url}/synthetic/chain-1880.ts`)).status, 403, 'the edge refuses the tokenless player itself')
+})
+
+t.test('shield.token.required needs keys and trusted proxies: the start is refused, naming the setting', async (t) => {
+  const base = { 'log.level': 'silent', 'shield.listen': '127.0.0.1:0', 'shield.origins': 'http://127.0.0.1:9', 'shield.token.required': 'true' }
+  await t.rejects(startShield(loadConfig({ env: {}, argv: { ...base, 'shield.trustedProxies': '127.0.0.1' } }), { processMetrics: false }), { code: 'CDN_ERR_CONFIG_INVALID', message: /shield\.token\.required is true but shield\.token\.keys is empty/ })
+  await t.rejects(startShield(loadConfig({ env: {}, argv: { ...base, 'shield.token.keys': 'k1:shield-token-secret-0123456789' } }), { processMetrics: false }), { code: 'CDN_ERR_CONFIG_INVALID', message: /shield\.token\.required is true but shield\.trustedProxies is empty/ })
 })
