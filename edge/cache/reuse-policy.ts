@@ -74,7 +74,10 @@ const REVALIDATE_REQUEST: ReuseDecision = Object.freeze({ kind: 'revalidate', re
 
 /** What the stored response's own directives say about reusing it (parsed once per object). */
 export interface StoredDirectives {
-  /** no-cache (bare): never reuse without validation (§5.2.2.4). */
+  /**
+   * no-cache (bare): never reuse without validation (§5.2.2.4); also set when updated fields
+   * made the stored response no-store or private (a shared cache may not reuse it, §3).
+   */
   readonly noCache: boolean
   /** Field names of no-cache="a, b": they may not be sent without validation. */
   readonly noCacheFields: readonly string[]
@@ -93,10 +96,13 @@ export function storedDirectives (meta: ObjectMeta): StoredDirectives {
   let d = parsedDirectives.get(meta)
   if (d === undefined) {
     const { cc } = responseDirectives(meta.headers)
+    // Admission refuses no-store and private (freshness.ts storability); a stored response says
+    // so only once a 304 or HEAD updated its fields (§4.3.4), and is then never reused unvalidated.
+    const unshareable = (cc.noStore && !cc.mustUnderstand) || cc.private !== false
     d = {
-      noCache: cc.noCache === true,
+      noCache: cc.noCache === true || unshareable,
       noCacheFields: Array.isArray(cc.noCache) ? cc.noCache : [],
-      neverStale: cc.mustRevalidate || cc.proxyRevalidate || cc.sMaxage !== undefined,
+      neverStale: cc.mustRevalidate || cc.proxyRevalidate || cc.sMaxage !== undefined || unshareable,
       staleWhileRevalidateSeconds: cc.staleWhileRevalidate ?? 0,
       staleIfErrorSeconds: cc.staleIfError ?? 0,
       sharedWithAuthorization: cc.public || cc.sMaxage !== undefined || cc.mustRevalidate,

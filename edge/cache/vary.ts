@@ -50,10 +50,18 @@ export function normaliseVaryValue (name: string, value: string | readonly strin
   return name === 'accept-encoding' ? tidy.toLowerCase() : tidy
 }
 
-/** The secondary key of a request for a URL that varies on `names`. */
+/**
+ * The secondary key of a request for a URL that varies on `names`. An absent header is
+ * kept apart from an empty one (`name` vs `name=`): RFC 9111 §4.1 lets an absent field
+ * match only an absent one, and they can mean opposite things (no Accept-Encoding: any
+ * coding; an empty one: identity only, RFC 9110 §12.5.3).
+ */
 export function variantKey (primaryKey: string, names: readonly string[], reqHeaders: RawHeaders): string {
   let key = primaryKey + VARIANT_SEPARATOR + 'v:'
-  for (const name of names) key += name + '=' + normaliseVaryValue(name, reqHeaders[name]) + VARIANT_SEPARATOR
+  for (const name of names) {
+    const value = reqHeaders[name]
+    key += (value === undefined ? name : name + '=' + normaliseVaryValue(name, value)) + VARIANT_SEPARATOR
+  }
   return key
 }
 

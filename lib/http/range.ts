@@ -137,17 +137,33 @@ export function formatUnsatisfiedRange (size: number): string {
  * the value must be an HTTP-date equal to Last-Modified (we accept exact equality
  * only, compared as instants so the three HTTP-date forms agree). Anything else → false,
  * i.e. send the whole representation.
+ *
+ * A date matches only a strong Last-Modified (§13.1.5, §8.8.2.2): given the stored
+ * response's `date`, a cache may deduce that only when Last-Modified is at least
+ * {@link STRONG_LAST_MODIFIED_SECONDS} before it (a resource changed within that window
+ * may have changed again in the same second). Without `date`, equality alone decides.
  * @see https://www.rfc-editor.org/rfc/rfc9110#section-13.1.5
  */
-export function ifRangeMatches (ifRange: string | undefined, etag: string | undefined, lastModified: string | undefined): boolean {
+export function ifRangeMatches (ifRange: string | undefined, etag: string | undefined, lastModified: string | undefined, date?: string): boolean {
   if (ifRange === undefined) return true
   const v = ifRange.trim()
   if (v.startsWith('W/')) return false
   if (v.charCodeAt(0) === 0x22) return etagMatches(v, etag, false)
   if (lastModified === undefined) return false
-  const date = parseHttpDate(v)
-  return date !== undefined && date === parseHttpDate(lastModified)
+  const since = parseHttpDate(v)
+  const modified = parseHttpDate(lastModified)
+  if (since === undefined || since !== modified) return false
+  if (date === undefined) return true
+  const dateMs = parseHttpDate(date)
+  return dateMs !== undefined && modified <= dateMs - STRONG_LAST_MODIFIED_SECONDS * 1000
 }
+
+/**
+ * How long before the stored Date a Last-Modified must lie for an intermediate cache to
+ * treat it as a strong validator (RFC 9110 §8.8.2.2).
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-8.8.2.2
+ */
+export const STRONG_LAST_MODIFIED_SECONDS = 60
 
 function skipOws (s: string, i: number): number {
   let c = s.charCodeAt(i)
