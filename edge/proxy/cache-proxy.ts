@@ -21,7 +21,7 @@ import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
 import { parseRangeHeader } from '../../lib/http/range.ts'
 import { makeCacheKey } from '../cache/cache-key.ts'
-import { computeFreshness, isFresh, storability, ttlSeconds } from '../cache/freshness.ts'
+import { computeFreshness, isFresh, responseDirectives, storability, ttlSeconds } from '../cache/freshness.ts'
 import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
 import { ruleCovers } from '../cache/purge-journal.ts'
 import { canServeStaleOnError, decideReuse, requestDirectives, storedDirectives, type RequestDirectives } from '../cache/reuse-policy.ts'
@@ -246,7 +246,8 @@ export interface WarmResult {
   readonly bytes: number
 }
 
-const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
+/** Methods known safe (RFC 9110 §9.2.1): every other one invalidates on success, unknown ones included (RFC 9111 §4.4). */
+const SAFE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 /**
  * Request fields never sent upstream: the upstream sets its own Host, and node:http has
  * answered Expect: 100-continue (undici refuses to send Expect: a fill would fail for every
@@ -331,7 +332,7 @@ export class CacheProxy {
     }
     const method = req.method ?? 'GET'
     if (method !== 'GET' && method !== 'HEAD') {
-      this.#forward(ex, 'pass', { fwd: 'method' }, UNSAFE.has(method) ? (r) => this.#invalidateAfter(ex, r) : undefined)
+      this.#forward(ex, 'pass', { fwd: 'method' }, SAFE.has(method) ? undefined : (r) => this.#invalidateAfter(ex, r))
       return
     }
     let primary: string
@@ -1066,7 +1067,9 @@ export class CacheProxy {
     const f = computeFreshness({ status: head.status, headers: head.headers, requestTimeMs: head.requestTimeMs, responseTimeMs: head.responseTimeMs })
     let lifetime = f.freshnessLifetimeSeconds
     if (head.status === 404 || head.status === 410) {
-      const explicit = /max-age|s-maxage/i.test(headerString(head.headers['cache-control']) ?? '') || head.headers.expires !== undefined
+      // the directives freshness read (CDN-Cache-Control when valid, which also hides Expires: RFC 9213 §2.2)
+      const { cc, targeted } = responseDirectives(head.headers)
+      const explicit = cc.maxAge !== undefined || cc.sMaxage !== undefined || (!targeted && head.headers.expires !== undefined)
       if (!explicit) lifetime = this.#o.negativeTtlSeconds
       lifetime = Math.min(lifetime, this.#o.negativeTtlMaxSeconds)
     }

@@ -87,7 +87,7 @@ export function rangeDecision (method: string | undefined, range: string | undef
   if (range === undefined || status !== 200 || method !== 'GET') return FULL
   const specs = parseRangeHeader(range)
   if (specs === null) return FULL
-  if (!ifRangeMatches(ifRange, headerValue(headers.etag), headerValue(headers['last-modified']))) return FULL
+  if (!ifRangeMatches(ifRange, headerValue(headers.etag), headerValue(headers['last-modified']), headerValue(headers.date))) return FULL
   const resolved = resolveRanges(specs, size, { maxRanges })
   if (resolved.kind === 'unsatisfiable') return UNSATISFIABLE
   if (resolved.kind === 'ignore') return FULL

@@ -5,8 +5,7 @@
  * case that once failed names the bug it pins down; the rest are the attacks that held up,
  * kept so they keep holding (both delivery paths: a plain GET of a memory hit takes the
  * fast path below node:http, and one extra header the fast path declines forces node:http).
- * Bugs whose fix belongs to files outside this review are pinned at the end with `todo`
- * assertions: they run, and report "not ok # TODO" until those files change.
+ * The last three were fixed in edge/proxy/cache-proxy.ts and deliver.ts after the review.
  */
 import http from 'node:http'
 import t from 'tap'
@@ -364,34 +363,31 @@ t.test('held: freshness precedence through the edge (CDN-Cache-Control > s-maxag
   t.equal(ours(await get(u + '/p7')).fwd, 'uri-miss', 'CDN-Cache-Control: no-store wins over Cache-Control')
 })
 
-// ---- found, but the fix belongs to files outside this review (see the report): pinned as todo ----
+// ---- found by the review; fixed in cache-proxy.ts and deliver.ts afterwards ----
 
-t.test('todo: RFC 9111 §4.4 a method whose safety is unknown (MKCOL) invalidates on success', async (t) => {
+t.test('bug: RFC 9111 §4.4 a method whose safety is unknown (MKCOL) invalidates on success', async (t) => {
   const rig = await startRig(t)
   const u = rig.edge.url
   rig.origin.script('/dav.txt', ok({ 'cache-control': 'max-age=100' }, 'v1'), ok({}, 'made', 201), ok({ 'cache-control': 'max-age=100' }, 'v2'))
   await get(u + '/dav.txt')
   t.equal((await get(u + '/dav.txt', {}, 'MKCOL')).status, 201)
-  t.equal((await get(u + '/dav.txt')).body.toString(), 'v2', 'the stored v1 was invalidated',
-    { todo: 'edge/proxy/cache-proxy.ts: invalidate after every non-safe method, not only POST/PUT/DELETE/PATCH' })
+  t.equal((await get(u + '/dav.txt')).body.toString(), 'v2', 'the stored v1 was invalidated')
 })
 
-t.test('todo: RFC 9213 §2.2 a 404 with CDN-Cache-Control: max-age=30 lives 30 s, not the negative-caching default', async (t) => {
+t.test('bug: RFC 9213 §2.2 a 404 with CDN-Cache-Control: max-age=30 lives 30 s, not the negative-caching default', async (t) => {
   const rig = await startRig(t)
   const u = rig.edge.url
   rig.origin.script('/gone.txt', ok({ 'cdn-cache-control': 'max-age=30' }, 'nf', 404))
   await get(u + '/gone.txt')
-  t.equal(ours(await get(u + '/gone.txt')).ttl, '30', 'lifetime from CDN-Cache-Control',
-    { todo: 'edge/proxy/cache-proxy.ts #freshness: "explicit" must read responseDirectives(), not a regex over Cache-Control' })
+  t.equal(ours(await get(u + '/gone.txt')).ttl, '30', 'lifetime from CDN-Cache-Control')
 })
 
-t.test('todo: RFC 9110 §13.1.5 If-Range with a date equal to a Last-Modified that is not 60 s older than Date → 200', async (t) => {
+t.test('bug: RFC 9110 §13.1.5 If-Range with a date equal to a Last-Modified that is not 60 s older than Date → 200', async (t) => {
   const rig = await startRig(t)
   const u = rig.edge.url
   const lm = rig.clock.date()
   rig.origin.script('/ir.bin', ok({ 'cache-control': 'max-age=60', 'last-modified': lm }, '0123456789'))
   await get(u + '/ir.bin')
   const a = await get(u + '/ir.bin', { range: 'bytes=0-1', 'if-range': lm })
-  t.equal(a.status, 200, 'a Last-Modified in the same second as Date is weak: send it all',
-    { todo: 'edge/proxy/deliver.ts rangeDecision: pass the stored Date to ifRangeMatches' })
+  t.equal(a.status, 200, 'a Last-Modified in the same second as Date is weak: send it all')
 })
