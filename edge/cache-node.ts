@@ -129,6 +129,11 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
       metrics.storeWriteErrors.inc({ tier: 'disk' })
       logger.error({ err, cacheKey: key }, 'cache write failed; object not stored')
     },
+    // Also a directory or file the disk index scan could not read: retried with backoff, its files unindexed meanwhile.
+    onReadError: (err, detail) => {
+      metrics.storeReadErrors.inc({ tier: 'disk' })
+      logger.warn({ err, path: detail.path, cacheKey: detail.key }, 'cache read failed; answered as a miss or left unindexed')
+    },
   }
   const journal = await PurgeJournal.open(join(options.cacheDir, 'purge-journal.jsonl'))
   const disk = new DiskStore({
@@ -140,9 +145,10 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     isPurged: (meta) => journal.isPurged(meta),
   })
   await disk.open()
-  // Once the rebuild has applied every purge to the files it found, old rules are dead weight.
+  // Once the rebuild has applied every purge to every file on disk, old rules are dead weight. Not before:
+  // a rebuild cut short by close, or one that could not read some files, left files the rules must still reach.
   const rebuildStartedMs = Date.now()
-  void disk.indexReady.then(() => journal.compact(rebuildStartedMs - JOURNAL_KEEP_MS)).catch((err: unknown) => {
+  void disk.indexCompleted.then((complete) => complete ? journal.compact(rebuildStartedMs - JOURNAL_KEEP_MS) : undefined).catch((err: unknown) => {
     logger.warn({ err }, 'purge journal compaction failed')
   })
   let tiered: TieredStore | undefined

@@ -215,6 +215,8 @@ export class CacheNodeMetrics {
   readonly evictions: CounterFamily<'tier'>
   readonly storeWriteErrors: CounterFamily<'tier'>
   readonly storeCorrupt: CounterFamily<'tier'>
+  /** Reads of stored objects, and disk index scans of directories or files, that failed with an I/O error (EIO, EMFILE). */
+  readonly storeReadErrors: CounterFamily<'tier'>
   /** Client connections closed before their response completed. */
   readonly clientAborts: CounterFamily<'phase'>
   /** Stale responses served, by reason (stale-while-revalidate, stale-if-error, max-stale). */
@@ -255,6 +257,7 @@ export class CacheNodeMetrics {
     this.evictions = new CounterFamily(registry, `${p}store_evictions_total`, 'Objects evicted to make room, by tier', ['tier'])
     this.storeWriteErrors = new CounterFamily(registry, `${p}store_write_errors_total`, 'Failed object writes (full disk, I/O errors), by tier', ['tier'])
     this.storeCorrupt = new CounterFamily(registry, `${p}store_corrupt_total`, 'Stored objects that failed integrity checks and were deleted, by tier', ['tier'])
+    this.storeReadErrors = new CounterFamily(registry, `${p}store_read_errors_total`, 'Failed reads of stored objects and failed disk index scans (left unindexed, retried), by tier', ['tier'])
     this.clientAborts = new CounterFamily(registry, `${p}client_aborts_total`, 'Client connections closed before the response completed, by cache phase', ['phase'])
     this.staleServed = new CounterFamily(registry, `${p}stale_served_total`, 'Stale responses served, by reason (stale-while-revalidate, stale-if-error, max-stale)', ['reason'])
     this.revalidations = new CounterFamily(registry, `${p}revalidations_total`, 'Conditional revalidations upstream, by outcome (not-modified, modified, failed)', ['outcome'])

@@ -26,6 +26,7 @@ import {
   objectRelativePath,
   readAt,
   readObjectHead,
+  syncDir,
 } from './object-file.ts'
 import type { ObjectHeader } from './object-file.ts'
 import { ObjectReadStream, READ_CHUNK_BYTES } from './object-read-stream.ts'
@@ -43,6 +44,12 @@ export const DEFAULT_MAX_OPEN_FILES = 256
 
 /** Default bound on the pooled read buffers of streamed hits (see DiskStoreOptions.readBufferPoolBytes). */
 export const DEFAULT_READ_BUFFER_POOL_BYTES = 32 * 1024 * 1024
+
+/** First delay before directories that failed to scan are scanned again (see DiskStoreOptions.indexRetryDelayMs). */
+export const DEFAULT_INDEX_RETRY_DELAY_MS = 1000
+
+/** The retry delay doubles after each failed scan up to this bound. */
+export const MAX_INDEX_RETRY_DELAY_MS = 5 * 60 * 1000
 
 /**
  * How `get` answers: `whole` reads the body into a Buffer (a MemoryObject), `stream`
@@ -88,6 +95,11 @@ export interface DiskStoreOptions {
    * cold lookup finds them, so a purge issued while they were not indexed still holds.
    */
   readonly isPurged?: ((meta: ObjectMeta) => boolean) | undefined
+  /**
+   * Delay before a directory (or file) the index scan could not read (EIO, EMFILE, EACCES)
+   * is scanned again; it doubles per failure up to MAX_INDEX_RETRY_DELAY_MS (default 1 s).
+   */
+  readonly indexRetryDelayMs?: number | undefined
 }
 
 /** What identifies one version of a file: a rename, rewrite or truncation changes one of these. */
@@ -138,11 +150,24 @@ const defaultWritev: DiskStoreIo['writev'] = (fh, buffers, position) => fh.write
  * Disk-backed Store. `open()` must be called (and awaited) before use; `indexReady`
  * settles when the background rebuild has scanned the directory. Until then `count`
  * and `sizeBytes` cover only objects written or read since open.
+ *
+ * A directory or file the scan cannot read does not stop it: the rest is indexed (and the
+ * budget enforced on it), the failure goes to observer.onReadError, and the failed part is
+ * scanned again with backoff. Its unindexed files are misses meanwhile, never served.
  */
 export class DiskStore implements Store {
   readonly name = 'disk' as const
-  /** Resolves when the index rebuild has scanned every file (or was cut short by close). */
+  /**
+   * Resolves when the first index pass has merged what it could read, or was cut short
+   * by close; rejects only when open() fails. Whether that index is whole: `indexComplete`.
+   */
   readonly indexReady: Promise<void>
+  /**
+   * Resolves true once the index holds every file that was on disk at open (the first pass
+   * or a later retry), false when the store closes first. Work that is only safe on a
+   * complete index (compacting the purge journal) waits for true.
+   */
+  readonly indexCompleted: Promise<boolean>
   /** Read buffers of StreamedObject.writeTo, lent per chunk; the tiered store charges their size to the memory tier. */
   readonly readBuffers: BufferPool
 
@@ -156,6 +181,7 @@ export class DiskStore implements Store {
   readonly #writev: DiskStoreIo['writev']
   readonly #isPurged: (meta: ObjectMeta) => boolean
   readonly #files: OpenFiles
+  readonly #indexRetryDelayMs: number
 
   // Map order is the LRU order: first entry is the least recently used.
   #index = new Map<string, IndexEntry>()
@@ -165,8 +191,18 @@ export class DiskStore implements Store {
   #state: State = 'new'
   // True until the rebuild has merged what it found: a key missing from the index may still be on disk.
   #cold = true
-  // Keys deleted or evicted while cold: their files are gone even if the rebuild saw them.
+  // Keys deleted or evicted while cold, or under a directory a scan pass is reading: their files
+  // are gone even if the pass saw them. Cleared when each pass ends, so it never outgrows one pass.
   readonly #settled = new Set<string>()
+  // Directories ('' for objects/ itself, 'ab', 'ab/cd') whose listing or one of whose files failed
+  // to scan: the index lacks their files until a retry reads them.
+  #unscanned = new Set<string>()
+  // What the scan pass in progress reads, after the first (during the first, #cold covers every key).
+  #scanning: ReadonlySet<string> | undefined
+  #scanPassRunning = false
+  #indexComplete = false
+  #retryDelayMs = 0
+  #retryTimer: NodeJS.Timeout | undefined
   readonly #knownDirs = new Set<string>()
   // Per-hash queue so renames and unlinks of one path never interleave.
   readonly #chains = new Map<string, Promise<void>>()
@@ -179,6 +215,7 @@ export class DiskStore implements Store {
   #rebuildAborted = false
   #rebuild: Promise<void> = Promise.resolve()
   #settleReady: (err?: Error) => void = () => {}
+  #settleCompleted: (complete: boolean) => void = () => {}
 
   constructor (options: DiskStoreOptions) {
     validateOptions(options)
@@ -192,14 +229,24 @@ export class DiskStore implements Store {
     this.#now = options.now ?? Date.now
     this.#writev = options.io?.writev ?? defaultWritev
     this.#isPurged = options.isPurged ?? (() => false)
+    this.#indexRetryDelayMs = options.indexRetryDelayMs ?? DEFAULT_INDEX_RETRY_DELAY_MS
+    this.#retryDelayMs = this.#indexRetryDelayMs
     this.#files = new OpenFiles({ maxOpen: options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES })
     this.readBuffers = new BufferPool({ chunkBytes: options.readChunkBytes ?? READ_CHUNK_BYTES, maxBytes: options.readBufferPoolBytes ?? DEFAULT_READ_BUFFER_POOL_BYTES })
     this.indexReady = new Promise<void>((resolve, reject) => {
       this.#settleReady = (err) => { if (err === undefined) resolve(); else reject(err) }
     })
-    // A failed rebuild leaves the store cold but serving; whoever cares awaits indexReady.
+    // A failed open leaves nothing to index; whoever cares awaits indexReady.
     this.indexReady.catch(() => {})
+    this.indexCompleted = new Promise<boolean>((resolve) => { this.#settleCompleted = resolve })
   }
+
+  /**
+   * Whether the index holds every object file on disk: false until the first pass ends,
+   * after a pass cut short by close, and while a directory or file that failed to scan
+   * waits for its retry.
+   */
+  get indexComplete (): boolean { return this.#indexComplete }
 
   /** Bytes held: the sum of indexed object file sizes. */
   get sizeBytes (): number { return this.#sizeBytes }
@@ -257,11 +304,23 @@ export class DiskStore implements Store {
     } catch (err) {
       this.#state = 'closed'
       this.#settleReady(asError(err))
+      this.#settleCompleted(false)
       throw err
     }
     if (this.#state !== 'opening') return this.#settleReady()
     this.#state = 'open'
-    this.#rebuild = this.#runRebuild()
+    this.#startScanPass([''])
+  }
+
+  /**
+   * Scans the directories and files that failed to scan now, instead of at the next
+   * retry (an operator fixed the disk); resolves `indexComplete` after the pass.
+   */
+  async rescan (): Promise<boolean> {
+    while (this.#scanPassRunning) await this.#rebuild
+    if (this.#state === 'open' && !this.#cold && this.#unscanned.size > 0) this.#startScanPass([...this.#unscanned])
+    await this.#rebuild
+    return this.#indexComplete
   }
 
   /**
@@ -286,7 +345,7 @@ export class DiskStore implements Store {
       try {
         file = await this.#files.acquire(hash, path)
       } catch (err) {
-        if (isNotFound(err)) this.#forget(key, entry)
+        if (isNotFound(err)) this.#forget(key, hash, entry)
         else this.#observer.onReadError?.(asError(err), { path, key })
         return undefined
       }
@@ -377,8 +436,9 @@ export class DiskStore implements Store {
     if (entry !== undefined) this.#drop(entry)
     if (this.#writing.has(key)) this.#deletedSeq.set(key, ++this.#seq)
     // Unconditional: while cold the file may exist unindexed, and a purge must survive a restart.
-    if (this.#cold) this.#settled.add(key)
-    const task = this.#unlinkUnlessReplaced(key, entry?.hash ?? hashKey(key))
+    const hash = entry?.hash ?? hashKey(key)
+    this.#settle(key, hash)
+    const task = this.#unlinkUnlessReplaced(key, hash)
     this.#track(task)
     await task
   }
@@ -387,10 +447,13 @@ export class DiskStore implements Store {
   async close (): Promise<void> {
     this.#state = 'closed'
     this.#rebuildAborted = true
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
     await this.#rebuild
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
     this.#files.close()
     this.#settleReady()
+    this.#settleCompleted(false)
   }
 
   async #readOpenFile (file: OpenFile, key: string, hash: string, path: string, entry: IndexEntry | undefined, mode: DiskReadMode): Promise<StoredObject | undefined | typeof RETRY> {
@@ -693,21 +756,35 @@ export class DiskStore implements Store {
     this.#files.invalidate(entry.hash)
     this.#index.delete(entry.key)
     this.#sizeBytes -= entry.fileBytes
-    if (this.#cold) this.#settled.add(entry.key)
+    this.#settle(entry.key, entry.hash)
+  }
+
+  /**
+   * Remembers a key whose file is going away while a scan pass may have read that file
+   * (before the first pass ends, every key; later, keys under the directories being rescanned).
+   */
+  #settle (key: string, hash: string): void {
+    if (this.#cold) {
+      this.#settled.add(key)
+      return
+    }
+    const scanning = this.#scanning
+    if (scanning === undefined) return
+    if (scanning.has('') || scanning.has(hash.slice(0, 2)) || scanning.has(`${hash.slice(0, 2)}/${hash.slice(2, 4)}`)) this.#settled.add(key)
   }
 
   /** A file found unindexed that a purge covers: delete it (a miss, not damage). */
   #purgedFile (key: string, hash: string): undefined {
     this.#files.invalidate(hash)
-    if (this.#cold) this.#settled.add(key)
+    this.#settle(key, hash)
     this.#track(this.#unlinkUnlessReplaced(key, hash))
     return undefined
   }
 
   /** The file vanished behind our back: a miss, and the entry goes. */
-  #forget (key: string, entry: IndexEntry | undefined): void {
+  #forget (key: string, hash: string, entry: IndexEntry | undefined): void {
     if (entry !== undefined) this.#drop(entry)
-    else if (this.#cold) this.#settled.add(key)
+    else this.#settle(key, hash)
   }
 
   #unlinkUnlessReplaced (key: string, hash: string): Promise<void> {
@@ -728,7 +805,7 @@ export class DiskStore implements Store {
     const { path, hash, reason, key, entry, ino } = detail
     this.#files.invalidate(hash)
     if (entry !== undefined) this.#drop(entry)
-    else if (key !== undefined && this.#cold) this.#settled.add(key)
+    else if (key !== undefined) this.#settle(key, hash)
     this.#observer.onCorrupt?.(key === undefined ? { path, reason } : { path, reason, key })
     this.#track(this.#serial(hash, async () => {
       if (ino !== undefined) {
@@ -740,46 +817,111 @@ export class DiskStore implements Store {
     return undefined
   }
 
-  async #runRebuild (): Promise<void> {
+  #startScanPass (prefixes: readonly string[]): void {
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    this.#scanPassRunning = true
+    this.#rebuild = this.#runScanPass(prefixes)
+  }
+
+  /**
+   * One pass of the index scan over `prefixes` (the first pass: all of objects/). What it
+   * read joins the index even when parts failed; the failed parts are retried with backoff.
+   */
+  async #runScanPass (prefixes: readonly string[]): Promise<void> {
+    const first = this.#cold
+    try {
+      if (!first) {
+        this.#scanning = new Set(prefixes)
+        // Unlinks queued before this pass began (their keys are not settled) land before it lists.
+        await Promise.all([...this.#chains.values()])
+      }
+      const failed = new Set<string>()
+      const scanned = await this.#scan(prefixes, failed)
+      // Cut short by close: the index stays incomplete, and nothing more is scanned.
+      if (this.#rebuildAborted || this.#state !== 'open') return
+      this.#mergeScanned(scanned)
+      this.#unscanned = failed
+      if (failed.size === 0) {
+        this.#indexComplete = true
+        this.#settleCompleted(true)
+      } else {
+        this.#scheduleRescan()
+      }
+    } finally {
+      this.#scanning = undefined
+      this.#settled.clear()
+      this.#scanPassRunning = false
+      if (first) this.#settleReady()
+    }
+  }
+
+  async #scan (prefixes: readonly string[], failed: Set<string>): Promise<ScannedFile[]> {
     const scanned: ScannedFile[] = []
-    const files = this.#walkObjects()
-    let failure: Error | undefined
+    const files = this.#walk(prefixes, failed)
     const worker = async (): Promise<void> => {
       try {
         for (;;) {
           const next = await files.next()
           if (next.done === true) return
-          const found = await this.#scanFile(next.value)
+          const found = await this.#scanFile(next.value, failed)
           if (found !== undefined) scanned.push(found)
         }
       } catch (err) {
-        failure ??= asError(err)
-        this.#rebuildAborted = true
+        // Not an I/O failure the walk expects: nothing this pass covers counts as scanned.
+        this.#observer.onReadError?.(asError(err), { path: this.#objectsDir })
+        for (const prefix of prefixes) failed.add(prefix)
       }
     }
     await Promise.all(Array.from({ length: REBUILD_CONCURRENCY }, worker))
-    if (failure !== undefined) return this.#settleReady(failure)
-    if (this.#state === 'open') this.#mergeScanned(scanned)
-    this.#settleReady()
+    return scanned
   }
 
-  async * #walkObjects (): AsyncGenerator<FoundFile> {
-    for (const l1 of await readdirIfExists(this.#objectsDir)) {
-      if (!l1.isDirectory() || !HEX_PAIR.test(l1.name)) continue
-      for (const l2 of await readdirIfExists(join(this.#objectsDir, l1.name))) {
-        if (!l2.isDirectory() || !HEX_PAIR.test(l2.name)) continue
-        const dirRel = `${l1.name}/${l2.name}`
-        this.#knownDirs.add(dirRel)
-        for (const file of await readdirIfExists(join(this.#objectsDir, dirRel))) {
-          if (this.#rebuildAborted) return
-          yield { dirRel, name: file.name, isFile: file.isFile() }
-        }
+  #scheduleRescan (): void {
+    if (this.#state !== 'open') return
+    const delayMs = this.#retryDelayMs
+    this.#retryDelayMs = Math.min(delayMs * 2, Math.max(MAX_INDEX_RETRY_DELAY_MS, this.#indexRetryDelayMs))
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      if (this.#state === 'open' && !this.#scanPassRunning && this.#unscanned.size > 0) this.#startScanPass([...this.#unscanned])
+    }, delayMs)
+    this.#retryTimer.unref()
+  }
+
+  /** The object files under `prefixes`; a directory that cannot be listed is added to `failed` and skipped. */
+  async * #walk (prefixes: readonly string[], failed: Set<string>): AsyncGenerator<FoundFile> {
+    for (const prefix of outermostPrefixes(prefixes)) yield * this.#walkDir(prefix, failed)
+  }
+
+  async * #walkDir (prefix: string, failed: Set<string>): AsyncGenerator<FoundFile> {
+    if (this.#rebuildAborted) return
+    const path = prefix === '' ? this.#objectsDir : join(this.#objectsDir, prefix)
+    let entries: Dirent[]
+    try {
+      entries = await readdirIfExists(path)
+    } catch (err) {
+      // One unreadable directory (EIO, EMFILE, EACCES) must not keep the rest out of the index and the budget.
+      failed.add(prefix)
+      this.#observer.onReadError?.(asError(err), { path })
+      return
+    }
+    if (prefix.length === 5) {
+      for (const file of entries) {
+        if (this.#rebuildAborted) return
+        yield { dirRel: prefix, name: file.name, isFile: file.isFile() }
       }
+      return
+    }
+    for (const dir of entries) {
+      if (!dir.isDirectory() || !HEX_PAIR.test(dir.name)) continue
+      const child = prefix === '' ? dir.name : `${prefix}/${dir.name}`
+      if (child.length === 5) this.#knownDirs.add(child)
+      yield * this.#walkDir(child, failed)
     }
   }
 
   /** Reads and checks one file's head (not its body: that is verified on read). */
-  async #scanFile (file: FoundFile): Promise<ScannedFile | undefined> {
+  async #scanFile (file: FoundFile, failed: Set<string>): Promise<ScannedFile | undefined> {
     const { dirRel, name } = file
     const path = join(this.#objectsDir, dirRel, name)
     if (!file.isFile) return undefined
@@ -790,7 +932,10 @@ export class DiskStore implements Store {
     try {
       fh = await open(path, 'r')
     } catch (err) {
-      if (!isNotFound(err)) this.#observer.onReadError?.(asError(err), { path })
+      if (isNotFound(err)) return undefined
+      // EMFILE, EIO: the file stays on disk unindexed, so its directory is scanned again.
+      failed.add(dirRel)
+      this.#observer.onReadError?.(asError(err), { path })
       return undefined
     }
     try {
@@ -804,6 +949,7 @@ export class DiskStore implements Store {
       if (this.#isPurged(header.meta)) return this.#purgedFile(header.key, name)
       return { key: header.key, hash: name, fileBytes: stat.size, meta: header.meta, verifiedAs: undefined, mtimeMs: stat.mtimeMs }
     } catch (err) {
+      failed.add(dirRel)
       this.#observer.onReadError?.(asError(err), { path })
       return undefined
     } finally {
@@ -812,8 +958,9 @@ export class DiskStore implements Store {
   }
 
   /**
-   * Files found by the rebuild join the index as older than anything touched since
-   * open, ordered by mtime; then the budget is enforced (it may have been lowered).
+   * Files found by a scan pass join the index as older than anything touched since
+   * open, ordered by mtime; then the budget is enforced (it may have been lowered, and
+   * files a failed pass left out count now).
    */
   #mergeScanned (scanned: ScannedFile[]): void {
     scanned.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.hash < b.hash ? -1 : 1))
@@ -858,7 +1005,7 @@ function validateOptions (options: DiskStoreOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`Expected options to be an object, got ${inspect(options)}`)
   }
-  const { dir, maxBytes, readWholeMaxBytes, maxOpenFiles, readChunkBytes, readBufferPoolBytes, fsync, observer, now, io, isPurged } = options
+  const { dir, maxBytes, readWholeMaxBytes, maxOpenFiles, readChunkBytes, readBufferPoolBytes, fsync, observer, now, io, isPurged, indexRetryDelayMs } = options
   if (typeof dir !== 'string' || dir === '') fail('dir', 'a non-empty string', dir)
   if (!isNonNegativeInteger(maxBytes)) fail('maxBytes', 'a non-negative integer', maxBytes)
   if (readWholeMaxBytes !== undefined && !isNonNegativeInteger(readWholeMaxBytes)) {
@@ -872,6 +1019,7 @@ function validateOptions (options: DiskStoreOptions): void {
   if (now !== undefined && typeof now !== 'function') fail('now', 'a function', now)
   if (io !== undefined && (typeof io !== 'object' || io === null)) fail('io', 'an object', io)
   if (isPurged !== undefined && typeof isPurged !== 'function') fail('isPurged', 'a function', isPurged)
+  if (indexRetryDelayMs !== undefined && (!isNonNegativeInteger(indexRetryDelayMs) || indexRetryDelayMs === 0)) fail('indexRetryDelayMs', 'a positive integer', indexRetryDelayMs)
   if (io?.writev !== undefined && typeof io.writev !== 'function') fail('io.writev', 'a function', io.writev)
 }
 
@@ -898,6 +1046,13 @@ function sameVersion (a: ObjectMeta, b: ObjectMeta): boolean {
   return a.bodyBytes === b.bodyBytes && a.status === b.status && a.requestTimeMs === b.requestTimeMs && a.responseTimeMs === b.responseTimeMs
 }
 
+/** The prefixes no other one of them contains ('' contains all, 'ab' contains 'ab/cd'). */
+function outermostPrefixes (prefixes: readonly string[]): string[] {
+  const all = new Set(prefixes)
+  if (all.has('')) return ['']
+  return [...all].filter((prefix) => prefix.length !== 5 || !all.has(prefix.slice(0, 2))).sort()
+}
+
 function isNonNegativeInteger (value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 }
@@ -915,15 +1070,6 @@ function skipBytes (buffers: Buffer[], count: number): Buffer[] {
     skip = 0
   }
   return rest
-}
-
-async function syncDir (path: string): Promise<void> {
-  const fh = await open(path, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }
 
 async function readdirIfExists (path: string): Promise<Dirent[]> {

@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto'
 import { read } from 'node:fs'
 import { crc32 } from 'node:zlib'
-import type { FileHandle } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import type { ObjectMeta } from './types.ts'
 
 /** Current on-disk format version; files with any other version are deleted on open. */
@@ -173,6 +173,19 @@ export async function readAt (fh: FileHandle | number, position: number, length:
     filled += bytesRead
   }
   return filled === length ? buf : buf.subarray(0, filled)
+}
+
+/**
+ * fsyncs a directory, so the entries created, renamed or removed in it survive a power
+ * loss (fsync of a file does not persist its name: fsync(2), "Notes").
+ */
+export async function syncDir (path: string): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
 }
 
 // The callback API: a disk hit is one pread, without a FileHandle's promise machinery.

@@ -7,10 +7,17 @@
  * One JSON line per purge: `{"t":<ms>,"kind":"url"|"prefix","value":"<cache key>"}`.
  * An object is purged when a rule covers its key and the rule is newer than the
  * object's upstream request. The journal is compacted after the disk index has been
- * rebuilt with it applied.
+ * rebuilt, completely, with it applied.
+ *
+ * The journal's directory is fsynced after the file is created and after a compaction
+ * renames a new file into place: an fsync of the file alone does not persist its name, and
+ * a power loss could otherwise lose the first purge ever recorded or bring back the old
+ * file without the purges recorded after the compaction.
  */
 import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { inspect } from 'node:util'
+import { syncDir } from './object-file.ts'
 import { primaryOf } from './vary.ts'
 import type { ObjectMeta } from './types.ts'
 
@@ -28,9 +35,19 @@ export function ruleCovers (rule: PurgeRule, key: string): boolean {
   return rule.kind === 'url' ? primaryOf(key) === rule.value : key.startsWith(rule.value)
 }
 
+/** Options of {@link PurgeJournal.open}. */
+export interface PurgeJournalOptions {
+  /** fsyncs a directory (default: object-file.ts's syncDir); a seam for tests that observe it. */
+  readonly syncDir?: ((path: string) => Promise<void>) | undefined
+}
+
+/** The append-only, fsynced log of purge rules (see the module comment). */
 export class PurgeJournal {
   readonly #path: string
+  readonly #syncDir: (path: string) => Promise<void>
   #rules: PurgeRule[]
+  // Directories whose entries (the journal's name, the directories open() created) may not be durable yet.
+  #unsyncedDirs: string[]
   // Records and compactions run one at a time: a record landing in the file a compaction is
   // about to rename over (or in the rule list it replaces) would be lost.
   #tail: Promise<unknown> = Promise.resolve()
@@ -38,14 +55,21 @@ export class PurgeJournal {
   #torn = false
 
   /** Use PurgeJournal.open(). */
-  constructor (path: string, rules: PurgeRule[]) {
+  constructor (path: string, rules: PurgeRule[], options: PurgeJournalOptions = {}) {
+    if (options.syncDir !== undefined && typeof options.syncDir !== 'function') {
+      throw new TypeError(`Expected options.syncDir to be a function, got ${inspect(options.syncDir)}`)
+    }
     this.#path = path
     this.#rules = rules
+    this.#syncDir = options.syncDir ?? syncDir
+    // The file may be new, or created by a process that crashed before syncing its directory.
+    this.#unsyncedDirs = [dirname(path)]
   }
 
   /** Reads the journal (a missing file is an empty journal; unreadable lines are skipped). */
-  static async open (path: string): Promise<PurgeJournal> {
-    await mkdir(dirname(path), { recursive: true })
+  static async open (path: string, options: PurgeJournalOptions = {}): Promise<PurgeJournal> {
+    const dir = dirname(path)
+    const created = await mkdir(dir, { recursive: true })
     let text = ''
     try {
       text = await readFile(path, 'utf8')
@@ -62,7 +86,11 @@ export class PurgeJournal {
         // A torn last line from a crash mid-append: the purge was never acknowledged.
       }
     }
-    const journal = new PurgeJournal(path, rules)
+    const journal = new PurgeJournal(path, rules, options)
+    // Directories mkdir created hold each other's entries: each parent is synced with the journal's own directory.
+    if (created !== undefined) {
+      for (let child = dir; child !== dirname(created) && child !== dirname(child); child = dirname(child)) journal.#unsyncedDirs.push(dirname(child))
+    }
     // A torn last line must not swallow the next record's line: that one starts on a line of its own.
     // (Marked, not fixed by a write here: a journal on a file system remounted read-only still opens.)
     journal.#torn = text !== '' && !text.endsWith('\n')
@@ -88,7 +116,16 @@ export class PurgeJournal {
     } finally {
       await fh.close()
     }
+    await this.#syncDirs()
     this.#rules.push(rule)
+  }
+
+  /** Makes the journal's name durable; a failure is retried by the next record, which is not acknowledged until then. */
+  async #syncDirs (): Promise<void> {
+    while (this.#unsyncedDirs.length > 0) {
+      await this.#syncDir(this.#unsyncedDirs[0]!)
+      this.#unsyncedDirs.shift()
+    }
   }
 
   /**
@@ -118,9 +155,12 @@ export class PurgeJournal {
     } finally {
       await fh.close()
     }
+    // Until the directory is synced, a power loss may bring back the old file: records wait for that sync.
+    this.#unsyncedDirs.unshift(dirname(this.#path))
     await rename(tmp, this.#path)
     this.#torn = false
     this.#rules = kept
+    await this.#syncDirs()
   }
 
   #serial (task: () => Promise<void>): Promise<void> {

@@ -24,6 +24,7 @@ import { PurgeJournal, ruleCovers, type PurgeRule } from '../../../edge/cache/pu
 import type { ObjectMeta, StoreObserver } from '../../../edge/cache/types.ts'
 import { makeObject, patternBody, readBody } from './store.contract.ts'
 import type { Tap } from './store.contract.ts'
+import { startTestNode } from '../../helpers/cache-node.ts'
 
 const ROOMY_BYTES = 1024 * 1024 * 1024
 
@@ -507,4 +508,231 @@ t.test('concurrent cold hits of one streamed object after a restart can all be r
   t.equal(readable, found.length, `every hit streams the object (${readable} of ${found.length})`)
   await store.indexReady
   t.equal(store.count, 1)
+})
+
+type FsPromises = Record<string, (...args: unknown[]) => Promise<unknown>>
+
+/**
+ * Puts `intercept` in front of `fs.promises[name]` (the binding the store imports): for a
+ * path it returns a promise for, the call waits for that promise first (a rejection is the
+ * call's error). Restored by the returned function and at teardown.
+ */
+function interceptFs (t: Tap, name: 'readdir' | 'open', intercept: (path: string) => Promise<void> | undefined): () => void {
+  const promises = fs.promises as unknown as FsPromises
+  const original = promises[name]!
+  const patched = async (...args: unknown[]): Promise<unknown> => {
+    const before = intercept(String(args[0]))
+    if (before !== undefined) await before
+    return await original.apply(fs.promises, args)
+  }
+  promises[name] = patched
+  syncBuiltinESMExports()
+  const restore = (): void => {
+    if (promises[name] !== patched) return
+    promises[name] = original
+    syncBuiltinESMExports()
+  }
+  t.teardown(restore)
+  return restore
+}
+
+function ioError (code: string, path: string): Promise<never> {
+  return Promise.reject(Object.assign(new Error(`${code}: injected, ${path}`), { code }))
+}
+
+/** Awaits `promise` with the event loop held open: the store's retry timer is unref'd, as a server keeps a node alive. */
+async function keepingAlive<T> (promise: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 60_000)
+  try {
+    return await promise
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+async function diskBytes (dir: string): Promise<number> {
+  let bytes = 0
+  for (const name of await objectFiles(dir)) bytes += (await stat(join(dir, 'objects', name))).size
+  return bytes
+}
+
+t.test('a directory that cannot be listed is skipped, reported and retried: the rest is indexed at once, the budget holds once the retry reads it', async (t) => {
+  // Keys of one length, so the files are about one size.
+  const objects = Array.from({ length: 40 }, (_, i) => makeObject(`example.com/vod/readdir/seg-${String(i).padStart(2, '0')}.ts`, patternBody(2000, i), { requestTimeMs: 1_700_000_000_000 + i }))
+  // Within a few bytes of each other (the checksum's digits vary): 25 fit in the budget below, 26 do not.
+  const fileBytes = Math.max(...objects.map((o) => encodeObjectHead(o.meta, o.body).length + o.body.length))
+  const victim = hashKey(objects[7]!.meta.key)
+  const levels = {
+    'objects/ itself': '',
+    'a first-level directory': victim.slice(0, 2),
+    'a second-level directory': `${victim.slice(0, 2)}/${victim.slice(2, 4)}`,
+  }
+  for (const [level, prefix] of Object.entries(levels)) {
+    for (const retry of ['automatic', 'rescan()'] as const) {
+      t.test(`${level}, ${retry === 'automatic' ? 'retried with backoff' : 'rescanned on demand'}`, async (t) => {
+        const dir = await tempDir(t)
+        const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+        for (const object of objects) await first.put(object)
+        await first.close()
+        const under = (key: string): boolean => hashKey(key).startsWith(prefix.replace('/', ''))
+        const hidden = objects.filter((o) => under(o.meta.key))
+        t.ok(hidden.length > 0 && hidden.length < objects.length || prefix === '', `${hidden.length} of ${objects.length} objects under the failing directory`)
+
+        // The failing directory fails its first listings (a transient EMFILE), the automatic case several times in a row.
+        const failingPath = prefix === '' ? join(dir, 'objects') : join(dir, 'objects', prefix)
+        let failuresLeft = retry === 'automatic' ? 3 : Number.POSITIVE_INFINITY
+        interceptFs(t, 'readdir', (path) => {
+          if (path !== failingPath || failuresLeft <= 0) return undefined
+          failuresLeft--
+          return ioError('EMFILE', path)
+        })
+        const { events, observer } = recorder()
+        // The budget holds 25 of the 40 files: the rest must go once they are found.
+        const maxBytes = fileBytes * 25 + Math.floor(fileBytes / 2)
+        const store = await openStore(t, { dir, maxBytes, observer, indexRetryDelayMs: retry === 'automatic' ? 1 : 60_000 })
+        t.equal(store.indexComplete, false, 'the index is known to be incomplete')
+        t.ok(events.readErrors.some((e) => (e as NodeJS.ErrnoException).code === 'EMFILE'), 'the failure was reported')
+        t.ok(store.sizeBytes <= maxBytes, `what was read is within budget (${store.sizeBytes} <= ${maxBytes})`)
+        t.equal(store.count, Math.min(objects.length - hidden.length, 25), 'everything outside the failing directory is indexed (and evicted to budget)')
+        for (const object of hidden) t.notOk(store.has(object.meta.key), 'nothing under the failing directory is indexed')
+        // Not cold any more: an unindexed key misses without a disk lookup, and deletes are not remembered forever.
+        t.equal(await store.get(hidden[0]!.meta.key), undefined, 'an unindexed file is a miss, never served unchecked')
+
+        if (retry === 'rescan()') {
+          t.equal(await store.rescan(), false, 'a rescan while the directory still fails leaves the index incomplete')
+          failuresLeft = 0
+          t.equal(await store.rescan(), true, 'a rescan after the fault cleared completes the index')
+        }
+        t.equal(await keepingAlive(store.indexCompleted), true, 'the index completes')
+        t.equal(store.indexComplete, true)
+        t.ok(store.sizeBytes <= maxBytes, `the budget holds over every file (${store.sizeBytes} <= ${maxBytes})`)
+        t.equal(store.count, 25, 'the retry filled the budget')
+        await store.close()
+        t.equal(await diskBytes(dir), store.sizeBytes, 'files beyond the budget were deleted: sizeBytes is the sum of the files on disk')
+        t.equal((await objectFiles(dir)).length, store.count, 'one file per indexed object')
+      })
+    }
+  }
+})
+
+t.test('a file that fails to scan leaves the index incomplete until a retry reads it', async (t) => {
+  const dir = await tempDir(t)
+  const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  const objects = Array.from({ length: 5 }, (_, i) => makeObject(`example.com/vod/eio/seg-${i}.ts`, patternBody(1000, i)))
+  for (const object of objects) await first.put(object)
+  await first.close()
+  const victim = objectPath(dir, objects[2]!.meta.key)
+  let failing = true
+  interceptFs(t, 'open', (path) => failing && path === victim ? ioError('EIO', path) : undefined)
+  const { events, observer } = recorder()
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, observer, indexRetryDelayMs: 60_000 })
+  t.equal(store.indexComplete, false)
+  t.equal(store.count, 4, 'the other files are indexed')
+  t.ok(events.readErrors.some((e) => (e as NodeJS.ErrnoException).code === 'EIO'), 'reported')
+  failing = false
+  t.equal(await store.rescan(), true)
+  t.equal(store.count, 5)
+  t.equal(await store.indexCompleted, true)
+})
+
+t.test('a rebuild cut short by close leaves the index incomplete', async (t) => {
+  const dir = await tempDir(t)
+  const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  await first.put(makeObject('example.com/vod/cut/seg-1.ts', patternBody(1000, 1)))
+  await first.close()
+  const store = new DiskStore({ dir, maxBytes: ROOMY_BYTES })
+  await store.open()
+  // Before the rebuild's first listing can complete.
+  await store.close()
+  await store.indexReady
+  t.equal(store.indexComplete, false)
+  t.equal(await store.indexCompleted, false)
+})
+
+t.test('the purge journal is compacted only after a complete index rebuild: purged files stay purged across restarts', async (t) => {
+  const purgedKey = 'example.com/vod/purged/seg-1.ts'
+  const keptKey = 'example.com/vod/kept/seg-1.ts'
+  for (const incomplete of ['a file failed to scan', 'close cut the rebuild short'] as const) {
+    t.test(incomplete, async (t) => {
+      const dir = await tempDir(t)
+      const journalPath = join(dir, 'purge-journal.jsonl')
+      const fetchedMs = Date.now() - 2 * 3600_000
+      const seed = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+      for (const key of [purgedKey, keptKey]) await seed.put(makeObject(key, patternBody(3000, key.length), { requestTimeMs: fetchedMs, responseTimeMs: fetchedMs + 10 }))
+      await seed.close()
+      // An hour-old purge, recorded while the purged file was not indexed (old enough to be compacted away).
+      const rule: PurgeRule = { t: Date.now() - 3600_000, kind: 'prefix', value: 'example.com/vod/purged/' }
+      await writeFile(journalPath, JSON.stringify(rule) + '\n')
+      const nodeOptions = { cacheDir: dir, origin: 'http://127.0.0.1:9', processMetrics: false }
+
+      // Restart 1: the rebuild does not see the purged file.
+      let restore: () => void = () => {}
+      let release: () => void = () => {}
+      if (incomplete === 'a file failed to scan') {
+        const victim = objectPath(dir, purgedKey)
+        restore = interceptFs(t, 'open', (path) => path === victim ? ioError('EIO', path) : undefined)
+      } else {
+        const held = new Promise<void>((resolve) => { release = resolve })
+        restore = interceptFs(t, 'readdir', (path) => path === join(dir, 'objects') ? held : undefined)
+      }
+      const first = await startTestNode(t, nodeOptions)
+      if (incomplete === 'a file failed to scan') {
+        await first.store.disk.indexReady
+        t.match(await first.metrics.render(), /streamedge_store_read_errors_total\{[^}]*tier="disk"[^}]*\} [1-9]/, 'the scan failure is counted')
+        t.ok(first.logs.some((line) => line['path'] === objectPath(dir, purgedKey)), 'and logged with its path')
+      } else {
+        // The listing completes only once close has begun, so close cuts the rebuild short.
+        const disk = first.store.disk
+        const close = disk.close.bind(disk)
+        disk.close = async () => {
+          const closing = close()
+          release()
+          await closing
+        }
+      }
+      t.equal(first.store.disk.indexComplete, false, 'the first rebuild is incomplete')
+      await first.close()
+      restore()
+      t.equal(await first.store.disk.indexCompleted, false)
+      t.strictSame((await PurgeJournal.open(journalPath)).rules, [rule], 'the purge is still in the journal')
+
+      // Restart 2: a complete rebuild finds the file, and the purge still covers it.
+      const second = await startTestNode(t, nodeOptions)
+      t.equal(await second.store.disk.indexCompleted, true, 'the second rebuild is complete')
+      t.equal(await second.store.get(purgedKey), undefined, 'the purged object is not served')
+      t.ok(await second.store.get(keptKey), 'other objects are')
+      await second.close()
+      t.notOk(existsSync(objectPath(dir, purgedKey)), 'the purged file is deleted')
+      t.ok(existsSync(objectPath(dir, keptKey)))
+    })
+  }
+})
+
+t.test('a delete that lands while a retry scans a directory sticks: the retry does not bring the object back', async (t) => {
+  const dir = await tempDir(t)
+  const first = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  const victim = makeObject('example.com/vod/retry/seg-1.ts', patternBody(3000, 1))
+  await first.put(victim)
+  await first.close()
+  const victimDir = join(dir, 'objects', objectRelativePath(hashKey(victim.meta.key)).slice(0, 5))
+  let failing = true
+  interceptFs(t, 'readdir', (path) => failing && path === victimDir ? ioError('EIO', path) : undefined)
+  let store: DiskStore | undefined
+  let deleted: Promise<void> | undefined
+  // Called by the scan right after it read the file's head, before the pass merges what it read.
+  const isPurged = (meta: ObjectMeta): boolean => {
+    if (!failing && deleted === undefined && store !== undefined && meta.key === victim.meta.key) deleted = store.delete(meta.key)
+    return false
+  }
+  store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, isPurged, indexRetryDelayMs: 60_000 })
+  t.equal(store.indexComplete, false)
+  failing = false
+  t.equal(await store.rescan(), true)
+  t.ok(deleted !== undefined, 'the delete landed during the retry')
+  await deleted
+  t.notOk(store.has(victim.meta.key), 'not indexed')
+  t.equal(await store.get(victim.meta.key), undefined, 'a miss')
+  t.equal(store.sizeBytes, 0)
+  await store.close()
+  t.notOk(existsSync(objectPath(dir, victim.meta.key)), 'the file is gone')
 })

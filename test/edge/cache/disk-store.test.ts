@@ -90,6 +90,7 @@ t.test('options are validated once, naming the field and the value', async (t) =
     [{ observer: 5 }, /options\.observer to be an object, got 5/],
     [{ now: 'soon' }, /options\.now to be a function/],
     [{ io: { writev: 1 } }, /options\.io\.writev to be a function, got 1/],
+    [{ indexRetryDelayMs: 0 }, /options\.indexRetryDelayMs to be a positive integer, got 0/],
   ]
   for (const [override, message] of cases) {
     t.throws(() => new DiskStore({ ...base, ...override } as unknown as DiskStoreOptions), { name: 'TypeError', message })

@@ -2,9 +2,13 @@
  * The purge journal on real files: record/open round trips, which rules cover which keys
  * (variants, prefixes, the time rule), files damaged by a crash (a torn last line, garbage,
  * a leftover compaction temp file) that must neither lose acknowledged purges nor stop the
- * restart, compaction, and purges recorded while a compaction runs.
+ * restart, compaction, purges recorded while a compaction runs, and the directory syncs that
+ * make the journal's name durable.
  */
+import fs from 'node:fs'
 import { mkdtemp, readFile, readdir, rm, writeFile, appendFile, mkdir } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -192,4 +196,80 @@ t.test('many concurrent records all land, each on its own line', async (t) => {
   const reopened = await PurgeJournal.open(path)
   t.same([...reopened.rules].sort(byT), rules)
   t.equal((await readFile(path, 'utf8')).split('\n').length, 51)
+})
+
+t.test('the journal\'s directory is synced before the first purge and the first purge after a compaction are acknowledged', async (t) => {
+  const root = await tempDir(t)
+  const path = join(root, 'deep', 'cache', 'j.jsonl')
+  const synced: string[] = []
+  let hold: Promise<void> | undefined
+  let failNext = false
+  const syncDir = async (dir: string): Promise<void> => {
+    synced.push(dir)
+    if (hold !== undefined) await hold
+    if (failNext) {
+      failNext = false
+      throw Object.assign(new Error('EIO: injected directory fsync failure'), { code: 'EIO' })
+    }
+  }
+  const journal = await PurgeJournal.open(path, { syncDir })
+  t.same(synced, [], 'opening syncs nothing (a read-only journal still opens)')
+
+  // The first record creates the file: its name, and the directories open() created, must be durable before the ack.
+  let release = (): void => {}
+  hold = new Promise<void>((resolve) => { release = resolve })
+  let acknowledged = false
+  const first = journal.record(A).then(() => { acknowledged = true })
+  for (let turn = 0; turn < 1000 && synced.length === 0; turn++) await new Promise<void>((resolve) => setImmediate(resolve))
+  t.equal(synced.length, 1, 'the record reached its directory sync')
+  t.equal(acknowledged, false, 'the purge is not acknowledged while its directory sync is pending')
+  hold = undefined
+  release()
+  await first
+  t.same(synced, [join(root, 'deep', 'cache'), join(root, 'deep'), root], 'the journal\'s directory, then each directory open() created, up to the one that existed')
+  synced.length = 0
+  await journal.record(B)
+  t.same(synced, [], 'later appends to the same file need no directory sync')
+
+  // A compaction renames a new file into place: synced after the rename.
+  await journal.compact(1500)
+  t.same(synced, [join(root, 'deep', 'cache')], 'the compaction\'s rename is synced')
+  synced.length = 0
+
+  // The compaction's directory sync fails: the compaction rejects, and the next purge is only acknowledged once the sync succeeded.
+  failNext = true
+  await t.rejects(journal.compact(1500), { code: 'EIO' })
+  t.same(synced, [join(root, 'deep', 'cache')])
+  synced.length = 0
+  await journal.record(C)
+  t.same(synced, [join(root, 'deep', 'cache')], 'the next record synced the directory before its ack')
+  t.same((await PurgeJournal.open(path)).rules, [B, C])
+})
+
+t.test('by default the journal fsyncs its directory through a real directory handle', async (t) => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'j.jsonl')
+  const promises = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  const original = promises['open']!
+  const syncedDirs: string[] = []
+  promises['open'] = async (...args: unknown[]) => {
+    const fh = await original.apply(fs.promises, args) as FileHandle
+    if (args[0] !== dir) return fh
+    const sync = fh.sync.bind(fh)
+    fh.sync = async () => {
+      await sync()
+      syncedDirs.push(String(args[0]))
+    }
+    return fh
+  }
+  syncBuiltinESMExports()
+  t.teardown(() => {
+    promises['open'] = original
+    syncBuiltinESMExports()
+  })
+  const journal = await PurgeJournal.open(path)
+  await journal.record(A)
+  t.same(syncedDirs, [dir], 'the directory was opened and fsynced once the file was created')
+  await journal.compact(0)
+  t.same(syncedDirs, [dir, dir], 'and again after the compaction\'s rename')
 })
