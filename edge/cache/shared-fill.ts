@@ -14,6 +14,14 @@
  * Chunks are kept as received and readers get `subarray` views: a body byte is
  * copied once into the store at completion, never per reader.
  *
+ * A fill whose body will not be stored (larger than the node stores) is released
+ * (`release`): the caller takes it out of its map, so nobody new joins, and the bytes every
+ * reader has passed are dropped. Memory then holds the gap between the slowest reader and
+ * the upstream, not the whole body, and past {@link RELEASED_WINDOW_BYTES} the writer
+ * pauses the upstream until the slowest reader catches up (undici's body timeout does not
+ * run while paused). A 376 MB object streamed past a 32 MiB limit took the edge from 111 to
+ * 836 MB of RSS before.
+ *
  * pipeFill sends a fill to a client: first bytes at once, the rest in bounded slices on
  * setImmediate turns, so a herd's fan-out and late joiners' catch-up never hold the event
  * loop (and with it the accept of the next client) for more than one slice budget.
@@ -57,6 +65,9 @@ export interface StoredFillOutcome {
 
 type Wake = () => void
 
+/** Most body bytes a released fill holds before its writer pauses the upstream. */
+export const RELEASED_WINDOW_BYTES = 16 * 1024 * 1024
+
 export class SharedFill {
   readonly key: string
   /** Wall clock (ms) when the fill started. */
@@ -64,12 +75,20 @@ export class SharedFill {
   #state: FillState = 'waiting-head'
   #head: FillHead | undefined
   #error: Error | undefined
-  readonly #chunks: Buffer[] = []
+  // Entries below #kept are undefined once a released fill dropped them.
+  readonly #chunks: Array<Buffer | undefined> = []
   /** Offset of the first byte of each chunk, for readers that start mid-body. */
   readonly #starts: number[] = []
   #length = 0
   #body: Buffer | undefined
   #readers = 0
+  // Released fills: the readers' cursors, how many readers ever opened one, bytes dropped.
+  #released = false
+  readonly #cursors = new Set<FillCursor>()
+  #opened = 0
+  #kept = 0
+  #dropped = 0
+  #onRoom: (() => void) | undefined
   #wakeups: Wake[] = []
   /** Told of a failure at once, whatever they are waiting for (see watchFailure). */
   readonly #failureWatchers = new Set<(err: Error) => void>()
@@ -87,6 +106,17 @@ export class SharedFill {
   get length (): number { return this.#length }
   /** Streaming readers attached so far (the request that started the fill counts as one). */
   get readers (): number { return this.#readers }
+  /** Body bytes held in memory (all of them, unless the fill was released). */
+  get heldBytes (): number { return this.#length - this.#dropped }
+  /** The body is not kept whole (see release). */
+  get released (): boolean { return this.#released }
+  /** A released fill holds its window's worth: the writer should pause the upstream (see onRoom). */
+  get full (): boolean { return this.#released && this.heldBytes > RELEASED_WINDOW_BYTES }
+
+  /** Calls `resume` once a full released fill has dropped to half its window (or ended). */
+  onRoom (resume: () => void): void {
+    this.#onRoom = resume
+  }
   /** Total body length once known: declared up front, or the final length at completion. */
   get totalBytes (): number | undefined {
     return this.#state === 'complete' ? this.#length : this.#head?.declaredBytes
@@ -110,6 +140,19 @@ export class SharedFill {
     this.#chunks.push(chunk)
     this.#length += chunk.length
     this.#wake()
+    if (this.#released) this.#trim()
+  }
+
+  /**
+   * Stops keeping the whole body: it will not be stored, and the caller has made sure nobody
+   * new joins (the fill is out of its map). From now on, bytes every reader has passed are
+   * dropped, once each reader that attached has opened its cursor (one that has not yet
+   * might start at byte 0). `body()` is then unavailable.
+   */
+  release (): void {
+    if (this.#released) return
+    this.#released = true
+    this.#trim()
   }
 
   /** Ends the fill with an answer from storage (see FillHead.stored): head and completion at once. */
@@ -119,20 +162,21 @@ export class SharedFill {
     this.#wake()
   }
 
-  /** Marks the body complete and returns it as one Buffer (the copy the store keeps). */
-  complete (): Buffer {
+  /** Marks the body complete (`body()` assembles it, for those who need it whole: the store, transforms). */
+  complete (): void {
     if (this.#state !== 'streaming') throw new Error(`complete in state ${this.#state}`)
     this.#state = 'complete'
     this.#failureWatchers.clear()
     this.#wake()
-    return this.body()
   }
 
-  /** The whole body of a complete fill, assembled once. */
+  /** The whole body of a complete fill, assembled once; a released fill no longer has it all. */
   body (): Buffer {
     if (this.#state !== 'complete') throw new Error(`body in state ${this.#state}`)
     if (this.#body === undefined) {
-      this.#body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length)
+      if (this.#dropped > 0) throw new CdnError('CDN_ERR_INTERNAL', `The body of ${this.key} was not kept (larger than the store takes)`)
+      const chunks = this.#chunks as Buffer[]
+      this.#body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#length)
     }
     return this.#body
   }
@@ -264,6 +308,49 @@ export class SharedFill {
   chunk (index: number): Buffer | undefined { return this.#chunks[index] }
   chunkStart (index: number): number { return this.#starts[index] ?? this.#length }
 
+  /** A reader's cursor opened (FillCursor): a released fill keeps what it has not read. */
+  track (cursor: FillCursor): void {
+    this.#opened++
+    this.#cursors.add(cursor)
+  }
+
+  /** The reader is done or gone (FillPipe). */
+  untrack (cursor: FillCursor): void {
+    if (this.#cursors.delete(cursor) && this.#released) this.#trim()
+  }
+
+  /** A cursor moved on past a chunk (FillCursor): a released fill may drop what is behind every reader. */
+  advanced (): void {
+    if (this.#released) this.#trim()
+  }
+
+  /** Drops the chunks of a released fill that every reader has passed. */
+  #trim (): void {
+    // a reader that attached without a cursor yet may still start anywhere
+    if (this.#opened < this.#readers) return
+    let floor = this.#length
+    for (const cursor of this.#cursors) if (cursor.position < floor) floor = cursor.position
+    const chunks = this.#chunks
+    let i = this.#kept
+    while (i < chunks.length - 1 && this.#starts[i + 1]! <= floor) {
+      this.#dropped += chunks[i]!.length
+      chunks[i] = undefined
+      i++
+    }
+    // the last chunk goes too once every reader is past it (no reader at all: nobody needs it)
+    if (i === chunks.length - 1 && this.#length <= floor && chunks[i] !== undefined) {
+      this.#dropped += chunks[i]!.length
+      chunks[i] = undefined
+      i++
+    }
+    this.#kept = i
+    if (this.#onRoom !== undefined && this.heldBytes <= RELEASED_WINDOW_BYTES / 2) {
+      const resume = this.#onRoom
+      this.#onRoom = undefined
+      resume()
+    }
+  }
+
   #wake (): void {
     if (this.#wakeups.length === 0) return
     const wakeups = this.#wakeups
@@ -286,6 +373,12 @@ export class FillCursor {
     this.#fill = fill
     this.#pos = start
     this.#end = endInclusive
+    fill.track(this)
+  }
+
+  /** The reader is done or gone: a released fill stops keeping bytes for it. */
+  close (): void {
+    this.#fill.untrack(this)
   }
 
   /** Next byte position to send. */
@@ -298,17 +391,17 @@ export class FillCursor {
     const fill = this.#fill
     if (this.#pos > this.#end || this.#pos >= fill.length || maxBytes < 1) return undefined
     if (this.#chunk < 0) this.#chunk = fill.chunkIndexAt(this.#pos)
-    let chunk = fill.chunk(this.#chunk)
-    let start = fill.chunkStart(this.#chunk)
-    while (chunk !== undefined && this.#pos >= start + chunk.length) {
-      this.#chunk++
-      chunk = fill.chunk(this.#chunk)
-      start = fill.chunkStart(this.#chunk)
-    }
+    // by offsets, not lengths: a chunk this cursor finished may be gone (a released fill)
+    while (this.#pos >= fill.chunkStart(this.#chunk + 1)) this.#chunk++
+    const chunk = fill.chunk(this.#chunk)
+    // never under a reader: a released fill only drops what every reader has passed
     if (chunk === undefined) return undefined
+    const start = fill.chunkStart(this.#chunk)
     const from = this.#pos - start
     const to = Math.min(chunk.length, this.#end + 1 - start, from + maxBytes)
     this.#pos = start + to
+    // past the end of a chunk: a released fill may drop it
+    if (to === chunk.length) fill.advanced()
     return from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to)
   }
 }
@@ -449,6 +542,7 @@ class FillPipe {
   #finish (): void {
     this.#done = true
     this.#fill.unwatchFailure(this.#onFailure)
+    this.#cursor.close()
   }
 
   #abort (err: Error | undefined): void {

@@ -948,6 +948,7 @@ export class CacheProxy {
       fill.setHead(head)
       // A response nobody else may see must not collect joiners; later requests start their own fill.
       if (!shareable) this.#dropFill(job)
+      if (noStore === 'too-large') this.#releaseFill(job)
     }
     res.body.on('data', (chunk: Buffer) => {
       if (buffered) {
@@ -956,7 +957,15 @@ export class CacheProxy {
       } else {
         fill.append(chunk)
       }
-      if (noStore === undefined && (buffered ? bufferedBytes : fill.length) > this.#o.maxObjectBytes) noStore = 'too-large'
+      if (noStore === undefined && (buffered ? bufferedBytes : fill.length) > this.#o.maxObjectBytes) {
+        noStore = 'too-large'
+        if (!buffered) this.#releaseFill(job)
+      }
+      // a released fill holds its readers' lag: past its window, the upstream waits for them
+      if (fill.full) {
+        res.body.pause()
+        fill.onRoom(() => res.body.resume())
+      }
     })
     // Set once the body ended or failed: a body that only closes was cut off (a chain or pool
     // destroys the bodies still streaming at close), and a fill left waiting would never settle.
@@ -984,7 +993,8 @@ export class CacheProxy {
         return
       }
       if (!buffered) {
-        this.#admit(job, fill.complete(), noStore)
+        fill.complete()
+        this.#admit(job, noStore)
         return
       }
       const body = Buffer.concat(chunks, bufferedBytes)
@@ -997,7 +1007,8 @@ export class CacheProxy {
       const refused = decision === undefined ? undefined : policyRefusal(decision, job.needsPolicyLifetime)
       fill.setHead(refused === undefined ? head : { ...head, storable: false, noStoreReason: refused })
       fill.append(body)
-      this.#admit(job, fill.complete(), noStore, decision)
+      fill.complete()
+      this.#admit(job, noStore, decision)
     })
   }
 
@@ -1017,23 +1028,26 @@ export class CacheProxy {
   }
 
   /** The admission gate: only complete, cacheable, intact bodies the content policy accepts are stored. */
-  #admit (job: FillJob, body: Buffer, noStore: string | undefined, decided?: AdmitDecision): void {
+  #admit (job: FillJob, noStore: string | undefined, decided?: AdmitDecision): void {
     const { fill } = job
     const head = fill.head!
     const { metrics, logger } = this.#o
     let reason = noStore ?? (job.purged ? 'purged' : undefined)
+    // Assembled only for a response that may be stored (a released fill no longer has it all).
+    const body = reason === undefined ? fill.body() : undefined
     // Only a 2xx body is the object itself; an error page under a .ts name is not a damaged segment.
-    if (reason === undefined && this.#o.checkIntegrity && head.status >= 200 && head.status < 300) {
+    if (body !== undefined && this.#o.checkIntegrity && head.status >= 200 && head.status < 300) {
       const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
       if (check !== undefined && !check(body)) reason = 'integrity'
     }
-    const decision = reason === undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
+    const decision = reason === undefined && body !== undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
     if (decision !== undefined) reason = policyRefusal(decision, job.needsPolicyLifetime)
-    if (reason !== undefined) {
+    if (reason !== undefined || body === undefined) {
+      reason ??= noStore ?? 'not-kept' // (no reason means the body was assembled: unreachable)
       metrics.fills.inc({ outcome: 'not-stored' })
       metrics.admissionRejections.inc({ reason })
       const log = reason === 'integrity' ? logger.warn.bind(logger) : logger.debug.bind(logger)
-      log({ cacheKey: fill.key, noCacheReason: reason, status: head.status, bytes: body.length }, 'response not stored')
+      log({ cacheKey: fill.key, noCacheReason: reason, status: head.status, bytes: fill.length }, 'response not stored')
       this.#dropFill(job)
       return
     }
@@ -1106,6 +1120,16 @@ export class CacheProxy {
 
   #dropFill (job: FillJob): void {
     if (this.#fills.get(job.key) === job) this.#fills.delete(job.key)
+  }
+
+  /**
+   * A body larger than the node stores: nobody new joins (a later request fetches on its
+   * own, as for any uncached object), and the fill stops keeping bytes its readers passed,
+   * so memory holds the readers' lag, not the object.
+   */
+  #releaseFill (job: FillJob): void {
+    this.#dropFill(job)
+    job.fill.release()
   }
 
   #countUpstreamError (error: CdnError): void {

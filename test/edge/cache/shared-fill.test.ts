@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { FIRST_SLICE_BYTES, FillCursor, SharedFill, SLICE_BYTES, pipeFill, type FillHead, setPacerMaxDeferMs, MAX_DEFER_MS } from '../../../edge/cache/shared-fill.ts'
+import { FIRST_SLICE_BYTES, FillCursor, SharedFill, SLICE_BYTES, pipeFill, type FillHead, setPacerMaxDeferMs, MAX_DEFER_MS, RELEASED_WINDOW_BYTES } from '../../../edge/cache/shared-fill.ts'
 
 const HEAD: FillHead = {
   status: 200,
@@ -277,4 +277,60 @@ t.test('the pacer\'s benchmarking knob takes whole ms from 0 to 1000 and refuses
   }
   t.doesNotThrow(() => setPacerMaxDeferMs(0))
   t.doesNotThrow(() => setPacerMaxDeferMs(1000))
+})
+
+t.test('a released fill drops what every reader has passed, waits for readers that attached without a cursor, and has no whole body', async (t) => {
+  const fill = new SharedFill('k', 0)
+  fill.setHead(HEAD)
+  fill.attach()
+  fill.attach()
+  const a = new FillCursor(fill, 0, Number.MAX_SAFE_INTEGER)
+  for (let i = 0; i < 4; i++) fill.append(Buffer.alloc(100, i))
+  fill.release()
+  t.equal(fill.heldBytes, 400, 'the second reader has no cursor yet: it may start at byte 0, so nothing goes')
+  const b = new FillCursor(fill, 0, Number.MAX_SAFE_INTEGER)
+  t.equal(fill.heldBytes, 400, 'both at byte 0')
+  t.equal(a.next(250)?.length, 100)
+  t.equal(a.next(250)?.length, 100)
+  t.equal(fill.heldBytes, 400, 'b has not moved: kept for it')
+  t.same(b.next(150), Buffer.alloc(100, 0))
+  t.same(b.next(50), Buffer.alloc(50, 1))
+  t.equal(fill.heldBytes, 300, 'the first chunk is behind both readers: dropped')
+  t.same(b.next(50), Buffer.alloc(50, 1), 'the rest of a chunk a reader is inside of is still there')
+  t.equal(fill.heldBytes, 200)
+  b.close()
+  t.equal(fill.heldBytes, 200, 'a is at 200: the chunks after it stay')
+  t.same(a.next(1000), Buffer.alloc(100, 2))
+  t.same(a.next(1000), Buffer.alloc(100, 3))
+  t.equal(fill.heldBytes, 0, 'every reader past everything: nothing held')
+  fill.append(Buffer.alloc(10, 9))
+  t.same(a.next(1000), Buffer.alloc(10, 9), 'a reader goes on past dropped chunks')
+  fill.complete()
+  t.throws(() => fill.body(), { code: 'CDN_ERR_INTERNAL' }, 'the whole body is gone')
+  t.equal(fill.length, 410)
+})
+
+t.test('a released fill past its window says full until its readers catch up to half of it', async (t) => {
+  const fill = new SharedFill('k', 0)
+  fill.setHead(HEAD)
+  fill.attach()
+  const reader = new FillCursor(fill, 0, Number.MAX_SAFE_INTEGER)
+  fill.release()
+  const chunk = Buffer.alloc(1024 * 1024)
+  while (!fill.full) fill.append(chunk)
+  t.ok(fill.heldBytes > RELEASED_WINDOW_BYTES, 'full past the window')
+  let resumed = 0
+  fill.onRoom(() => { resumed++ })
+  while (fill.heldBytes > RELEASED_WINDOW_BYTES / 2 + chunk.length) reader.next()
+  t.equal(resumed, 0, 'not yet at half')
+  reader.next()
+  reader.next()
+  t.equal(resumed, 1, 'resumed once at half')
+  t.notOk(fill.full)
+  const kept = new SharedFill('kept', 0)
+  kept.setHead(HEAD)
+  for (let i = 0; i < 20; i++) kept.append(chunk)
+  t.notOk(kept.full, 'a fill that keeps its body is never full')
+  kept.complete()
+  t.equal(kept.body().length, 20 * chunk.length)
 })
