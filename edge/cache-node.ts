@@ -20,6 +20,7 @@ import type { TokenCheck } from './auth/token-check.ts'
 import { createFastHitHandler } from './proxy/fast-hit.ts'
 import { HeartbeatClient } from '../lib/protocol/heartbeat-client.ts'
 import { steeringTransform } from './hls/steering-transform.ts'
+import { playlistRewrites } from './hls/token-uris.ts'
 import type { ContentPolicy } from './proxy/content-policy.ts'
 import { PurgeJournal } from './cache/purge-journal.ts'
 import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
@@ -46,7 +47,10 @@ export interface CacheNodeOptions extends ProxyPolicyOptions {
   readonly adminToken?: string | undefined
   /** Peers whose X-Forwarded-For is believed (CIDR prefixes or addresses): load balancers, edges in front of a shield. */
   readonly trustedProxies?: readonly string[]
-  /** Playback tokens: verified on every request when required (403 otherwise), always stripped from URLs. */
+  /**
+   * Playback tokens: verified on every request when required (403 otherwise), always stripped from URLs;
+   * when required, carried onto the root-relative and same-host URIs of the playlists served.
+   */
   readonly token?: TokenCheck | undefined
   /**
    * The control plane: heartbeats go to it (when a key is set), and master playlists get
@@ -173,10 +177,13 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   const controlPlaneUrl = options.controlPlane?.url
   // Keyed by the session's token, so both paths (node:http's requests, the fast path's) use this one rewrite.
   const steering = controlPlaneUrl === undefined ? undefined : steeringTransform(controlPlaneUrl, options.id, (token: string | undefined) => token)
+  // Where tokens are required, playlists keep the token on their root-relative and same-host URIs (edge/hls/token-uris.ts).
+  const carryToken = options.token?.required === true
+  const rewriteFor = playlistRewrites({ carryToken, steering })
   const proxy = new CacheProxy({
     cacheName,
     forwarding,
-    ...(steering === undefined ? {} : { bodyTransform: (req, url) => steering(gate.tokenOf(req), url) }),
+    ...(rewriteFor === undefined ? {} : { bodyTransform: (req, url) => rewriteFor(gate.tokenOf(req), url, req.headers.host) }),
     ...(options.contentPolicy === undefined ? {} : { contentPolicy: (proxy: CacheProxy) => options.contentPolicy!(proxy, metrics) }),
     store: tiered,
     upstream,
@@ -200,7 +207,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     listen: options.listen,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
-    fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor: steering }),
+    fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor }),
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),

@@ -36,9 +36,9 @@ export interface FastHitOptions {
   readonly proxy: Pick<CacheProxy, 'answerFast'>
   /**
    * The per-request body rewrite (CacheProxyOptions.bodyTransform, keyed here by the
-   * request's token and URL): a hit it would rewrite is declined.
+   * request's token, URL and Host): a hit it would rewrite is declined.
    */
-  readonly rewriteFor?: ((token: string | undefined, url: string) => BodyRewrite | undefined) | undefined
+  readonly rewriteFor?: ((token: string | undefined, url: string, host: string | undefined) => BodyRewrite | undefined) | undefined
 }
 
 /** The FastFront handler of a cache node (NodeServer keeps its operational paths out of it). */
@@ -48,7 +48,7 @@ export function createFastHitHandler (options: FastHitOptions): FastHandler {
     if (!plainFields(req.headers)) return undefined
     const admitted = gate.pass(req)
     if (admitted === undefined) return undefined
-    return proxy.answerFast(req, admitted.url, rewriteFor?.(admitted.token, admitted.url))
+    return proxy.answerFast(req, admitted.url, rewriteFor?.(admitted.token, admitted.url, req.headers.host))
   }
 }
 
