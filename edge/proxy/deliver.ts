@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
-import type { CdnError } from '../../lib/errors.ts'
+import { CdnError } from '../../lib/errors.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { parseHttpDate } from '../../lib/http/dates.ts'
 import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
@@ -414,6 +414,68 @@ function failResponse (ex: Exchange, err: Error | undefined, status: StatusField
 
 /** Streams an upstream response straight to the client (nothing stored). */
 export function deliverPass (ex: Exchange, upstream: UpstreamResponse, status: StatusFields, onBodyError: (err: Error) => void): void {
+  if (ex.transform !== undefined && upstream.status === 200 && ex.req.method === 'GET' && upstream.headers['content-range'] === undefined) {
+    passRewritten(ex, upstream, status, onBodyError)
+    return
+  }
+  passAsIs(ex, upstream, status, onBodyError, [])
+}
+
+/** Most bytes of a pass-through body read whole for a rewrite: a playlist is far smaller. */
+const MAX_PASS_REWRITE_BYTES = 4 * 1024 * 1024
+
+/**
+ * A pass-through 200 the node would rewrite if it were stored (a playlist: tokens on its
+ * URIs, content steering), e.g. one the origin marks no-store: read whole, rewritten, sent
+ * with its own length. A body past MAX_PASS_REWRITE_BYTES goes as it came.
+ */
+function passRewritten (ex: Exchange, upstream: UpstreamResponse, status: StatusFields, onBodyError: (err: Error) => void): void {
+  const body = upstream.body
+  const chunks: Buffer[] = []
+  let bytes = 0
+  const stop = (): void => {
+    body.off('data', onData)
+    body.off('end', onEnd)
+    body.off('error', onError)
+  }
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk)
+    bytes += chunk.length
+    if (bytes <= MAX_PASS_REWRITE_BYTES) return
+    stop()
+    body.pause()
+    passAsIs(ex, upstream, status, onBodyError, chunks)
+  }
+  const onEnd = (): void => {
+    stop()
+    const whole = Buffer.concat(chunks, bytes)
+    const rewritten = ex.transform!(whole)
+    const stored = toStoredHeaders(upstream.headers)
+    const headers = buildHeaders(ex, stored, status, rewritten === undefined ? [] : ['etag'])
+    const etag = headerValue(stored.etag)
+    if (rewritten !== undefined && etag !== undefined) headers.push('etag', etag.startsWith('W/') ? etag : `W/${etag}`)
+    const age = upstream.headers.age
+    if (typeof age === 'string') headers.push('age', age)
+    const out = rewritten ?? whole
+    headers.push('content-length', String(out.length))
+    ex.status = 200
+    ex.bytes += out.length
+    ex.res.writeHead(200, headers)
+    ex.res.end(out)
+  }
+  const onError = (err: Error): void => {
+    stop()
+    onBodyError(err)
+    // nothing went out yet: an error answer, not a cut connection
+    deliverError(ex, ex.error ?? new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', err.message), status)
+  }
+  body.on('data', onData)
+  body.once('end', onEnd)
+  body.once('error', onError)
+}
+
+/** Streams an upstream answer to the client as it comes, after `prefix` (bytes already read from it). */
+function passAsIs (ex: Exchange, upstream: UpstreamResponse, status: StatusFields, onBodyError: (err: Error) => void, prefix: readonly Buffer[]): void {
   const stored = toStoredHeaders(upstream.headers)
   const headers = buildHeaders(ex, stored, status)
   for (const name of ['age', 'content-length', 'content-range'] as const) {
@@ -423,6 +485,10 @@ export function deliverPass (ex: Exchange, upstream: UpstreamResponse, status: S
   ex.status = upstream.status
   const res = ex.res
   res.writeHead(upstream.status, headers)
+  for (const chunk of prefix) {
+    ex.bytes += chunk.length
+    res.write(chunk)
+  }
   upstream.body.on('data', (chunk: Buffer) => { ex.bytes += chunk.length })
   pipeline(upstream.body, res, (err) => {
     if (err === undefined || err === null) return

@@ -312,3 +312,53 @@ t.test('on a real token-required edge: rewritten on miss, hit and HEAD, Host by 
   const segment = await get('/vod/title/a.ts')
   t.equal(segment.body.toString(), 'segment', 'segments are never rewritten')
 })
+
+t.test('a playlist passed through uncached (a request with Authorization) is rewritten too; other pass-through bodies stream as they come', async (t) => {
+  const signer = new TokenSigner([new TokenKey('k1', 'token-uris-secret-0123456789')])
+  const token = signer.sign({ exp: Math.floor(Date.now() / 1000) + 3600, path: '/vod/title/' })
+  const playlist = oneUri('/vod/title/a.ts')
+  const big = Buffer.alloc(5 * 1024 * 1024, 0x41) // past what a pass-through rewrite reads whole
+  let requests = 0
+  let brokenServed = 0
+  const origin = http.createServer((req, res) => {
+    requests++
+    if (req.url === '/vod/title/big.m3u8') {
+      res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'max-age=60' })
+      res.end(big)
+      return
+    }
+    if (req.url === '/vod/title/broken.m3u8' && brokenServed++ > 0) {
+      // stored whole the first time; cut short for the pass-through after
+      res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'max-age=60', 'content-length': '1000' })
+      res.write('#EXTM3U\n')
+      setImmediate(() => res.destroy())
+      return
+    }
+    res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'max-age=60', etag: '"v1"' })
+    res.end(playlist)
+  })
+  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()) }))
+  const node = await startTestNode(t, {
+    origin: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+    token: { required: true, verifier: new TokenVerifier([new TokenKey('k1', 'token-uris-secret-0123456789')]) },
+  })
+  // stored first; a request with Authorization then bypasses it (RFC 9111 §3.5) and is passed through
+  t.equal((await fetchRaw(`${node.url}/t/${token}/vod/title/live.m3u8`, { headers: { host: HOST } })).status, 200)
+  for (let i = 0; i < 2; i++) {
+    const res = await fetchRaw(`${node.url}/t/${token}/vod/title/live.m3u8`, { headers: { host: HOST, authorization: 'Bearer player' } })
+    t.equal(res.status, 200)
+    t.equal(res.body.toString(), playlist.replace('/vod/title/a.ts', `/t/${token}/vod/title/a.ts`), `pass ${i + 1}: tokenized`)
+    t.equal(res.headers['content-length'], String(res.body.length), 'its own length')
+    t.equal(res.headers.etag, 'W/"v1"', 'a weak validator')
+    t.match(res.headers['cache-status'], /fwd=bypass/, 'passed through')
+  }
+  t.equal(requests, 3, 'each pass went to the origin')
+  await fetchRaw(`${node.url}/t/${token}/vod/title/big.m3u8`, { headers: { host: HOST } })
+  const large = await fetchRaw(`${node.url}/t/${token}/vod/title/big.m3u8`, { headers: { host: HOST, authorization: 'Bearer player' } })
+  t.equal(large.status, 200)
+  t.ok(large.body.equals(big), 'a body too long to be a playlist goes through as it came')
+  await fetchRaw(`${node.url}/t/${token}/vod/title/broken.m3u8`, { headers: { host: HOST } })
+  const broken = await fetchRaw(`${node.url}/t/${token}/vod/title/broken.m3u8`, { headers: { host: HOST, authorization: 'Bearer player' } })
+  t.equal(broken.status, 502, 'an upstream body that breaks before the end: an error answer, not a short playlist')
+})
