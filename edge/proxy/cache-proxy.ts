@@ -434,7 +434,9 @@ export class CacheProxy {
     if (job === undefined || job.fill.state === 'failed') return undefined
     const startMs = this.#now()
     const head = job.fill.head
-    if (head !== undefined) {
+    // A GET that comes after the head but before any body byte waits like an early one: sent
+    // nothing yet, it can still fetch alone if the writer stalls (the lock timeout, #answerJoin).
+    if (head !== undefined && !(req.method === 'GET' && job.fill.state === 'streaming' && job.fill.length === 0)) {
       const join = this.#fastJoin(req, path, job, head, startMs)
       if (join !== undefined) job.fill.attach()
       return join
