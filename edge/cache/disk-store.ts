@@ -16,6 +16,7 @@ import { inspect } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { CdnError } from '../../lib/errors.ts'
 import { writeBodyRange } from './body-writer.ts'
+import { lockDir, type DirLock } from './dir-lock.ts'
 import { BufferPool } from './buffer-pool.ts'
 import {
   HEADER_PROBE_BYTES,
@@ -213,6 +214,8 @@ export class DiskStore implements Store {
   readonly #deletedSeq = new Map<string, number>()
   #seq = 0
   #rebuildAborted = false
+  readonly #dir: string
+  #lock: DirLock | undefined
   #rebuild: Promise<void> = Promise.resolve()
   #settleReady: (err?: Error) => void = () => {}
   #settleCompleted: (complete: boolean) => void = () => {}
@@ -220,6 +223,7 @@ export class DiskStore implements Store {
   constructor (options: DiskStoreOptions) {
     validateOptions(options)
     const dir = resolve(options.dir)
+    this.#dir = dir
     this.#objectsDir = join(dir, 'objects')
     this.#tmpDir = join(dir, 'tmp')
     this.#maxBytes = options.maxBytes
@@ -294,6 +298,9 @@ export class DiskStore implements Store {
     if (this.#state !== 'new') throw new Error('DiskStore.open() can only be called once')
     this.#state = 'opening'
     try {
+      await mkdir(this.#dir, { recursive: true })
+      // before anything is touched: another node's temp files are not leftovers
+      this.#lock = await lockDir(this.#dir)
       await mkdir(this.#objectsDir, { recursive: true })
       await mkdir(this.#tmpDir, { recursive: true })
       for (const name of await readdir(this.#tmpDir)) {
@@ -303,6 +310,7 @@ export class DiskStore implements Store {
       }
     } catch (err) {
       this.#state = 'closed'
+      await this.#lock?.release()
       this.#settleReady(asError(err))
       this.#settleCompleted(false)
       throw err
@@ -452,6 +460,8 @@ export class DiskStore implements Store {
     await this.#rebuild
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
     this.#files.close()
+    await this.#lock?.release()
+    this.#lock = undefined
     this.#settleReady()
     this.#settleCompleted(false)
   }
