@@ -7,7 +7,7 @@
  * (tmpfs and read-only bind mounts where the box allows mounting; skipped otherwise).
  */
 import fs from 'node:fs'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { syncBuiltinESMExports } from 'node:module'
@@ -430,7 +430,29 @@ t.test('two stores on one directory: the second is refused while the first is op
   await writeFile(join(dir, LOCK_FILE), `${gone.stdout}\n`)
   const d = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
   t.ok(await d.get(kept.meta.key) !== undefined, 'a stale lock does not keep the node down')
-  t.equal((await readFile(join(dir, LOCK_FILE), 'utf8')).trim(), String(process.pid), 'and is ours now')
+  const mine = (await readFile(join(dir, LOCK_FILE), 'utf8')).trim()
+  t.match(mine, new RegExp(`^${process.pid}( |$)`), 'and is ours now')
+  await d.close()
+  // a restarted container gets the same pid as the node that crashed: the lock names it, but not us
+  await writeFile(join(dir, LOCK_FILE), `${process.pid} 00000000-0000-0000-0000-000000000000 1\n`)
+  const e = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+  t.pass('a lock naming our pid from an earlier life is taken over')
+  await e.close()
+  // a live process that is the owner is respected; the same pid with another start time is not
+  const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+  t.teardown(() => { sleeper.kill('SIGKILL') })
+  await new Promise((resolve) => sleeper.once('spawn', resolve))
+  const stat = await readFile(`/proc/${sleeper.pid}/stat`, 'utf8').catch(() => undefined)
+  const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined)
+  if (stat !== undefined && bootId !== undefined) {
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    await writeFile(join(dir, LOCK_FILE), `${sleeper.pid} ${bootId.trim()} ${startTime}\n`)
+    await t.rejects(new DiskStore({ dir, maxBytes: ROOMY_BYTES }).open(), { code: 'CDN_ERR_CONFIG_INVALID', message: new RegExp(`in use by process ${sleeper.pid} `) }, 'a live owner keeps its directory')
+    await writeFile(join(dir, LOCK_FILE), `${sleeper.pid} ${bootId.trim()} 1\n`)
+    const f = await openStore(t, { dir, maxBytes: ROOMY_BYTES })
+    t.pass('its pid with another start time is some other process: taken over')
+    await f.close()
+  }
 })
 
 t.test('concurrent puts of one key and others under a tight budget: the bound holds and accounting matches the disk', async (t) => {
