@@ -15,32 +15,11 @@ import { freshenedMeta, validatorsMatch } from '../../edge/cache/revalidation.ts
 import type { ObjectMeta } from '../../edge/cache/types.ts'
 import { cacheStatus, ok, settle, startEdge, startRig } from './rfc9111/harness.ts'
 import type { OriginRequest } from '../helpers/scripted-origin.ts'
+import { getRaw, rawHeader, type RawAnswer } from '../helpers/http-client.ts'
 
-/** A response as a client sees it: raw header lines keep names, order and repeats. */
-interface Answer {
-  readonly status: number
-  readonly raw: readonly string[]
-  readonly body: Buffer
-}
-
-/** One request on a fresh connection. */
-function get (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, raw: res.rawHeaders, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-function header (a: Answer, name: string): string | undefined {
-  for (let i = 0; i < a.raw.length; i += 2) if (a.raw[i]!.toLowerCase() === name) return a.raw[i + 1]
-  return undefined
-}
+type Answer = RawAnswer
+const get = getRaw
+const header = rawHeader
 
 /** Header lines, lower-cased names, without the connection management each path picks itself. */
 function fields (a: Answer): string[] {

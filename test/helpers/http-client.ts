@@ -74,3 +74,31 @@ export function fetchRaw (url: string, options: FetchOptions = {}): Promise<Fetc
     req.end(options.body)
   })
 }
+
+/** A response with its raw header lines: names as sent, in order, repeats kept. */
+export interface RawAnswer {
+  readonly status: number
+  /** [name, value, ...] as sent */
+  readonly raw: readonly string[]
+  readonly body: Buffer
+}
+
+/** One request on a fresh connection, answered with its raw header lines (to compare two paths field by field). */
+export function getRaw (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, raw: res.rawHeaders, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** The first value of header `name` (lower case) in a raw answer. */
+export function rawHeader (a: RawAnswer, name: string): string | undefined {
+  for (let i = 0; i < a.raw.length; i += 2) if (a.raw[i]!.toLowerCase() === name) return a.raw[i + 1]
+  return undefined
+}

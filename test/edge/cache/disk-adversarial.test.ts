@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,56 +19,14 @@ import { LOCK_FILE } from '../../../edge/cache/dir-lock.ts'
 import { DiskStore } from '../../../edge/cache/disk-store.ts'
 import { MemoryStore } from '../../../edge/cache/memory-store.ts'
 import { TieredStore } from '../../../edge/cache/tiered-store.ts'
-import type { DiskStoreOptions } from '../../../edge/cache/disk-store.ts'
 import { encodeObjectHead, hashKey, objectRelativePath } from '../../../edge/cache/object-file.ts'
 import { PurgeJournal, ruleCovers, type PurgeRule } from '../../../edge/cache/purge-journal.ts'
-import type { ObjectMeta, StoreObserver } from '../../../edge/cache/types.ts'
+import type { ObjectMeta } from '../../../edge/cache/types.ts'
 import { makeObject, patternBody, readBody } from './store.contract.ts'
 import type { Tap } from './store.contract.ts'
 import { startTestNode } from '../../helpers/cache-node.ts'
+import { objectFiles, objectPath, openStore, recorder, ROOMY_BYTES, tempDir } from './disk-fixture.ts'
 
-const ROOMY_BYTES = 1024 * 1024 * 1024
-
-async function tempDir (t: Tap): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'streamedge-disk-adv-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
-async function openStore (t: Tap, options: DiskStoreOptions, { ready = true } = {}): Promise<DiskStore> {
-  const store = new DiskStore(options)
-  await store.open()
-  t.teardown(() => store.close())
-  if (ready) await store.indexReady
-  return store
-}
-
-interface Recorded {
-  readonly corrupt: Array<{ path: string, reason: string, key?: string }>
-  readonly evicted: string[]
-  readonly writeErrors: Array<{ err: Error, key: string }>
-  readonly readErrors: Error[]
-}
-
-function recorder (): { events: Recorded, observer: StoreObserver } {
-  const events: Recorded = { corrupt: [], evicted: [], writeErrors: [], readErrors: [] }
-  const observer: StoreObserver = {
-    onCorrupt: (detail) => { events.corrupt.push(detail) },
-    onEvict: (meta: ObjectMeta) => { events.evicted.push(meta.key) },
-    onWriteError: (err, key) => { events.writeErrors.push({ err, key }) },
-    onReadError: (err) => { events.readErrors.push(err) },
-  }
-  return { events, observer }
-}
-
-function objectPath (dir: string, key: string): string {
-  return join(dir, 'objects', objectRelativePath(hashKey(key)))
-}
-
-async function objectFiles (dir: string): Promise<string[]> {
-  const names = await readdir(join(dir, 'objects'), { recursive: true })
-  return names.filter((name) => /[0-9a-f]{64}$/.test(name))
-}
 
 /** Mounts a tmpfs of `sizeBytes` on a fresh temp dir, or returns undefined where mounting is not allowed. */
 function mountTmpfs (t: Tap, sizeBytes: number): string | undefined {

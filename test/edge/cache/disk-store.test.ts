@@ -10,58 +10,16 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { DiskStore } from '../../../edge/cache/disk-store.ts'
 import type { DiskStoreOptions } from '../../../edge/cache/disk-store.ts'
-import { encodeObjectHead, hashKey, objectRelativePath } from '../../../edge/cache/object-file.ts'
-import type { ObjectMeta, StoreObserver } from '../../../edge/cache/types.ts'
+import { encodeObjectHead, hashKey } from '../../../edge/cache/object-file.ts'
+import type { ObjectMeta } from '../../../edge/cache/types.ts'
 import { isCdnError } from '../../../lib/errors.ts'
 import { derivedObject } from './fixtures/derived-object.ts'
 import { makeObject, patternBody, readBody, runStoreContract } from './store.contract.ts'
-import type { Tap } from './store.contract.ts'
 import { flipByte } from '../../helpers/flip-byte.ts'
+import { objectFiles, objectPath, openStore, recorder, ROOMY_BYTES, tempDir } from './disk-fixture.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const WRITER = fileURLToPath(new URL('./fixtures/disk-store-writer.ts', import.meta.url))
-const ROOMY_BYTES = 1024 * 1024 * 1024
-
-async function tempDir (t: Tap): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'streamedge-disk-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
-async function openStore (t: Tap, options: DiskStoreOptions, { ready = true } = {}): Promise<DiskStore> {
-  const store = new DiskStore(options)
-  await store.open()
-  t.teardown(() => store.close())
-  if (ready) await store.indexReady
-  return store
-}
-
-interface Recorded {
-  readonly corrupt: Array<{ path: string, reason: string, key?: string }>
-  readonly evicted: string[]
-  readonly writeErrors: Array<{ err: Error, key: string }>
-  readonly readErrors: Error[]
-}
-
-function recorder (): { events: Recorded, observer: StoreObserver } {
-  const events: Recorded = { corrupt: [], evicted: [], writeErrors: [], readErrors: [] }
-  const observer: StoreObserver = {
-    onCorrupt: (detail) => { events.corrupt.push(detail) },
-    onEvict: (meta: ObjectMeta) => { events.evicted.push(meta.key) },
-    onWriteError: (err, key) => { events.writeErrors.push({ err, key }) },
-    onReadError: (err) => { events.readErrors.push(err) },
-  }
-  return { events, observer }
-}
-
-function objectPath (dir: string, key: string): string {
-  return join(dir, 'objects', objectRelativePath(hashKey(key)))
-}
-
-async function objectFiles (dir: string): Promise<string[]> {
-  const names = await readdir(join(dir, 'objects'), { recursive: true })
-  return names.filter((name) => /[0-9a-f]{64}$/.test(name))
-}
 
 /** Collects what a stream emits before it ends or fails; `error` is the failure, if any. */
 async function drain (stream: Readable): Promise<{ bytes: number, error: unknown }> {

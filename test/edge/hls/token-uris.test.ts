@@ -254,24 +254,31 @@ t.test('composition with content steering: token URIs then the steering tag; eac
   t.equal(chainRewrites(upper, none)?.(Buffer.from('a'))?.toString(), 'A', 'the first one\'s output when the second leaves it')
 })
 
+/** The shared key of the edge tests below. */
+const EDGE_KEY = new TokenKey('k1', 'token-uris-secret-0123456789')
+
+/** An origin answering with `handler` and a token-required edge in front of it; a token for /vod/title/. */
+async function tokenEdge (t: Parameters<typeof startTestNode>[0], handler: http.RequestListener): Promise<{ node: Awaited<ReturnType<typeof startTestNode>>, token: string }> {
+  const origin = http.createServer(handler)
+  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()) }))
+  const node = await startTestNode(t, {
+    origin: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+    token: { required: true, verifier: new TokenVerifier([EDGE_KEY]) },
+  })
+  return { node, token: new TokenSigner([EDGE_KEY]).sign({ exp: Math.floor(Date.now() / 1000) + 3600, path: '/vod/title/' }) }
+}
+
 t.test('on a real token-required edge: rewritten on miss, hit and HEAD, Host by Host; relative-only playlists stay on the fast path', async (t) => {
-  const signer = new TokenSigner([new TokenKey('k1', 'token-uris-secret-0123456789')])
-  const token = signer.sign({ exp: Math.floor(Date.now() / 1000) + 3600, path: '/vod/title/' })
   const bodies: Record<string, string> = {
     '/vod/title/root.m3u8': oneUri('/vod/title/a.ts'),
     '/vod/title/absolute.m3u8': oneUri('http://edge.test/vod/title/a.ts'),
     '/vod/title/relative.m3u8': RELATIVE_MEDIA,
   }
-  const origin = http.createServer((req, res) => {
+  const { node, token } = await tokenEdge(t, (req, res) => {
     const body = bodies[req.url ?? ''] ?? 'segment'
     res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'content-length': Buffer.byteLength(body), 'cache-control': 'max-age=60', etag: '"v1"' })
     res.end(body)
-  })
-  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()) }))
-  const node = await startTestNode(t, {
-    origin: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-    token: { required: true, verifier: new TokenVerifier([new TokenKey('k1', 'token-uris-secret-0123456789')]) },
   })
   const get = (path: string, host = HOST, method = 'GET'): ReturnType<typeof fetchRaw> => fetchRaw(`${node.url}/t/${token}${path}`, { method, headers: { host } })
   const answered = (): number => node.fastPathStats()?.answered ?? 0
@@ -314,13 +321,11 @@ t.test('on a real token-required edge: rewritten on miss, hit and HEAD, Host by 
 })
 
 t.test('a playlist passed through uncached (a request with Authorization) is rewritten too; other pass-through bodies stream as they come', async (t) => {
-  const signer = new TokenSigner([new TokenKey('k1', 'token-uris-secret-0123456789')])
-  const token = signer.sign({ exp: Math.floor(Date.now() / 1000) + 3600, path: '/vod/title/' })
   const playlist = oneUri('/vod/title/a.ts')
   const big = Buffer.alloc(5 * 1024 * 1024, 0x41) // past what a pass-through rewrite reads whole
   let requests = 0
   let brokenServed = 0
-  const origin = http.createServer((req, res) => {
+  const { node, token } = await tokenEdge(t, (req, res) => {
     requests++
     if (req.url === '/vod/title/big.m3u8') {
       res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'max-age=60' })
@@ -336,12 +341,6 @@ t.test('a playlist passed through uncached (a request with Authorization) is rew
     }
     res.writeHead(200, { 'content-type': 'application/vnd.apple.mpegurl', 'cache-control': 'max-age=60', etag: '"v1"' })
     res.end(playlist)
-  })
-  await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()) }))
-  const node = await startTestNode(t, {
-    origin: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
-    token: { required: true, verifier: new TokenVerifier([new TokenKey('k1', 'token-uris-secret-0123456789')]) },
   })
   // stored first; a request with Authorization then bypasses it (RFC 9111 §3.5) and is passed through
   t.equal((await fetchRaw(`${node.url}/t/${token}/vod/title/live.m3u8`, { headers: { host: HOST } })).status, 200)

@@ -18,6 +18,7 @@ import { FAST_HIT_FIELDS, plainFields } from '../../../edge/proxy/fast-hit.ts'
 import { startHlsNode } from '../../helpers/hls.ts'
 import { httpDate, startScriptedOrigin, type ScriptedOrigin } from '../../helpers/scripted-origin.ts'
 import type { TestNode } from '../../helpers/cache-node.ts'
+import { getRaw, rawHeader, type RawAnswer } from '../../helpers/http-client.ts'
 
 const START_MS = Date.UTC(2026, 0, 5, 12, 0, 0) + 250
 const START_S = Math.floor(START_MS / 1000)
@@ -26,26 +27,8 @@ const SLOW = { 'x-force-slow': '1' }
 const key = new TokenKey('k1', 'fast-hit-test-secret-0123456789')
 const signer = new TokenSigner([key])
 
-interface Answer {
-  readonly status: number
-  /** Raw header lines as sent, [name, value, ...] */
-  readonly raw: readonly string[]
-  readonly body: Buffer
-}
-
-/** One request on a fresh connection; the raw header list keeps names, order and repeats. */
-function get (url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, raw: res.rawHeaders, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
-}
+type Answer = RawAnswer
+const get = getRaw
 
 const HOP = new Set(['connection', 'keep-alive'])
 
@@ -56,10 +39,7 @@ function fields (a: Answer): string[] {
   return out
 }
 
-function header (a: Answer, name: string): string | undefined {
-  for (let i = 0; i < a.raw.length; i += 2) if (a.raw[i]!.toLowerCase() === name) return a.raw[i + 1]
-  return undefined
-}
+const header = rawHeader
 
 interface Harness {
   readonly node: TestNode
