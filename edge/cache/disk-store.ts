@@ -1052,7 +1052,7 @@ function sameFile (identity: FileIdentity | undefined, stat: FileIdentity): bool
 }
 
 /** Same stored response (a replace writes a new request and response time). */
-function sameVersion (a: ObjectMeta, b: ObjectMeta): boolean {
+export function sameVersion (a: ObjectMeta, b: ObjectMeta): boolean {
   return a.bodyBytes === b.bodyBytes && a.status === b.status && a.requestTimeMs === b.requestTimeMs && a.responseTimeMs === b.responseTimeMs
 }
 

@@ -8,7 +8,7 @@
  * copying whole bodies, and push out the hot part. Disk hits that stay on disk are
  * streamed from the open file instead of read whole into a new Buffer.
  */
-import type { DiskReadMode, DiskStore } from './disk-store.ts'
+import { sameVersion, type DiskReadMode, type DiskStore } from './disk-store.ts'
 import { FrequencySketch } from './frequency-sketch.ts'
 import { memoryCostBytes, type MemoryStore } from './memory-store.ts'
 import type { Readable } from 'node:stream'
@@ -125,7 +125,7 @@ export class TieredStore implements Store {
   #promote (found: MemoryObject): void {
     const { key } = found.meta
     const current = this.disk.peekMeta(key)
-    if (current === undefined || !sameStored(current, found.meta) || this.memory.peek(key) !== undefined) return
+    if (current === undefined || !sameVersion(current, found.meta) || this.memory.peek(key) !== undefined) return
     this.memory.put(found)
   }
 
@@ -206,11 +206,6 @@ export class TieredStore implements Store {
     for (const victim of victims) if (this.#sketch.frequency(victim) >= frequency) return false
     return true
   }
-}
-
-/** Same stored response (a replace writes a new request and response time). */
-function sameStored (a: ObjectMeta, b: ObjectMeta): boolean {
-  return a.bodyBytes === b.bodyBytes && a.status === b.status && a.requestTimeMs === b.requestTimeMs && a.responseTimeMs === b.responseTimeMs
 }
 
 /** Playlists and other text: what body transforms and playlist parsing need in memory. */

@@ -30,6 +30,11 @@ export function mediaKindOf (url: string, contentType?: string): MediaKind {
   return 'other'
 }
 
+/** A playlist by its URL's extension alone (what a body rewrite or a redirect decides on before any response exists). */
+export function isPlaylistUrl (url: string): boolean {
+  return PLAYLIST_EXTENSIONS.has(extensionOf(url))
+}
+
 /** Lower-case extension of the URL's last path segment, without the dot ('' when none). */
 export function extensionOf (url: string): string {
   const end = queryStart(url)

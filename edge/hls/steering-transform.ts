@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http'
 import { PATHWAY_ID_RE, steeringServerUri } from '../../lib/protocol/steering.ts'
 import { addContentSteering, isMultivariantPlaylist } from './content-steering.ts'
+import { directoryOf, isPlaylistUrl } from './media-kind.ts'
 
 /**
  * A body transform for the pipeline (CacheProxyOptions.bodyTransform) that adds content
@@ -26,14 +27,12 @@ export function steeringTransform<R = IncomingMessage> (
     throw new TypeError(`Expected controlPlaneUrl to be an absolute http(s) URL, got ${JSON.stringify(controlPlaneUrl)}`)
   }
   return (req, url) => {
-    const q = url.indexOf('?')
-    const path = q < 0 ? url : url.slice(0, q)
-    if (!path.endsWith('.m3u8')) return undefined
+    if (!isPlaylistUrl(url)) return undefined
     const token = tokenOf(req)
     return (body) => {
       const text = multivariantText(body)
       if (text === undefined) return undefined
-      const title = path.slice(0, path.lastIndexOf('/') + 1)
+      const title = directoryOf(url)
       const serverUri = steeringServerUri(controlPlaneUrl, token === undefined ? { pathwayId, title } : { token, pathwayId })
       return Buffer.from(addContentSteering(text, { serverUri, pathwayId }), 'utf8')
     }

@@ -20,6 +20,7 @@
  */
 import { TOKEN_PATH_SEGMENT, TOKEN_QUERY_PARAM } from '../../lib/protocol/token.ts'
 import type { BodyRewrite } from '../proxy/cache-proxy.ts'
+import { isPlaylistUrl } from './media-kind.ts'
 
 /** The per-request rewrite of a node: given the request's token, URL (path and query) and Host. */
 export type PlaylistRewriteFor = (token: string | undefined, url: string, host: string | undefined) => BodyRewrite | undefined
@@ -88,7 +89,7 @@ export function tokenUris (body: Buffer, token: string, host: string | undefined
  * with a token, a rewrite by {@link tokenUris}; else undefined (nothing to do, nothing allocated).
  */
 export function tokenUrisTransform (token: string | undefined, url: string, host: string | undefined): BodyRewrite | undefined {
-  if (token === undefined || !isPlaylistPath(url) || !TOKEN_RE.test(token)) return undefined
+  if (token === undefined || !isPlaylistUrl(url) || !TOKEN_RE.test(token)) return undefined
   return (body) => tokenUris(body, token, host)
 }
 
@@ -115,11 +116,6 @@ export function chainRewrites (first: BodyRewrite | undefined, second: BodyRewri
     const once = first(body)
     return second(once ?? body) ?? once
   }
-}
-
-function isPlaylistPath (url: string): boolean {
-  const q = url.indexOf('?')
-  return (q < 0 ? url : url.slice(0, q)).endsWith('.m3u8')
 }
 
 function scanOf (body: Buffer): Scan {

@@ -19,6 +19,7 @@ import type { CacheNodeMetrics } from '../../lib/metrics.ts'
 import type { Logger } from '../../lib/log.ts'
 import { TOKEN_PATH_SEGMENT } from '../../lib/protocol/token.ts'
 import { checkRequestToken, splitRequestToken, type TokenCheck } from '../auth/token-check.ts'
+import { isPlaylistUrl } from '../hls/media-kind.ts'
 import type { Forwarding } from './forwarding.ts'
 
 export interface AccessGateOptions {
@@ -138,13 +139,7 @@ export class AccessGate {
     if (token.tokenlessFromTrustedProxies === true && !splitRequestToken(url).stripped && this.#o.forwarding.isTrustedPeer(peer)) return { ok: true, url, token: undefined }
     const checked = checkRequestToken(url, this.#o.forwarding.clientFrom(peer, forwardedFor), token.verifier, this.#o.now())
     if (!checked.ok) return { ok: false, reason: checked.reason }
-    if (checked.source === 'query' && isPlaylist(checked.path)) return { ok: false, location: `/${TOKEN_PATH_SEGMENT}/${checked.token}${checked.path}` }
+    if (checked.source === 'query' && isPlaylistUrl(checked.path)) return { ok: false, location: `/${TOKEN_PATH_SEGMENT}/${checked.token}${checked.path}` }
     return { ok: true, url: checked.path, token: checked.token }
   }
-}
-
-/** An HLS playlist by its path (`url` is path and query). */
-function isPlaylist (url: string): boolean {
-  const q = url.indexOf('?')
-  return (q < 0 ? url : url.slice(0, q)).endsWith('.m3u8')
 }

@@ -1034,28 +1034,28 @@ export class CacheProxy {
     const { fill } = job
     const head = fill.head!
     const { metrics, logger } = this.#o
-    let reason = noStore ?? (job.purged ? 'purged' : undefined)
-    // Assembled only for a response that may be stored (a released fill no longer has it all).
-    const body = reason === undefined ? fill.body() : undefined
-    // Only a 2xx body is the object itself; an error page under a .ts name is not a damaged segment.
-    if (body !== undefined && this.#o.checkIntegrity && head.status >= 200 && head.status < 300) {
-      const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
-      if (check !== undefined && !check(body)) reason = 'integrity'
-    }
-    const decision = reason === undefined && body !== undefined ? decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body) : undefined
-    if (decision !== undefined) reason = policyRefusal(decision, job.needsPolicyLifetime)
-    if (reason !== undefined || body === undefined) {
-      reason ??= noStore ?? 'not-kept' // (no reason means the body was assembled: unreachable)
+    const refused = (reason: string): void => {
       metrics.fills.inc({ outcome: 'not-stored' })
       metrics.admissionRejections.inc({ reason })
       const log = reason === 'integrity' ? logger.warn.bind(logger) : logger.debug.bind(logger)
       log({ cacheKey: fill.key, noCacheReason: reason, status: head.status, bytes: fill.length }, 'response not stored')
       this.#dropFill(job)
-      return
     }
+    const early = noStore ?? (job.purged ? 'purged' : undefined)
+    // Decided before the body is assembled: a released fill no longer has it all.
+    if (early !== undefined) return refused(early)
+    const body = fill.body()
+    // Only a 2xx body is the object itself; an error page under a .ts name is not a damaged segment.
+    if (this.#o.checkIntegrity && head.status >= 200 && head.status < 300) {
+      const check = integrityCheckFor(job.primaryKey, headerString(head.headers['content-type']))
+      if (check !== undefined && !check(body)) return refused('integrity')
+    }
+    const decision = decided ?? this.#policyDecision(job, { url: job.primaryKey, status: head.status, headers: head.headers }, head, body)
+    const policyReason = policyRefusal(decision, job.needsPolicyLifetime)
+    if (policyReason !== undefined) return refused(policyReason)
     const key = job.varyNames.length > 0 ? variantKey(job.primaryKey, job.varyNames, job.reqHeaders) : job.primaryKey
     const freshness = this.#freshness(head)
-    const lifetime = decision?.action === 'store' ? decision.lifetimeSeconds : undefined
+    const lifetime = decision.action === 'store' ? decision.lifetimeSeconds : undefined
     const meta: ObjectMeta = {
       key,
       status: head.status,

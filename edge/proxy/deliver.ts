@@ -234,10 +234,7 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
  * conditional 304 (the rewrite may differ per session).
  */
 function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields): void {
-  const stored = meta.headers
-  const etag = headerValue(stored.etag)
-  const headers = buildHeaders(ex, stored, status, ['etag', 'accept-ranges'])
-  if (etag !== undefined) headers.push('etag', etag.startsWith('W/') ? etag : `W/${etag}`)
+  const headers = rewrittenFields(ex, meta.headers, status)
   headers.push('age', ageHeaderValue(meta, ex.now()), 'content-length', String(body.length))
   ex.status = 200
   ex.res.writeHead(200, headers)
@@ -247,6 +244,17 @@ function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status:
   }
   ex.bytes += body.length
   ex.res.end(body)
+}
+
+/**
+ * The fields of a body this node rewrote (tokens, content steering): its validator only
+ * weak (the bytes differ from the origin's), and no byte ranges offered of it.
+ */
+function rewrittenFields (ex: Responder, stored: StoredHeaders, status: StatusFields): string[] {
+  const etag = headerValue(stored.etag)
+  const headers = buildHeaders(ex, stored, status, ['etag', 'accept-ranges'])
+  if (etag !== undefined) headers.push('etag', etag.startsWith('W/') ? etag : `W/${etag}`)
+  return headers
 }
 
 /**
@@ -451,9 +459,7 @@ function passRewritten (ex: Exchange, upstream: UpstreamResponse, status: Status
     const whole = Buffer.concat(chunks, bytes)
     const rewritten = ex.transform!(whole)
     const stored = toStoredHeaders(upstream.headers)
-    const headers = buildHeaders(ex, stored, status, rewritten === undefined ? [] : ['etag'])
-    const etag = headerValue(stored.etag)
-    if (rewritten !== undefined && etag !== undefined) headers.push('etag', etag.startsWith('W/') ? etag : `W/${etag}`)
+    const headers = rewritten === undefined ? buildHeaders(ex, stored, status) : rewrittenFields(ex, stored, status)
     const age = upstream.headers.age
     if (typeof age === 'string') headers.push('age', age)
     const out = rewritten ?? whole

@@ -5,7 +5,6 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { ClientIpResolver } from '../../lib/net/client-ip.ts'
-import { parseIp } from '../../lib/net/ip-address.ts'
 
 /** More CDN-Loop entries than this is a loop even without our own name (a runaway chain). */
 export const MAX_CDN_HOPS = 16
@@ -58,9 +57,7 @@ export class Forwarding {
 
   /** Is the socket peer itself one of the trusted proxies (not what X-Forwarded-For says)? */
   isTrustedPeer (peer: string | undefined): boolean {
-    if (!this.#anyTrusted || peer === undefined) return false
-    const ip = parseIp(unmapped(peer) ?? '')
-    return ip !== undefined && this.#clients.isTrusted(ip)
+    return this.#anyTrusted && this.#clients.isTrustedPeer(peer)
   }
 
   /** {@link isLoop} for a CDN-Loop field value. */

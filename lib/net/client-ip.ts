@@ -35,6 +35,11 @@ export class ClientIpResolver {
     return this.#trusted.lookup(ip) !== undefined
   }
 
+  /** True when the socket peer itself (not what X-Forwarded-For says) is a trusted proxy. */
+  isTrustedPeer (peer: string | undefined): boolean {
+    return peer !== undefined && this.#socketPeer(peer)?.trusted === true
+  }
+
   /**
    * The client of a request from `peer` (the socket's remote address) carrying the given
    * X-Forwarded-For header(s). Undefined only when the peer address itself is unusable.

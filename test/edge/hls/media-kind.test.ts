@@ -3,7 +3,7 @@
  * small URL helpers.
  */
 import t from 'tap'
-import { directoryOf, extensionOf, mediaKindOf, pathOf } from '../../../edge/hls/media-kind.ts'
+import { directoryOf, extensionOf, mediaKindOf, pathOf, isPlaylistUrl } from '../../../edge/hls/media-kind.ts'
 
 t.test('extensions decide first', async (t) => {
   t.equal(mediaKindOf('/a/index.m3u8'), 'playlist')
@@ -28,4 +28,12 @@ t.test('URL helpers', async (t) => {
   t.equal(pathOf('/a/b.ts?x=1'), '/a/b.ts')
   t.equal(directoryOf('/a/b/c.ts?x=/y'), '/a/b/')
   t.equal(directoryOf('/c.ts'), '/')
+})
+
+t.test('isPlaylistUrl: the extension of the path, not of the query', async (t) => {
+  t.ok(isPlaylistUrl('/vod/t/master.m3u8'))
+  t.ok(isPlaylistUrl('/vod/t/INDEX.M3U8?v=1'))
+  t.ok(isPlaylistUrl('/radio.m3u'))
+  t.notOk(isPlaylistUrl('/vod/t/seg.ts?x=.m3u8'))
+  t.notOk(isPlaylistUrl('/vod/t.m3u8/seg.ts'))
 })
