@@ -47,11 +47,10 @@ export function createLogger (options: LoggerOptions = {}): Logger {
 type SonicBoom = ReturnType<typeof pino.destination>
 
 /**
- * The default destination's front: lines are encoded straight into one byte buffer and
- * reach SonicBoom as one write when it is full or {@link HOLD_MS} after its first line,
- * like nginx's `access_log ... buffer= flush=`. Measured with 8 lines a turn (1M steering
- * lines to a file): 2.6-4.4 µs of CPU a line when each turn's lines were one write, about
- * 2.0 held.
+ * The default destination's front: a turn's lines are encoded together into one byte
+ * buffer, which reaches SonicBoom as one write when it is full or {@link HOLD_MS} after its
+ * first line, like nginx's `access_log ... buffer= flush=` (commit 13e31ed has the
+ * before/after CPU per line).
  *
  * - Few writes: every asynchronous write to stdout is a threadpool round trip, and the
  *   wake-up of its completion splits the event loop's batches of answers.

@@ -19,8 +19,7 @@
  * reader has passed are dropped. Memory then holds the gap between the slowest reader and
  * the upstream, not the whole body, and past {@link RELEASED_WINDOW_BYTES} the writer
  * pauses the upstream until the slowest reader catches up (undici's body timeout does not
- * run while paused). A 376 MB object streamed past a 32 MiB limit took the edge from 111 to
- * 836 MB of RSS before.
+ * run while paused).
  *
  * pipeFill sends a fill to a client: first bytes at once, the rest in bounded slices on
  * setImmediate turns, so a herd's fan-out and late joiners' catch-up never hold the event
