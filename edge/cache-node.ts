@@ -178,8 +178,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   // Keyed by the session's token, so both paths (node:http's requests, the fast path's) use this one rewrite.
   const steering = controlPlaneUrl === undefined ? undefined : steeringTransform(controlPlaneUrl, options.id, (token: string | undefined) => token)
   // Where tokens are required, playlists keep the token on their root-relative and same-host URIs (edge/hls/token-uris.ts).
-  const carryToken = options.token?.required === true
-  const rewriteFor = playlistRewrites({ carryToken, steering })
+  const rewriteFor = playlistRewrites({ carryToken: options.token?.required === true, steering })
   const proxy = new CacheProxy({
     cacheName,
     forwarding,
