@@ -36,6 +36,12 @@ export interface FillHead {
   readonly headers: StoredHeaders
   /** Declared body length (Content-Length), when known. */
   readonly declaredBytes: number | undefined
+  /**
+   * The upstream body had no framing (RFC 9112 §6.3 item 8: no Content-Length, not chunked;
+   * it ended when the connection closed), so its end cannot be told from a cut: never stored,
+   * and relayed the same way, so the next tier cannot store it either.
+   */
+  readonly unframed?: boolean
   /** May other requests than the one that started the fill be answered from it? (not private, no Set-Cookie, ...) */
   readonly shareable: boolean
   /** Passed the storability checks at head time (the body may still fail admission). */

@@ -31,7 +31,7 @@ import type { TieredStore } from '../cache/tiered-store.ts'
 import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
-import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, rangeDecision, type Exchange, type Responder, type StatusFields } from './deliver.ts'
+import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, isCloseDelimited, rangeDecision, type Exchange, type Responder, type StatusFields } from './deliver.ts'
 import { HitHeads, HitWires, JoinHead } from './hit-head.ts'
 import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
@@ -256,8 +256,6 @@ const SAFE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 const NOT_FORWARDED: ReadonlySet<string> = new Set(['host', 'expect'])
 /** Reasons a response is not stored that still let concurrent requests share it. */
 const SHAREABLE_REASONS: ReadonlySet<string> = new Set(['status', 'no-freshness', 'partial', 'too-large', 'stale-5xx', 'request-no-store', 'unframed'])
-/** Statuses whose responses never have content, whatever their framing says (RFC 9110 §6.4.1). */
-const BODYLESS: ReadonlySet<number> = new Set([204, 304])
 
 export class CacheProxy {
   readonly #o: CacheProxyOptions
@@ -923,8 +921,10 @@ export class CacheProxy {
     if (noStore === undefined && res.status >= 500 && job.stale !== undefined) noStore = 'stale-5xx'
     if (noStore === undefined && declared !== undefined && declared > this.#o.maxObjectBytes) noStore = 'too-large'
     // Admission needs framing that shows the end (RFC 9112 §6.3): a body delimited by the close
-    // of the connection ends the same way whether it is whole or the origin died mid-way.
-    if (noStore === undefined && declared === undefined && !BODYLESS.has(res.status) && !isChunked(res.headers['transfer-encoding'])) noStore = 'unframed'
+    // of the connection ends the same way whether it is whole or the origin died mid-way. Its
+    // readers get it close-delimited too (deliverFromFill), so no tier after this one stores it.
+    const unframed = isCloseDelimited(res.status, res.headers)
+    if (noStore === undefined && unframed) noStore = 'unframed'
     const names = varyNames(headers.vary)
     job.varyNames = names[0] === '*' ? [] : names
     if (headers['set-cookie'] !== undefined && noStore === undefined) {
@@ -940,6 +940,7 @@ export class CacheProxy {
       shareable,
       storable: noStore === undefined,
       ...(noStore === undefined ? {} : { noStoreReason: noStore }),
+      ...(unframed ? { unframed: true } : {}),
     }
     const policyResponse: PolicyResponse = { url: job.primaryKey, status: res.status, headers }
     // A buffered response (e.g. a live playlist) is judged whole before any reader sees it.
@@ -1338,10 +1339,12 @@ export class CacheProxy {
  * The body length when a fast-path joiner may be answered from `job`'s fill with head
  * `head`: a shareable 200 of known, non-zero length without Vary or Content-Range, still
  * streaming or complete (not a stored outcome). Undefined sends the joiner to node:http.
+ * An unframed body never qualifies, even once complete: the fast path answers with
+ * Content-Length, where it must go on close-delimited (deliverFromFill does that).
  */
 function fastJoinable (job: FillJob, head: FillHead): number | undefined {
   const { fill } = job
-  if (fill.state === 'failed' || head.stored !== undefined || head.status !== 200 || !head.shareable || job.varyNames.length > 0) return undefined
+  if (fill.state === 'failed' || head.stored !== undefined || head.unframed === true || head.status !== 200 || !head.shareable || job.varyNames.length > 0) return undefined
   const total = fill.totalBytes
   if (total === undefined || total === 0 || head.headers['content-range'] !== undefined) return undefined
   return total
@@ -1370,13 +1373,6 @@ function parseContentLength (value: string | string[] | undefined): number | und
 /** Could a 304 answer this GET or HEAD: does it carry If-None-Match or If-Modified-Since (RFC 9110 §13.1, §15.4.5)? */
 function askedNotModified (req: IncomingMessage): boolean {
   return req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined
-}
-
-/** Is the last transfer coding chunked (RFC 9112 §6.3: then the framing shows where the body ends)? */
-function isChunked (value: string | readonly string[] | undefined): boolean {
-  const last = typeof value === 'string' ? value : value?.at(-1)
-  if (last === undefined) return false
-  return last.slice(last.lastIndexOf(',') + 1).trim().toLowerCase() === 'chunked'
 }
 
 function headerString (value: string | readonly string[] | undefined): string | undefined {

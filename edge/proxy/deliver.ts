@@ -1,7 +1,7 @@
 /**
  * Writing responses: from a stored object (hit), from a shared fill as its bytes
  * arrive, from an upstream response passed through, or an error. Handles client
- * preconditions (304, RFC 9110 §13), Range (§14) incl. multipart/byteranges, HEAD, Age
+ * preconditions (412 and 304, RFC 9110 §13), Range (§14) incl. multipart/byteranges, HEAD, Age
  * and Cache-Status. A response that cannot be completed is destroyed (the client sees
  * an aborted transfer), never ended short.
  */
@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import { CdnError } from '../../lib/errors.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
-import { parseHttpDate } from '../../lib/http/dates.ts'
+import { httpDateNow, parseHttpDate } from '../../lib/http/dates.ts'
 import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
 import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
 import { ageHeaderValue, initialAgeSeconds } from '../cache/freshness.ts'
@@ -19,7 +19,7 @@ import { pipeFill, type FillHead, type SharedFill } from '../cache/shared-fill.t
 import type { ObjectMeta, StoredHeaders, StoredObject } from '../cache/types.ts'
 import { CORS_HEADERS } from './access-gate.ts'
 import type { CachePhase } from './cache-proxy.ts'
-import type { UpstreamResponse } from './upstream.ts'
+import type { UpstreamHeaders, UpstreamResponse } from './upstream.ts'
 
 /** One client request as the pipeline tracks it from accept to log. */
 export interface Exchange {
@@ -94,9 +94,70 @@ export function rangeDecision (method: string | undefined, range: string | undef
   return { kind: 'partial', ranges: resolved.ranges }
 }
 
+/** What a request's preconditions make of the response it would get (RFC 9110 §13.2.2). */
+type Precondition = 'proceed' | 'not-modified' | 'failed'
+
+/**
+ * RFC 9110 §13.2.2 in its order: If-Match, else If-Unmodified-Since (412 when false),
+ * then If-None-Match, else If-Modified-Since (304); Range comes after.
+ */
+function preconditions (req: IncomingMessage, status: number, headers: StoredHeaders): Precondition {
+  if (preconditionFailed(req, status, headerValue(headers.etag), headerValue(headers['last-modified']))) return 'failed'
+  return notModified(req, status, headers) ? 'not-modified' : 'proceed'
+}
+
+/**
+ * RFC 9110 §13.1.1 / §13.1.4: If-Match (strong comparison) decides when present, else
+ * If-Unmodified-Since against Last-Modified. §13.2.1: only a 2xx is subject to them.
+ */
+function preconditionFailed (req: IncomingMessage, status: number, etag: string | undefined, lastModified: string | undefined): boolean {
+  const im = req.headers['if-match']
+  if ((im === undefined && req.headers['if-unmodified-since'] === undefined) || status < 200 || status > 299) return false
+  if (im !== undefined) return !ifMatchMatches(im, etag)
+  return modifiedSince(header(req.headers['if-unmodified-since']), lastModified)
+}
+
+/**
+ * If-Match (RFC 9110 §13.1.1): `*` matches any current representation, else a listed tag
+ * must match `etag` under strong comparison (§8.8.3.2: a weak tag on either side never
+ * does). Commas inside quoted tags are handled; malformed members are skipped.
+ */
+function ifMatchMatches (field: string, etag: string | undefined): boolean {
+  if (field.trim() === '*') return true
+  if (etag === undefined || etag.startsWith('W/')) return false
+  let i = 0
+  while (i < field.length) {
+    const c = field.charCodeAt(i)
+    if (c === 0x20 || c === 0x09 || c === 0x2c) { i++; continue }
+    const open = field.startsWith('W/', i) ? i + 2 : i
+    if (field.charCodeAt(open) !== 0x22) {
+      const comma = field.indexOf(',', i)
+      i = comma < 0 ? field.length : comma + 1
+      continue
+    }
+    const close = field.indexOf('"', open + 1)
+    if (close < 0) return false
+    if (open === i && close + 1 - i === etag.length && field.startsWith(etag, i)) return true
+    i = close + 1
+  }
+  return false
+}
+
+/**
+ * If-Unmodified-Since (RFC 9110 §13.1.4) is false when the representation changed after its
+ * date. Ignored (never false) when the field is no valid HTTP-date (a list of dates is
+ * none) or there is no valid Last-Modified to compare.
+ */
+function modifiedSince (field: string | undefined, lastModified: string | undefined): boolean {
+  const since = parseHttpDate(field)
+  const modified = parseHttpDate(lastModified)
+  return since !== undefined && modified !== undefined && modified > since
+}
+
 /**
  * RFC 9110 §13.2.2: If-None-Match (weak comparison) decides when present, else
- * If-Modified-Since against Last-Modified; only for GET/HEAD of a 200.
+ * If-Modified-Since against Last-Modified; only for GET/HEAD of a 200 (§15.4.5: a 304
+ * stands for a 200).
  */
 function notModified (req: IncomingMessage, status: number, headers: StoredHeaders): boolean {
   if (status !== 200) return false
@@ -137,10 +198,29 @@ function write304 (ex: Exchange, stored: StoredHeaders, status: StatusFields, ag
     else for (const v of value) headers.push(name, v)
   }
   if (age !== undefined) headers.push('age', age)
+  writeHeadOnly(ex, 304, headers, status)
+}
+
+/**
+ * RFC 9110 §15.5.13: made here, so dated now and without the stored response's fields
+ * (no Age, no validators, no Content-Range); Cache-Status as the 200 would have it.
+ */
+function write412 (ex: Exchange, status: StatusFields): void {
+  writeHeadOnly(ex, 412, ['date', httpDateNow(ex.now()), 'content-length', '0'], status)
+}
+
+/** A response without content: `headers`, then our Cache-Status (`status`: what the full answer would say) and CORS. */
+function writeHeadOnly (ex: Exchange, code: 304 | 412, headers: string[], status: StatusFields): void {
   headers.push('cache-status', formatCacheStatus({ cache: ex.cacheName, ...status }), ...CORS_HEADERS)
-  ex.status = 304
-  ex.res.writeHead(304, headers)
+  ex.status = code
+  ex.res.writeHead(code, headers)
   ex.res.end()
+}
+
+/** Answers a precondition outcome other than 'proceed': 412, or 304 with `age`. */
+function writePrecondition (ex: Exchange, outcome: Exclude<Precondition, 'proceed'>, stored: StoredHeaders, status: StatusFields, age: string): void {
+  if (outcome === 'failed') write412(ex, status)
+  else write304(ex, stored, status, age)
 }
 
 function write416 (ex: Exchange, size: number, status: StatusFields): void {
@@ -181,8 +261,9 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
   }
   const meta: ObjectMeta = object.meta
   const now = ex.now()
-  if (notModified(ex.req, meta.status, meta.headers)) {
-    write304(ex, meta.headers, status, ageHeaderValue(meta, now))
+  const precondition = preconditions(ex.req, meta.status, meta.headers)
+  if (precondition !== 'proceed') {
+    writePrecondition(ex, precondition, meta.headers, status, ageHeaderValue(meta, now))
     return
   }
   const size = meta.bodyBytes
@@ -231,9 +312,16 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
 /**
  * A body rewritten for this client: sent whole (Range ignored: the stored body's offsets
  * do not apply), with a weak ETag (RFC 9110 §8.8.1: same meaning, other bytes) and no
- * conditional 304 (the rewrite may differ per session).
+ * conditional 304 (the rewrite may differ per session); a failed If-Match or
+ * If-Unmodified-Since is still a 412.
  */
 function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields): void {
+  // The rewrite's ETag is weak (rewrittenFields), so only If-Match: * holds (strong comparison).
+  const etag = headerValue(meta.headers.etag)
+  if (preconditionFailed(ex.req, meta.status, etag === undefined || etag.startsWith('W/') ? etag : `W/${etag}`, headerValue(meta.headers['last-modified']))) {
+    write412(ex, status)
+    return
+  }
   const headers = rewrittenFields(ex, meta.headers, status)
   headers.push('age', ageHeaderValue(meta, ex.now()), 'content-length', String(body.length))
   ex.status = 200
@@ -314,6 +402,10 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
  * the Set-Cookie only the initiating client receives.
  */
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
+  if (head.unframed === true) {
+    deliverUnframed(ex, fill, head, status, extraCookie)
+    return
+  }
   const total = fill.totalBytes
   // A 200 that carries Content-Range says it is part of a larger representation: its bytes
   // are no offsets into the whole, so no range is cut from them (it is relayed as it came).
@@ -327,8 +419,9 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     })
     return
   }
-  if (notModified(ex.req, head.status, head.headers)) {
-    write304(ex, head.headers, status, ageAtHead(head, ex.now()))
+  const precondition = preconditions(ex.req, head.status, head.headers)
+  if (precondition !== 'proceed') {
+    writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
     return
   }
   const range = total === undefined || !rangeable ? FULL : decideRange(ex, head.status, head.headers, total)
@@ -363,6 +456,98 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
 }
 
 const NO_BODY = new Set([204, 304])
+
+/**
+ * A fill whose upstream body had no framing (FillHead.unframed), relayed the same way: whole
+ * (a Range is ignored, RFC 9110 §14.2: its length is not known to be the representation's),
+ * with neither Content-Length nor chunked coding, ended by closing the connection (RFC 9112
+ * §6.3 item 8). Framed here (node:http would chunk it), the next tier would take for complete
+ * a body this one could not tell from a cut, and store it. A failed fill resets the connection.
+ */
+function deliverUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
+  const precondition = preconditions(ex.req, head.status, head.headers)
+  if (precondition !== 'proceed') {
+    writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
+    return
+  }
+  const withBody = ex.req.method !== 'HEAD' && !NO_BODY.has(head.status)
+  if (withBody && ex.transform !== undefined && head.status === 200) {
+    // A body to rewrite: whole first, then sent unframed as well (a rewrite of a cut body is no more complete).
+    void fill.settled().then(() => {
+      if (fill.state === 'failed') {
+        failResponse(ex, fill.error, status)
+        return
+      }
+      const body = fill.body()
+      const rewritten = ex.transform!(body)
+      const headers = rewritten === undefined ? fillFields(ex, head, status, ex.now(), extraCookie) : rewrittenFields(ex, head.headers, status)
+      if (rewritten !== undefined) headers.push('age', ageAtHead(head, ex.now()))
+      const out = rewritten ?? body
+      ex.status = head.status
+      closeDelimited(ex.res, headers)
+      ex.res.writeHead(head.status, headers)
+      ex.bytes += out.length
+      ex.res.end(out)
+    })
+    return
+  }
+  const headers = fillFields(ex, head, status, ex.now(), extraCookie)
+  const range = headerValue(head.headers['content-range'])
+  if (range !== undefined) headers.push('content-range', range)
+  ex.status = head.status
+  const res = ex.res
+  if (!withBody) {
+    res.writeHead(head.status, headers)
+    res.end()
+    return
+  }
+  closeDelimited(res, headers)
+  res.writeHead(head.status, headers)
+  pipeFill(fill, res, 0, Number.MAX_SAFE_INTEGER, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err, status, true) })
+}
+
+/**
+ * Does an upstream response's body end only with its connection (RFC 9112 §6.3 item 8: no
+ * Content-Length, not chunked, a status that has content)? Then its end cannot be told from
+ * a cut: a fill never stores it, and every delivery relays it unframed too.
+ */
+export function isCloseDelimited (status: number, headers: UpstreamHeaders): boolean {
+  if (status < 200 || NO_BODY.has(status) || headers['content-length'] !== undefined) return false
+  return !isChunked(headers['transfer-encoding'])
+}
+
+/** Is the last transfer coding chunked (RFC 9112 §6.3: then the framing shows where the body ends)? */
+function isChunked (value: string | readonly string[] | undefined): boolean {
+  const last = typeof value === 'string' ? value : value?.at(-1)
+  if (last === undefined) return false
+  return last.slice(last.lastIndexOf(',') + 1).trim().toLowerCase() === 'chunked'
+}
+
+/**
+ * Sends the response body unframed: no Content-Length (the caller adds none), no chunked
+ * coding, `Connection: close` and the end of the body at the close of the connection.
+ */
+function closeDelimited (res: ServerResponse, headers: string[]): void {
+  res.useChunkedEncodingByDefault = false
+  headers.push('connection', 'close')
+}
+
+/**
+ * Aborts a close-delimited response with a TCP reset: for such a body a clean close (FIN) is
+ * its end, so only a reset shows the client it was cut (node:http clients see ECONNRESET).
+ * A TLS socket has no TCP handle of its own to reset: it is destroyed.
+ */
+function resetConnection (res: ServerResponse, err: Error | undefined): void {
+  const socket = res.socket
+  if (socket !== null && !socket.destroyed) {
+    try {
+      socket.resetAndDestroy()
+    } catch {
+      // not a TCP handle (TLS): destroyed below
+    }
+  }
+  if (!res.destroyed) res.destroy(err)
+}
 
 /**
  * The header fields of a fill's response up to but without the framing ones (Content-Range,
@@ -408,8 +593,11 @@ function ageAtHead (head: FillHead, nowMs: number): string {
   return ageHeaderValue({ initialAgeSeconds: initialAgeSeconds(head), responseTimeMs: head.responseTimeMs }, nowMs)
 }
 
-/** The fill failed before this response was complete: an error response if nothing went out yet (saying what this one was, `status`), else an abort. */
-function failResponse (ex: Exchange, err: Error | undefined, status: StatusFields): void {
+/**
+ * The fill failed before this response was complete: an error response if nothing went out yet
+ * (saying what this one was, `status`), else an abort (a reset, for a close-delimited body).
+ */
+function failResponse (ex: Exchange, err: Error | undefined, status: StatusFields, closeDelimitedBody = false): void {
   ex.error ??= err as CdnError | undefined
   if (!ex.res.headersSent && err !== undefined && 'status' in err) {
     // the failed fill stored nothing, whatever its head promised
@@ -417,7 +605,8 @@ function failResponse (ex: Exchange, err: Error | undefined, status: StatusField
     deliverError(ex, err as CdnError, failed)
     return
   }
-  ex.res.destroy(err)
+  if (closeDelimitedBody) resetConnection(ex.res, err)
+  else ex.res.destroy(err)
 }
 
 /** Streams an upstream response straight to the client (nothing stored). */
@@ -463,7 +652,9 @@ function passRewritten (ex: Exchange, upstream: UpstreamResponse, status: Status
     const age = upstream.headers.age
     if (typeof age === 'string') headers.push('age', age)
     const out = rewritten ?? whole
-    headers.push('content-length', String(out.length))
+    // a close-delimited body stays one: read whole, it is still not known to be complete
+    if (isCloseDelimited(upstream.status, upstream.headers)) closeDelimited(ex.res, headers)
+    else headers.push('content-length', String(out.length))
     ex.status = 200
     ex.bytes += out.length
     ex.res.writeHead(200, headers)
@@ -490,16 +681,33 @@ function passAsIs (ex: Exchange, upstream: UpstreamResponse, status: StatusField
   }
   ex.status = upstream.status
   const res = ex.res
+  const unframed = ex.req.method !== 'HEAD' && isCloseDelimited(upstream.status, upstream.headers)
+  if (unframed) closeDelimited(res, headers)
   res.writeHead(upstream.status, headers)
   for (const chunk of prefix) {
     ex.bytes += chunk.length
     res.write(chunk)
   }
   upstream.body.on('data', (chunk: Buffer) => { ex.bytes += chunk.length })
-  pipeline(upstream.body, res, (err) => {
-    if (err === undefined || err === null) return
+  let failed = false
+  const fail = (err: Error): void => {
+    if (failed) return
+    failed = true
     if (!ex.req.destroyed && !res.writableFinished) onBodyError(err)
-    if (!res.destroyed) res.destroy(err)
+    if (res.destroyed) return
+    if (unframed) resetConnection(res, err)
+    else res.destroy(err)
+  }
+  if (unframed) {
+    // Ahead of pipeline's listeners: it would end the response with a clean close, which for a
+    // close-delimited body is its end.
+    upstream.body.once('error', fail)
+    upstream.body.once('close', () => {
+      if (!upstream.body.readableEnded) fail(new CdnError('CDN_ERR_UPSTREAM_TRUNCATED', `Body from upstream ${upstream.upstream} was cut off`))
+    })
+  }
+  pipeline(upstream.body, res, (err) => {
+    if (err !== undefined && err !== null) fail(err)
   })
 }
 
