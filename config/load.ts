@@ -90,6 +90,7 @@ export function loadConfig (options: LoadConfigOptions = {}): Readonly<Streamedg
     }
   }
   problems.push(...groupProblems(values, failed))
+  problems.push(...shieldHopProblems(values, failed))
   if (problems.length > 0) throw configError(problems)
   return deepFreeze(buildTree(values)) as Readonly<StreamedgeConfig>
 }
@@ -299,6 +300,36 @@ function groupProblems (values: ReadonlyMap<ParamName, { value: unknown, source:
     const given = set.map((name) => `${name} ${sourceText((values.get(name) as { source: Source }).source, name)}`)
     return [invalid(`${listText(group)} must be set together, but only ${listText(given)} ${set.length === 1 ? 'is' : 'are'} set`)]
   })
+}
+
+/**
+ * An edge must wait longer for a shield's response head than the shield waits for its origin's:
+ * otherwise it gives up on a shield that is about to fail over to another origin or serve stale,
+ * and goes around it (next shield, or the origin itself), defeating failover, stale serving and
+ * collapsing. Checked only where one config sets up both hops: edge.shields is set and some
+ * shield.* setting is given. Separate configs per role cannot see each other.
+ */
+function shieldHopProblems (values: ReadonlyMap<ParamName, { value: unknown, source: Source }>, failed: ReadonlySet<ParamName>): Problem[] {
+  const edgeName = 'edge.shield.firstByteTimeoutMs'
+  const shieldName = 'shield.origin.firstByteTimeoutMs'
+  if (failed.has(edgeName) || failed.has(shieldName)) return []
+  const shields = values.get('edge.shields')?.value as readonly string[] | undefined
+  if (shields === undefined || shields.length === 0) return []
+  const setsUpShield = [...values].some(([name, { source }]) => name.startsWith('shield.') && source.kind !== 'default')
+  const edge = values.get(edgeName)
+  const shield = values.get(shieldName)
+  if (!setsUpShield || edge === undefined || shield === undefined) return []
+  const edgeMs = edge.value as number
+  const shieldMs = shield.value as number
+  if (edgeMs > shieldMs) return []
+  const attempts = 1 + ((values.get('shield.origin.retries')?.value as number | undefined) ?? 0)
+  const connectMs = (values.get('shield.origin.connectTimeoutMs')?.value as number | undefined) ?? 0
+  return [invalid(
+    `${edgeName} ${edgeMs} ${sourceText(edge.source, edgeName)} must be larger than ${shieldName} ${shieldMs} ${sourceText(shield.source, shieldName)}: ` +
+    'the edge would give up on its shield while the shield still waits for its origin, and go around it; ' +
+    "set it above the shield's worst case, (shield.origin.retries + 1) × (shield.origin.connectTimeoutMs + shield.origin.firstByteTimeoutMs) = " +
+    `${attempts} × (${connectMs} + ${shieldMs}) = ${attempts * (connectMs + shieldMs)} ms`
+  )]
 }
 
 function buildTree (values: ReadonlyMap<ParamName, { value: unknown }>): Record<string, unknown> {

@@ -331,7 +331,7 @@ export const PARAMS = [
   { name: 'edge.trustedProxies', type: 'string-list', default: [], doc: 'Peers whose X-Forwarded-For is believed (addresses or CIDR prefixes), e.g. a load balancer in front of the edge.' },
 
   { name: 'edge.upstream.connectTimeoutMs', type: 'int', default: 3000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to open a connection to an upstream.' },
-  { name: 'edge.upstream.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers.' },
+  { name: 'edge.upstream.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers from the origin (edge.origin); shields have edge.shield.firstByteTimeoutMs.' },
   { name: 'edge.upstream.idleTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Max gap between body bytes.' },
   { name: 'edge.upstream.connections', type: 'int', default: 128, min: 1, doc: 'Max connections per upstream host.' },
   { name: 'edge.upstream.keepAliveTimeoutMs', type: 'int', default: 30000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle upstream connections are closed after this long.' },
@@ -349,6 +349,15 @@ export const PARAMS = [
     doc: 'With shields set: go to edge.origin when no shield can answer (down, unreachable, own 5xx). False answers 502/504 instead. Never used after a shield relays an origin failure.'
   },
   ...upstreamHealthRows('edge.shield'),
+  {
+    name: 'edge.shield.firstByteTimeoutMs',
+    type: 'int',
+    default: 45000,
+    min: 1,
+    max: MAX_TIMER_MS,
+    unit: 'ms',
+    doc: "Time to response headers from a shield. A shield answers a miss only after its own origin attempts, so keep this above its worst case, (shield.origin.retries + 1) × (shield.origin.connectTimeoutMs + shield.origin.firstByteTimeoutMs) = 39 s with the shield's defaults; shorter, the edge gives up on a shield that is about to fail over to another origin or serve stale and goes around it. A config that sets up both roles is refused when this is not above shield.origin.firstByteTimeoutMs."
+  },
 
   ...serverRows('edge'),
 
@@ -369,7 +378,7 @@ export const PARAMS = [
     name: 'shield.originsFile',
     type: 'path',
     placeholder: 'FILE',
-    doc: 'Origins per path prefix with priority and weight (YAML or JSON: origins: [{url, prefix, priority, weight, name}]). Set this or shield.origins.'
+    doc: 'Origins per path prefix with priority and weight (YAML or JSON: origins: [{url, prefix, priority, weight, name}]). Set this or shield.origins. Re-read on SIGHUP: a valid file replaces the table (requests in flight finish on their origin), a broken one is logged and the current table kept.'
   },
   { name: 'shield.cacheDir', type: 'path', default: './var/cache/shield', placeholder: 'DIR', doc: 'Directory of the disk tier (created if missing).' },
 
@@ -379,7 +388,7 @@ export const PARAMS = [
   ...tokenRows('shield'),
 
   { name: 'shield.origin.connectTimeoutMs', type: 'int', default: 3000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to open a connection to an origin.' },
-  { name: 'shield.origin.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers; past it the request fails over to the next origin.' },
+  { name: 'shield.origin.firstByteTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Time to response headers; past it the request fails over to the next origin. The edges must wait longer for this shield (edge.shield.firstByteTimeoutMs).' },
   { name: 'shield.origin.idleTimeoutMs', type: 'int', default: 10000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Max gap between body bytes.' },
   { name: 'shield.origin.keepAliveTimeoutMs', type: 'int', default: 30000, min: 1, max: MAX_TIMER_MS, unit: 'ms', doc: 'Idle origin connections are closed after this long.' },
   { name: 'shield.origin.maxConcurrent', type: 'int', default: 64, min: 1, doc: 'Requests in flight per origin (origin protection); the body counts until its last byte.' },

@@ -111,14 +111,18 @@ export async function startWithHls (
   }
 }
 
-/** Edge → shields (by cache key) → origin, when `edge.shields` is set. Every upstream gets the edge.upstream.* timeouts. */
+/**
+ * Edge → shields (by cache key) → origin, when `edge.shields` is set. Every upstream gets the
+ * edge.upstream.* settings, except that a shield has edge.shield.firstByteTimeoutMs for its
+ * response head: it answers a miss only after its own origin attempts (failover, stale).
+ */
 function shieldChain (edge: Readonly<StreamedgeConfig>['edge'], origin: string, logger: Logger): UpstreamChain {
   const http = (url: string): HttpUpstream => new HttpUpstream({ url, ...edge.upstream })
   return new UpstreamChain({
     // The URL as configured is the ring id, so every edge listing the same shields ranks keys the same way.
     shields: edge.shields.map((url) => ({
       id: url,
-      upstream: http(url),
+      upstream: new HttpUpstream({ url, ...edge.upstream, firstByteTimeoutMs: edge.shield.firstByteTimeoutMs }),
       // Probes get their own connection so they never wait behind a busy traffic pool.
       ...(edge.shield.probe.intervalMs === 0 ? {} : { probeUpstream: new HttpUpstream({ url, ...edge.upstream, connections: 1 }) }),
     })),

@@ -2,25 +2,42 @@
  * Composition root of the shield role: the only shield file that reads config. A shield is
  * the same cache engine as an edge (memory + disk, shared fills, ranges, RFC 9111) with an
  * OriginPool as its upstream: origins per path prefix with priority failover, a concurrency
- * cap and queue per origin, breakers and optional probes.
+ * cap and queue per origin, breakers and optional probes. SIGHUP re-reads the origins file,
+ * when there is one (the daemon convention, as nginx reloads its config on it).
  */
 import type { StreamedgeConfig } from '../config/params.ts'
 import { CdnError } from '../lib/errors.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
+import { CounterFamily } from '../lib/metrics.ts'
 import { tokenCheckFrom } from '../edge/auth/token-check.ts'
 import { startCacheNode, type CacheNodeOptions, type RunningCacheNode } from '../edge/cache-node.ts'
 import { startWithHls } from '../edge/main.ts'
-import { OriginPool, type OriginSpec } from './origin-pool.ts'
+import { OriginPool, type OriginSpec, type OriginTableChange } from './origin-pool.ts'
 import { loadOriginsFile, originsFromList } from './origins-file.ts'
 
 export interface StartShieldOptions {
   /** Overrides the logger built from config (the demo gives each node a child logger). */
   readonly logger?: Logger
   readonly processMetrics?: boolean
+  /**
+   * Call {@link RunningShield.reloadOrigins} on SIGHUP when `shield.originsFile` is set (default
+   * true; without a file SIGHUP keeps its default action). The listener goes away at close.
+   */
+  readonly reloadOnSighup?: boolean
+}
+
+/** A running shield: a cache node whose origin table can be reloaded. */
+export interface RunningShield extends RunningCacheNode {
+  /**
+   * Re-reads `shield.originsFile` and, when it is valid, swaps in its table (requests in flight
+   * finish on the origin they started on); a broken file keeps the current table and logs one
+   * error. What SIGHUP does. True when the new table was taken.
+   */
+  reloadOrigins (): boolean
 }
 
 /** Starts a shield from a validated config (`shield.origins` or `shield.originsFile` must be set). */
-export async function startShield (config: Readonly<StreamedgeConfig>, options: StartShieldOptions = {}): Promise<RunningCacheNode> {
+export async function startShield (config: Readonly<StreamedgeConfig>, options: StartShieldOptions = {}): Promise<RunningShield> {
   const shield = config.shield
   const logger = options.logger ?? createLogger({ level: config.log.level, bindings: { role: 'shield', node: shield.id } })
   const pool = new OriginPool({
@@ -40,9 +57,10 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
     probe: shield.origin.probe.intervalMs === 0 ? undefined : { ...shield.origin.probe },
     logger,
   })
+  let node: RunningCacheNode
   try {
     // The same live-playlist rules as the edges, so a shield never hands them a playlist older than it should.
-    return await startWithHls(shield.hls, { nodeId: shield.id, logger, stripQueryParams: shield.cache.stripQueryParams }, (contentPolicy) => startCacheNode({
+    node = await startWithHls(shield.hls, { nodeId: shield.id, logger, stripQueryParams: shield.cache.stripQueryParams }, (contentPolicy) => startCacheNode({
       ...contentPolicy,
       role: 'shield',
       id: shield.id,
@@ -85,6 +103,43 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
   } catch (err) {
     await pool.close()
     throw err
+  }
+  const reloadOrigins = originsReloader(shield.originsFile, pool, node, logger)
+  const onSighup = (): void => { reloadOrigins() }
+  if ((options.reloadOnSighup ?? true) && shield.originsFile !== undefined) process.on('SIGHUP', onSighup)
+  return {
+    ...node,
+    reloadOrigins,
+    async close () {
+      process.off('SIGHUP', onSighup)
+      await node.close()
+    },
+  }
+}
+
+/**
+ * The reload behind SIGHUP: the whole file is validated (entries, then the table) before the
+ * pool swaps tables, so a half-edited file changes nothing. Counted in
+ * `streamedge_reloads_total{file="origins"}`, as the control plane counts its file reloads.
+ */
+function originsReloader (file: string | undefined, pool: OriginPool, node: RunningCacheNode, logger: Logger): () => boolean {
+  const reloads = new CounterFamily(node.metrics.registry, 'streamedge_reloads_total', 'Reloads of shield.originsFile (SIGHUP), by file (origins) and outcome (ok, refused)', ['file', 'outcome'])
+  return () => {
+    if (file === undefined) {
+      logger.warn('reload asked for, but shield.originsFile is not set (the origins come from shield.origins): nothing to reload')
+      return false
+    }
+    let change: OriginTableChange
+    try {
+      change = pool.replaceOrigins(loadOriginsFile(file))
+    } catch (err) {
+      reloads.inc({ file: 'origins', outcome: 'refused' })
+      logger.error({ file, err: { message: err instanceof Error ? err.message : String(err) } }, 'origins file refused; keeping the current origins')
+      return false
+    }
+    reloads.inc({ file: 'origins', outcome: 'ok' })
+    logger.info({ file, added: change.added, removed: change.removed, kept: change.kept }, 'origins file reloaded')
+    return true
   }
 }
 

@@ -13,6 +13,8 @@
  * `retries` extra attempts, and only before a response head is returned. Origins whose
  * breaker is open are skipped without costing an attempt. Overload (a full queue) is not a
  * failure and never spills to a lower-priority origin: backups are for outages.
+ * Reloads: {@link OriginPool.replaceOrigins} swaps the table while requests run; origins that
+ * stay keep their cap, queue, breaker and connections, and removed ones drain (nginx reload).
  */
 import { CdnError, isCdnError } from '../lib/errors.ts'
 import type { Logger } from '../lib/log.ts'
@@ -85,6 +87,15 @@ interface Origin {
   readonly probeUpstream: Upstream | undefined
   readonly limiter: ConcurrencyLimiter
   readonly health: UpstreamHealth
+  /** Left out of the table by a reload: no new attempts; closed once its last request is done. */
+  retired: boolean
+}
+
+/** What {@link OriginPool.replaceOrigins} changed, by origin name. */
+export interface OriginTableChange {
+  readonly added: readonly string[]
+  readonly removed: readonly string[]
+  readonly kept: readonly string[]
 }
 
 interface Candidate {
@@ -104,8 +115,12 @@ const RETRY_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504])
 /** The origins behind a shield: routing, failover and origin protection. */
 export class OriginPool implements Upstream {
   readonly name = 'origins'
-  readonly #routes: readonly Route[]
-  readonly #origins: readonly Origin[]
+  #routes: readonly Route[]
+  #origins: readonly Origin[]
+  /** Retired by a reload and still serving requests that started on them. */
+  readonly #retiring = new Set<Origin>()
+  readonly #options: OriginPoolOptions
+  readonly #create: NonNullable<OriginPoolOptions['createUpstream']>
   readonly #retries: number
   readonly #random: () => number
   readonly #logger: Logger | undefined
@@ -115,16 +130,49 @@ export class OriginPool implements Upstream {
 
   constructor (options: OriginPoolOptions) {
     const specs = checkOptions(options)
+    this.#options = options
+    this.#create = options.createUpstream ?? ((o) => new HttpUpstream(o))
     this.#retries = options.retries
     this.#random = options.random ?? Math.random
     this.#logger = options.logger
-    const create = options.createUpstream ?? ((o) => new HttpUpstream(o))
+    const table = this.#table(specs, new Map())
+    this.#origins = table.origins
+    this.#routes = table.routes
+  }
+
+  /**
+   * Swaps in a new origin table (a reload of the origins file). Origins that stay (same URL and
+   * name) keep their cap, queue, breaker and connections; new ones start fresh; removed ones
+   * take no new attempts and are closed once their last request is done, so requests in flight
+   * finish on the origin they started on. Throws TypeError, changing nothing, for a bad table.
+   */
+  replaceOrigins (origins: readonly OriginSpec[]): OriginTableChange {
+    if (this.#closed !== undefined) throw new TypeError('Expected an open OriginPool, got one that is closed')
+    const specs = checkOrigins(origins, 'origins')
+    const current = new Map(this.#origins.map((o) => [o.url, o]))
+    const table = this.#table(specs, current)
+    const next = new Set(table.origins)
+    const removed = this.#origins.filter((o) => !next.has(o))
+    const kept = new Set(this.#origins.filter((o) => next.has(o)))
+    this.#origins = table.origins
+    this.#routes = table.routes
+    for (const origin of removed) this.#retire(origin)
+    return {
+      added: table.origins.filter((o) => !kept.has(o)).map((o) => o.name),
+      removed: removed.map((o) => o.name),
+      kept: [...kept].map((o) => o.name),
+    }
+  }
+
+  /** Routes for `specs`, reusing the origins of `current` (by URL, when the name is the same too). */
+  #table (specs: readonly ResolvedSpec[], current: ReadonlyMap<string, Origin>): { origins: Origin[], routes: Route[] } {
     const byUrl = new Map<string, Origin>()
     const routes = new Map<string, Map<number, Candidate[]>>()
     for (const spec of specs) {
       let origin = byUrl.get(spec.url)
       if (origin === undefined) {
-        origin = this.#buildOrigin(spec, options, create)
+        const old = current.get(spec.url)
+        origin = old !== undefined && old.name === spec.name ? old : this.#buildOrigin(spec)
         byUrl.set(spec.url, origin)
       }
       let groups = routes.get(spec.prefix)
@@ -133,13 +181,17 @@ export class OriginPool implements Upstream {
       if (group === undefined) groups.set(spec.priority, group = [])
       group.push({ origin, weight: spec.weight })
     }
-    this.#origins = [...byUrl.values()]
-    this.#routes = [...routes.entries()]
-      .map(([prefix, groups]) => ({ prefix, groups: [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, g]) => g) }))
-      .sort((a, b) => b.prefix.length - a.prefix.length)
+    return {
+      origins: [...byUrl.values()],
+      routes: [...routes.entries()]
+        .map(([prefix, groups]) => ({ prefix, groups: [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, g]) => g) }))
+        .sort((a, b) => b.prefix.length - a.prefix.length),
+    }
   }
 
-  #buildOrigin (spec: ResolvedSpec, options: OriginPoolOptions, create: NonNullable<OriginPoolOptions['createUpstream']>): Origin {
+  #buildOrigin (spec: ResolvedSpec): Origin {
+    const options = this.#options
+    const create = this.#create
     const upstream = create({ url: spec.url, name: spec.name, connections: options.maxConcurrent, ...options.timeouts })
     const probeUpstream = options.probe === undefined ? undefined : create({ url: spec.url, name: spec.name, connections: 1, ...options.timeouts })
     const limiter = new ConcurrencyLimiter({
@@ -161,7 +213,32 @@ export class OriginPool implements Upstream {
         else this.#logger?.warn(fields, 'origin health changed')
       },
     })
-    return { name: spec.name, url: spec.url, upstream, probeUpstream, limiter, health }
+    return { name: spec.name, url: spec.url, upstream, probeUpstream, limiter, health, retired: false }
+  }
+
+  /** Takes `origin` out of service: its probe stops now, its connections once it is idle. */
+  #retire (origin: Origin): void {
+    origin.retired = true
+    origin.health.probe?.stop()
+    this.#retiring.add(origin)
+    this.#closeIfIdle(origin)
+  }
+
+  /** Closes a retired origin with no request in flight or waiting. */
+  #closeIfIdle (origin: Origin): void {
+    if (!origin.retired || !this.#retiring.has(origin)) return
+    const { active, queued } = origin.limiter.stats
+    if (active > 0 || queued > 0) return
+    this.#retiring.delete(origin)
+    closeConnections(origin).catch((err: unknown) => {
+      this.#logger?.warn({ err, upstream: origin.name }, 'closing a retired origin failed')
+    })
+  }
+
+  /** Gives back a slot of `origin` (closing it if it was retired and this was its last request). */
+  #free (origin: Origin, slot: LimiterSlot): void {
+    slot.release()
+    this.#closeIfIdle(origin)
   }
 
   /** Every origin's breaker state and queue counts. */
@@ -195,6 +272,7 @@ export class OriginPool implements Upstream {
         try {
           slot = await origin.limiter.acquire(req.signal)
         } catch (err) {
+          this.#closeIfIdle(origin)
           // Overload ends the request here (no spill to backups); an earlier origin's 5xx still beats a 503.
           if (kept !== undefined && !isCdnError(err, 'CDN_ERR_CLIENT_ABORTED')) return kept
           discardKept(kept)
@@ -202,7 +280,7 @@ export class OriginPool implements Upstream {
         }
         const permit = origin.health.breaker.acquire()
         if (permit === undefined) { // opened while we queued
-          slot.release()
+          this.#free(origin, slot)
           failures.push(`${origin.name}: marked down`)
           continue
         }
@@ -211,7 +289,7 @@ export class OriginPool implements Upstream {
         try {
           res = await origin.upstream.request(req)
         } catch (err) {
-          slot.release()
+          this.#free(origin, slot)
           const error = toUpstreamError(err, origin.name)
           settleOnError(permit, error)
           if (error.code === 'CDN_ERR_CLIENT_ABORTED') {
@@ -226,7 +304,7 @@ export class OriginPool implements Upstream {
         const failed = RETRY_STATUSES.has(res.status)
         if (!failed || attempts >= maxAttempts || !this.#hasAlternative(route, tried)) {
           discardKept(kept)
-          return this.#hold(res, origin.name, slot, permit, failed)
+          return this.#hold(res, origin, slot, permit, failed)
         }
         permit.failure()
         failures.push(`${origin.name}: ${res.status}`)
@@ -234,7 +312,7 @@ export class OriginPool implements Upstream {
         discardKept(kept)
         // Kept as the answer should nothing better come; the wrapper reads its (small) body
         // and frees the slot as soon as the origin has sent it, whether or not anyone reads it.
-        kept = this.#hold(res, origin.name, slot, permit, true)
+        kept = this.#hold(res, origin, slot, permit, true)
       }
     }
     if (kept !== undefined) return kept
@@ -247,7 +325,7 @@ export class OriginPool implements Upstream {
   }
 
   /**
-   * Picks an untried origin of `group` whose breaker lets a request through: among those
+   * Picks an untried, unretired origin of `group` whose breaker lets a request through: among those
    * with a free slot if any, else among those with queue room, else any (it will refuse
    * with 503), weighted by `weight`.
    */
@@ -256,7 +334,7 @@ export class OriginPool implements Upstream {
     let queueable = 0
     let open = 0
     for (const c of group) {
-      if (tried.has(c.origin) || !c.origin.health.breaker.available()) continue
+      if (!usable(c.origin, tried)) continue
       open += c.weight
       if (c.origin.limiter.hasFreeSlot) free += c.weight
       if (c.origin.limiter.canAccept) queueable += c.weight
@@ -267,7 +345,7 @@ export class OriginPool implements Upstream {
     let r = this.#random() * total
     let last: Origin | undefined
     for (const c of group) {
-      if (tried.has(c.origin) || !c.origin.health.breaker.available()) continue
+      if (!usable(c.origin, tried)) continue
       if (tier === 'free' && !c.origin.limiter.hasFreeSlot) continue
       if (tier === 'queueable' && !c.origin.limiter.canAccept) continue
       last = c.origin
@@ -280,16 +358,16 @@ export class OriginPool implements Upstream {
   /** Is there an origin left that a retry could go to? */
   #hasAlternative (route: Route, tried: ReadonlySet<Origin>): boolean {
     for (const group of route.groups) {
-      for (const c of group) if (!tried.has(c.origin) && c.origin.health.breaker.available()) return true
+      for (const c of group) if (usable(c.origin, tried)) return true
     }
     return false
   }
 
   /** Returns the response with its body wrapped: the slot is freed and the breaker told when the body is done. */
-  #hold (res: UpstreamResponse, name: string, slot: LimiterSlot, permit: BreakerPermit, failedStatus: boolean): UpstreamResponse {
-    return this.#bodies.track(res, name, (outcome, err) => {
-      slot.release()
-      settleBody(permit, outcome, err, name, failedStatus)
+  #hold (res: UpstreamResponse, origin: Origin, slot: LimiterSlot, permit: BreakerPermit, failedStatus: boolean): UpstreamResponse {
+    return this.#bodies.track(res, origin.name, (outcome, err) => {
+      this.#free(origin, slot)
+      settleBody(permit, outcome, err, origin.name, failedStatus)
     })
   }
 
@@ -300,13 +378,24 @@ export class OriginPool implements Upstream {
   }
 
   async #close (): Promise<void> {
-    for (const o of this.#origins) {
+    const origins = [...this.#origins, ...this.#retiring]
+    this.#retiring.clear()
+    for (const o of origins) {
       o.health.probe?.stop()
       o.limiter.close()
     }
     this.#bodies.destroyAll()
-    await Promise.all(this.#origins.flatMap((o) => [o.upstream.close(), o.probeUpstream?.close()]))
+    await Promise.all(origins.map(closeConnections))
   }
+}
+
+/** Whether a new attempt may go to `origin`. */
+function usable (origin: Origin, tried: ReadonlySet<Origin>): boolean {
+  return !origin.retired && !tried.has(origin) && origin.health.breaker.available()
+}
+
+async function closeConnections (origin: Origin): Promise<void> {
+  await Promise.all([origin.upstream.close(), origin.probeUpstream?.close()])
 }
 
 function exhausted (req: UpstreamRequest, failures: readonly string[], lastError: CdnError | undefined): CdnError {
@@ -325,9 +414,6 @@ interface ResolvedSpec {
 }
 
 function checkOptions (o: OriginPoolOptions): ResolvedSpec[] {
-  if (!Array.isArray(o.origins) || o.origins.length === 0) {
-    throw new TypeError(`Expected options.origins to be a non-empty array, got ${String(o.origins)}`)
-  }
   for (const [field, min] of [['maxConcurrent', 1], ['maxQueue', 0], ['queueTimeoutMs', 1], ['retries', 0]] as const) {
     const value = o[field]
     if (!Number.isSafeInteger(value) || value < min) throw new TypeError(`Expected options.${field} to be an integer of at least ${min}, got ${String(value)}`)
@@ -341,9 +427,17 @@ function checkOptions (o: OriginPoolOptions): ResolvedSpec[] {
   }
   checkBreakerSettings(o.breaker, 'options.breaker')
   if (o.probe !== undefined) checkProbeSettings(o.probe, 'options.probe')
+  return checkOrigins(o.origins, 'options.origins')
+}
+
+/** Validates an origin table; TypeErrors name the entry as `<field>[i]`. */
+function checkOrigins (origins: readonly OriginSpec[], field: string): ResolvedSpec[] {
+  if (!Array.isArray(origins) || origins.length === 0) {
+    throw new TypeError(`Expected ${field} to be a non-empty array, got ${String(origins)}`)
+  }
   const names = new Map<string, string>()
-  return o.origins.map((spec, i) => {
-    const where = `options.origins[${i}]`
+  return origins.map((spec, i) => {
+    const where = `${field}[${i}]`
     let url: URL
     try {
       url = new URL(spec.url)

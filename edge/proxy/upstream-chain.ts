@@ -18,6 +18,10 @@
  * not more. A shield's 503 "origin overloaded" is returned at once for the same reason.
  * With every shield down, the edge goes to the origin directly unless `allowDirectOrigin`
  * is false (ATS `go_direct`).
+ *
+ * A shield's response head can take as long as its own origin attempts (failover, stale-if-error),
+ * so the shields' first-byte timeout must be longer than the shield's to its origins (edge/main.ts
+ * gives them edge.shield.firstByteTimeoutMs): giving up first goes around a shield about to answer.
  */
 import { CdnError } from '../../lib/errors.ts'
 import { HashRing } from '../../lib/hash-ring.ts'
