@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { FastFrontStats } from '../lib/http/fast-front.ts'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
+import { zeroCopy, zeroCopyUnavailable } from '../lib/native/zero-copy.ts'
 import { DiskStore } from './cache/disk-store.ts'
 import { MemoryStore } from './cache/memory-store.ts'
 import { TieredStore } from './cache/tiered-store.ts'
@@ -74,6 +75,11 @@ export interface CacheNodeOptions extends ProxyPolicyOptions {
    * (edge/proxy/fast-hit.ts). Default true; false sends every request through node:http.
    */
   readonly fastPath?: boolean
+  /**
+   * Send large fast-path hits from the disk tier's file in the page cache (sendfile(2),
+   * lib/native/zero-copy.ts) when the native helper is built. Default false.
+   */
+  readonly sendfile?: boolean
   readonly accessLog: boolean
   readonly logger?: Logger
   readonly processMetrics?: boolean
@@ -207,6 +213,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
     fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor }),
+    sendFile: options.sendfile === true ? zeroCopy?.sendHeadFile : undefined,
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
@@ -218,6 +225,9 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   metrics.watchFastPath(() => server.fastPath)
   const { url, httpsUrl } = await server.listen()
   logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
+  if (options.sendfile === true && zeroCopyUnavailable !== undefined) {
+    logger.warn({ reason: zeroCopyUnavailable }, 'server.sendfile is on but large hits are copied: no zero-copy sender')
+  }
   const heartbeat = options.controlPlane?.heartbeatKey === undefined
     ? undefined
     : new HeartbeatClient({

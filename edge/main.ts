@@ -66,6 +66,7 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     headersTimeoutMs: edge.server.headersTimeoutMs,
     shutdownGraceMs: edge.server.shutdownGraceMs,
     fastPath: edge.server.fastPath,
+    sendfile: edge.server.sendfile,
     accessLog: config.log.access,
     logger,
     processMetrics: options.processMetrics ?? true,

@@ -149,19 +149,27 @@ export interface UpstreamHealthSample {
   readonly rejectedQueueTimeout?: number
 }
 
-/** A fast front's running totals, as lib/http/fast-front.ts counts them. */
-export type FastPathSample = FastFrontStats
+/**
+ * A fast front's running totals, as lib/http/fast-front.ts counts them (the control plane's
+ * front sends no files, so its sample need not say so).
+ */
+export type FastPathSample = Omit<FastFrontStats, 'sentFromFileBytes'> & Partial<Pick<FastFrontStats, 'sentFromFileBytes'>>
 
 /** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */
-type FastPathSeries = Readonly<Record<keyof FastPathSample, readonly [name: string, help: string]>>
+type FastPathSeries = Readonly<Record<Exclude<keyof FastPathSample, 'sentFromFileBytes'>, readonly [name: string, help: string]>> & {
+  readonly sentFromFileBytes?: readonly [name: string, help: string]
+}
 
 /**
- * Publishes a fast front's totals at scrape time: `answered`, `handedOff` and `flushes` as
- * counters, `open` as a gauge; all read 0 while `source` gives undefined (fast path off).
+ * Publishes a fast front's totals at scrape time: `answered`, `handedOff`, `flushes` and (when
+ * named) `sentFromFileBytes` as counters, `open` as a gauge; all read 0 while `source` gives
+ * undefined (fast path off).
  */
 function watchFastFront (registry: client.Registry, series: FastPathSeries, source: () => FastPathSample | undefined): void {
-  for (const field of ['answered', 'handedOff', 'flushes'] as const) {
-    const [name, help] = series[field]
+  for (const field of ['answered', 'handedOff', 'flushes', 'sentFromFileBytes'] as const) {
+    const named = series[field]
+    if (named === undefined) continue
+    const [name, help] = named
     new Counter({
       name,
       help,
@@ -350,6 +358,7 @@ export class CacheNodeMetrics {
       handedOff: ['streamedge_fast_path_handoffs_total', 'Connections the hit fast path handed to node:http at the first request it could not answer'],
       open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
       flushes: ['streamedge_fast_path_flushes_total', 'Event-loop turns whose fast-path answers were written together (responses / flushes: answers per burst)'],
+      sentFromFileBytes: ['streamedge_fast_path_sendfile_bytes_total', 'Body bytes of fast-path hits the kernel sent from the disk tier\'s page cache (server.sendfile), not copied from memory'],
     }, source)
   }
 

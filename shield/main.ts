@@ -96,6 +96,7 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       headersTimeoutMs: shield.server.headersTimeoutMs,
       shutdownGraceMs: shield.server.shutdownGraceMs,
       fastPath: shield.server.fastPath,
+      sendfile: shield.server.sendfile,
       accessLog: config.log.access,
       logger,
       processMetrics: options.processMetrics ?? true,

@@ -8,8 +8,11 @@ import type { ChildServer } from './child-server.ts'
 import type { FetchedResponse } from './http-get.ts'
 import { readProcessTreeCpu, readProcessTreeRssBytes, type CpuSample } from './proc-cpu.ts'
 
-/** Every target name a scenario can report (`edge-log`: the edge with its access log on, hot-cache --log-ab). */
-export const TARGET_NAMES = ['edge', 'edge-log', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'bare-fast', 'stream'] as const
+/**
+ * Every target name a scenario can report (`edge-log`: the edge with its access log on, hot-cache
+ * --log-ab; `edge-sendfile`: the edge with `server.sendfile` on, hot-segment).
+ */
+export const TARGET_NAMES = ['edge', 'edge-log', 'edge-sendfile', 'edge-shield', 'nginx', 'nginx-slice', 'varnish', 'bare', 'bare-fast', 'stream'] as const
 /** One target name. */
 export type TargetName = typeof TARGET_NAMES[number]
 /** The third-party caches, started only when installed. */

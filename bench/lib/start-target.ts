@@ -23,17 +23,21 @@ export interface EdgeTargetOptions {
    * (`--log.access true`), its stdout going to a file as a service's log would.
    */
   readonly accessLog?: boolean
+  /** startEdgeTarget only: the `edge-sendfile` target, the same edge with `--edge.server.sendfile true`. */
+  readonly sendfile?: boolean
 }
 
-/** Starts `streamedge edge` as the `edge` target (access log off), or with `accessLog` as `edge-log`. */
+/** Starts `streamedge edge` as the `edge` target (access log off), with `accessLog` as `edge-log`, with `sendfile` as `edge-sendfile`. */
 export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarget> {
   const accessLog = o.accessLog === true
-  const dir = await mkdtemp(join(tmpdir(), accessLog ? 'streamedge-bench-edge-log-' : 'streamedge-bench-edge-'))
+  const name = accessLog ? 'edge-log' : o.sendfile === true ? 'edge-sendfile' : 'edge'
+  const dir = await mkdtemp(join(tmpdir(), `streamedge-bench-${name}-`))
   // The log lives beside the cache dir, not in it: that dir is the edge's alone.
   const logOptions = accessLog ? { cacheDir: join(dir, 'cache'), accessLog, stdoutFile: join(dir, 'stdout.jsonl') } : { cacheDir: dir }
   try {
-    const edge = await startEdgeProcess({ originUrl: o.originUrl, ...logOptions, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(o.env === undefined ? {} : { env: o.env }) })
-    return benchTarget(accessLog ? 'edge-log' : 'edge', [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
+    const env = o.sendfile === true ? { ...o.env, STREAMEDGE_EDGE_SERVER_SENDFILE: 'true' } : o.env
+    const edge = await startEdgeProcess({ originUrl: o.originUrl, ...logOptions, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(env === undefined ? {} : { env }) })
+    return benchTarget(name, [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
   } catch (err) {
     await rm(dir, { recursive: true, force: true })
     throw err

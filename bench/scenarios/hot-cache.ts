@@ -102,6 +102,8 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
     targets.push(edge)
     // Next to `edge` in every round, so each pair is measured as close in time as any.
     if (o.logAb === true) targets.push(await startEdgeTarget({ originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES, edgeRoot: o.edgeRoot, accessLog: true }))
+    // server.sendfile's trade on the segment: the server's copy saved, the loopback client's cost
+    if (wants('hot-segment')) targets.push(await startEdgeTarget({ originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES, edgeRoot: o.edgeRoot, sendfile: true }))
     for (const peer of o.peers) {
       if (peer.name === 'nginx-slice' && !wants('ranges')) continue
       targets.push(await startPeer(peer, { originUrl: meter.url, memoryMaxBytes: HOT_MEMORY_BYTES }))
@@ -134,7 +136,7 @@ export async function runHotCache (o: HotCacheOptions): Promise<HotCacheResult> 
         await Promise.all(bares.map((b) => b.stop()))
       }
     }
-    if (wants('hot-segment')) await withBares('segment', true, (bares) => compare(segmentWorkload(o.connections), hotNames, bares))
+    if (wants('hot-segment')) await withBares('segment', true, (bares) => compare(segmentWorkload(o.connections), [...hotNames, 'edge-sendfile'], bares))
     if (wants('hot-playlist')) await withBares('playlist', true, (bares) => compare(playlistWorkload(o.connections, bodies.playlistPath, playlist.length), hotNames, bares))
     if (wants('ranges')) {
       // Ranges are small and many: wrk alone (autocannon would measure itself).

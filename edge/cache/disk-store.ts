@@ -110,6 +110,12 @@ interface FileIdentity {
   readonly mtimeMs: number
 }
 
+/** A file {@link DiskStore.lendFile} lent: its descriptor, and where the body starts in it. */
+export interface LentFile {
+  readonly file: OpenFile
+  readonly bodyOffset: number
+}
+
 interface IndexEntry {
   readonly key: string
   readonly hash: string
@@ -217,6 +223,8 @@ export class DiskStore implements Store {
   readonly #dir: string
   #lock: DirLock | undefined
   #rebuild: Promise<void> = Promise.resolve()
+  // Entries whose file lendFile has had checked (or is checking): once per entry.
+  readonly #checkingForLend = new WeakSet<IndexEntry>()
   #settleReady: (err?: Error) => void = () => {}
   #settleCompleted: (complete: boolean) => void = () => {}
 
@@ -464,6 +472,75 @@ export class DiskStore implements Store {
     this.#lock = undefined
     this.#settleReady()
     this.#settleCompleted(false)
+  }
+
+  /**
+   * The open file that holds exactly `meta`'s version of `key`, for a send straight from the
+   * page cache (lib/http/fast-front.ts, sendFile): only a file whose whole body matched its
+   * checksum in this process and has not changed since (fstat), whose descriptor is open now.
+   * Never waits: otherwise undefined, and a file not checked yet is read and checked in the
+   * background so a later hit may have it. Give the file back with {@link returnFile} before
+   * anything else runs: its descriptor may be closed any time after.
+   */
+  lendFile (key: string, meta: ObjectMeta): LentFile | undefined {
+    if (this.#state !== 'open') return undefined
+    const entry = this.#index.get(key)
+    if (entry === undefined || !sameVersion(entry.meta, meta)) return undefined
+    if (entry.verifiedAs === undefined) {
+      this.#checkForLend(entry)
+      return undefined
+    }
+    const file = this.#files.tryAcquire(entry.hash)
+    if (file === undefined) {
+      // evicted from the descriptor cache: open it again for the next hit
+      this.#reopen(entry)
+      return undefined
+    }
+    const stat = fstatSync(file.fd)
+    if (stat.nlink === 0 || !sameFile(entry.verifiedAs, stat)) {
+      // replaced, unlinked or written to behind our back: the next disk read looks again
+      this.#files.release(file)
+      return undefined
+    }
+    return { file, bodyOffset: stat.size - meta.bodyBytes }
+  }
+
+  /** Gives back a file {@link lendFile} lent. */
+  returnFile (lent: LentFile): void {
+    this.#files.release(lent.file)
+  }
+
+  #reopen (entry: IndexEntry): void {
+    const opened = this.#files.acquire(entry.hash, this.#pathOf(entry.hash))
+    if (opened instanceof Promise) this.#track(opened.then((file) => { this.#files.release(file) }))
+    else this.#files.release(opened)
+  }
+
+  /** Opens `entry`'s file and checks its body (once per entry), so lendFile can lend it; damage is reported as on a read. */
+  #checkForLend (entry: IndexEntry): void {
+    if (this.#checkingForLend.has(entry) || entry.meta.bodyBytes > this.#readWholeMaxBytes) return
+    this.#checkingForLend.add(entry)
+    const task = (async () => {
+      const path = this.#pathOf(entry.hash)
+      const file = await this.#files.acquire(entry.hash, path)
+      try {
+        if (entry.verifiedAs !== undefined) return // verified meanwhile: the descriptor is open again now
+        const checked = await this.#headOfIndexed(file, entry)
+        if (checked === undefined) return
+        const { header, headBytes } = checked
+        const body = await readAt(file.fd, headBytes, header.bodyBytes)
+        if (this.#index.get(entry.key) !== entry) return
+        const stat = fstatSync(file.fd)
+        if (body.length !== header.bodyBytes || crc32(body) !== header.bodyCrc32) {
+          this.#corrupt({ path, hash: entry.hash, reason: 'body checksum mismatch', key: entry.key, entry, ino: stat.ino })
+          return
+        }
+        this.#verified(entry, header, identityOf(stat))
+      } finally {
+        this.#files.release(file)
+      }
+    })()
+    this.#track(task)
   }
 
   async #readOpenFile (file: OpenFile, key: string, hash: string, path: string, entry: IndexEntry | undefined, mode: DiskReadMode): Promise<StoredObject | undefined | typeof RETRY> {

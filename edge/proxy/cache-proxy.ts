@@ -21,6 +21,7 @@ import type { CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { forwardRequestHeaders, toStoredHeaders } from '../../lib/http/headers.ts'
 import { parseRangeHeader } from '../../lib/http/range.ts'
 import { makeCacheKey } from '../cache/cache-key.ts'
+import type { DiskStore } from '../cache/disk-store.ts'
 import { computeFreshness, isFresh, responseDirectives, storability, ttlSeconds } from '../cache/freshness.ts'
 import type { PurgeJournal, PurgeKind } from '../cache/purge-journal.ts'
 import { ruleCovers } from '../cache/purge-journal.ts'
@@ -106,17 +107,36 @@ class FastHit extends FastExchange {
   readonly status: number
   // Where a whole-body answer's bytes are kept from one request to the next (undefined for a range)
   readonly #wires: HitWires | undefined
+  // The disk tier, which may hold the same bytes in a file the kernel can send from (sendFile)
+  readonly #disk: DiskStore
+  readonly #meta: ObjectMeta
+  // Offset of `body` in the stored body (a range's first byte)
+  readonly #start: number
 
-  constructor (head: string, body: Buffer, ownDate: boolean, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined) {
+  constructor (head: string, body: Buffer, ownDate: boolean, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined, disk: DiskStore, meta: ObjectMeta, start: number) {
     super(head, ownDate, done, id, startMs, req, path, key)
     this.body = body
     this.status = status
     this.bytes = req.method === 'HEAD' ? 0 : body.length
     this.#wires = wires
+    this.#disk = disk
+    this.#meta = meta
+    this.#start = start
   }
 
   wire (date: string, close: boolean): Buffer | undefined {
     return close ? undefined : this.#wires?.get(this.head, this.body, date, this.startMs)
+  }
+
+  /** The body from the disk tier's copy of this very version, when it has one it can lend now (DiskStore.lendFile). */
+  sendFile (send: (fileFd: number, offset: number) => number): number | undefined {
+    const lent = this.#disk.lendFile(this.#meta.key, this.#meta)
+    if (lent === undefined) return undefined
+    try {
+      return send(lent.file.fd, lent.bodyOffset + this.#start)
+    } finally {
+      this.#disk.returnFile(lent)
+    }
   }
 }
 
@@ -404,14 +424,16 @@ export class CacheProxy {
     let head = rendered.whole
     let body = object.body
     let status = meta.status
+    let start = 0
     if (range.kind === 'partial') {
-      const { start, end } = range.ranges[0]!
+      start = range.ranges[0]!.start
+      const end = range.ranges[0]!.end
       head = rendered.partial(start, end, size)
       body = body.subarray(start, end + 1)
       status = 206
     }
     this.#o.metrics.lookups.inc(HIT_IN_MEMORY)
-    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status, range.kind === 'partial' ? undefined : this.#wires)
+    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status, range.kind === 'partial' ? undefined : this.#wires, this.#o.store.disk, meta, start)
     if (this.#policy.refreshAhead(meta, now)) {
       this.#refreshInBackground(primary, primary, object, req.headers, this.#o.forwarding.upstreamHeadersFrom(req.remoteAddress, req.headers))
     }

@@ -27,6 +27,11 @@
  * answer with a request's JavaScript in between; on a loaded 2-core box the system CPU of a
  * hot playlist hit fell from about 20 to 12-14 µs (bench/RESULTS.md, hot-playlist windows).
  * The cost is a few µs of latency for the first answers of a busy turn.
+ *
+ * A large body may also leave from a file instead of memory (FastFrontOptions.sendFile,
+ * FastResponse.sendFile: sendfile(2) from the page cache, lib/native/zero-copy.c), when
+ * nothing is queued on the connection ahead of it; what the socket does not take at once
+ * follows through the normal write path, so the connection's bytes stay in order.
  */
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -98,6 +103,14 @@ export interface FastResponse {
    */
   pipe? (sink: FastBodySink): void
   /**
+   * Sends `body` from a file instead (FastFrontOptions.sendFile): calls `send(fileFd, offset)`
+   * with a descriptor whose bytes at `offset` are exactly `body`, open for the duration of the
+   * call, and returns what `send` returned; undefined when no such file is at hand now (the
+   * body is written from memory). Called at most once, only for bodies of at least
+   * {@link SENDFILE_MIN_BYTES}.
+   */
+  sendFile? (send: (fileFd: number, offset: number) => number): number | undefined
+  /**
    * Called once, as a method of this response (so a class can answer without a closure per
    * request), when the response is done: `true` when all of it was handed to the kernel,
    * `false` when the connection ended first (node:http's `res.writableFinished` at 'close').
@@ -139,7 +152,23 @@ export interface FastFrontOptions {
   readonly keepAliveTimeoutMs: number
   /** A request head longer than this is handed to node:http (which answers 431). Default 16 KiB. */
   readonly maxHeadBytes?: number
+  /**
+   * Sends a response head and then file bytes on a socket without copying them through the
+   * process (lib/native/zero-copy.ts ZeroCopyAddon.sendHeadFile: never blocks, returns the
+   * bytes sent or a negative errno); used for responses that offer {@link FastResponse.sendFile}.
+   * Undefined: every body is written from memory.
+   */
+  readonly sendFile?: SendHeadFile | undefined
 }
+
+/** See {@link FastFrontOptions.sendFile}. */
+export type SendHeadFile = (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number) => number
+
+/**
+ * Smallest body sent from a file: below it the extra system calls (fstat, the page-cache
+ * check, send and sendfile against one writev) cost more than the copy they save.
+ */
+export const SENDFILE_MIN_BYTES = 128 * 1024
 
 /** Counters for /metrics and tests. */
 export interface FastFrontStats {
@@ -151,6 +180,8 @@ export interface FastFrontStats {
   readonly open: number
   /** Event-loop turns whose answers were written together (answered / flushes: answers per burst). */
   readonly flushes: number
+  /** Body bytes the kernel sent straight from a file (FastFrontOptions.sendFile), not copied from memory. */
+  readonly sentFromFileBytes: number
 }
 
 const CRLF2 = '\r\n\r\n'
@@ -168,6 +199,8 @@ export class FastFront {
   #answered = 0
   #handedOff = 0
   #flushes = 0
+  #sentFromFileBytes = 0
+  readonly #sendFile: SendHeadFile | undefined
   // Connections whose answers of this turn wait, corked, for #flush (see the file comment).
   #held: FastConnection[] = []
   readonly #flush = (): void => {
@@ -185,6 +218,8 @@ export class FastFront {
     this.#handler = options.handler
     this.#keepAliveTimeoutMs = options.keepAliveTimeoutMs
     this.#maxHeadBytes = maxHead
+    if (options.sendFile !== undefined && typeof options.sendFile !== 'function') throw new TypeError(`Expected options.sendFile to be a function, got ${typeof options.sendFile}`)
+    this.#sendFile = options.sendFile
   }
 
   /**
@@ -209,7 +244,7 @@ export class FastFront {
 
   /** Counters. */
   get stats (): FastFrontStats {
-    return { answered: this.#answered, handedOff: this.#handedOff, open: this.#connections.size, flushes: this.#flushes }
+    return { answered: this.#answered, handedOff: this.#handedOff, open: this.#connections.size, flushes: this.#flushes, sentFromFileBytes: this.#sentFromFileBytes }
   }
 
   /** Stops keeping connections alive: idle ones close now, busy ones after their response. */
@@ -230,7 +265,9 @@ export class FastFront {
   get keepAliveTimeoutMs (): number { return this.#keepAliveTimeoutMs }
   get maxHeadBytes (): number { return this.#maxHeadBytes }
   get closing (): boolean { return this.#closing }
+  get sendFile (): SendHeadFile | undefined { return this.#sendFile }
   noteAnswered (): void { this.#answered++ }
+  noteSentFromFile (bytes: number): void { this.#sentFromFileBytes += bytes }
   /** `connection` has corked its socket for this turn's answers: uncorked once the turn's I/O is done. */
   hold (connection: FastConnection): void {
     if (this.#held.push(connection) === 1) setImmediate(this.#flush)
@@ -513,9 +550,41 @@ class FastConnection {
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
+    if (this.#sendFromFile(res, body, date, close)) return
     // corked: head and body go out in one writev
     socket.write(fullHead(res.head, date, close), 'latin1')
     socket.write(body, this.#onWritten)
+  }
+
+  /**
+   * Sends a large body from the responder's file (FastResponse.sendFile) when nothing is
+   * queued on the socket ahead of it: the kernel takes the bytes from the page cache, as
+   * nginx's sendfile does, instead of copying them out of `body`. Whatever the socket does
+   * not take now follows through the normal (corked) write path, from `body`, so libuv's
+   * queue stays in order. False when nothing was sent: the caller writes it all.
+   */
+  #sendFromFile (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
+    const send = this.#front.sendFile
+    if (send === undefined || res.sendFile === undefined || body.length < SENDFILE_MIN_BYTES) return false
+    const socket = this.#socket
+    // an earlier answer of this turn (corked), or bytes libuv still holds, must go first
+    if (socket.writableLength !== 0) return false
+    const fd = socketFd(socket)
+    if (fd === undefined) return false
+    const head = Buffer.from(fullHead(res.head, date, close), 'latin1')
+    const sent = res.sendFile((fileFd, offset) => send(fd, head, fileFd, offset, body.length))
+    if (sent === undefined || sent <= 0) return false
+    this.#front.noteSentFromFile(Math.max(0, sent - head.length))
+    if (sent < head.length) {
+      socket.write(head.subarray(sent))
+      socket.write(body, this.#onWritten)
+    } else if (sent < head.length + body.length) {
+      socket.write(body.subarray(sent - head.length), this.#onWritten)
+    } else {
+      // all of it is in the kernel: the write callback (onDone, accounting) comes as for any answer
+      socket.write(EMPTY, this.#onWritten)
+    }
+    return true
   }
 
   /**
@@ -726,6 +795,12 @@ export function parseHead (head: string, remoteAddress: string | undefined, conn
   }
   if (hosts === 0) return undefined // node:http answers 400 (RFC 9112 §3.2)
   return { method, target, headers, remoteAddress, close, connection }
+}
+
+/** The descriptor of a plain TCP socket (libuv's TCPWrap exposes it on Unix); undefined for anything else. */
+function socketFd (socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined
 }
 
 function isPending (res: FastResponse | FastPending): res is FastPending {

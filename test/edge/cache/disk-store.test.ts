@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readSync } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { mkdir, mkdtemp, open, readdir, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -674,4 +674,50 @@ t.test('replaceMeta loses to a put or a delete that commits while it copies', as
   t.strictSame(await objectFiles(dir), [], 'no object file')
   t.strictSame(await readdir(join(dir, 'tmp')), [], 'no temp file')
   t.equal(store.sizeBytes, 0)
+})
+
+t.test('lendFile: only a checked file of the same version, open now; never waits', async (t) => {
+  const dir = await tempDir(t)
+  const { events, observer } = recorder()
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, observer })
+  const key = 'example.com/lend/seg.ts'
+  const object = makeObject(key, patternBody(300_000, 9))
+  await store.put(object)
+  t.equal(store.lendFile(key, object.meta), undefined, 'a file this process wrote but never read is not lent yet')
+  // the refusal started a check in the background
+  let lent = store.lendFile(key, object.meta)
+  for (let i = 0; lent === undefined && i < 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    lent = store.lendFile(key, object.meta)
+  }
+  if (lent === undefined) throw new Error('never lent')
+  const bytes = Buffer.alloc(object.body.length)
+  t.equal(readSync(lent.file.fd, bytes, 0, bytes.length, lent.bodyOffset), bytes.length)
+  store.returnFile(lent)
+  t.ok(bytes.equals(object.body), 'the descriptor at bodyOffset holds exactly the body')
+
+  t.equal(store.lendFile(key, { ...object.meta, responseTimeMs: object.meta.responseTimeMs + 1 }), undefined, 'another version of the key: not lent')
+  t.equal(store.lendFile('example.com/lend/other.ts', object.meta), undefined, 'an unknown key: not lent')
+
+  await flipByte(objectPath(dir, key), (await stat(objectPath(dir, key))).size - 10)
+  t.equal(store.lendFile(key, object.meta), undefined, 'written to behind the store (mtime): not lent')
+  t.equal(events.corrupt.length, 0, 'a lend does not judge the file: the next read does')
+
+  await store.delete(key)
+  t.equal(store.lendFile(key, object.meta), undefined, 'deleted: not lent')
+})
+
+t.test('lendFile: a damaged file found by the background check is reported and removed, never lent', async (t) => {
+  const dir = await tempDir(t)
+  const { events, observer } = recorder()
+  const store = await openStore(t, { dir, maxBytes: ROOMY_BYTES, observer })
+  const key = 'example.com/lend/damaged.ts'
+  const object = makeObject(key, patternBody(200_000, 4))
+  await store.put(object)
+  await flipByte(objectPath(dir, key), (await stat(objectPath(dir, key))).size - 100)
+  t.equal(store.lendFile(key, object.meta), undefined)
+  for (let i = 0; events.corrupt.length === 0 && i < 200; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.match(events.corrupt, [{ reason: 'body checksum mismatch', key }], 'the check caught it')
+  t.equal(store.lendFile(key, object.meta), undefined)
+  t.equal(await store.get(key), undefined, 'and it is gone')
 })

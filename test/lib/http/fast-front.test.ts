@@ -2,7 +2,13 @@ import { once } from 'node:events'
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import t from 'tap'
-import { FastFront, parseHead, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse } from '../../../lib/http/fast-front.ts'
+import { closeSync, openSync, writeFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FastFront, parseHead, SENDFILE_MIN_BYTES, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse, type SendHeadFile } from '../../../lib/http/fast-front.ts'
+import { patternBody } from '../../edge/cache/store.contract.ts'
+import { requireZeroCopy } from '../../helpers/zero-copy.ts'
 
 interface Harness {
   readonly port: number
@@ -300,7 +306,7 @@ t.test('bodies go out byte for byte, binary ones included, on both sides of the 
 // ---- answers given later (FastPending) and streamed bodies (FastResponse.pipe) ----
 
 /** A front whose handler the test writes (`seenFast` stays empty); node:http answers `slow <url>` for what it is handed. */
-async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000): Promise<Harness> {
+async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000, sendFile?: SendHeadFile): Promise<Harness> {
   const seenSlow: string[] = []
   const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
     seenSlow.push(`${req.method ?? ''} ${req.url ?? ''}`)
@@ -308,7 +314,7 @@ async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutM
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
     res.end(body)
   })
-  const front = new FastFront({ keepAliveTimeoutMs, handler })
+  const front = new FastFront({ keepAliveTimeoutMs, handler, sendFile })
   front.attach(server)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -947,4 +953,103 @@ t.test('held: HEAD answers and empty bodies (plain and streamed) between held an
   t.match(responses[0]?.head, /Content-Length: 13\r\n/, 'HEAD keeps the GET\'s Content-Length')
   t.same(done, script.map(([method, target]) => [`${method} ${target}`, true]), 'onDone once each, in order')
   t.equal(peer.closed, false)
+})
+
+// ---- bodies sent from a file (FastResponse.sendFile, FastFrontOptions.sendFile) ----
+
+/** A temp file holding 100 bytes of junk, then `body`; its descriptor (closed at teardown). */
+async function bodyFile (tap: Teardown, body: Buffer): Promise<number> {
+  const dir = await mkdtemp(join(tmpdir(), 'streamedge-front-'))
+  const path = join(dir, 'body')
+  writeFileSync(path, Buffer.concat([Buffer.alloc(100, 'j'), body]))
+  const fd = openSync(path, 'r')
+  tap.teardown(async () => {
+    closeSync(fd)
+    await rm(dir, { recursive: true, force: true })
+  })
+  return fd
+}
+
+/** Reads responses with Content-Length bodies off `text` (latin1), in order. */
+function sized (text: string): Array<{ status: string, body: string }> {
+  const out: Array<{ status: string, body: string }> = []
+  let at = 0
+  while (at < text.length) {
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end < 0) break
+    const head = text.slice(at, end)
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0)
+    const bodyless = head.includes('X-Head: 1')
+    out.push({ status: head.slice(0, head.indexOf('\r\n')), body: bodyless ? '' : text.slice(end + 4, end + 4 + length) })
+    at = end + 4 + (bodyless ? 0 : length)
+  }
+  return out
+}
+
+function fileAnswer (body: Buffer, fd: number, onDone?: (completed: boolean) => void, offer: 'file' | 'none' | 'refused' = 'file'): FastResponse {
+  return {
+    head: `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n`,
+    body,
+    sendFile: (send) => offer === 'file' ? send(fd, 100) : offer === 'refused' ? -11 : undefined,
+    ...(onDone === undefined ? {} : { onDone }),
+  }
+}
+
+t.test('sendFile: a large body goes out from the file byte for byte; pipelined answers keep their order', async (t) => {
+  const send = requireZeroCopy(t)?.sendHeadFile
+  if (send === undefined) return
+  const body = patternBody(SENDFILE_MIN_BYTES * 4, 11)
+  const fd = await bodyFile(t, body)
+  const done: boolean[] = []
+  const h = await startWith(t, (req) => {
+    if (req.target === '/small') return fastAnswer('fast /small')
+    if (req.target === '/head') return { head: `HTTP/1.1 200 OK\r\nX-Head: 1\r\nContent-Length: ${body.length}\r\n`, body, sendFile: (s) => s(fd, 100) }
+    return fileAnswer(body, fd, (completed) => { done.push(completed) })
+  }, 5000, send)
+  const want = body.toString('latin1')
+  let text = await exchange(h.port, ['GET /file/1 HTTP/1.1\r\nHost: a\r\n\r\n'], undefined, 50)
+  t.same(sized(text).map((r) => r.body === want), [true], 'alone on its connection')
+  t.equal(h.front.stats.sentFromFileBytes, body.length, 'all of it from the file')
+  text = await exchange(h.port, [
+    'GET /file/2 HTTP/1.1\r\nHost: a\r\n\r\nGET /small HTTP/1.1\r\nHost: a\r\n\r\nGET /file/3 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /head HTTP/1.1\r\nHost: a\r\n\r\nGET /file/4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
+  ])
+  const got = sized(text)
+  t.same(got.map((r) => r.body === want ? 'file' : r.body), ['file', 'fast /small\n', 'file', '', 'file'], 'every answer, in request order')
+  t.ok(got.every((r) => r.status === 'HTTP/1.1 200 OK'))
+  t.ok(h.front.stats.sentFromFileBytes >= 2 * body.length, 'the first answer of a turn goes from the file; one behind queued bytes is copied')
+  t.same(done, [true, true, true, true], 'onDone once each, completed')
+})
+
+t.test('sendFile: a reader too slow for the socket buffer gets the rest through the normal write path', async (t) => {
+  const send = requireZeroCopy(t)?.sendHeadFile
+  if (send === undefined) return
+  const body = patternBody(24 * 1024 * 1024, 12)
+  const fd = await bodyFile(t, body)
+  const done: boolean[] = []
+  const h = await startWith(t, () => fileAnswer(body, fd, (completed) => { done.push(completed) }), 5000, send)
+  const socket = net.connect(h.port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write('GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  await sleep(200)
+  const parts: Buffer[] = []
+  for await (const chunk of socket) parts.push(chunk as Buffer)
+  const got = Buffer.concat(parts)
+  const start = got.indexOf('\r\n\r\n') + 4
+  t.ok(got.subarray(start).equals(body), 'every byte, in order')
+  t.ok(h.front.stats.sentFromFileBytes > 0, 'a first part from the file')
+  t.same(done, [true])
+})
+
+t.test('sendFile: no file at hand, or a refusal, falls back to writing the body', async (t) => {
+  const body = patternBody(SENDFILE_MIN_BYTES, 13)
+  const fd = await bodyFile(t, body)
+  let calls = 0
+  const send: SendHeadFile = () => { calls++; return -11 }
+  const h = await startWith(t, (req) => fileAnswer(body, fd, undefined, req.target === '/none' ? 'none' : 'refused'), 5000, send)
+  const text = await exchange(h.port, ['GET /none HTTP/1.1\r\nHost: a\r\n\r\nGET /refused HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'])
+  t.same(sized(text).map((r) => r.body === body.toString('latin1')), [true, true])
+  t.equal(calls, 0, 'the responder decides whether send runs')
+  t.equal(h.front.stats.sentFromFileBytes, 0)
 })

@@ -1,0 +1,137 @@
+/*
+ * streamedge zero-copy sends (Linux): a response head, then body bytes straight from the
+ * page cache with sendfile(2), on a non-blocking socket that libuv owns. Everything here
+ * is synchronous and never waits: the caller (lib/http/fast-front.ts) only calls in when
+ * libuv has nothing queued on the socket, and writes whatever was not sent through the
+ * socket's normal write path. So libuv's view of the socket never changes under it.
+ *
+ * Built at `npm install` by lib/native/build.ts with the system C compiler against
+ * Node-API only (no V8 or libuv headers): one binary works on every Node ABI.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same number on every architecture (Linux 6.5) */
+#endif
+
+struct cachestat_range { uint64_t off; uint64_t len; };
+struct cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+/* 1 when every page of [off, off + len) of fd is in the page cache, 0 when one is not, -errno when the kernel cannot tell. */
+static int resident(int fd, uint64_t off, uint64_t len) {
+  if (len == 0) return 1;
+  long page = sysconf(_SC_PAGESIZE);
+  struct cachestat_range range = { off, len };
+  struct cachestat cs;
+  if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0) return -errno;
+  uint64_t pages = (off + len + page - 1) / page - off / page;
+  return cs.nr_cache >= pages ? 1 : 0;
+}
+
+static napi_value number(napi_env env, int64_t value) {
+  napi_value result;
+  napi_create_int64(env, value, &result);
+  return result;
+}
+
+static int args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "zero-copy: wrong number of arguments");
+    return 0;
+  }
+  return 1;
+}
+
+/*
+ * sendHeadFile(socketFd, head: Buffer, fileFd, offset, length): number
+ * Sends `head` (MSG_MORE: it leaves in the same segment as the first body bytes), then up
+ * to `length` bytes of fileFd from `offset`, stopping at the first EAGAIN. Returns the bytes
+ * sent (head first), or -errno when nothing was sent: -ENODATA when part of the range is not
+ * in the page cache (sendfile would block the event loop on a disk read), -EAGAIN when the
+ * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5).
+ */
+static napi_value send_head_file(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!args(env, info, 5, argv)) return NULL;
+  int32_t sock, file;
+  int64_t offset, length;
+  void *head;
+  size_t head_len;
+  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || napi_get_buffer_info(env, argv[1], &head, &head_len) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &file) != napi_ok || napi_get_value_int64(env, argv[3], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[4], &length) != napi_ok || offset < 0 || length < 0) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (socketFd, head Buffer, fileFd, offset >= 0, length >= 0)");
+    return NULL;
+  }
+  int cached = resident(file, (uint64_t)offset, (uint64_t)length);
+  if (cached < 0) return number(env, cached);
+  if (cached == 0) return number(env, -ENODATA);
+  int64_t sent = 0;
+  while ((size_t)sent < head_len) {
+    ssize_t n = send(sock, (char *)head + sent, head_len - sent, MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) { sent += n; continue; }
+    if (errno == EINTR) continue;
+    return number(env, sent > 0 ? sent : -errno);
+  }
+  off_t position = (off_t)offset;
+  int64_t left = length;
+  while (left > 0) {
+    ssize_t n = sendfile(sock, file, &position, (size_t)left);
+    if (n > 0) { sent += n; left -= n; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    /* EAGAIN (buffer full), an error the next write will see again, or a file shorter than promised: the caller writes the rest */
+    if (n < 0 && sent == 0) return number(env, -errno);
+    break;
+  }
+  return number(env, sent);
+}
+
+/* resident(fileFd, offset, length): 1, 0, or -errno (see above). */
+static napi_value resident_js(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args(env, info, 3, argv)) return NULL;
+  int32_t file;
+  int64_t offset, length;
+  if (napi_get_value_int32(env, argv[0], &file) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd, offset >= 0, length >= 0)");
+    return NULL;
+  }
+  return number(env, resident(file, (uint64_t)offset, (uint64_t)length));
+}
+
+/* dropCached(fileFd): asks the kernel to drop the file's clean cached pages (tests use it to make a file not resident). */
+static napi_value drop_cached(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  int32_t file;
+  if (napi_get_value_int32(env, argv[0], &file) != napi_ok) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd)");
+    return NULL;
+  }
+  if (fdatasync(file) != 0) return number(env, -errno);
+  int err = posix_fadvise(file, 0, 0, POSIX_FADV_DONTNEED);
+  return number(env, -err);
+}
+
+static void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+  napi_value f;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);
+  napi_set_named_property(env, exports, name, f);
+}
+
+NAPI_MODULE_INIT() {
+  export_function(env, exports, "sendHeadFile", send_head_file);
+  export_function(env, exports, "resident", resident_js);
+  export_function(env, exports, "dropCached", drop_cached);
+  return exports;
+}

@@ -1,0 +1,55 @@
+/**
+ * The zero-copy sender (lib/native/zero-copy.c, built at install by lib/native/build.ts),
+ * or why it is missing. A large memory hit whose bytes the disk tier also holds goes out
+ * with sendfile(2) from the page cache, as nginx sends its proxy_cache files: the kernel
+ * does not copy the body from the process into the socket (lib/http/fast-front.ts).
+ */
+import { closeSync, existsSync, openSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+
+/** The native functions (each synchronous and non-blocking; see zero-copy.c). */
+export interface ZeroCopyAddon {
+  /**
+   * Sends `head`, then `length` bytes of `fileFd` from `offset`, on a non-blocking socket,
+   * until done or the socket is full. Returns the bytes sent (head first), or -errno when
+   * nothing was: -ENODATA (61) when part of the range is not in the page cache (sending it
+   * would block on a disk read), -EAGAIN (11) when the socket is full, -ENOSYS (38) on a
+   * kernel that cannot say what is cached (before Linux 6.5).
+   */
+  sendHeadFile (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number): number
+  /** 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel cannot tell. */
+  resident (fileFd: number, offset: number, length: number): number
+  /** Writes back and drops the file's cached pages (tests use it to make a file not resident); 0 or -errno. */
+  dropCached (fileFd: number): number
+}
+
+/** -errno values {@link ZeroCopyAddon.sendHeadFile} returns that callers act on (Linux numbers). */
+export const ERRNO = { EAGAIN: 11, ENOSYS: 38, ENODATA: 61 } as const
+
+const BUILT = new URL('./build/zero-copy.node', import.meta.url)
+
+function load (): { addon: ZeroCopyAddon | undefined, unavailable: string | undefined } {
+  if (process.platform !== 'linux') return { addon: undefined, unavailable: `sendfile from the page cache is Linux-only (this is ${process.platform})` }
+  if (!existsSync(BUILT)) return { addon: undefined, unavailable: 'lib/native/build/zero-copy.node was not built (npm install builds it with the C compiler; see its output)' }
+  let addon: ZeroCopyAddon
+  try {
+    addon = createRequire(import.meta.url)(fileURLToPath(BUILT)) as ZeroCopyAddon
+  } catch (err) {
+    return { addon: undefined, unavailable: `lib/native/build/zero-copy.node does not load: ${(err as Error).message}` }
+  }
+  // Without cachestat(2) nothing could be sent without risking a disk read on the event loop.
+  const fd = openSync(BUILT, 'r')
+  try {
+    if (addon.resident(fd, 0, 1) === -ERRNO.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
+  } finally {
+    closeSync(fd)
+  }
+  return { addon, unavailable: undefined }
+}
+
+const loaded = load()
+/** The addon, or undefined (then {@link zeroCopyUnavailable} says why). */
+export const zeroCopy: ZeroCopyAddon | undefined = loaded.addon
+/** Why {@link zeroCopy} is undefined; undefined when it loaded. */
+export const zeroCopyUnavailable: string | undefined = loaded.unavailable

@@ -1,0 +1,103 @@
+/**
+ * `server.sendfile`: large fast-path hits leave from the disk tier's checked copy in the page
+ * cache (lib/native/zero-copy.c via lib/http/fast-front.ts and DiskStore.lendFile), with the same
+ * bytes, head and accounting as a copy from memory. Real sockets, a real edge, real files.
+ */
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { patternBody } from './cache/store.contract.ts'
+import { objectFiles } from './cache/disk-fixture.ts'
+import { flipByte } from '../helpers/flip-byte.ts'
+import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
+import { fetchRaw } from '../helpers/http-client.ts'
+import { requireZeroCopy } from '../helpers/zero-copy.ts'
+import { startScriptedOrigin, type ScriptedOrigin } from '../helpers/scripted-origin.ts'
+
+
+const SEGMENT = patternBody(1_500_000, 21)
+const SMALL = patternBody(20_000, 22)
+
+async function setup (t: Test, sendfile: boolean): Promise<{ origin: ScriptedOrigin, node: TestNode }> {
+  const origin = await startScriptedOrigin(t)
+  const headers = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=3600', etag: '"s1"' }
+  origin.script('/v/seg-1.bin', { headers, body: SEGMENT })
+  origin.script('/v/seg-2.bin', { headers, body: SEGMENT })
+  origin.script('/v/small.bin', { headers, body: SMALL })
+  const node = await startTestNode(t, { origin: origin.url, sendfile })
+  return { origin, node }
+}
+
+const sent = (node: TestNode): number => node.fastPathStats()?.sentFromFileBytes ?? 0
+
+/** GETs `path` until a hit has gone out from the file (the disk copy is checked in the background first). */
+async function untilSentFromFile (node: TestNode, path: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const before = sent(node)
+    const res = await fetchRaw(node.url + path)
+    if (!res.body.equals(SEGMENT)) throw new Error(`wrong body for ${path}`)
+    if (sent(node) > before) return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error('no hit went out from the file')
+}
+
+t.test('on: large hits leave from the checked disk copy, byte for byte, head as from memory', async (t) => {
+  if (requireZeroCopy(t) === undefined) return
+  const { origin, node } = await setup(t, true)
+  const miss = await fetchRaw(node.url + '/v/seg-1.bin')
+  t.ok(miss.body.equals(SEGMENT))
+  await untilSentFromFile(node, '/v/seg-1.bin')
+  const before = sent(node)
+  const hit = await fetchRaw(node.url + '/v/seg-1.bin')
+  t.ok(hit.body.equals(SEGMENT), 'the same bytes')
+  t.equal(sent(node) - before, SEGMENT.length, 'all of them from the file')
+  t.equal(hit.headers['content-length'], String(SEGMENT.length))
+  t.match(hit.headers['cache-status'], /hit/)
+  t.equal(hit.headers.etag, '"s1"')
+
+  const range = await fetchRaw(node.url + '/v/seg-1.bin', { headers: { range: 'bytes=300000-999999' } })
+  t.equal(range.status, 206)
+  t.equal(range.headers['content-range'], `bytes 300000-999999/${SEGMENT.length}`)
+  t.ok(range.body.equals(SEGMENT.subarray(300_000, 1_000_000)), 'a large range: its bytes, from its offset')
+  t.equal(sent(node) - before, SEGMENT.length + 700_000)
+
+  const small = await fetchRaw(node.url + '/v/small.bin')
+  await fetchRaw(node.url + '/v/small.bin')
+  t.ok(small.body.equals(SMALL))
+  t.equal(sent(node) - before, SEGMENT.length + 700_000, 'small bodies are written from memory')
+  t.equal(origin.count('/v/seg-1.bin'), 1, 'one fill')
+
+  const metrics = await fetchRaw(node.url + '/metrics')
+  t.match(metrics.body.toString(), /streamedge_fast_path_sendfile_bytes_total\{[^}]*\} [1-9]\d*/)
+})
+
+t.test('on: a disk copy changed behind the edge is not sent; memory serves the right bytes', async (t) => {
+  if (requireZeroCopy(t) === undefined) return
+  const { node } = await setup(t, true)
+  await fetchRaw(node.url + '/v/seg-2.bin')
+  await untilSentFromFile(node, '/v/seg-2.bin')
+  const before = sent(node)
+  // damage the body on disk, in place (the only large object file of this node)
+  const large: string[] = []
+  for (const name of await objectFiles(node.cacheDir)) {
+    const file = join(node.cacheDir, 'objects', name)
+    if ((await stat(file)).size > SEGMENT.length) large.push(file)
+  }
+  t.equal(large.length, 1)
+  await flipByte(large[0]!, (await stat(large[0]!)).size - 5)
+  for (let i = 0; i < 3; i++) {
+    const hit = await fetchRaw(node.url + '/v/seg-2.bin')
+    t.ok(hit.body.equals(SEGMENT), `hit ${i + 1}: the stored bytes, not the damaged file's`)
+  }
+  t.equal(sent(node), before, 'nothing sent from the damaged file')
+})
+
+t.test('off (the default): every body is written from memory', async (t) => {
+  const { node } = await setup(t, false)
+  for (let i = 0; i < 4; i++) {
+    t.ok((await fetchRaw(node.url + '/v/seg-1.bin')).body.equals(SEGMENT))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.equal(sent(node), 0)
+})
