@@ -226,7 +226,7 @@ export class OriginPool implements Upstream {
 
   /** Closes a retired origin with no request in flight or waiting. */
   #closeIfIdle (origin: Origin): void {
-    if (!origin.retired || !this.#retiring.has(origin)) return
+    if (!this.#retiring.has(origin)) return
     const { active, queued } = origin.limiter.stats
     if (active > 0 || queued > 0) return
     this.#retiring.delete(origin)

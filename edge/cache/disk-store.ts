@@ -516,7 +516,7 @@ export class DiskStore implements Store {
     else this.#files.release(opened)
   }
 
-  /** Opens `entry`'s file and checks its body (once per entry), so lendFile can lend it; damage is reported as on a read. */
+  /** Reads `entry`'s file once as a disk hit would (checking its body), so lendFile can lend it; damage is reported as on a read. */
   #checkForLend (entry: IndexEntry): void {
     if (this.#checkingForLend.has(entry) || entry.meta.bodyBytes > this.#readWholeMaxBytes) return
     this.#checkingForLend.add(entry)
@@ -524,18 +524,8 @@ export class DiskStore implements Store {
       const path = this.#pathOf(entry.hash)
       const file = await this.#files.acquire(entry.hash, path)
       try {
-        if (entry.verifiedAs !== undefined) return // verified meanwhile: the descriptor is open again now
-        const checked = await this.#headOfIndexed(file, entry)
-        if (checked === undefined) return
-        const { header, headBytes } = checked
-        const body = await readAt(file.fd, headBytes, header.bodyBytes)
-        if (this.#index.get(entry.key) !== entry) return
-        const stat = fstatSync(file.fd)
-        if (body.length !== header.bodyBytes || crc32(body) !== header.bodyCrc32) {
-          this.#corrupt({ path, hash: entry.hash, reason: 'body checksum mismatch', key: entry.key, entry, ino: stat.ino })
-          return
-        }
-        this.#verified(entry, header, identityOf(stat))
+        // the read path's own check (#checkedHit): crc, size, key; damage is reported and the file removed
+        if (entry.verifiedAs === undefined) await this.#readOpenFile(file, entry.key, entry.hash, path, entry, 'whole')
       } finally {
         this.#files.release(file)
       }

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream'
 import { CdnError } from '../../lib/errors.ts'
 import { appendCacheStatus, formatCacheStatus, type CacheStatusEntry } from '../../lib/http/cache-status.ts'
 import { httpDateNow, parseHttpDate } from '../../lib/http/dates.ts'
-import { ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
+import { ifMatchMatches, ifNoneMatchMatches, toStoredHeaders } from '../../lib/http/headers.ts'
 import { formatContentRange, formatUnsatisfiedRange, ifRangeMatches, parseRangeHeader, resolveRanges, type ByteRange } from '../../lib/http/range.ts'
 import { ageHeaderValue, initialAgeSeconds } from '../cache/freshness.ts'
 import { storedDirectives } from '../cache/reuse-policy.ts'
@@ -115,32 +115,6 @@ function preconditionFailed (req: IncomingMessage, status: number, etag: string 
   if ((im === undefined && req.headers['if-unmodified-since'] === undefined) || status < 200 || status > 299) return false
   if (im !== undefined) return !ifMatchMatches(im, etag)
   return modifiedSince(header(req.headers['if-unmodified-since']), lastModified)
-}
-
-/**
- * If-Match (RFC 9110 §13.1.1): `*` matches any current representation, else a listed tag
- * must match `etag` under strong comparison (§8.8.3.2: a weak tag on either side never
- * does). Commas inside quoted tags are handled; malformed members are skipped.
- */
-function ifMatchMatches (field: string, etag: string | undefined): boolean {
-  if (field.trim() === '*') return true
-  if (etag === undefined || etag.startsWith('W/')) return false
-  let i = 0
-  while (i < field.length) {
-    const c = field.charCodeAt(i)
-    if (c === 0x20 || c === 0x09 || c === 0x2c) { i++; continue }
-    const open = field.startsWith('W/', i) ? i + 2 : i
-    if (field.charCodeAt(open) !== 0x22) {
-      const comma = field.indexOf(',', i)
-      i = comma < 0 ? field.length : comma + 1
-      continue
-    }
-    const close = field.indexOf('"', open + 1)
-    if (close < 0) return false
-    if (open === i && close + 1 - i === etag.length && field.startsWith(etag, i)) return true
-    i = close + 1
-  }
-  return false
 }
 
 /**
@@ -316,9 +290,8 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
  * If-Unmodified-Since is still a 412.
  */
 function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields): void {
-  // The rewrite's ETag is weak (rewrittenFields), so only If-Match: * holds (strong comparison).
-  const etag = headerValue(meta.headers.etag)
-  if (preconditionFailed(ex.req, meta.status, etag === undefined || etag.startsWith('W/') ? etag : `W/${etag}`, headerValue(meta.headers['last-modified']))) {
+  // The rewrite's ETag is weak (rewrittenFields) and If-Match compares strongly: no tag of it can match, only *.
+  if (preconditionFailed(ex.req, meta.status, undefined, headerValue(meta.headers['last-modified']))) {
     write412(ex, status)
     return
   }
@@ -402,16 +375,20 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
  * the Set-Cookie only the initiating client receives.
  */
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
-  if (head.unframed === true) {
-    deliverUnframed(ex, fill, head, status, extraCookie)
+  // An upstream body without framing (FillHead.unframed) is relayed without it: whole (RFC 9110
+  // §14.2: its length is not known to be the representation's, so no Range), with no length.
+  const unframed = head.unframed === true
+  const rewrite = ex.transform !== undefined && head.status === 200
+  if (unframed && rewrite && ex.req.method !== 'HEAD') {
+    rewriteUnframed(ex, fill, head, status, extraCookie)
     return
   }
-  const total = fill.totalBytes
+  const total = unframed ? undefined : fill.totalBytes
   // A 200 that carries Content-Range says it is part of a larger representation: its bytes
   // are no offsets into the whole, so no range is cut from them (it is relayed as it came).
-  const rangeable = head.status === 200 && head.headers['content-range'] === undefined
+  const rangeable = !unframed && head.status === 200 && head.headers['content-range'] === undefined
   const rangeAsked = ex.req.headers.range !== undefined && rangeable && ex.req.method !== 'HEAD'
-  if ((ex.transform !== undefined && head.status === 200) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
+  if ((rewrite && !unframed) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
     // A body to rewrite, several ranges, or a range of a body of unknown length: answer once the body is whole.
     void fill.settled().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error, status)
@@ -447,63 +424,44 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   }
   ex.status = code
   const res = ex.res
+  const withBody = ex.req.method !== 'HEAD' && !(total !== undefined && end < start) && !NO_BODY.has(head.status)
+  if (unframed && withBody) closeDelimited(res, headers)
   res.writeHead(code, headers)
-  if (ex.req.method === 'HEAD' || (total !== undefined && end < start) || NO_BODY.has(head.status)) {
+  if (!withBody) {
     res.end()
     return
   }
-  pipeFill(fill, res, start, end, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err, status) })
+  pipeFill(fill, res, start, end, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err, status, unframed) })
 }
 
 const NO_BODY = new Set([204, 304])
 
 /**
- * A fill whose upstream body had no framing (FillHead.unframed), relayed the same way: whole
- * (a Range is ignored, RFC 9110 §14.2: its length is not known to be the representation's),
- * with neither Content-Length nor chunked coding, ended by closing the connection (RFC 9112
- * §6.3 item 8). Framed here (node:http would chunk it), the next tier would take for complete
- * a body this one could not tell from a cut, and store it. A failed fill resets the connection.
+ * A body to rewrite from a fill whose upstream body had no framing: read whole first, then
+ * sent unframed too (closeDelimited: a rewrite of a body that may be cut is no more complete).
  */
-function deliverUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
+function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
   const precondition = preconditions(ex.req, head.status, head.headers)
   if (precondition !== 'proceed') {
     writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
     return
   }
-  const withBody = ex.req.method !== 'HEAD' && !NO_BODY.has(head.status)
-  if (withBody && ex.transform !== undefined && head.status === 200) {
-    // A body to rewrite: whole first, then sent unframed as well (a rewrite of a cut body is no more complete).
-    void fill.settled().then(() => {
-      if (fill.state === 'failed') {
-        failResponse(ex, fill.error, status)
-        return
-      }
-      const body = fill.body()
-      const rewritten = ex.transform!(body)
-      const headers = rewritten === undefined ? fillFields(ex, head, status, ex.now(), extraCookie) : rewrittenFields(ex, head.headers, status)
-      if (rewritten !== undefined) headers.push('age', ageAtHead(head, ex.now()))
-      const out = rewritten ?? body
-      ex.status = head.status
-      closeDelimited(ex.res, headers)
-      ex.res.writeHead(head.status, headers)
-      ex.bytes += out.length
-      ex.res.end(out)
-    })
-    return
-  }
-  const headers = fillFields(ex, head, status, ex.now(), extraCookie)
-  const range = headerValue(head.headers['content-range'])
-  if (range !== undefined) headers.push('content-range', range)
-  ex.status = head.status
-  const res = ex.res
-  if (!withBody) {
-    res.writeHead(head.status, headers)
-    res.end()
-    return
-  }
-  closeDelimited(res, headers)
-  res.writeHead(head.status, headers)
-  pipeFill(fill, res, 0, Number.MAX_SAFE_INTEGER, { onBytes: (bytes) => { ex.bytes += bytes }, onFail: (err) => failResponse(ex, err, status, true) })
+  void fill.settled().then(() => {
+    if (fill.state === 'failed') {
+      failResponse(ex, fill.error, status)
+      return
+    }
+    const body = fill.body()
+    const rewritten = ex.transform!(body)
+    const headers = rewritten === undefined ? fillFields(ex, head, status, ex.now(), extraCookie) : rewrittenFields(ex, head.headers, status)
+    if (rewritten !== undefined) headers.push('age', ageAtHead(head, ex.now()))
+    const out = rewritten ?? body
+    ex.status = head.status
+    closeDelimited(ex.res, headers)
+    ex.res.writeHead(head.status, headers)
+    ex.bytes += out.length
+    ex.res.end(out)
+  })
 }
 
 /**

@@ -105,15 +105,32 @@ export function etagMatches (a: string | undefined, b: string | undefined, weak:
 /**
  * If-None-Match evaluation against the representation we hold (RFC 9110 §13.1.2):
  * `*` matches any current representation; otherwise any listed tag matching `etag`
- * under weak comparison. Commas inside quoted tags are handled; malformed members
- * are skipped.
+ * under weak comparison.
  * @see https://www.rfc-editor.org/rfc/rfc9110#section-13.1.2
  */
 export function ifNoneMatchMatches (header: string | readonly string[] | undefined, etag: string | undefined): boolean {
+  return entityTagListMatches(header, etag, true)
+}
+
+/**
+ * If-Match evaluation (RFC 9110 §13.1.1): `*` matches any current representation;
+ * otherwise a listed tag must match `etag` under strong comparison (a weak tag on either
+ * side never does, §8.8.3.2). False when the field is absent.
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-13.1.1
+ */
+export function ifMatchMatches (header: string | readonly string[] | undefined, etag: string | undefined): boolean {
+  return entityTagListMatches(header, etag, false)
+}
+
+/**
+ * Does a `*` or entity-tag list field match `etag` (weak or strong comparison)? Commas
+ * inside quoted tags are handled; malformed members are skipped.
+ */
+function entityTagListMatches (header: string | readonly string[] | undefined, etag: string | undefined, weak: boolean): boolean {
   if (header === undefined) return false
-  if (typeof header !== 'string') return header.some((h) => ifNoneMatchMatches(h, etag))
+  if (typeof header !== 'string') return header.some((h) => entityTagListMatches(h, etag, weak))
   if (header.trim() === '*') return true
-  if (etag === undefined) return false
+  if (etag === undefined || (!weak && etag.startsWith('W/'))) return false
   const opaque = etag.startsWith('W/') ? etag.slice(2) : etag
   let i = 0
   while (i < header.length) {
@@ -126,7 +143,7 @@ export function ifNoneMatchMatches (header: string | readonly string[] | undefin
     }
     const close = header.indexOf('"', start + 1)
     if (close < 0) return false
-    if (close + 1 - start === opaque.length && header.startsWith(opaque, start)) return true
+    if ((weak || start === i) && close + 1 - start === opaque.length && header.startsWith(opaque, start)) return true
     i = close + 1
   }
   return false

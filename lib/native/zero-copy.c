@@ -26,9 +26,11 @@ struct cachestat_range { uint64_t off; uint64_t len; };
 struct cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
 
 /* 1 when every page of [off, off + len) of fd is in the page cache, 0 when one is not, -errno when the kernel cannot tell. */
+static long page_size;
+
 static int resident(int fd, uint64_t off, uint64_t len) {
   if (len == 0) return 1;
-  long page = sysconf(_SC_PAGESIZE);
+  uint64_t page = (uint64_t)page_size;
   struct cachestat_range range = { off, len };
   struct cachestat cs;
   if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0) return -errno;
@@ -130,6 +132,7 @@ static void export_function(napi_env env, napi_value exports, const char *name, 
 }
 
 NAPI_MODULE_INIT() {
+  page_size = sysconf(_SC_PAGESIZE);
   export_function(env, exports, "sendHeadFile", send_head_file);
   export_function(env, exports, "resident", resident_js);
   export_function(env, exports, "dropCached", drop_cached);

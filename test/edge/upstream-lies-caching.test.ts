@@ -7,15 +7,10 @@
  * complete one, Cache-Status says what happened, and the edge keeps serving.
  */
 import { gzipSync } from 'node:zlib'
-import t, { type Test } from 'tap'
-import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
-import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
-import { HttpUpstream } from '../../edge/proxy/upstream.ts'
-import { OriginPool } from '../../shield/origin-pool.ts'
+import t from 'tap'
 import { fetchRaw, type Fetched } from '../helpers/http-client.ts'
-import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
 import { startHlsNode } from '../helpers/hls.ts'
-import { edgeFor, herd, TIMEOUTS, type RawHandler, type RawOrigin, rawResponse, startRawOrigin, status, stored } from '../helpers/raw-origin.ts'
+import { edgeFor, herd, TIMEOUTS, type RawHandler, rawResponse, startRawOrigin, startTiers, status, stored } from '../helpers/raw-origin.ts'
 import { Clock, gate, until } from './rfc9111/harness.ts'
 
 
@@ -205,24 +200,6 @@ t.test('a .m3u8 that is not a playlist (an HTML page with 200): relayed as it ca
 })
 
 // ---- edge → shield → origin ------------------------------------------------------------
-
-const BREAKER: BreakerSettings = { failureThreshold: 5, errorRatePercent: 0, minRequests: 0, windowMs: 10_000, coolDownMs: 1000 }
-
-interface Tiers {
-  readonly shield: TestNode
-  readonly edge: TestNode
-}
-
-/** origin → shield (OriginPool, `originIdleMs` between body bytes) → edge (UpstreamChain with that one shield, and the origin direct). */
-async function startTiers (t: Test, origin: RawOrigin, originIdleMs = 5000): Promise<Tiers> {
-  const timeouts = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: originIdleMs, keepAliveTimeoutMs: 5000 }
-  const pool = new OriginPool({ origins: [{ url: origin.url, name: 'origin' }], timeouts, maxConcurrent: 8, maxQueue: 64, queueTimeoutMs: 5000, retries: 0, breaker: BREAKER })
-  const shield = await startTestNode(t, { role: 'shield', id: 'test-shield', upstream: pool, shutdownGraceMs: 0 })
-  const http1 = (url: string, name: string): HttpUpstream => new HttpUpstream({ url, name, ...TIMEOUTS })
-  const chain = new UpstreamChain({ shields: [{ id: shield.url, upstream: http1(shield.url, 'shield') }], origin: http1(origin.url, 'origin'), breaker: BREAKER })
-  const edge = await startTestNode(t, { upstream: chain, shutdownGraceMs: 0 })
-  return { shield, edge }
-}
 
 t.test('edge → shield → origin: a body that stalls at the origin aborts the shield\'s readers and the edge\'s, neither tier stores it', async (t) => {
   const body = Buffer.alloc(4000, 's')

@@ -6,6 +6,10 @@
  */
 import net from 'node:net'
 import type { CacheNodeOptions } from '../../edge/cache-node.ts'
+import type { BreakerSettings } from '../../edge/proxy/circuit-breaker.ts'
+import { UpstreamChain } from '../../edge/proxy/upstream-chain.ts'
+import { HttpUpstream } from '../../edge/proxy/upstream.ts'
+import { OriginPool } from '../../shield/origin-pool.ts'
 import { cacheStatus } from '../edge/rfc9111/harness.ts'
 import { startTestNode, type TestNode } from './cache-node.ts'
 import { fetchRaw, type Fetched } from './http-client.ts'
@@ -141,6 +145,25 @@ export const TIMEOUTS = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idle
 /** A real edge in front of `origin`, with upstream timeouts short enough for stall cases. */
 export async function edgeFor (t: Teardown, origin: RawOrigin, overrides: Partial<CacheNodeOptions> = {}): Promise<TestNode> {
   return await startTestNode(t, { origin: origin.url, upstreamTimeouts: TIMEOUTS, ...overrides })
+}
+
+const TIER_BREAKER: BreakerSettings = { failureThreshold: 5, errorRatePercent: 0, minRequests: 0, windowMs: 10_000, coolDownMs: 1000 }
+
+/** A shield and an edge in front of `origin`. */
+export interface Tiers {
+  readonly shield: TestNode
+  readonly edge: TestNode
+}
+
+/** origin → shield (OriginPool, `originIdleMs` between body bytes) → edge (UpstreamChain with that one shield, and the origin direct). */
+export async function startTiers (t: Teardown, origin: RawOrigin, originIdleMs = 5000): Promise<Tiers> {
+  const timeouts = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: originIdleMs, keepAliveTimeoutMs: 5000 }
+  const pool = new OriginPool({ origins: [{ url: origin.url, name: 'origin' }], timeouts, maxConcurrent: 8, maxQueue: 64, queueTimeoutMs: 5000, retries: 0, breaker: TIER_BREAKER })
+  const shield = await startTestNode(t, { role: 'shield', id: 'test-shield', upstream: pool, shutdownGraceMs: 0 })
+  const http1 = (url: string, name: string): HttpUpstream => new HttpUpstream({ url, name, ...TIMEOUTS })
+  const chain = new UpstreamChain({ shields: [{ id: shield.url, upstream: http1(shield.url, 'shield') }], origin: http1(origin.url, 'origin'), breaker: TIER_BREAKER })
+  const edge = await startTestNode(t, { upstream: chain, shutdownGraceMs: 0 })
+  return { shield, edge }
 }
 
 /** Our Cache-Status member, e.g. `{ fwd: 'uri-miss', 'fwd-status': '200', stored: true }`. */

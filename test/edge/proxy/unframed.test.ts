@@ -11,13 +11,8 @@
  */
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import type { BreakerSettings } from '../../../edge/proxy/circuit-breaker.ts'
-import { UpstreamChain } from '../../../edge/proxy/upstream-chain.ts'
-import { HttpUpstream } from '../../../edge/proxy/upstream.ts'
-import { OriginPool } from '../../../shield/origin-pool.ts'
-import { startTestNode, type TestNode } from '../../helpers/cache-node.ts'
 import { fetchRaw } from '../../helpers/http-client.ts'
-import { edgeFor, rawResponse, startRawOrigin, stored, TIMEOUTS, type RawHandler, type RawOrigin } from '../../helpers/raw-origin.ts'
+import { edgeFor, rawResponse, startRawOrigin, startTiers, stored, TIMEOUTS, type RawHandler } from '../../helpers/raw-origin.ts'
 import { cacheStatusMembers, gate, until, type CacheStatusParams } from '../rfc9111/harness.ts'
 
 const EDGE = 'streamedge-test-edge'
@@ -104,26 +99,6 @@ function cutAfter (sent: number, cut: (socket: net.Socket) => void): RawHandler 
     socket.write(rawResponse(200, UNFRAMED_FIELDS, BODY.subarray(0, sent), 'none'))
     setTimeout(() => cut(socket), 50)
   }
-}
-
-// ---- origin → shield → edge ----------------------------------------------------------------
-
-const BREAKER: BreakerSettings = { failureThreshold: 5, errorRatePercent: 0, minRequests: 0, windowMs: 10_000, coolDownMs: 1000 }
-
-interface Tiers {
-  readonly shield: TestNode
-  readonly edge: TestNode
-}
-
-/** origin → shield (OriginPool) → edge (UpstreamChain with that one shield and the origin direct), as test/edge/upstream-lies-caching.test.ts. */
-async function startTiers (t: Test, origin: RawOrigin, originIdleMs = 5000): Promise<Tiers> {
-  const timeouts = { connectTimeoutMs: 1000, firstByteTimeoutMs: 5000, idleTimeoutMs: originIdleMs, keepAliveTimeoutMs: 5000 }
-  const pool = new OriginPool({ origins: [{ url: origin.url, name: 'origin' }], timeouts, maxConcurrent: 8, maxQueue: 64, queueTimeoutMs: 5000, retries: 0, breaker: BREAKER })
-  const shield = await startTestNode(t, { role: 'shield', id: 'test-shield', upstream: pool, shutdownGraceMs: 0 })
-  const http1 = (url: string, name: string): HttpUpstream => new HttpUpstream({ url, name, ...TIMEOUTS })
-  const chain = new UpstreamChain({ shields: [{ id: shield.url, upstream: http1(shield.url, 'shield') }], origin: http1(origin.url, 'origin'), breaker: BREAKER })
-  const edge = await startTestNode(t, { upstream: chain, shutdownGraceMs: 0 })
-  return { shield, edge }
 }
 
 // ---- (a) the edge alone ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t from 'tap'
-import { etagMatches, forwardRequestHeaders, HOP_BY_HOP, ifNoneMatchMatches, toStoredHeaders } from '../../../lib/http/headers.ts'
+import { etagMatches, forwardRequestHeaders, HOP_BY_HOP, ifMatchMatches, ifNoneMatchMatches, toStoredHeaders } from '../../../lib/http/headers.ts'
 import type { StoredHeaders } from '../../../edge/cache/types.ts'
 
 t.test('RFC 9110 §7.6.1 HOP_BY_HOP lists the connection-specific fields', async (t) => {
@@ -173,5 +173,24 @@ t.test('RFC 9110 §13.1.2 ifNoneMatchMatches', async (t) => {
   ]
   for (const [header, etag, expected] of cases) {
     t.equal(ifNoneMatchMatches(header, etag), expected, `${JSON.stringify(header)} vs ${etag}`)
+  }
+})
+
+t.test('RFC 9110 §13.1.1 ifMatchMatches: the same list syntax, strong comparison', async (t) => {
+  const cases: Array<[string | string[] | undefined, string | undefined, boolean]> = [
+    [undefined, '"a"', false],
+    ['*', '"a"', true],
+    ['*', 'W/"a"', true],
+    ['"a"', '"a"', true],
+    ['"x", "a,b"', '"a,b"', true],
+    ['"a"', 'W/"a"', false], // a weak stored tag never matches strongly
+    ['W/"a"', '"a"', false], // nor a weak listed one
+    ['W/"a", "a"', '"a"', true],
+    ['"a"', undefined, false],
+    ['junk, "a"', '"a"', true],
+    [['"x"', '"a"'], '"a"', true],
+  ]
+  for (const [header, etag, expected] of cases) {
+    t.equal(ifMatchMatches(header, etag), expected, `${JSON.stringify(header)} vs ${etag}`)
   }
 })
