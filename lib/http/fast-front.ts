@@ -106,8 +106,9 @@ export interface FastResponse {
    * Sends `body` from a file instead (FastFrontOptions.sendFile): calls `send(fileFd, offset)`
    * with a descriptor whose bytes at `offset` are exactly `body`, open for the duration of the
    * call, and returns what `send` returned; undefined when no such file is at hand now (the
-   * body is written from memory). Called at most once, only for bodies of at least
-   * {@link SENDFILE_MIN_BYTES}.
+   * rest of the body is written from memory). Only for bodies of at least
+   * {@link SENDFILE_MIN_BYTES}; called again, each time for a fresh descriptor, for each part
+   * of the body a full socket did not take at once.
    */
   sendFile? (send: (fileFd: number, offset: number) => number): number | undefined
   /**
@@ -170,6 +171,16 @@ export type SendHeadFile = (socketFd: number, head: Buffer, fileFd: number, offs
  * bodies save too little copying to pay for them (bench/ measures 2 MiB only).
  */
 export const SENDFILE_MIN_BYTES = 128 * 1024
+
+/**
+ * When a socket is full in the middle of a body sent from a file, this much of the body is
+ * written from memory through libuv, whose write callback says the socket takes bytes again;
+ * the file sends the next part from there. Small, so nearly all of the body leaves from the
+ * file, yet a whole number of segments' worth, so the probe costs no extra small packet.
+ */
+export const SENDFILE_PROBE_BYTES = 16 * 1024
+// What SendHeadFile returns when the socket is full (-EAGAIN, Linux)
+const EAGAIN = 11
 
 /** Counters for /metrics and tests. */
 export interface FastFrontStats {
@@ -362,6 +373,16 @@ class BodyStream implements FastBodySink {
 
 const EMPTY = Buffer.alloc(0)
 
+/** A body leaving from a file in parts (FastConnection#sendFromFile): how far it got. */
+interface FileSend {
+  readonly res: FastResponse
+  readonly body: Buffer
+  /** Body bytes already handed to the kernel. */
+  at: number
+  /** Close the connection once the body is out (its head says `Connection: close`). */
+  readonly close: boolean
+}
+
 /** One client connection while the fast path owns it. */
 class FastConnection {
   readonly #socket: Socket
@@ -378,6 +399,8 @@ class FastConnection {
   #waiting: Waiting | undefined
   // The response whose body is streaming (FastResponse.pipe), if any.
   #streaming: BodyStream | undefined
+  // The response whose body is leaving from a file in parts (FastResponse.sendFile), if any.
+  #sendingFile: FileSend | undefined
   // #process is on the stack: an answer given synchronously from inside it must not re-enter it.
   #processing = false
   // A FastResponse.pipe call is on the stack: a body that ends inside it continues from #respond.
@@ -393,6 +416,7 @@ class FastConnection {
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
   readonly #onDrain = (): void => this.#drained()
   readonly #onWritten = (err?: Error | null): void => this.#written(err)
+  readonly #onProbed = (err?: Error | null): void => this.#probed(err)
   readonly #onTimeout = (): void => this.#timedOut()
   readonly #onClose = (): void => this.#closed()
   readonly #onEnd = (): void => this.#peerEnd()
@@ -452,11 +476,17 @@ class FastConnection {
     this.#front.release(this, false)
     const stream = this.#streaming
     if (stream !== undefined) this.#abandon(stream)
+    const file = this.#sendingFile
+    if (file !== undefined) {
+      this.#sendingFile = undefined
+      this.#writes--
+      file.res.onDone?.(false)
+    }
   }
 
   #data (chunk: Buffer): void {
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
-    if (this.#waitingForDrain || this.#waiting !== undefined || this.#streaming !== undefined) {
+    if (this.#waitingForDrain || this.#waiting !== undefined || this.#streaming !== undefined || this.#sendingFile !== undefined) {
       if (this.#pending.length > MAX_PENDING_BYTES) this.#socket.pause()
       return
     }
@@ -466,7 +496,7 @@ class FastConnection {
   /** Answers every complete request in the buffer, in order, until one needs node:http or waits. */
   #process (): void {
     this.#processing = true
-    while (this.#pending !== undefined && !this.#ended && this.#waiting === undefined && this.#streaming === undefined) {
+    while (this.#pending !== undefined && !this.#ended && this.#waiting === undefined && this.#streaming === undefined && this.#sendingFile === undefined) {
       const buf = this.#pending
       const end = buf.indexOf(CRLF2, 0, 'latin1')
       if (end < 0 || end > this.#front.maxHeadBytes) {
@@ -505,6 +535,8 @@ class FastConnection {
       stream.close = close
       return false
     }
+    // a body leaving from a file in parts goes on from #probed
+    if (this.#sendingFile !== undefined) return false
     return this.#next(close)
   }
 
@@ -540,19 +572,21 @@ class FastConnection {
       this.#inPipe = false
       return
     }
-    this.#done.push(res)
     const body = res.body
     if (req.method === 'HEAD' || body === undefined || body.length === 0) {
+      this.#done.push(res)
       socket.write(fullHead(res.head, date, close), 'latin1', this.#onWritten)
       return
     }
     if (body.length <= SMALL_BODY_BYTES) {
       // one small buffer beats a writev of two
+      this.#done.push(res)
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
     if (this.#sendFromFile(res, body, date, close)) return
     // corked: head and body go out in one writev
+    this.#done.push(res)
     socket.write(fullHead(res.head, date, close), 'latin1')
     socket.write(body, this.#onWritten)
   }
@@ -560,9 +594,9 @@ class FastConnection {
   /**
    * Sends a large body from the responder's file (FastResponse.sendFile) when nothing is
    * queued on the socket ahead of it: the kernel takes the bytes from the page cache, as
-   * nginx's sendfile does, instead of copying them out of `body`. Whatever the socket does
-   * not take now follows through the normal (corked) write path, from `body`, so libuv's
-   * queue stays in order. False when nothing was sent: the caller writes it all.
+   * nginx's sendfile does, instead of copying them out of `body`. When the socket fills up,
+   * the body goes on in parts (#sendMore): the response holds the connection as a streamed
+   * body does. False when nothing was sent: the caller writes it all.
    */
   #sendFromFile (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
     const send = this.#front.sendFile
@@ -575,17 +609,73 @@ class FastConnection {
     const head = Buffer.from(fullHead(res.head, date, close), 'latin1')
     const sent = res.sendFile((fileFd, offset) => send(fd, head, fileFd, offset, body.length))
     if (sent === undefined || sent <= 0) return false
-    this.#front.noteSentFromFile(Math.max(0, sent - head.length))
     if (sent < head.length) {
+      this.#done.push(res)
       socket.write(head.subarray(sent))
       socket.write(body, this.#onWritten)
-    } else if (sent < head.length + body.length) {
-      socket.write(body.subarray(sent - head.length), this.#onWritten)
-    } else {
-      // all of it is in the kernel: the write callback (onDone, accounting) comes as for any answer
-      socket.write(EMPTY, this.#onWritten)
+      return true
     }
+    const at = sent - head.length
+    this.#front.noteSentFromFile(at)
+    if (body.length - at <= SENDFILE_PROBE_BYTES) {
+      // the rest (often nothing: all of it is in the kernel) from memory; the write callback
+      // (onDone, accounting) comes as for any answer
+      this.#done.push(res)
+      socket.write(body.subarray(at), this.#onWritten)
+      return true
+    }
+    const file: FileSend = { res, body, at, close }
+    this.#sendingFile = file
+    this.#probe(file)
     return true
+  }
+
+  /** Writes the next {@link SENDFILE_PROBE_BYTES} of a file send from memory: its callback says the socket has room. */
+  #probe (file: FileSend): void {
+    const end = file.at + SENDFILE_PROBE_BYTES
+    if (end >= file.body.length) {
+      this.#fileSent(file, file.body.subarray(file.at))
+      return
+    }
+    const probe = file.body.subarray(file.at, end)
+    file.at = end
+    this.#socket.write(probe, this.#onProbed)
+  }
+
+  #probed (err: Error | null | undefined): void {
+    const file = this.#sendingFile
+    if (file === undefined) return // the connection closed meanwhile (#closed accounted for it)
+    if ((err !== undefined && err !== null) || this.#socket.destroyed) {
+      this.destroy()
+      return
+    }
+    this.#sendMore(file)
+  }
+
+  /** The socket took the probe: the file sends what it takes of the rest now. */
+  #sendMore (file: FileSend): void {
+    const send = this.#front.sendFile
+    const fd = socketFd(this.#socket)
+    const left = file.body.length - file.at
+    // nothing else writes during a file send; should anything be queued, memory keeps the order
+    const sent = send === undefined || fd === undefined || this.#socket.writableLength !== 0
+      ? undefined
+      : file.res.sendFile?.((fileFd, offset) => send(fd, EMPTY, fileFd, offset + file.at, left))
+    if (sent !== undefined && sent > 0) {
+      this.#front.noteSentFromFile(sent)
+      file.at += sent
+    }
+    if (file.at === file.body.length) this.#fileSent(file, EMPTY)
+    else if (sent === undefined || (sent < 0 && sent !== -EAGAIN)) this.#fileSent(file, file.body.subarray(file.at)) // no file now, or pages evicted
+    else this.#probe(file)
+  }
+
+  /** The last part of a file send (`rest`, from memory; may be empty): accounted for as any answer, then the connection goes on. */
+  #fileSent (file: FileSend, rest: Buffer): void {
+    this.#sendingFile = undefined
+    this.#done.push(file.res)
+    this.#socket.write(rest, this.#onWritten)
+    if (this.#next(file.close)) this.#goOn()
   }
 
   /**

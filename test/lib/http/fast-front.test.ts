@@ -6,9 +6,10 @@ import { closeSync, openSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FastFront, parseHead, SENDFILE_MIN_BYTES, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse, type SendHeadFile } from '../../../lib/http/fast-front.ts'
+import { FastFront, parseHead, SENDFILE_MIN_BYTES, SENDFILE_PROBE_BYTES, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse, type SendHeadFile } from '../../../lib/http/fast-front.ts'
 import { patternBody } from '../../edge/cache/store.contract.ts'
 import { requireZeroCopy } from '../../helpers/zero-copy.ts'
+import { until } from '../../helpers/hls.ts'
 
 interface Harness {
   readonly port: number
@@ -1007,7 +1008,7 @@ t.test('sendFile: a large body goes out from the file byte for byte; pipelined a
     return fileAnswer(body, fd, (completed) => { done.push(completed) })
   }, 5000, send)
   const want = body.toString('latin1')
-  let text = await exchange(h.port, ['GET /file/1 HTTP/1.1\r\nHost: a\r\n\r\n'], undefined, 50)
+  let text = await exchange(h.port, ['GET /file/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'], undefined, 50)
   t.same(sized(text).map((r) => r.body === want), [true], 'alone on its connection')
   t.equal(h.front.stats.sentFromFileBytes, body.length, 'all of it from the file')
   text = await exchange(h.port, [
@@ -1020,26 +1021,79 @@ t.test('sendFile: a large body goes out from the file byte for byte; pipelined a
   t.same(done, [true, true, true, true], 'onDone once each, completed')
 })
 
-t.test('sendFile: a reader too slow for the socket buffer gets the rest through the normal write path', async (t) => {
+/** Connects, sends `request` with the socket paused for `pauseMs` (the server's socket fills up), then reads to the end. */
+async function slowRead (port: number, request: string, pauseMs: number): Promise<Buffer> {
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.pause()
+  socket.write(request)
+  await sleep(pauseMs)
+  const parts: Buffer[] = []
+  try {
+    for await (const chunk of socket) parts.push(chunk as Buffer)
+  } finally {
+    socket.destroy()
+  }
+  return Buffer.concat(parts)
+}
+
+t.test('sendFile: a body larger than the socket takes goes on from the file, part after part; the next answer waits for it', async (t) => {
   const send = requireZeroCopy(t)?.sendHeadFile
   if (send === undefined) return
   const body = patternBody(24 * 1024 * 1024, 12)
   const fd = await bodyFile(t, body)
   const done: boolean[] = []
+  let offers = 0
+  const h = await startWith(t, (req) => req.target === '/small'
+    ? fastAnswer('fast /small')
+    : { ...fileAnswer(body, fd, (completed) => { done.push(completed) }), sendFile: (s) => { offers++; return s(fd, 100) } }, 5000, send)
+  const got = await slowRead(h.port, 'GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 200)
+  const start = got.indexOf('\r\n\r\n') + 4
+  t.ok(got.subarray(start, start + body.length).equals(body), 'every byte, in order')
+  t.match(got.subarray(start + body.length).toString('latin1'), /^HTTP\/1\.1 200 OK\r\n[^]*fast \/small\n$/, 'then the pipelined answer, after the whole body')
+  t.ok(offers > 1, `sent in parts (${offers} sends)`)
+  // what is not from the file: the probes, one per part, that wait for room in the socket
+  t.ok(h.front.stats.sentFromFileBytes >= body.length - offers * SENDFILE_PROBE_BYTES, `${h.front.stats.sentFromFileBytes} of ${body.length} bytes from the file`)
+  t.ok(h.front.stats.sentFromFileBytes > body.length / 2, 'most of it')
+  t.same(done, [true])
+})
+
+t.test('sendFile: when the file is gone mid-body, or its pages are, the rest comes from memory', async (t) => {
+  const send = requireZeroCopy(t)?.sendHeadFile
+  if (send === undefined) return
+  const body = patternBody(24 * 1024 * 1024, 14)
+  const fd = await bodyFile(t, body)
+  for (const later of [undefined, -61]) {
+    const done: boolean[] = []
+    let offers = 0
+    const h = await startWith(t, () => ({
+      ...fileAnswer(body, fd, (completed) => { done.push(completed) }),
+      sendFile: (s) => ++offers === 1 ? s(fd, 100) : later,
+    }), 5000, send)
+    const got = await slowRead(h.port, 'GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 200)
+    t.ok(got.subarray(got.indexOf('\r\n\r\n') + 4).equals(body), `${String(later)}: every byte, in order`)
+    t.equal(offers, 2, `${String(later)}: asked once more, then memory`)
+    t.ok(h.front.stats.sentFromFileBytes > 0 && h.front.stats.sentFromFileBytes < body.length)
+    t.same(done, [true])
+  }
+})
+
+t.test('sendFile: a client that leaves mid-body: the answer is not completed, once', async (t) => {
+  const send = requireZeroCopy(t)?.sendHeadFile
+  if (send === undefined) return
+  const body = patternBody(24 * 1024 * 1024, 15)
+  const fd = await bodyFile(t, body)
+  const done: boolean[] = []
   const h = await startWith(t, () => fileAnswer(body, fd, (completed) => { done.push(completed) }), 5000, send)
   const socket = net.connect(h.port, '127.0.0.1')
-  t.teardown(() => socket.destroy())
   await once(socket, 'connect')
   socket.pause()
-  socket.write('GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  socket.write('GET /big HTTP/1.1\r\nHost: a\r\n\r\n')
   await sleep(200)
-  const parts: Buffer[] = []
-  for await (const chunk of socket) parts.push(chunk as Buffer)
-  const got = Buffer.concat(parts)
-  const start = got.indexOf('\r\n\r\n') + 4
-  t.ok(got.subarray(start).equals(body), 'every byte, in order')
-  t.ok(h.front.stats.sentFromFileBytes > 0, 'a first part from the file')
-  t.same(done, [true])
+  socket.resetAndDestroy()
+  await until(() => done.length > 0 && h.front.stats.open === 0, 'the front to notice')
+  await sleep(50)
+  t.same(done, [false])
 })
 
 t.test('sendFile: no file at hand, or a refusal, falls back to writing the body', async (t) => {
