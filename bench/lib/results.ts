@@ -430,7 +430,7 @@ function herdTargetsSection (h: HerdResult, all: readonly HerdTargetSummary[]): 
   return [
     '## Cold herd (`cold-herd`)',
     '',
-    `${c.clients} clients (pre-connected raw sockets in one separate process) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round, targets interleaved; medians of the per-round percentiles. TTFB = request written → first body byte. *stream* is an ideal streamer (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache): what this machine allows at all.`,
+    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round, targets interleaved; medians of the per-round percentiles. TTFB = request written → first body byte. *stream* is an ideal streamer (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache): what this machine allows at all.`,
     '',
     `| | ${all.map((m) => m.target).join(' | ')} |`,
     `|---|${all.map(() => '---:').join('|')}|`,
@@ -585,7 +585,7 @@ function herdSection (h: HerdResult): string[] {
   return [
     '## Cold herd',
     '',
-    `${c.clients} clients (pre-connected raw sockets in one separate process) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round; medians of the per-round percentiles. TTFB = request written → first body byte. Each round also runs the same herd against an *ideal streamer* (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache), interleaved, to show what this machine allows.`,
+    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round; medians of the per-round percentiles. TTFB = request written → first body byte. Each round also runs the same herd against an *ideal streamer* (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache), interleaved, to show what this machine allows.`,
     '',
     '| | edge | ideal streamer | edge target |',
     '|---|---:|---:|---|',

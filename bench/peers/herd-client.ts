@@ -20,6 +20,14 @@ export interface HerdConfig {
   readonly clients: number
   /** Everything (connect + all responses) must finish within this, or the rest count as errors. */
   readonly timeoutMs: number
+  /**
+   * Asked for with HEAD on every connection before the herd (the first connection first, so
+   * the target has it cached): a connection counts as open once the server answered on it,
+   * as a player's connection is by the time it asks for a segment (it fetched the playlist).
+   * Without this, connect() resolves at the kernel's handshake and the server's accepting
+   * of the connections falls inside the herd's times.
+   */
+  readonly warmPath: string
 }
 
 /** One client's outcome (ms since that client wrote its request). */
@@ -27,7 +35,7 @@ export type HerdClientResult = TimedClientResult
 
 /** What this script prints. */
 export interface HerdReport {
-  /** Time to open all connections (not part of any client's times). */
+  /** Time to open all connections and get the HEAD of `warmPath` on each (not part of any client's times). */
   readonly connectMs: number
   /** Spread between the first and the last request write. */
   readonly sendSpreadMs: number
@@ -46,6 +54,25 @@ async function connectAll (url: URL, count: number): Promise<Socket[]> {
   })))
 }
 
+/** Sends HEAD `path` on `socket` and waits for the whole answer (a head; a HEAD answer has no body). */
+async function head (socket: Socket, host: string, path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let text = ''
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1')
+      if (!text.includes('\r\n\r\n')) return
+      socket.off('data', onData)
+      socket.off('close', onClose)
+      if (!text.startsWith('HTTP/1.1 200 ')) reject(new Error(`HEAD ${path}: ${text.slice(0, text.indexOf('\r\n'))}`))
+      else resolve()
+    }
+    const onClose = (): void => reject(new Error(`HEAD ${path}: connection closed`))
+    socket.on('data', onData)
+    socket.once('close', onClose)
+    socket.write(`HEAD ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: streamedge-bench-herd\r\n\r\n`)
+  })
+}
+
 async function run (config: HerdConfig): Promise<HerdReport> {
   const url = new URL(config.url)
   if (url.hostname !== '127.0.0.1') throw new TypeError(`Expected config.url on 127.0.0.1, got ${config.url}`)
@@ -57,6 +84,8 @@ async function run (config: HerdConfig): Promise<HerdReport> {
   }, config.timeoutMs)
   const connectStart = performance.now()
   const sockets = await connectAll(url, config.clients)
+  await head(sockets[0]!, url.host, config.warmPath)
+  await Promise.all(sockets.slice(1).map((s) => head(s, url.host, config.warmPath)))
   const connectMs = performance.now() - connectStart
   clients = sockets.map((s) => new TimedClient(s))
   const request = Buffer.from(`GET ${config.path} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: streamedge-bench-herd\r\nConnection: close\r\n\r\n`, 'latin1')

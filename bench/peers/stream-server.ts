@@ -61,6 +61,12 @@ function start (path: string): Broadcast {
 }
 
 serveBaseline('stream', config, (req, res) => {
+  if (req.method === 'HEAD') {
+    // the herd client's connection warm-up (bench/peers/herd-client.ts warmPath): no broadcast
+    res.writeHead(200, headers)
+    res.end()
+    return
+  }
   const path = req.url ?? '/'
   const b = broadcasts.get(path) ?? start(path)
   res.writeHead(200, headers)

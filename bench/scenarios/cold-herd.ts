@@ -44,6 +44,12 @@ export const HERD_BODY_BYTES = Math.floor(8 * 1024 * 1024 / 188) * 188
 export const HERD_ORIGIN_BYTES_PER_SECOND = Math.round(HERD_BODY_BYTES / 2)
 /** Issue 7's target for the waiters' time to first byte (issue 2 had 50 ms). */
 export const HERD_TTFB_P99_MAX_MS = 25
+/**
+ * What each herd connection asks for with HEAD before the herd (bench/peers/herd-client.ts
+ * HerdConfig.warmPath): a small object, so every connection is open at the server, as a
+ * player's is once it has its playlist, when the herd's times start.
+ */
+export const HERD_WARM_PATH = '/synthetic/herd-warm-1504.ts'
 const HERD_SCRIPT = join(REPO_ROOT, 'bench/peers/herd-client.ts')
 const STREAM_SCRIPT = join(REPO_ROOT, 'bench/peers/stream-server.ts')
 const ROUND_TIMEOUT_MS = 60_000
@@ -125,7 +131,7 @@ async function herdRound (target: BenchTarget, herd: IpcWorker<HerdConfig, HerdR
   const client0 = readProcessCpu(herd.pid)
   const self0 = process.cpuUsage()
   const system0 = readSystemBusySeconds()
-  const report = await herd.call({ url: target.url, path, clients, timeoutMs: ROUND_TIMEOUT_MS - 10_000 }, ROUND_TIMEOUT_MS)
+  const report = await herd.call({ url: target.url, path, clients, timeoutMs: ROUND_TIMEOUT_MS - 10_000, warmPath: HERD_WARM_PATH }, ROUND_TIMEOUT_MS)
   const serverCpuSeconds = cpuSecondsBetween(server0, target.cpu())
   const clientCpuSeconds = cpuSecondsBetween(client0, readProcessCpu(herd.pid))
   const self = process.cpuUsage(self0)
