@@ -14,12 +14,14 @@
  * Chunks are kept as received and readers get `subarray` views: a body byte is
  * copied once into the store at completion, never per reader.
  *
- * A fill whose body will not be stored (larger than the node stores) is released
- * (`release`): the caller takes it out of its map, so nobody new joins, and the bytes every
- * reader has passed are dropped. Memory then holds the gap between the slowest reader and
- * the upstream, not the whole body, and past {@link RELEASED_WINDOW_BYTES} the writer
- * pauses the upstream until the slowest reader catches up (undici's body timeout does not
- * run while paused).
+ * A fill whose body grows larger than the node stores (whatever else may keep it out of
+ * storage) is released (`release`): the caller takes it out of its map, so nobody new joins,
+ * and the bytes every reader has passed are dropped. Memory then holds the gap between the
+ * slowest reader and the upstream, not the whole body, and past {@link RELEASED_WINDOW_BYTES}
+ * the writer pauses the upstream until the slowest reader catches up (undici's body timeout
+ * does not run while paused). A reader that attached reads through a cursor, or says it
+ * never will (`detach`); until each has done one or the other, nothing is dropped and the
+ * upstream is never paused (the pause would have no end).
  *
  * pipeFill sends a fill to a client: first bytes at once, the rest in bounded slices on
  * setImmediate turns, so a herd's fan-out and late joiners' catch-up never hold the event
@@ -87,10 +89,11 @@ export class SharedFill {
   #length = 0
   #body: Buffer | undefined
   #readers = 0
-  // Released fills: the readers' cursors, how many readers ever opened one, bytes dropped.
+  // Released fills: the readers' cursors, how many readers ever opened one or detached, bytes dropped.
   #released = false
   readonly #cursors = new Set<FillCursor>()
   #opened = 0
+  #detached = 0
   #kept = 0
   #dropped = 0
   #onRoom: (() => void) | undefined
@@ -115,8 +118,15 @@ export class SharedFill {
   get heldBytes (): number { return this.#length - this.#dropped }
   /** The body is not kept whole (see release). */
   get released (): boolean { return this.#released }
-  /** A released fill holds its window's worth: the writer should pause the upstream (see onRoom). */
-  get full (): boolean { return this.#released && this.heldBytes > RELEASED_WINDOW_BYTES }
+  /**
+   * A released fill holds its window's worth: the writer should pause the upstream (see onRoom).
+   * Never while a reader that attached has no cursor yet: nothing is dropped for it, so no room
+   * would ever come.
+   */
+  get full (): boolean { return this.#released && !this.#awaitingCursors && this.heldBytes > RELEASED_WINDOW_BYTES }
+
+  /** Some reader attached and has neither opened a cursor nor detached: it may still start at byte 0. */
+  get #awaitingCursors (): boolean { return this.#opened + this.#detached < this.#readers }
 
   /** Calls `resume` once a full released fill has dropped to half its window (or ended). */
   onRoom (resume: () => void): void {
@@ -208,6 +218,15 @@ export class SharedFill {
    */
   attach (): void {
     this.#readers++
+  }
+
+  /**
+   * A reader that attached will read nothing through a cursor after all (it fetches alone, or
+   * its answer has no body): a released fill stops keeping bytes for it. `readers` still counts it.
+   */
+  detach (): void {
+    this.#detached++
+    if (this.#released) this.#trim()
   }
 
   /**
@@ -332,7 +351,7 @@ export class SharedFill {
   /** Drops the chunks of a released fill that every reader has passed. */
   #trim (): void {
     // a reader that attached without a cursor yet may still start anywhere
-    if (this.#opened < this.#readers) return
+    if (this.#awaitingCursors) return
     let floor = this.#length
     for (const cursor of this.#cursors) if (cursor.position < floor) floor = cursor.position
     const chunks = this.#chunks

@@ -752,6 +752,8 @@ export class CacheProxy {
       return
     }
     if (!initiator && !this.#mayShare(ex, job, head)) {
+      // attached, but reads nothing from it: a released fill need not keep bytes for it
+      fill.detach()
       this.#o.metrics.collapsed.inc({ outcome: 'not-shareable' })
       this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'not-shareable' })
       return
@@ -808,8 +810,9 @@ export class CacheProxy {
     return this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs
   }
 
-  /** A joiner gave up waiting for the fill's head: it fetches alone. */
+  /** A joiner (attached) gave up waiting for the fill's head: it fetches alone, reading nothing from the fill. */
   #lockTimedOut (ex: Exchange, job: FillJob): void {
+    job.fill.detach()
     this.#o.metrics.collapsed.inc({ outcome: 'lock-timeout' })
     this.#o.logger.warn({ reqId: ex.id, cacheKey: job.fill.key }, 'gave up waiting for a shared fill; fetching alone')
     this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'lock-timeout' })
@@ -966,25 +969,36 @@ export class CacheProxy {
     }
     const policyResponse: PolicyResponse = { url: job.primaryKey, status: res.status, headers }
     // A buffered response (e.g. a live playlist) is judged whole before any reader sees it.
-    const buffered = noStore === undefined && this.#policy.bufferWhole(policyResponse)
+    let buffered = noStore === undefined && this.#policy.bufferWhole(policyResponse)
     const chunks: Buffer[] = []
     let bufferedBytes = 0
     if (!buffered) {
       fill.setHead(head)
       // A response nobody else may see must not collect joiners; later requests start their own fill.
       if (!shareable) this.#dropFill(job)
-      if (noStore === 'too-large') this.#releaseFill(job)
+      // Larger than the node stores, whatever the reason it is not stored (noStore keeps the first one).
+      if (declared !== undefined && declared > this.#o.maxObjectBytes) this.#releaseFill(job)
     }
     res.body.on('data', (chunk: Buffer) => {
       if (buffered) {
         chunks.push(chunk)
         bufferedBytes += chunk.length
+        if (bufferedBytes <= this.#o.maxObjectBytes) return
+        // Too large to store: nothing is left to judge whole, so it streams from here on (its
+        // readers are told it is not stored), and is released like any other.
+        buffered = false
+        noStore = 'too-large'
+        fill.setHead({ ...head, storable: false, noStoreReason: noStore })
+        for (const held of chunks) fill.append(held)
+        chunks.length = 0
       } else {
         fill.append(chunk)
       }
-      if (noStore === undefined && (buffered ? bufferedBytes : fill.length) > this.#o.maxObjectBytes) {
-        noStore = 'too-large'
-        if (!buffered) this.#releaseFill(job)
+      // Released once, whatever else keeps it out of storage (unframed, no-store, a status...):
+      // joiners and memory are bounded for every body larger than the node stores.
+      if (!fill.released && fill.length > this.#o.maxObjectBytes) {
+        noStore ??= 'too-large'
+        this.#releaseFill(job)
       }
       // a released fill holds its readers' lag: past its window, the upstream waits for them
       if (fill.full) {
