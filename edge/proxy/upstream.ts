@@ -5,8 +5,9 @@
  * implements the same interface over several upstreams, so the proxy pipeline never
  * knows whether it talks to a shield or an origin.
  */
-import type { Readable } from 'node:stream'
-import { Pool, errors as undiciErrors } from 'undici'
+import type { Socket } from 'node:net'
+import type { Duplex, Readable } from 'node:stream'
+import { Client, Pool, buildConnector, errors as undiciErrors, type Dispatcher } from 'undici'
 import { CdnError, isCdnError } from '../../lib/errors.ts'
 
 export type UpstreamHeaders = Record<string, string | string[] | undefined>
@@ -102,6 +103,7 @@ export class HttpUpstream implements Upstream {
       headersTimeout: options.firstByteTimeoutMs,
       bodyTimeout: options.idleTimeoutMs,
       connect: { timeout: options.connectTimeoutMs },
+      factory: (origin, clientOptions) => new ResetAwareClient(origin, clientOptions as Client.Options, this.name),
     })
   }
 
@@ -130,6 +132,95 @@ export class HttpUpstream implements Upstream {
 
   async close (): Promise<void> {
     await this.#pool.close()
+  }
+}
+
+/**
+ * A pool connection that fails, instead of ending, a close-delimited body (RFC 9112 §6.3
+ * item 8) whose connection ended in an error: undici reads an ECONNRESET there as the
+ * body's end (client-h1.js, onHttpSocketError), so a body cut by a reset would pass for a
+ * whole one, and we would relay it with a clean close. Framed bodies never take that path.
+ */
+class ResetAwareClient extends Client {
+  /** The current connection's socket: with pipelining 1 it carries the one request in flight. */
+  readonly #connection: { socket: Socket | null }
+  readonly #upstream: string
+
+  constructor (origin: URL, options: Client.Options, upstream: string) {
+    const connection: { socket: Socket | null } = { socket: null }
+    const connect = typeof options.connect === 'function' ? options.connect : buildConnector(options.connect ?? {})
+    super(origin, {
+      ...options,
+      connect: (connectOptions, callback) => connect(connectOptions, (...args) => {
+        if (args[0] === null) connection.socket = args[1]
+        callback(...args)
+      }),
+    })
+    this.#connection = connection
+    this.#upstream = upstream
+  }
+
+  override dispatch (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    // Pool hands its clients handlers in undici's legacy shape (it unwraps the others first)
+    if (typeof handler.onComplete !== 'function') return super.dispatch(options, handler)
+    return super.dispatch(options, new ResetGuard(handler, this.#connection, this.#upstream))
+  }
+}
+
+/**
+ * Passes a request's events on to `handler`, except a completion reported while the socket
+ * that carried the response is destroyed with an error. undici reports one only for a
+ * close-delimited body cut by a reset, from inside that socket's 'error' event (a framed
+ * body completes as its last byte is parsed, a clean close is no error): it becomes an error.
+ */
+class ResetGuard implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler
+  readonly #connection: { readonly socket: Socket | null }
+  readonly #upstream: string
+
+  constructor (handler: Dispatcher.DispatchHandler, connection: { readonly socket: Socket | null }, upstream: string) {
+    this.#handler = handler
+    this.#connection = connection
+    this.#upstream = upstream
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.#handler.onConnect?.(abort)
+  }
+
+  onResponseStarted (): void {
+    this.#handler.onResponseStarted?.()
+  }
+
+  onHeaders (statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.#handler.onHeaders?.(statusCode, headers, resume, statusText) ?? true
+  }
+
+  onData (chunk: Buffer): boolean {
+    return this.#handler.onData?.(chunk) ?? true
+  }
+
+  onComplete (trailers: string[] | null): void {
+    const cause = this.#connection.socket?.errored
+    if (cause == null) {
+      this.#handler.onComplete?.(trailers)
+      return
+    }
+    const reason = (cause as { code?: string }).code ?? cause.message
+    this.#handler.onError?.(new CdnError('CDN_ERR_UPSTREAM_TRUNCATED',
+      `Body from upstream ${this.#upstream} cut: it ends at the connection's close, and the connection ended in ${reason}`, { cause }))
+  }
+
+  onError (err: Error): void {
+    this.#handler.onError?.(err)
+  }
+
+  onUpgrade (statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+    this.#handler.onUpgrade?.(statusCode, headers, socket)
+  }
+
+  onBodySent (chunkSize: number, totalBytesSent: number): void {
+    this.#handler.onBodySent?.(chunkSize, totalBytesSent)
   }
 }
 
