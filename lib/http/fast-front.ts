@@ -30,8 +30,9 @@
  *
  * A large body may also leave from a file instead of memory (FastFrontOptions.sendFile,
  * FastResponse.sendFile: sendfile(2) from the page cache, lib/native/zero-copy.c), when
- * nothing is queued on the connection ahead of it; what the socket does not take at once
- * follows through the normal write path, so the connection's bytes stay in order.
+ * nothing is queued on the connection ahead of it. When the socket fills, the body goes on
+ * from the file in parts: a small write from memory waits in libuv for room, and the next
+ * part follows it, so the connection's bytes stay in order.
  */
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
