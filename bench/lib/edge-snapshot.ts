@@ -2,9 +2,12 @@
  * `--edge-ref <ref>`: benchmark the edge as committed at a git ref rather than the
  * working tree, which other people may be editing mid-run. The tree is exported with
  * `git archive` into a temp dir (read-only for the repository: no checkout, no worktree)
- * and shares this checkout's node_modules through a symlink.
+ * and shares this checkout's node_modules through a symlink. Its native helper (git-ignored
+ * build output) is built in the export as `npm ci` builds it, or `edge-sendfile` would
+ * quietly copy like `edge`.
  */
 import { execFile, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -31,6 +34,8 @@ export async function exportRef (repoRoot: string, ref: string): Promise<EdgeSna
   try {
     await pipeArchive(repoRoot, commit, dir)
     await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'), 'dir')
+    const build = join(dir, 'lib/native/build.ts')
+    if (existsSync(build)) await run(process.execPath, ['--import', 'tsx', build], { cwd: dir, timeout: 120_000 })
   } catch (err) {
     await remove()
     throw err
