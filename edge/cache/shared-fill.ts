@@ -223,8 +223,11 @@ export class SharedFill {
   /**
    * A reader that attached will read nothing through a cursor after all (it fetches alone, or
    * its answer has no body): a released fill stops keeping bytes for it. `readers` still counts it.
+   * Once per such reader; a call when no attached reader is still without a cursor does nothing.
    */
   detach (): void {
+    // counted past the readers, it would stand in for one that attaches later, whose bytes could then go
+    if (!this.#awaitingCursors) return
     this.#detached++
     if (this.#released) this.#trim()
   }

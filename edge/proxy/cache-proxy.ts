@@ -140,7 +140,11 @@ class FastHit extends FastExchange {
   }
 }
 
-/** A request joining a fill in flight: streams the fill's bytes as they arrive. */
+/**
+ * A request joining a fill in flight: streams the fill's bytes as they arrive. Made attached
+ * to the fill (SharedFill.attach): it opens a cursor when the front pipes its body, or
+ * detaches (a HEAD at once; a GET whose connection went before its answer, at onDone).
+ */
 class FastJoin extends FastExchange {
   readonly phase = 'collapsed'
   readonly source = 'fill'
@@ -151,6 +155,8 @@ class FastJoin extends FastExchange {
   error: CdnError | undefined = undefined
   readonly #fill: SharedFill
   readonly #lastByte: number
+  // Attached, with neither a cursor nor a detach yet
+  #unread = true
 
   constructor (head: string, ownDate: boolean, job: FillJob, fillHead: FillHead, totalBytes: number, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string) {
     super(head, ownDate, done, id, startMs, req, path, job.key)
@@ -158,9 +164,25 @@ class FastJoin extends FastExchange {
     this.#lastByte = totalBytes - 1
     this.upstream = fillHead.upstream
     this.noCacheReason = fillHead.noStoreReason
+    // the front pipes no body for a HEAD
+    if (req.method === 'HEAD') this.#readNothing()
+  }
+
+  override onDone (completed: boolean): void {
+    // a GET whose connection was gone before its answer: never piped
+    this.#readNothing()
+    super.onDone(completed)
+  }
+
+  /** This reader takes no bytes from the fill: a released fill stops keeping them for it. */
+  #readNothing (): void {
+    if (!this.#unread) return
+    this.#unread = false
+    this.#fill.detach()
   }
 
   pipe (sink: FastBodySink): void {
+    this.#unread = false
     pipeFill(this.#fill, sink, 0, this.#lastByte, {
       onBytes: (bytes) => { this.bytes += bytes },
       onFail: (err) => {
@@ -174,7 +196,8 @@ class FastJoin extends FastExchange {
 /**
  * A fast-path join that handed its request to node:http after all (the fill's head was not
  * one the fast path answers, or never came): the node:http path joins the same fill, and a
- * lock that ran out on the fast path is not waited for twice.
+ * lock that ran out on the fast path is not waited for twice. The request is attached to the
+ * fill already: the rejoin that takes this note carries that on (see #resume).
  */
 interface ResumedJoin {
   readonly job: FillJob
@@ -333,8 +356,8 @@ export class CacheProxy {
   /** Handles one client request; never throws. */
   handle (req: IncomingMessage, res: ServerResponse): void {
     const ex = this.#begin(req, res)
+    // left, not taken, unless the rejoin below takes it: #resume then undoes the fast path's attach
     const resumed = this.#resumed.get(req.socket)
-    if (resumed !== undefined) this.#resumed.delete(req.socket)
     if (this.#o.forwarding.isLoop(req)) {
       // RFC 8586: this request has been through this node already; forwarding it would loop.
       ex.phase = 'error'
@@ -376,6 +399,7 @@ export class CacheProxy {
       return
     }
     if (resumed !== undefined && resumed.job.key === ex.key) {
+      this.#resumed.delete(req.socket)
       void this.#join(ex, resumed.job, false, resumed)
       return
     }
@@ -457,9 +481,8 @@ export class CacheProxy {
     // A GET that comes after the head but before any body byte waits like an early one: sent
     // nothing yet, it can still fetch alone if the writer stalls (the lock timeout, #answerJoin).
     if (head !== undefined && !(req.method === 'GET' && job.fill.state === 'streaming' && job.fill.length === 0)) {
-      const join = this.#fastJoin(req, path, job, head, startMs)
-      if (join !== undefined) job.fill.attach()
-      return join
+      // declined (undefined), node:http joins and attaches on its own
+      return this.#fastJoin(req, path, job, head, startMs, false)
     }
     return {
       pending: true,
@@ -492,13 +515,16 @@ export class CacheProxy {
           : this.#answerJoin(req, path, reply, job, head, startMs, deadline))
       return
     }
-    const join = this.#fastJoin(req, path, job, head, startMs)
+    const join = this.#fastJoin(req, path, job, head, startMs, true)
     if (join !== undefined) reply.answer(join)
     else this.#resume(req, path, reply, job, false, startMs)
   }
 
-  /** The fast-path answer of a joiner of `job` whose head is `head`, or undefined when node:http must answer. */
-  #fastJoin (req: FastRequest, path: string, job: FillJob, head: FillHead, startMs: number): FastJoin | undefined {
+  /**
+   * The fast-path answer of a joiner of `job` whose head is `head`, or undefined when node:http
+   * must answer. The answer is attached to the fill (`attached`: it was, while it waited).
+   */
+  #fastJoin (req: FastRequest, path: string, job: FillJob, head: FillHead, startMs: number, attached: boolean): FastJoin | undefined {
     const total = fastJoinable(job, head)
     if (total === undefined) return undefined
     job.joinHead ??= new JoinHead(this.#responder, head, { fwd: job.fwd, fwdStatus: head.status, ...(head.storable ? { stored: true } : {}), collapsed: true }, total)
@@ -506,14 +532,23 @@ export class CacheProxy {
     if (rendered === undefined) return undefined
     this.#o.metrics.collapsed.inc(JOINED)
     this.#policy.onServed(job.primaryKey, head.status)
+    if (!attached) job.fill.attach()
     return new FastJoin(rendered.whole, rendered.ownDate, job, head, total, this.#accountFast, ++this.#nextId, startMs, req, path)
   }
 
-  /** A fast-path join goes to node:http after all, which joins the same fill (see `handle`). */
+  /**
+   * A fast-path join goes to node:http after all, which joins the same fill (see `handle`),
+   * attached as it is here. node:http parses the bytes handed over as they are fed to it, so its
+   * rejoin has taken the note by the time decline returns; a note left means no rejoin (the
+   * client left, the token door or a loop check answered, memory had the object by then):
+   * this reader reads nothing from the fill.
+   */
   #resume (req: FastRequest, path: string, reply: FastReply, job: FillJob, lockExpired: boolean, startMs: number): void {
-    if (req.connection !== undefined) this.#resumed.set(req.connection, { job, lockExpired })
-    if (reply.decline()) return
-    if (req.connection !== undefined) this.#resumed.delete(req.connection)
+    const connection = req.connection
+    if (connection !== undefined) this.#resumed.set(connection, { job, lockExpired })
+    const handed = reply.decline()
+    if (connection === undefined || this.#resumed.delete(connection)) job.fill.detach()
+    if (handed) return
     // The client left while it waited: node:http never sees this request, so it is accounted
     // here as node:http accounts a joiner whose client leaves (at 'close': collapsed, no bytes,
     // status 200 as res.statusCode defaults, not completed: a client abort).
@@ -726,11 +761,13 @@ export class CacheProxy {
     const { fill } = job
     if (!initiator && fill.state !== 'complete' && this.#rangeBeyondGuard(ex, fill.length)) {
       // The fill is far from this range's first byte: ask upstream for the range alone.
+      // attached on the fast path already (#resume), and reads nothing from this fill
+      if (resumed !== undefined) fill.detach()
       this.#o.metrics.collapsed.inc({ outcome: 'range-offset' })
       this.#forward(ex, 'miss', { fwd: job.fwd, detail: 'range-offset' })
       return
     }
-    // a request resumed from the fast path was attached there
+    // a request resumed from the fast path was attached there (detached by its answer or #lockTimedOut)
     if (resumed === undefined) fill.attach()
     ex.phase = initiator ? 'miss' : 'collapsed'
     ex.source = 'fill'
@@ -748,6 +785,8 @@ export class CacheProxy {
         this.#lockTimedOut(ex, job)
         return
       }
+      // the fill failed: nothing to read
+      fill.detach()
       deliverError(ex, isCdnError(err) ? err : toUpstreamError(err, 'upstream'), { fwd: job.fwd, ...(initiator ? {} : { collapsed: true }) })
       return
     }
@@ -768,6 +807,8 @@ export class CacheProxy {
     ex.noCacheReason = head.noStoreReason
     const collapsed = initiator ? {} : { collapsed: true }
     if (head.stored !== undefined) {
+      // answered from storage: nothing from the fill's body
+      fill.detach()
       const { object, kind } = head.stored
       ex.phase = kind === 'revalidated' ? 'revalidated' : 'stale'
       ex.source = object.body === null ? 'disk' : 'memory'

@@ -372,7 +372,10 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
  * Answers from a fill: the head with the first bytes as soon as the fill has any, the rest
  * paced (see pipeFill). Each reader has its own backpressure; the fill never waits for
  * it. If the fill fails, the response is destroyed. `extraCookie` is
- * the Set-Cookie only the initiating client receives.
+ * the Set-Cookie only the initiating client receives. `ex` is attached to the fill
+ * (SharedFill.attach): it reads through a cursor, or detaches when its answer takes no
+ * body bytes from the fill (HEAD, 304, 412, 416), so a released fill does not keep them for
+ * it; an answer that needs the body whole (a rewrite, several ranges) stays attached.
  */
 export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
   // An upstream body without framing (FillHead.unframed) is relayed without it: whole (RFC 9110
@@ -390,6 +393,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   const rangeAsked = ex.req.headers.range !== undefined && rangeable && ex.req.method !== 'HEAD'
   if ((rewrite && !unframed) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
     // A body to rewrite, several ranges, or a range of a body of unknown length: answer once the body is whole.
+    // Attached without a cursor, this reader keeps a released fill from dropping anything, so body() has it all.
     void fill.settled().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error, status)
       else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
@@ -398,11 +402,13 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   }
   const precondition = preconditions(ex.req, head.status, head.headers)
   if (precondition !== 'proceed') {
+    fill.detach()
     writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
     return
   }
   const range = total === undefined || !rangeable ? FULL : decideRange(ex, head.status, head.headers, total)
   if (range.kind === 'unsatisfiable') {
+    fill.detach()
     write416(ex, total ?? 0, status)
     return
   }
@@ -428,6 +434,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   if (unframed && withBody) closeDelimited(res, headers)
   res.writeHead(code, headers)
   if (!withBody) {
+    fill.detach()
     res.end()
     return
   }
@@ -443,6 +450,7 @@ const NO_BODY = new Set([204, 304])
 function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
   const precondition = preconditions(ex.req, head.status, head.headers)
   if (precondition !== 'proceed') {
+    fill.detach()
     writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
     return
   }

@@ -334,3 +334,41 @@ t.test('a released fill past its window says full until its readers catch up to 
   kept.complete()
   t.equal(kept.body().length, 20 * chunk.length)
 })
+
+t.test('a released fill drops bytes once each reader that attached has a cursor or detached, and a second detach of one reader stands in for nobody', async (t) => {
+  const fill = new SharedFill('k', 0)
+  fill.setHead(HEAD)
+  fill.attach()
+  const a = new FillCursor(fill, 0, Number.MAX_SAFE_INTEGER)
+  fill.attach()
+  fill.detach() // b: its answer has no body (a HEAD, a 304)
+  fill.detach() // b told twice: must not count for c below
+  fill.attach() // c: no cursor yet
+  for (let i = 0; i < 4; i++) fill.append(Buffer.alloc(100, i))
+  fill.release()
+  while (a.next(1000) !== undefined);
+  t.equal(a.position, 400, 'a read everything')
+  t.equal(fill.heldBytes, 400, 'c may still start at byte 0: nothing goes')
+  fill.detach() // c: reads nothing after all
+  t.equal(fill.heldBytes, 0, 'every reader has a cursor past it or detached: all of it goes')
+  fill.detach()
+  fill.append(Buffer.alloc(10, 9))
+  t.same(a.next(1000), Buffer.alloc(10, 9), 'a goes on')
+  t.equal(fill.heldBytes, 0)
+  t.equal(fill.readers, 3, 'readers still counts every reader that attached')
+})
+
+t.test('a detach before the release: the release drops what the cursors passed at once', async (t) => {
+  const fill = new SharedFill('k', 0)
+  fill.setHead(HEAD)
+  fill.attach()
+  fill.attach()
+  const a = new FillCursor(fill, 0, Number.MAX_SAFE_INTEGER)
+  for (let i = 0; i < 3; i++) fill.append(Buffer.alloc(100, i))
+  t.equal(a.next(150)?.length, 100)
+  t.equal(a.next(50)?.length, 50)
+  fill.detach()
+  t.equal(fill.heldBytes, 300, 'not released: the fill keeps its body')
+  fill.release()
+  t.equal(fill.heldBytes, 200, 'released: the chunk behind the only cursor goes')
+})

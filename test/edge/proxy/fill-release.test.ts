@@ -285,3 +285,153 @@ t.test('a released fill with a HEAD joiner from before the head (it never reads 
   t.equal(first.received(), total, 'the whole body')
   t.equal(origin.count('/h.bin'), 1, 'one origin request')
 })
+
+// ---- readers that attach and read no body: each detaches, so a released fill still drops -----------
+//
+// A reader attached to a fill reads through a cursor or detaches (SharedFill.detach); until each
+// has done one or the other, a released fill drops nothing and never pauses its upstream. So in
+// each case below, with the reader under test left attached, the origin sends all of it to a
+// paused client's edge (pausedClientPausesOrigin fails).
+
+/**
+ * A GET whose client sends it and then leaves before any answer, with a reset: a FIN alone
+ * would read as a half-close, which the edge still answers.
+ */
+function leaveEarly (url: string): { leave (): void } {
+  const req = http.request(url, { agent: false })
+  req.on('error', () => {})
+  req.end()
+  return { leave: () => req.socket?.resetAndDestroy() }
+}
+
+for (const way of ['the fast path', 'node:http'] as const) {
+  t.test(`a fill released at its head (Content-Length past maxObjectBytes) with a HEAD joiner on ${way}: the HEAD gets the head, a paused client still pauses the origin`, async (t) => {
+    const held = gate()
+    t.teardown(() => held.open())
+    const sent: Sent = { bytes: 0 }
+    const origin = await startRawOrigin(t, { '/big.bin': flood(200, ['cache-control: max-age=60'], 'length', OBJECT_BYTES, sent, held.promise) })
+    const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+    const first = streamGet(edge.url + '/big.bin', false)
+    await until(() => origin.count('/big.bin') === 1, 'the fill request')
+    // x-force-slow: a field the fast path declines (FAST_HIT_FIELDS), so node:http joins
+    const headReq = fetchRaw(edge.url + '/big.bin', { method: 'HEAD', headers: way === 'the fast path' ? {} : { 'x-force-slow': '1' } })
+    await until(() => edge.proxy.fillReaders('/big.bin') === 2, 'the HEAD to attach')
+    held.open()
+    const headRes = await headReq
+    t.equal(headRes.status, 200, 'HEAD answered from the fill')
+    t.equal(headRes.headers['content-length'], String(OBJECT_BYTES), 'with the whole length')
+    t.ok(member(headRes.headers)?.collapsed, 'collapsed')
+    t.equal(edge.fastPathStats()?.answered, way === 'the fast path' ? 1 : 0, `answered on ${way}`)
+    await pausedClientPausesOrigin(t, first, sent)
+    t.equal(origin.count('/big.bin'), 1, 'one origin request')
+  })
+}
+
+t.test('an unframed fill past maxObjectBytes with a HEAD joiner the fast path hands to node:http: answered there from the fill, a paused client still pauses the origin', async (t) => {
+  const held = gate()
+  t.teardown(() => held.open())
+  const sent: Sent = { bytes: 0 }
+  const origin = await startRawOrigin(t, { '/h.bin': flood(200, ['cache-control: max-age=60'], 'unframed', OBJECT_BYTES, sent, held.promise) })
+  const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+  const first = streamGet(edge.url + '/h.bin', false)
+  await until(() => origin.count('/h.bin') === 1, 'the fill request')
+  const headReq = fetchRaw(edge.url + '/h.bin', { method: 'HEAD' })
+  await until(() => edge.proxy.fillReaders('/h.bin') === 2, 'the HEAD to attach on the fast path')
+  held.open()
+  const headRes = await headReq
+  t.equal(headRes.status, 200, 'HEAD answered from the fill')
+  t.equal(headRes.headers['content-length'], undefined, 'unframed: no length')
+  t.ok(member(headRes.headers)?.collapsed, 'collapsed')
+  t.equal(edge.fastPathStats()?.answered, 0, 'not answered on the fast path')
+  t.equal(edge.fastPathStats()?.handedOff, 2, 'both connections went to node:http')
+  await pausedClientPausesOrigin(t, first, sent)
+  t.equal(origin.count('/h.bin'), 1, 'one origin request: the HEAD rejoined the same fill')
+})
+
+const HEAD_ONLY_ANSWERS = [
+  { status: 304, what: 'a 304 (If-None-Match matches)', headers: { 'if-none-match': '"v1"' } },
+  { status: 412, what: 'a 412 (If-Match does not)', headers: { 'if-match': '"v0"' } },
+  { status: 416, what: 'a 416 (a Range past the end)', headers: { range: `bytes=${OBJECT_BYTES}-` } },
+] as const
+
+for (const c of HEAD_ONLY_ANSWERS) {
+  t.test(`a fill released at its head with a GET joiner answered ${c.what} from the head: a paused client still pauses the origin`, async (t) => {
+    const held = gate()
+    t.teardown(() => held.open())
+    const sent: Sent = { bytes: 0 }
+    const origin = await startRawOrigin(t, { '/c.bin': flood(200, ['cache-control: max-age=60', 'etag: "v1"'], 'length', OBJECT_BYTES, sent, held.promise) })
+    // no range guard: the 416 joiner joins the fill instead of asking upstream for its range
+    const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES, rangeMissOffsetBytes: 0 })
+    const first = streamGet(edge.url + '/c.bin', false)
+    await until(() => origin.count('/c.bin') === 1, 'the fill request')
+    const joiner = fetchRaw(edge.url + '/c.bin', { headers: c.headers })
+    await until(() => edge.proxy.fillReaders('/c.bin') === 2, 'the joiner to attach')
+    held.open()
+    const res = await joiner
+    t.equal(res.status, c.status, `${c.status} from the fill's head`)
+    t.ok(member(res.headers)?.collapsed, 'collapsed')
+    await pausedClientPausesOrigin(t, first, sent)
+    t.equal(origin.count('/c.bin'), 1, 'one origin request')
+  })
+}
+
+t.test('a HEAD that starts a fill released at its head, and a GET that joined it: a paused GET still pauses the origin', async (t) => {
+  const held = gate()
+  t.teardown(() => held.open())
+  const sent: Sent = { bytes: 0 }
+  const origin = await startRawOrigin(t, { '/i.bin': flood(200, ['cache-control: max-age=60'], 'length', OBJECT_BYTES, sent, held.promise) })
+  const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+  const headReq = fetchRaw(edge.url + '/i.bin', { method: 'HEAD' })
+  await until(() => origin.count('/i.bin') === 1, 'the fill request')
+  const joiner = streamGet(edge.url + '/i.bin', false)
+  await until(() => edge.proxy.fillReaders('/i.bin') === 2, 'the GET to attach')
+  held.open()
+  const headRes = await headReq
+  t.equal(headRes.status, 200, 'HEAD answered from its own fill')
+  t.equal(headRes.headers['content-length'], String(OBJECT_BYTES))
+  t.notOk(member(headRes.headers)?.collapsed, 'the initiator')
+  await pausedClientPausesOrigin(t, joiner, sent)
+  t.equal(origin.count('/i.bin'), 1, 'one origin request')
+})
+
+for (const framing of ['length', 'unframed'] as const) {
+  const kind = framing === 'length' ? 'a Content-Length past maxObjectBytes (answered on the fast path)' : 'an unframed body (handed to node:http)'
+  t.test(`a fast-path joiner whose client left before the head of ${kind}: a paused client still pauses the origin, the abort is counted once`, async (t) => {
+    const held = gate()
+    t.teardown(() => held.open())
+    const sent: Sent = { bytes: 0 }
+    const origin = await startRawOrigin(t, { '/g.bin': flood(200, ['cache-control: max-age=60'], framing, OBJECT_BYTES, sent, held.promise) })
+    const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+    const first = streamGet(edge.url + '/g.bin', false)
+    await until(() => origin.count('/g.bin') === 1, 'the fill request')
+    const gone = leaveEarly(edge.url + '/g.bin')
+    await until(() => edge.proxy.fillReaders('/g.bin') === 2, 'the joiner to attach')
+    t.equal(edge.fastPathStats()?.open, 1, 'it waits on the fast path')
+    gone.leave()
+    await until(() => edge.fastPathStats()?.open === 0, 'the edge to see the client go')
+    held.open()
+    await pausedClientPausesOrigin(t, first, sent)
+    t.equal(await edge.metrics.clientAborts.value({ phase: 'collapsed' }), 1, 'the joiner counted as a client abort')
+    t.equal(edge.fastPathStats()?.handedOff, 1, 'only the first client went to node:http')
+    t.equal(origin.count('/g.bin'), 1, 'one origin request')
+  })
+}
+
+t.test('a fast-path join handed to node:http, which refuses it there (its Via names the edge: a loop, 508): a paused client still pauses the origin', async (t) => {
+  const held = gate()
+  t.teardown(() => held.open())
+  const sent: Sent = { bytes: 0 }
+  const origin = await startRawOrigin(t, { '/v.bin': flood(200, ['cache-control: max-age=60'], 'unframed', OBJECT_BYTES, sent, held.promise) })
+  const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+  const first = streamGet(edge.url + '/v.bin', false)
+  await until(() => origin.count('/v.bin') === 1, 'the fill request')
+  // the fast path checks CDN-Loop only; node:http's loop check reads Via too
+  const looped = fetchRaw(edge.url + '/v.bin', { headers: { via: `1.1 ${EDGE}` } })
+  await until(() => edge.proxy.fillReaders('/v.bin') === 2, 'the joiner to attach on the fast path')
+  held.open()
+  const res = await looped
+  t.equal(res.status, 508, 'refused by node:http as a loop')
+  t.equal(edge.fastPathStats()?.handedOff, 2, 'handed over')
+  await pausedClientPausesOrigin(t, first, sent)
+  t.equal(origin.count('/v.bin'), 1, 'one origin request')
+})
