@@ -231,7 +231,7 @@ function serverRows<R extends CacheRole> (role: R) {
         : 'On SIGTERM stop accepting (and answer 503 on /readyz), let in-flight responses finish up to this long.'
     },
     { name: `${role}.server.fastPath`, type: 'bool', default: true, doc: 'Answer GET/HEAD hits fresh in the memory tier below node:http on the plain HTTP listener (same headers, body, log line and metrics, a fraction of the CPU). False sends every request through node:http.' },
-    { name: `${role}.server.sendfile`, type: 'bool', default: false, doc: 'Send large fast-path hits (128 KiB and up) from the disk tier\'s checked copy in the page cache with sendfile(2), like nginx\'s `sendfile on`, instead of copying them out of memory (Linux 6.5+, with the native helper npm install builds in lib/native). It saves the server the copy (bench hot-segment, edge-sendfile: 0.301 against 0.368 CPU s/GB); off by default because on loopback the client then pays more than the server saves (wrk req/s halved). Bodies not in the page cache are copied as before.' }
+    { name: `${role}.server.sendfile`, type: 'bool', default: false, doc: 'Send large fast-path hits (128 KiB and up) from the disk tier\'s checked copy in the page cache with sendfile(2), like nginx\'s `sendfile on`, instead of copying them out of memory (Linux 6.5+, with the native helper npm install builds in lib/native). It saves the server the copy (bench hot-segment, edge-sendfile: 0.35 against 0.351 CPU s/GB over all windows, 0.275-0.334 against 0.349-0.386 in the wrk windows); off by default because on loopback the client then pays more than the server saves (wrk req/s halved: 506 against 1,084). Bodies not in the page cache are copied as before.' }
   ] as const satisfies readonly ParamSpec[]
 }
 
