@@ -480,7 +480,7 @@ export class CacheProxy {
     const head = job.fill.head
     // A GET that comes after the head but before any body byte waits like an early one: sent
     // nothing yet, it can still fetch alone if the writer stalls (the lock timeout, #answerJoin).
-    if (head !== undefined && !(req.method === 'GET' && job.fill.state === 'streaming' && job.fill.length === 0)) {
+    if (head !== undefined && !(req.method === 'GET' && noBodyYet(job.fill))) {
       // declined (undefined), node:http joins and attaches on its own
       return this.#fastJoin(req, path, job, head, startMs, false)
     }
@@ -506,13 +506,11 @@ export class CacheProxy {
    */
   #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number, deadline: number): void {
     const { fill } = job
-    if (req.method === 'GET' && fill.state === 'streaming' && fill.length === 0 && fastJoinable(job, head) !== undefined) {
-      fill.waitBody(Math.max(0, deadline - performance.now())).then(
-        () => this.#answerJoin(req, path, reply, job, head, startMs, deadline),
-        // a failed fill: node:http joins it and cuts the response off as for its own joiners
-        (err: unknown) => isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT')
-          ? this.#resume(req, path, reply, job, true, startMs)
-          : this.#answerJoin(req, path, reply, job, head, startMs, deadline))
+    if (req.method === 'GET' && noBodyYet(fill) && fastJoinable(job, head) !== undefined) {
+      // a failed fill goes on too: node:http joins it and cuts the response off as for its own joiners
+      void this.#bodyOrFailure(fill, deadline).then((ready) => ready
+        ? this.#answerJoin(req, path, reply, job, head, startMs, deadline)
+        : this.#resume(req, path, reply, job, true, startMs))
       return
     }
     const join = this.#fastJoin(req, path, job, head, startMs, true)
@@ -837,7 +835,7 @@ export class CacheProxy {
    * handles each), up to `deadline` (performance.now()); false when that ran out first.
    */
   async #bodyOrFailure (fill: SharedFill, deadline: number): Promise<boolean> {
-    if (fill.state !== 'streaming' || fill.length > 0) return true
+    if (!noBodyYet(fill)) return true
     try {
       await fill.waitBody(Math.max(0, deadline - performance.now()))
       return true
@@ -1445,6 +1443,11 @@ function headOf (status: number, headers: StoredHeaders, requestTimeMs: number, 
 function parseContentLength (value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string' || !/^\d{1,15}$/.test(value)) return undefined
   return Number(value)
+}
+
+/** A fill with its head and not one body byte yet: a joiner that has been sent nothing may still fetch alone (the lock timeout). */
+function noBodyYet (fill: SharedFill): boolean {
+  return fill.state === 'streaming' && fill.length === 0
 }
 
 /** Could a 304 answer this GET or HEAD: does it carry If-None-Match or If-Modified-Since (RFC 9110 §13.1, §15.4.5)? */

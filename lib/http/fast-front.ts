@@ -35,6 +35,7 @@
  * part follows it, so the connection's bytes stay in order.
  */
 import type { Server } from 'node:http'
+import { constants } from 'node:os'
 import type { Socket } from 'node:net'
 
 /** A request the fast path may answer. */
@@ -177,11 +178,9 @@ export const SENDFILE_MIN_BYTES = 128 * 1024
  * When a socket is full in the middle of a body sent from a file, this much of the body is
  * written from memory through libuv, whose write callback says the socket takes bytes again;
  * the file sends the next part from there. Small, so nearly all of the body leaves from the
- * file, yet a whole number of segments' worth, so the probe costs no extra small packet.
+ * file; a remainder this small is written from memory at once. A judgement, not a measurement.
  */
 export const SENDFILE_PROBE_BYTES = 16 * 1024
-// What SendHeadFile returns when the socket is full (-EAGAIN, Linux)
-const EAGAIN = 11
 
 /** Counters for /metrics and tests. */
 export interface FastFrontStats {
@@ -596,8 +595,8 @@ class FastConnection {
    * Sends a large body from the responder's file (FastResponse.sendFile) when nothing is
    * queued on the socket ahead of it: the kernel takes the bytes from the page cache, as
    * nginx's sendfile does, instead of copying them out of `body`. When the socket fills up,
-   * the body goes on in parts (#sendMore): the response holds the connection as a streamed
-   * body does. False when nothing was sent: the caller writes it all.
+   * the body goes on in parts (#sendRest, #probed): the response holds the connection as a
+   * streamed body does. False when nothing was sent: the caller writes it all.
    */
   #sendFromFile (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
     const send = this.#front.sendFile
@@ -611,38 +610,43 @@ class FastConnection {
     const sent = res.sendFile((fileFd, offset) => send(fd, head, fileFd, offset, body.length))
     if (sent === undefined || sent <= 0) return false
     if (sent < head.length) {
-      this.#done.push(res)
       socket.write(head.subarray(sent))
-      socket.write(body, this.#onWritten)
+      this.#finish(res, body)
       return true
     }
-    const at = sent - head.length
-    this.#front.noteSentFromFile(at)
-    if (body.length - at <= SENDFILE_PROBE_BYTES) {
-      // the rest (often nothing: all of it is in the kernel) from memory; the write callback
-      // (onDone, accounting) comes as for any answer
-      this.#done.push(res)
-      socket.write(body.subarray(at), this.#onWritten)
-      return true
-    }
-    const file: FileSend = { res, body, at, close }
-    this.#sendingFile = file
-    this.#probe(file)
+    const file: FileSend = { res, body, at: sent - head.length, close }
+    this.#front.noteSentFromFile(file.at)
+    // #respond goes on from here, unless the rest holds the connection (#sendingFile)
+    this.#sendRest(file)
     return true
   }
 
-  /** Writes the next {@link SENDFILE_PROBE_BYTES} of a file send from memory: its callback says the socket has room. */
-  #probe (file: FileSend): void {
+  /**
+   * After a part went from the file: a small rest (often nothing) from memory, which ends the
+   * answer; else a probe ({@link SENDFILE_PROBE_BYTES}) whose write callback (#probed) says
+   * the socket has room for the next part. True when the answer is ended.
+   */
+  #sendRest (file: FileSend): boolean {
     const end = file.at + SENDFILE_PROBE_BYTES
     if (end >= file.body.length) {
-      this.#fileSent(file, file.body.subarray(file.at))
-      return
+      this.#sendingFile = undefined
+      this.#finish(file.res, file.body.subarray(file.at))
+      return true
     }
+    this.#sendingFile = file
     const probe = file.body.subarray(file.at, end)
     file.at = end
     this.#socket.write(probe, this.#onProbed)
+    return false
   }
 
+  /** The answer's last bytes (may be none): its write callback accounts for it as for any answer. */
+  #finish (res: FastResponse, rest: Buffer): void {
+    this.#done.push(res)
+    this.#socket.write(rest, this.#onWritten)
+  }
+
+  /** The socket took the probe: the file sends what it takes of the rest, and the connection goes on once all of it is out. */
   #probed (err: Error | null | undefined): void {
     const file = this.#sendingFile
     if (file === undefined) return // the connection closed meanwhile (#closed accounted for it)
@@ -650,11 +654,6 @@ class FastConnection {
       this.destroy()
       return
     }
-    this.#sendMore(file)
-  }
-
-  /** The socket took the probe: the file sends what it takes of the rest now. */
-  #sendMore (file: FileSend): void {
     const send = this.#front.sendFile
     const fd = socketFd(this.#socket)
     const left = file.body.length - file.at
@@ -666,17 +665,13 @@ class FastConnection {
       this.#front.noteSentFromFile(sent)
       file.at += sent
     }
-    if (file.at === file.body.length) this.#fileSent(file, EMPTY)
-    else if (sent === undefined || (sent < 0 && sent !== -EAGAIN)) this.#fileSent(file, file.body.subarray(file.at)) // no file now, or pages evicted
-    else this.#probe(file)
-  }
-
-  /** The last part of a file send (`rest`, from memory; may be empty): accounted for as any answer, then the connection goes on. */
-  #fileSent (file: FileSend, rest: Buffer): void {
-    this.#sendingFile = undefined
-    this.#done.push(file.res)
-    this.#socket.write(rest, this.#onWritten)
-    if (this.#next(file.close)) this.#goOn()
+    // no file now, or its pages were evicted: the rest from memory
+    const fromMemory = sent === undefined || (sent < 0 && sent !== -constants.errno.EAGAIN)
+    if (fromMemory) {
+      this.#sendingFile = undefined
+      this.#finish(file.res, file.body.subarray(file.at))
+    }
+    if ((fromMemory || this.#sendRest(file)) && this.#next(file.close)) this.#goOn()
   }
 
   /**

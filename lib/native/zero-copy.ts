@@ -5,6 +5,7 @@
  * does not copy the body from the process into the socket (lib/http/fast-front.ts).
  */
 import { closeSync, existsSync, openSync } from 'node:fs'
+import { constants } from 'node:os'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
@@ -13,9 +14,9 @@ export interface ZeroCopyAddon {
   /**
    * Sends `head`, then `length` bytes of `fileFd` from `offset`, on a non-blocking socket,
    * until done or the socket is full. Returns the bytes sent (head first), or -errno when
-   * nothing was: -ENODATA (61) when part of the range is not in the page cache (sending it
-   * would block on a disk read), -EAGAIN (11) when the socket is full, -ENOSYS (38) on a
-   * kernel that cannot say what is cached (before Linux 6.5).
+   * nothing was (os.constants.errno): -ENODATA when part of the range is not in the page
+   * cache (sending it would block on a disk read), -EAGAIN when the socket is full, -ENOSYS
+   * on a kernel that cannot say what is cached (before Linux 6.5).
    */
   sendHeadFile (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number): number
   /** 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel cannot tell. */
@@ -24,8 +25,6 @@ export interface ZeroCopyAddon {
   dropCached (fileFd: number): number
 }
 
-/** -errno values {@link ZeroCopyAddon.sendHeadFile} returns that callers act on (Linux numbers). */
-export const ERRNO = { EAGAIN: 11, ENOSYS: 38, ENODATA: 61 } as const
 
 const BUILT = new URL('./build/zero-copy.node', import.meta.url)
 
@@ -41,7 +40,7 @@ function load (): { addon: ZeroCopyAddon | undefined, unavailable: string | unde
   // Without cachestat(2) nothing could be sent without risking a disk read on the event loop.
   const fd = openSync(BUILT, 'r')
   try {
-    if (addon.resident(fd, 0, 1) === -ERRNO.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
+    if (addon.resident(fd, 0, 1) === -constants.errno.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
   } finally {
     closeSync(fd)
   }

@@ -2,10 +2,10 @@ import { once } from 'node:events'
 import { closeSync, openSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net, { type AddressInfo, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
+import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ERRNO, type ZeroCopyAddon } from '../../../lib/native/zero-copy.ts'
+import type { ZeroCopyAddon } from '../../../lib/native/zero-copy.ts'
 import { requireZeroCopy } from '../../helpers/zero-copy.ts'
 import { patternBody } from '../../edge/cache/store.contract.ts'
 
@@ -76,7 +76,7 @@ function suite (addon: ZeroCopyAddon): void {
     const head = Buffer.from('H\r\n\r\n', 'latin1')
     const sent = addon.sendHeadFile(fdOf(server), head, fd, 0, file.length)
     t.ok(sent > head.length && sent < head.length + file.length, `partial: ${sent} bytes`)
-    t.equal(addon.sendHeadFile(fdOf(server), Buffer.alloc(0), fd, sent - head.length, file.length - (sent - head.length)), -ERRNO.EAGAIN, 'a full socket takes nothing: -EAGAIN')
+    t.equal(addon.sendHeadFile(fdOf(server), Buffer.alloc(0), fd, sent - head.length, file.length - (sent - head.length)), -constants.errno.EAGAIN, 'a full socket takes nothing: -EAGAIN')
     client.resume()
     const got = await receive(client, sent)
     t.ok(got.subarray(0, sent).equals(Buffer.concat([head, file]).subarray(0, sent)), 'what was sent is the prefix, in order')
@@ -92,7 +92,7 @@ function suite (addon: ZeroCopyAddon): void {
       return
     }
     const { server } = await socketPair(t)
-    t.equal(addon.sendHeadFile(fdOf(server), Buffer.from('head'), fd, 0, file.length), -ERRNO.ENODATA, 'nothing sent, not even the head')
+    t.equal(addon.sendHeadFile(fdOf(server), Buffer.from('head'), fd, 0, file.length), -constants.errno.ENODATA, 'nothing sent, not even the head')
   })
 
   t.test('wrong arguments throw a TypeError', async (t) => {
