@@ -24,6 +24,7 @@ import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { DEFAULT_SCENARIOS, parseBenchArgs, type BenchArgs, type Scenario } from './lib/args.ts'
 import { REPO_ROOT } from './lib/child-server.ts'
+import { summariseWindows, type CompareResult } from './lib/compare.ts'
 import { exportRef } from './lib/edge-snapshot.ts'
 import { findExecutable, versionLine } from './lib/executables.ts'
 import { waitForQuiet } from './lib/quiet.ts'
@@ -43,7 +44,14 @@ import { runWorkingSet } from './scenarios/working-set.ts'
 async function main (): Promise<void> {
   const args = parseBenchArgs(process.argv.slice(2))
   if (args.render !== undefined) {
-    const results = JSON.parse(await readFile(args.render, 'utf8')) as BenchResults
+    const saved = JSON.parse(await readFile(args.render, 'utf8')) as BenchResults
+    // Summaries again from the saved windows, so figures added since the run (e.g. server + client CPU) show too.
+    const again = (c: CompareResult): CompareResult => ({ ...c, summaries: summariseWindows(c.windows) })
+    const results: BenchResults = {
+      ...saved,
+      ...(saved.comparisons === undefined ? {} : { comparisons: saved.comparisons.map(again) }),
+      ...(saved.workingSet === undefined ? {} : { workingSet: { ...saved.workingSet, comparison: again(saved.workingSet.comparison) } }),
+    }
     await writeFile(join(REPO_ROOT, 'bench/RESULTS.md'), renderResultsMarkdown(results))
     process.stderr.write(`bench/RESULTS.md rendered from ${args.render}\n`)
     return

@@ -72,6 +72,14 @@ export interface CompareSummary {
   readonly latencyP99Ms: number
   readonly cpuSecondsPerGb: number
   readonly cpuMsPerKiloRequest: number
+  /**
+   * The target's and its load generator's CPU together per GB served, median over windows
+   * (absent in results saved before it was reported). On loopback the kernel's delivery work
+   * lands on whichever end runs it: a server that copies pays for its copy in its own write,
+   * while sendfile's page-cache fragments cost the receiving client more. This is what
+   * serving a GB costs the machine, whoever is charged.
+   */
+  readonly bothEndsCpuSecondsPerGb?: number
   /** Summed over the measured windows. */
   readonly originRequests: number
   readonly originBytes: number
@@ -80,7 +88,7 @@ export interface CompareSummary {
   readonly non2xx: number
   readonly errors: number
   /** Medians of per-round ratios to nginx with the same generator; undefined without nginx. */
-  readonly vsNginx: { readonly requestsPerSec: number, readonly latencyP99Ms: number, readonly cpuSecondsPerGb: number, readonly cpuMsPerKiloRequest: number } | undefined
+  readonly vsNginx: { readonly requestsPerSec: number, readonly latencyP99Ms: number, readonly cpuSecondsPerGb: number, readonly cpuMsPerKiloRequest: number, readonly bothEndsCpuSecondsPerGb?: number } | undefined
 }
 
 /** One comparison's report. */
@@ -297,6 +305,7 @@ export function summariseWindows (windows: readonly CompareWindow[]): CompareSum
       })
       return median(ratios)
     }
+    const bothEnds = (w: CompareWindow): number => cpuSecondsPerGb(w.cpuSeconds + w.loadGenCpuSeconds, w.bytes)
     const bytes = mine.reduce((s, w) => s + w.bytes, 0)
     const originBytes = mine.reduce((s, w) => s + w.originBytes, 0)
     return {
@@ -309,6 +318,7 @@ export function summariseWindows (windows: readonly CompareWindow[]): CompareSum
       latencyP99Ms: median(mine.map((w) => w.latencyP99Ms)),
       cpuSecondsPerGb: median(mine.map((w) => w.cpuSecondsPerGb)),
       cpuMsPerKiloRequest: median(mine.map((w) => w.cpuMsPerKiloRequest)),
+      bothEndsCpuSecondsPerGb: median(mine.map(bothEnds)),
       originRequests: mine.reduce((s, w) => s + w.originRequests, 0),
       originBytes,
       byteHitRatio: bytes > 0 ? Math.max(0, 1 - originBytes / bytes) : Number.NaN,
@@ -321,6 +331,7 @@ export function summariseWindows (windows: readonly CompareWindow[]): CompareSum
             latencyP99Ms: perRound((w) => w.latencyP99Ms),
             cpuSecondsPerGb: perRound((w) => w.cpuSecondsPerGb),
             cpuMsPerKiloRequest: perRound((w) => w.cpuMsPerKiloRequest),
+            bothEndsCpuSecondsPerGb: perRound(bothEnds),
           },
     }
   })

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import type { SteeringResult, SteeringRound } from '../scenarios/steering.ts'
 import type { BenchTarget, PeerAvailability, TargetName } from './bench-target.ts'
-import type { AccessLogCost, CompareResult } from './compare.ts'
+import type { AccessLogCost, CompareResult, CompareSummary } from './compare.ts'
 import type { HotSpot, ProfileSummary } from './cpu-profile.ts'
 import { steeringLabel } from './steering-label.ts'
 import { clockTicksPerSecond } from './proc-cpu.ts'
@@ -378,21 +378,32 @@ function verdictSection (verdicts: readonly Verdict[]): string[] {
   ]
 }
 
+/** Why the per-GB tables also show the client's CPU (CompareSummary.bothEndsCpuSecondsPerGb). */
+export const BOTH_ENDS_NOTE = '"server + client CPU s/GB": the target\'s CPU and its load generator\'s together per GB. On loopback the kernel\'s delivery work lands on whichever end runs it: a server that copies pays for the copy in its own write, while sendfile\'s page-cache fragments cost the receiving client more (and on a real network the receiver is another machine). The issue\'s target is the server column; this one is what a GB costs the machine.'
+
 function compareSection (c: CompareResult): string[] {
   const k = c.config
   const costLabel = k.costUnit === 'gb' ? 'CPU s/GB' : 'CPU ms/1k req'
   const cost = (x: { cpuSecondsPerGb: number, cpuMsPerKiloRequest: number }): number => k.costUnit === 'gb' ? x.cpuSecondsPerGb : x.cpuMsPerKiloRequest
   const headers = Object.entries(k.headers).map(([n, v]) => `${n}: ${v}`).join(', ')
   const showHit = c.scenario === 'working-set'
+  // Per GB only: what the served bytes cost both ends of the loopback (CompareSummary.bothEndsCpuSecondsPerGb).
+  const showBoth = k.costUnit === 'gb' && c.summaries.some((x) => x.bothEndsCpuSecondsPerGb !== undefined)
+  const both = (x: CompareSummary): string => {
+    const vs = x.vsNginx?.bothEndsCpuSecondsPerGb
+    return ` ${fmt(x.bothEndsCpuSecondsPerGb ?? Number.NaN)}${vs === undefined ? '' : ` (${fmt(vs)}×)`} |`
+  }
   return [
     `## ${c.title} (\`${c.scenario}\`)`,
     '',
     `GET ${k.paths === 1 ? `\`${k.examplePath}\`` : `${k.paths} paths at random (e.g. \`${k.examplePath}\`)`}${headers === '' ? '' : ` with \`${headers}\``}, ${k.bodyBytes}-byte bodies, ${k.connections} connections; per window ${k.warmupS} s warm-up + ${k.measureS} s measured; targets ${c.targets.join(', ')} interleaved for ${k.rounds} rounds with ${k.generators.join(' and ')}; medians. CPU is each target's whole process tree. "vs nginx": median of per-round ratios to nginx with the same generator.`,
     '',
-    `| target | generator | req/s | MB/s | p50 ms | p99 ms | ${costLabel} | origin requests |${showHit ? ' byte hit ratio |' : ''} req/s vs nginx | CPU vs nginx |`,
-    `|---|---|---:|---:|---:|---:|---:|---:|${showHit ? '---:|' : ''}---:|---:|`,
-    ...c.summaries.map((x) => `| ${x.target} | ${x.generator} | ${fmt(x.requestsPerSec)} | ${fmt(x.mbPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(cost(x))} | ${x.originRequests} |${showHit ? ` ${fmt(x.byteHitRatio, 4)} |` : ''} ${x.vsNginx === undefined ? '–' : fmt(x.vsNginx.requestsPerSec)} | ${x.vsNginx === undefined ? '–' : fmt(cost(x.vsNginx))} |`),
+    `| target | generator | req/s | MB/s | p50 ms | p99 ms | ${costLabel} | origin requests |${showHit ? ' byte hit ratio |' : ''} req/s vs nginx | CPU vs nginx |${showBoth ? ' server + client CPU s/GB (vs nginx) |' : ''}`,
+    `|---|---|---:|---:|---:|---:|---:|---:|${showHit ? '---:|' : ''}---:|---:|${showBoth ? '---:|' : ''}`,
+    ...c.summaries.map((x) => `| ${x.target} | ${x.generator} | ${fmt(x.requestsPerSec)} | ${fmt(x.mbPerSec)} | ${fmt(x.latencyP50Ms)} | ${fmt(x.latencyP99Ms)} | ${fmt(cost(x))} | ${x.originRequests} |${showHit ? ` ${fmt(x.byteHitRatio, 4)} |` : ''} ${x.vsNginx === undefined ? '–' : fmt(x.vsNginx.requestsPerSec)} | ${x.vsNginx === undefined ? '–' : fmt(cost(x.vsNginx))} |${showBoth ? both(x) : ''}`),
     '',
+    // explained once, under the first per-GB table of a full run (bench/README.md explains it too)
+    ...(showBoth && c.scenario === 'hot-segment' ? [BOTH_ENDS_NOTE, ''] : []),
     ...(c.accessLog === undefined ? [] : [accessLogLine(c.accessLog), '']),
     '<details><summary>Per window</summary>',
     '',

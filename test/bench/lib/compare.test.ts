@@ -14,6 +14,19 @@ function w (round: number, target: TargetName, generator: 'wrk' | 'autocannon', 
   }
 }
 
+t.test('server + client CPU per GB: the target and its load generator together, ratio paired by round', async (t) => {
+  // edge: 1 s server + 1 s generator over 400 MB and 600 MB; nginx: 0.2 s + 2 s over 400 MB
+  const windows = [
+    w(1, 'edge', 'wrk', 100, 2.5), w(1, 'nginx', 'wrk', 100, 0.5, { cpuSeconds: 0.2, loadGenCpuSeconds: 2 }),
+    w(2, 'edge', 'wrk', 150, 1.67), w(2, 'nginx', 'wrk', 100, 0.5, { cpuSeconds: 0.2, loadGenCpuSeconds: 2 }),
+  ]
+  const [edge, nginx] = summariseWindows(windows)
+  t.ok(Math.abs(edge!.bothEndsCpuSecondsPerGb! - (5 + 2 / 0.6) / 2) < 1e-9, 'median of 2 s / 0.4 GB and 2 s / 0.6 GB')
+  t.ok(Math.abs(nginx!.bothEndsCpuSecondsPerGb! - 5.5) < 1e-9, '2.2 s / 0.4 GB')
+  t.ok(Math.abs(edge!.vsNginx!.bothEndsCpuSecondsPerGb! - (5 / 5.5 + (2 / 0.6) / 5.5) / 2) < 1e-9, 'median of the per-round ratios')
+  t.ok(edge!.cpuSecondsPerGb > nginx!.cpuSecondsPerGb, 'while the server-only figure ranks them the other way')
+})
+
 t.test('ratios pair windows of the same round and generator', async (t) => {
   const windows = [
     w(1, 'edge', 'wrk', 100, 0.3), w(1, 'nginx', 'wrk', 200, 0.1), w(1, 'edge', 'autocannon', 50, 0.4), w(1, 'nginx', 'autocannon', 50, 0.2),
@@ -30,7 +43,7 @@ t.test('ratios pair windows of the same round and generator', async (t) => {
   t.equal(edgeWrk.originRequests, 2, 'origin requests are summed')
   t.equal(edgeWrk.byteHitRatio, 1 - 1e6 / (100 * 4e6 + 150 * 4e6 + 90 * 4e6))
   t.equal(s[2]!.vsNginx!.requestsPerSec, 1.25, 'autocannon windows pair with autocannon: median of 1 and 1.5')
-  t.same(s[1]!.vsNginx, { requestsPerSec: 1, latencyP99Ms: 1, cpuSecondsPerGb: 1, cpuMsPerKiloRequest: 1 })
+  t.same(s[1]!.vsNginx, { requestsPerSec: 1, latencyP99Ms: 1, cpuSecondsPerGb: 1, cpuMsPerKiloRequest: 1, bothEndsCpuSecondsPerGb: 1 })
   const noNginx = summariseWindows([w(1, 'edge', 'wrk', 1, 1)])
   t.equal(noNginx[0]!.vsNginx, undefined)
 })

@@ -139,3 +139,25 @@ t.test('--log-ab: one line under the hot-cache table with edge-log / edge per ge
   t.notMatch(without, /Access log|--log-ab/, 'no line without --log-ab')
   t.equal(md.replace(`${line}\n\n`, ''), without, 'the line (and its blank line) is the only difference')
 })
+
+t.test('per-GB tables show server + client CPU with its ratio to nginx, and say why; per-request tables and old results do not', async (t) => {
+  const segment: CompareResult = {
+    ...playlist,
+    scenario: 'hot-segment',
+    title: 'Hot 2 MiB segment from memory',
+    config: { ...playlist.config, bodyBytes: 2_097_140, costUnit: 'gb' },
+    targets: ['edge', 'nginx'],
+    summaries: [
+      { ...playlist.summaries[0]!, cpuSecondsPerGb: 0.2, bothEndsCpuSecondsPerGb: 0.35, vsNginx: { requestsPerSec: 2.4, latencyP99Ms: 1, cpuSecondsPerGb: 2, cpuMsPerKiloRequest: 1, bothEndsCpuSecondsPerGb: 0.61 } },
+      { ...playlist.summaries[0]!, target: 'nginx', cpuSecondsPerGb: 0.1, bothEndsCpuSecondsPerGb: 0.57, vsNginx: { requestsPerSec: 1, latencyP99Ms: 1, cpuSecondsPerGb: 1, cpuMsPerKiloRequest: 1, bothEndsCpuSecondsPerGb: 1 } },
+    ],
+  }
+  const md = renderResultsMarkdown({ ...base, comparisons: [segment] })
+  t.match(md, /\| req\/s vs nginx \| CPU vs nginx \| server \+ client CPU s\/GB \(vs nginx\) \|\n\|---\|---\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|\n/)
+  t.match(md, /\| edge \| wrk \| 20000 \| 32 \| 4 \| 12 \| 0\.2 \| 0 \| 2\.4 \| 2 \| 0\.35 \(0\.61×\) \|\n/)
+  t.match(md, /\| nginx \| wrk \| .* \| 0\.57 \(1×\) \|\n/)
+  t.match(md, /"server \+ client CPU s\/GB": the target's CPU and its load generator's together per GB/)
+  const old = renderResultsMarkdown({ ...base, comparisons: [{ ...segment, summaries: segment.summaries.map(({ bothEndsCpuSecondsPerGb: _, ...x }) => x) }] })
+  t.notMatch(old, /server \+ client/, 'results saved before the column render as they did')
+  t.notMatch(renderResultsMarkdown({ ...base, comparisons: [playlist] }), /server \+ client/, 'per-request tables have no such column')
+})
