@@ -314,6 +314,8 @@ export class CacheNodeMetrics {
       labelNames: ['upstream'],
       registers: [registry],
       collect () {
+        // reset first: a member a reload removed (shield origins) leaves the series
+        this.reset()
         for (const h of source()) this.labels({ upstream: h.name }).set(h.probeDown || h.state === 'open' ? 0 : h.state === 'half-open' ? 0.5 : 1)
       },
     })
@@ -322,14 +324,20 @@ export class CacheNodeMetrics {
       help: 'Requests in flight to each origin (origin pools: never above the concurrency cap)',
       labelNames: ['upstream'],
       registers: [registry],
-      collect () { for (const h of source()) if (h.active !== undefined) this.labels({ upstream: h.name }).set(h.active) },
+      collect () {
+        this.reset()
+        for (const h of source()) if (h.active !== undefined) this.labels({ upstream: h.name }).set(h.active)
+      },
     })
     new Gauge({
       name: `${p}upstream_queued_requests`,
       help: 'Requests waiting for a slot to each origin',
       labelNames: ['upstream'],
       registers: [registry],
-      collect () { for (const h of source()) if (h.queued !== undefined) this.labels({ upstream: h.name }).set(h.queued) },
+      collect () {
+        this.reset()
+        for (const h of source()) if (h.queued !== undefined) this.labels({ upstream: h.name }).set(h.queued)
+      },
     })
     const seen = new Map<string, number>()
     new Counter({

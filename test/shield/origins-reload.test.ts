@@ -128,6 +128,8 @@ t.test('startShield: reloadOrigins re-reads shield.originsFile; a broken file ke
   t.teardown(() => shield.close())
 
   t.equal((await fetchRaw(`${shield.url}/files/1.txt`)).body.toString(), 'from a')
+  const before = (await fetchRaw(`${shield.url}/metrics`)).body.toString()
+  t.match(before, /^streamedge_upstream_up\{upstream="a",[^}]*\} 1$/m, 'a scrape before the reload sees origin a')
   const inFlight = fetchRaw(`${shield.url}/files/slow.txt`)
   await a.waitForRequests('/files/slow.txt', 1)
 
@@ -163,6 +165,10 @@ t.test('startShield: reloadOrigins re-reads shield.originsFile; a broken file ke
   const metrics = (await fetchRaw(`${shield.url}/metrics`)).body.toString()
   t.match(metrics, /^streamedge_reloads_total\{file="origins",outcome="ok",role="shield",node="sh"\} 1$/m)
   t.match(metrics, /^streamedge_reloads_total\{file="origins",outcome="refused",role="shield",node="sh"\} 2$/m)
+  for (const gauge of ['upstream_up', 'upstream_active_requests', 'upstream_queued_requests']) {
+    t.match(metrics, new RegExp(`^streamedge_${gauge}\\{upstream="b",`, 'm'), `${gauge}: the new origin is reported`)
+    t.notMatch(metrics, new RegExp(`^streamedge_${gauge}\\{upstream="a",`, 'm'), `${gauge}: the removed origin no longer is`)
+  }
 })
 
 t.test('startShield with shield.origins (no file): a reload has nothing to read, and SIGHUP is left alone', async (t) => {
