@@ -287,16 +287,19 @@ export function deliverObject (ex: Exchange, object: StoredObject, status: Statu
  * A body rewritten for this client: sent whole (Range ignored: the stored body's offsets
  * do not apply), with a weak ETag (RFC 9110 §8.8.1: same meaning, other bytes) and no
  * conditional 304 (the rewrite may differ per session); a failed If-Match or
- * If-Unmodified-Since is still a 412.
+ * If-Unmodified-Since is still a 412. `unframed`: sent close-delimited (rewriteUnframed).
  */
-function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields): void {
+function deliverRewritten (ex: Exchange, meta: ObjectMeta, body: Buffer, status: StatusFields, unframed = false): void {
   // The rewrite's ETag is weak (rewrittenFields) and If-Match compares strongly: no tag of it can match, only *.
   if (preconditionFailed(ex.req, meta.status, undefined, headerValue(meta.headers['last-modified']))) {
     write412(ex, status)
     return
   }
   const headers = rewrittenFields(ex, meta.headers, status)
-  headers.push('age', ageHeaderValue(meta, ex.now()), 'content-length', String(body.length))
+  headers.push('age', ageHeaderValue(meta, ex.now()))
+  // from an unframed upstream body (rewriteUnframed): no more known to be complete than it was
+  if (unframed) closeDelimited(ex.res, headers)
+  else headers.push('content-length', String(body.length))
   ex.status = 200
   ex.res.writeHead(200, headers)
   if (ex.req.method === 'HEAD') {
@@ -445,15 +448,11 @@ const NO_BODY = new Set([204, 304])
 
 /**
  * A body to rewrite from a fill whose upstream body had no framing: read whole first, then
- * sent unframed too (closeDelimited: a rewrite of a body that may be cut is no more complete).
+ * answered as a framed one is (deliverObject: a rewrite gets no 304 and only If-Match: *,
+ * a body the rewrite leaves alone the usual preconditions), but sent unframed too
+ * (closeDelimited: a rewrite of a body that may be cut is no more complete).
  */
 function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
-  const precondition = preconditions(ex.req, head.status, head.headers)
-  if (precondition !== 'proceed') {
-    fill.detach()
-    writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
-    return
-  }
   void fill.settled().then(() => {
     if (fill.state === 'failed') {
       failResponse(ex, fill.error, status)
@@ -461,14 +460,21 @@ function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status
     }
     const body = fill.body()
     const rewritten = ex.transform!(body)
-    const headers = rewritten === undefined ? fillFields(ex, head, status, ex.now(), extraCookie) : rewrittenFields(ex, head.headers, status)
-    if (rewritten !== undefined) headers.push('age', ageAtHead(head, ex.now()))
-    const out = rewritten ?? body
+    if (rewritten !== undefined) {
+      deliverRewritten(ex, metaOfFill(fill, head), rewritten, status, true)
+      return
+    }
+    const precondition = preconditions(ex.req, head.status, head.headers)
+    if (precondition !== 'proceed') {
+      writePrecondition(ex, precondition, head.headers, status, ageAtHead(head, ex.now()))
+      return
+    }
+    const headers = fillFields(ex, head, status, ex.now(), extraCookie)
     ex.status = head.status
     closeDelimited(ex.res, headers)
     ex.res.writeHead(head.status, headers)
-    ex.bytes += out.length
-    ex.res.end(out)
+    ex.bytes += body.length
+    ex.res.end(body)
   })
 }
 

@@ -182,6 +182,27 @@ t.test('edge alone: a pass-through (a method the cache does not store) with an u
   t.match(member(res, EDGE), { fwd: 'method' })
 })
 
+t.test('edge alone: a playlist rewritten for its client (content steering) from an unframed body: unframed, and its preconditions as for a framed one', async (t) => {
+  const master = Buffer.from(['#EXTM3U', '#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360', 'v/index.m3u8', ''].join('\n'))
+  const fields = ['cache-control: max-age=60', 'content-type: application/vnd.apple.mpegurl', 'etag: "m1"']
+  const origin = await startRawOrigin(t, { '/vod/t/master.m3u8': (_req, socket) => { socket.end(rawResponse(200, fields, master, 'none')) } })
+  const edge = await edgeFor(t, origin, { controlPlane: { url: 'http://127.0.0.1:9', heartbeatIntervalMs: 60_000 } })
+  const rewritten = (t: Test, res: Wire, label: string): void => {
+    t.equal(res.status, 200, `${label}: 200`)
+    t.match(res.body.toString(), /#EXT-X-CONTENT-STEERING/, `${label}: the rewritten body`)
+    t.equal(res.headers.etag, 'W/"m1"', `${label}: its validator weak`)
+    t.equal(res.headers['content-length'], undefined, `${label}: unframed, as it came`)
+    t.equal(res.headers.connection, 'close', `${label}: Connection: close`)
+  }
+  rewritten(t, await rawGet(edge.url, '/vod/t/master.m3u8'), 'plain GET')
+  // the rewrite may differ per session: no 304 for it, whatever the stored tag (as deliverRewritten)
+  rewritten(t, await rawGet(edge.url, '/vod/t/master.m3u8', ['if-none-match: "m1"']), 'If-None-Match of the stored tag')
+  // If-Match compares strongly, and the rewrite's tag is weak: only * holds
+  t.equal((await rawGet(edge.url, '/vod/t/master.m3u8', ['if-match: "m1"'])).status, 412, 'If-Match of the stored tag: 412')
+  rewritten(t, await rawGet(edge.url, '/vod/t/master.m3u8', ['if-match: *']), 'If-Match: *')
+  t.equal(origin.count('/vod/t/master.m3u8'), 4, 'never stored: each request a fill of its own')
+})
+
 // ---- (b) origin → shield → edge ---------------------------------------------------------------
 
 t.test('origin → shield → edge: the body stays unframed at every hop, neither tier stores it, every request reaches the origin', async (t) => {
