@@ -308,37 +308,26 @@ export class CacheNodeMetrics {
   watchUpstreams (source: () => readonly UpstreamHealthSample[]): void {
     const p = 'streamedge_'
     const registry = this.registry
-    new Gauge({
-      name: `${p}upstream_up`,
-      help: 'Whether each upstream member is in use: 1 closed breaker and probe up, 0.5 half-open (on trial), 0 marked down',
-      labelNames: ['upstream'],
-      registers: [registry],
-      collect () {
-        // reset first: a member a reload removed (shield origins) leaves the series
-        this.reset()
-        for (const h of source()) this.labels({ upstream: h.name }).set(h.probeDown || h.state === 'open' ? 0 : h.state === 'half-open' ? 0.5 : 1)
-      },
-    })
-    new Gauge({
-      name: `${p}upstream_active_requests`,
-      help: 'Requests in flight to each origin (origin pools: never above the concurrency cap)',
-      labelNames: ['upstream'],
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const h of source()) if (h.active !== undefined) this.labels({ upstream: h.name }).set(h.active)
-      },
-    })
-    new Gauge({
-      name: `${p}upstream_queued_requests`,
-      help: 'Requests waiting for a slot to each origin',
-      labelNames: ['upstream'],
-      registers: [registry],
-      collect () {
-        this.reset()
-        for (const h of source()) if (h.queued !== undefined) this.labels({ upstream: h.name }).set(h.queued)
-      },
-    })
+    // Reset at each scrape, then the current members: one a reload removed (shield origins) leaves the series.
+    const perMember = (name: string, help: string, read: (h: UpstreamHealthSample) => number | undefined): void => {
+      new Gauge({
+        name: `${p}${name}`,
+        help,
+        labelNames: ['upstream'],
+        registers: [registry],
+        collect () {
+          this.reset()
+          for (const h of source()) {
+            const value = read(h)
+            if (value !== undefined) this.labels({ upstream: h.name }).set(value)
+          }
+        },
+      })
+    }
+    perMember('upstream_up', 'Whether each upstream member is in use: 1 closed breaker and probe up, 0.5 half-open (on trial), 0 marked down',
+      (h) => h.probeDown || h.state === 'open' ? 0 : h.state === 'half-open' ? 0.5 : 1)
+    perMember('upstream_active_requests', 'Requests in flight to each origin (origin pools: never above the concurrency cap)', (h) => h.active)
+    perMember('upstream_queued_requests', 'Requests waiting for a slot to each origin', (h) => h.queued)
     const seen = new Map<string, number>()
     new Counter({
       name: `${p}upstream_rejections_total`,
