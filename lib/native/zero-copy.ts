@@ -25,7 +25,6 @@ export interface ZeroCopyAddon {
   dropCached (fileFd: number): number
 }
 
-
 const BUILT = new URL('./build/zero-copy.node', import.meta.url)
 
 function load (): { addon: ZeroCopyAddon | undefined, unavailable: string | undefined } {

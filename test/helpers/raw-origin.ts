@@ -98,6 +98,19 @@ export function rawResponse (status: number, headers: readonly string[], body: s
   return Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), bytes])
 }
 
+/**
+ * A handler that writes a 200 head (`fields` as given: no Content-Length added) and the first
+ * `sent` bytes of `body`, then waits for `next()` and hands the socket to `then` (the rest, a
+ * reset, a stall): an origin caught mid-body.
+ */
+export function sendPart (fields: readonly string[], body: Buffer, sent: number, next: () => Promise<unknown>, then: (socket: net.Socket) => void): RawHandler {
+  return async (_req, socket) => {
+    socket.write(rawResponse(200, fields, body.subarray(0, sent), 'none'))
+    await next()
+    then(socket)
+  }
+}
+
 const REASONS: Record<number, string> = { 100: 'Continue', 102: 'Processing', 103: 'Early Hints', 200: 'OK', 206: 'Partial Content', 304: 'Not Modified', 404: 'Not Found', 500: 'Internal Server Error' }
 
 /**

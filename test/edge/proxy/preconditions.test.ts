@@ -8,7 +8,7 @@
  */
 import t, { type Test } from 'tap'
 import { fetchRaw, type Fetched, type FetchOptions } from '../../helpers/http-client.ts'
-import { edgeFor, rawResponse, startRawOrigin } from '../../helpers/raw-origin.ts'
+import { edgeFor, sendPart, startRawOrigin } from '../../helpers/raw-origin.ts'
 import { startHlsNode } from '../../helpers/hls.ts'
 import { httpDate, startScriptedOrigin } from '../../helpers/scripted-origin.ts'
 import { cacheStatus, Clock, gate, ok, startRig, text, until, type Rig } from '../rfc9111/harness.ts'
@@ -194,12 +194,9 @@ t.test('a request joining a fill in flight (a slow origin body) has its precondi
   const lastModified = httpDate(Date.UTC(2025, 0, 1))
   const rest = gate()
   const origin = await startRawOrigin(t, {
-    '/slow.bin': async (_req, socket) => {
-      const fields = ['content-type: application/octet-stream', 'cache-control: max-age=600', 'etag: "s1"', `last-modified: ${lastModified}`, `date: ${httpDate(Date.now())}`, `content-length: ${body.length}`]
-      socket.write(rawResponse(200, fields, body.subarray(0, 1024), 'none'))
-      await rest.promise
-      socket.write(body.subarray(1024))
-    },
+    '/slow.bin': (req, socket) => sendPart(
+      ['content-type: application/octet-stream', 'cache-control: max-age=600', 'etag: "s1"', `last-modified: ${lastModified}`, `date: ${httpDate(Date.now())}`, `content-length: ${body.length}`],
+      body, 1024, () => rest.promise, (s) => { s.write(body.subarray(1024)) })(req, socket),
   })
   const edge = await edgeFor(t, origin)
   const url = edge.url + '/slow.bin'

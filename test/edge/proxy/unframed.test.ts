@@ -10,9 +10,10 @@
  * reset, since a clean close would read as its end. Raw client sockets read the exact framing.
  */
 import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { fetchRaw } from '../../helpers/http-client.ts'
-import { edgeFor, rawResponse, startRawOrigin, startTiers, stored, TIMEOUTS, type RawHandler } from '../../helpers/raw-origin.ts'
+import { edgeFor, rawResponse, sendPart, startRawOrigin, startTiers, stored, TIMEOUTS, type RawHandler } from '../../helpers/raw-origin.ts'
 import { cacheStatusMembers, gate, until, type CacheStatusParams } from '../rfc9111/harness.ts'
 
 const EDGE = 'streamedge-test-edge'
@@ -101,10 +102,7 @@ function unframed (body: Buffer = BODY, held?: Promise<void>): RawHandler {
 
 /** Writes an unframed head and the first `sent` body bytes, then `cut`s the connection. */
 function cutAfter (sent: number, cut: (socket: net.Socket) => void): RawHandler {
-  return (_req, socket) => {
-    socket.write(rawResponse(200, UNFRAMED_FIELDS, BODY.subarray(0, sent), 'none'))
-    setTimeout(() => cut(socket), 50)
-  }
+  return sendPart(UNFRAMED_FIELDS, BODY, sent, () => sleep(50), cut)
 }
 
 // ---- (a) the edge alone ----------------------------------------------------------------------
@@ -144,11 +142,7 @@ t.test('edge alone: joiners of an unframed fill, on the fast path (handed to nod
 t.test('edge alone: a fast-path joiner arriving mid-body is handed to node:http and gets the body unframed from its first byte', async (t) => {
   const rest = gate()
   const origin = await startRawOrigin(t, {
-    '/u.bin': async (_req, socket) => {
-      socket.write(rawResponse(200, UNFRAMED_FIELDS, BODY.subarray(0, 1000), 'none'))
-      await rest.promise
-      socket.end(BODY.subarray(1000))
-    },
+    '/u.bin': sendPart(UNFRAMED_FIELDS, BODY, 1000, () => rest.promise, (socket) => { socket.end(BODY.subarray(1000)) }),
   })
   const edge = await edgeFor(t, origin)
   let received = 0
@@ -286,11 +280,7 @@ t.test('origin → shield: an unframed body that stalls at the origin resets the
 t.test('edge alone: an origin that resets mid-body: not stored, and the client\'s connection is reset too', async (t) => {
   const cut = gate()
   const origin = await startRawOrigin(t, {
-    '/r.bin': async (_req, socket) => {
-      socket.write(rawResponse(200, UNFRAMED_FIELDS, BODY.subarray(0, 1000), 'none'))
-      await cut.promise
-      socket.resetAndDestroy()
-    },
+    '/r.bin': sendPart(UNFRAMED_FIELDS, BODY, 1000, () => cut.promise, (socket) => { socket.resetAndDestroy() }),
   })
   const edge = await edgeFor(t, origin)
   const seen: Buffer[] = []

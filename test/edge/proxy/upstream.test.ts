@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { isCdnError } from '../../../lib/errors.ts'
 import { HttpUpstream, type UpstreamRequest } from '../../../edge/proxy/upstream.ts'
-import { rawResponse, startRawOrigin, TIMEOUTS, type RawOrigin } from '../../helpers/raw-origin.ts'
+import { rawResponse, sendPart, startRawOrigin, TIMEOUTS, type RawOrigin } from '../../helpers/raw-origin.ts'
 import { gate } from '../rfc9111/harness.ts'
 
 const FIELDS = ['content-type: application/octet-stream']
@@ -42,11 +42,7 @@ async function drain (body: Readable, onChunk?: (received: number) => void): Pro
 t.test('a close-delimited body cut by a reset ends in CDN_ERR_UPSTREAM_TRUNCATED, not in a clean end', async (t) => {
   const cut = gate()
   const origin = await startRawOrigin(t, {
-    '/u.bin': async (_req, socket) => {
-      socket.write(rawResponse(200, FIELDS, BODY.subarray(0, 1000), 'none'))
-      await cut.promise
-      socket.resetAndDestroy()
-    },
+    '/u.bin': sendPart(FIELDS, BODY, 1000, () => cut.promise, (socket) => { socket.resetAndDestroy() }),
   })
   const res = await upstreamFor(t, origin).request(GET)
   t.equal(res.status, 200)

@@ -1072,7 +1072,7 @@ t.test('sendFile: when the file is gone mid-body, or its pages are, the rest com
   if (send === undefined) return
   const body = patternBody(24 * 1024 * 1024, 14)
   const fd = await bodyFile(t, body)
-  for (const later of [undefined, -61]) {
+  for (const later of [undefined, -constants.errno.ENODATA]) {
     const done: boolean[] = []
     let offers = 0
     const h = await startWith(t, () => ({
