@@ -103,7 +103,7 @@ export class ControlPlaneServer {
 
   /** Requests the fast path answered, and connections it handed to node:http. */
   get fastPath (): FastFrontStats {
-    return this.#front?.stats ?? { answered: 0, handedOff: 0, open: 0, flushes: 0, sentFromFileBytes: 0 }
+    return this.#front?.stats ?? { answered: 0, handedOff: 0, open: 0, flushes: 0, sentFromFileBytes: 0, sentDirect: 0 }
   }
 
   /** Binds and resolves with the URL (port 0 becomes a real port). */

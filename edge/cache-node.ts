@@ -214,6 +214,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
     fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor }),
     sendFile: options.sendfile === true ? zeroCopy?.sendHeadFile : undefined,
+    sendHeadBody: zeroCopy?.sendHeadBody,
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
     metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),

@@ -153,20 +153,22 @@ export interface UpstreamHealthSample {
  * A fast front's running totals, as lib/http/fast-front.ts counts them (the control plane's
  * front sends no files, so its sample need not say so).
  */
-export type FastPathSample = Omit<FastFrontStats, 'sentFromFileBytes'> & Partial<Pick<FastFrontStats, 'sentFromFileBytes'>>
+export type FastPathSample = Omit<FastFrontStats, OptionalFastField> & Partial<Pick<FastFrontStats, OptionalFastField>>
+// Counts of the edge's senders (the control plane's front has neither).
+type OptionalFastField = 'sentFromFileBytes' | 'sentDirect'
 
 /** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */
-type FastPathSeries = Readonly<Record<Exclude<keyof FastPathSample, 'sentFromFileBytes'>, readonly [name: string, help: string]>> & {
-  readonly sentFromFileBytes?: readonly [name: string, help: string]
+type FastPathSeries = Readonly<Record<Exclude<keyof FastPathSample, OptionalFastField>, readonly [name: string, help: string]>> & {
+  readonly [field in OptionalFastField]?: readonly [name: string, help: string]
 }
 
 /**
  * Publishes a fast front's totals at scrape time: `answered`, `handedOff`, `flushes` and (when
- * named) `sentFromFileBytes` as counters, `open` as a gauge; all read 0 while `source` gives
+ * named) `sentFromFileBytes` and `sentDirect` as counters, `open` as a gauge; all read 0 while `source` gives
  * undefined (fast path off).
  */
 function watchFastFront (registry: client.Registry, series: FastPathSeries, source: () => FastPathSample | undefined): void {
-  for (const field of ['answered', 'handedOff', 'flushes', 'sentFromFileBytes'] as const) {
+  for (const field of ['answered', 'handedOff', 'flushes', 'sentFromFileBytes', 'sentDirect'] as const) {
     const named = series[field]
     if (named === undefined) continue
     const [name, help] = named
@@ -356,6 +358,7 @@ export class CacheNodeMetrics {
       open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
       flushes: ['streamedge_fast_path_flushes_total', 'Event-loop turns whose fast-path answers were written together (responses / flushes: answers per burst)'],
       sentFromFileBytes: ['streamedge_fast_path_sendfile_bytes_total', 'Body bytes of fast-path hits the kernel sent from the disk tier\'s page cache (server.sendfile), not copied from memory'],
+      sentDirect: ['streamedge_fast_path_direct_sends_total', 'Fast-path answers with a medium body (2-64 KiB) whose head and body went out in one sendmsg(2) from memory, past node\'s stream layers (native helper)'],
     }, source)
   }
 

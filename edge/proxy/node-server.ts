@@ -10,7 +10,7 @@ import http, { type IncomingMessage, type Server, type ServerResponse } from 'no
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { FastFront, type FastFrontStats, type FastHandler, type SendHeadFile } from '../../lib/http/fast-front.ts'
+import { FastFront, type FastFrontStats, type FastHandler, type SendHeadBody, type SendHeadFile } from '../../lib/http/fast-front.ts'
 import type { Logger } from '../../lib/log.ts'
 
 export interface ListenAddress {
@@ -31,6 +31,8 @@ export interface NodeServerOptions {
   readonly fastHandler?: FastHandler | undefined
   /** The fast path's zero-copy sender (FastFrontOptions.sendFile); undefined copies every body. */
   readonly sendFile?: SendHeadFile | undefined
+  /** The fast path's one-call sender of medium bodies from memory (FastFrontOptions.sendHeadBody); undefined writes them through the socket. */
+  readonly sendHeadBody?: SendHeadBody | undefined
   /** Serves `/admin/...` (authenticated operations such as purge). */
   readonly admin?: (req: IncomingMessage, res: ServerResponse) => void
   /** Ready to take traffic (/readyz)? */
@@ -85,6 +87,7 @@ export class NodeServer {
         keepAliveTimeoutMs: this.#o.keepAliveTimeoutMs,
         handler: (req) => this.#operational(req.target) ? undefined : fast(req),
         sendFile: this.#o.sendFile,
+        sendHeadBody: this.#o.sendHeadBody,
       })
       this.#front.attach(plain)
     }

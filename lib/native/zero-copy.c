@@ -1,6 +1,7 @@
 /*
  * streamedge zero-copy sends (Linux): a response head, then body bytes straight from the
- * page cache with sendfile(2), on a non-blocking socket that libuv owns. Everything here
+ * page cache with sendfile(2), on a non-blocking socket that libuv owns; and a head and a
+ * body from memory in one sendmsg(2), without node's stream layers in between. Everything here
  * is synchronous and never waits: the caller (lib/http/fast-front.ts) only calls in when
  * libuv has nothing queued on the socket, and writes whatever was not sent through the
  * socket's normal write path. So libuv's view of the socket never changes under it.
@@ -16,6 +17,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef __NR_cachestat
@@ -103,6 +105,39 @@ static napi_value send_head_file(napi_env env, napi_callback_info info) {
   return number(env, sent);
 }
 
+/*
+ * sendHeadBody(socketFd, head: string, body: Buffer): number
+ * One sendmsg(2) of `head` (latin1, as the front writes heads) and `body` on a non-blocking
+ * socket. Returns the bytes sent (possibly fewer than all: the caller writes the rest), or
+ * -errno when none were, -E2BIG when the head is longer than this helper copies (8 KiB).
+ */
+#define HEAD_MAX 8192
+static napi_value send_head_body(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!args(env, info, 3, argv)) return NULL;
+  int32_t sock;
+  char head[HEAD_MAX];
+  size_t head_len;
+  void *body;
+  size_t body_len;
+  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || napi_get_value_string_latin1(env, argv[1], head, HEAD_MAX, &head_len) != napi_ok ||
+      napi_get_buffer_info(env, argv[2], &body, &body_len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (socketFd, head string, body Buffer)");
+    return NULL;
+  }
+  /* the copy stops one short of the buffer (room for a NUL): a head that filled it may be cut */
+  if (head_len >= HEAD_MAX - 1) return number(env, -E2BIG);
+  struct iovec iov[2] = { { head, head_len }, { body, body_len } };
+  struct msghdr msg = { 0 };
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  for (;;) {
+    ssize_t n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return number(env, n);
+    if (errno != EINTR) return number(env, -errno);
+  }
+}
+
 /* resident(fileFd, offset, length): 1, 0, or -errno (see above). */
 static napi_value resident_js(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -140,6 +175,7 @@ static void export_function(napi_env env, napi_value exports, const char *name, 
 NAPI_MODULE_INIT() {
   page_size = sysconf(_SC_PAGESIZE);
   export_function(env, exports, "sendHeadFile", send_head_file);
+  export_function(env, exports, "sendHeadBody", send_head_body);
   export_function(env, exports, "resident", resident_js);
   export_function(env, exports, "dropCached", drop_cached);
   return exports;

@@ -19,6 +19,12 @@ export interface ZeroCopyAddon {
    * on a kernel that cannot say what is cached (before Linux 6.5).
    */
   sendHeadFile (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number): number
+  /**
+   * Sends `head` (latin1) and `body` from memory in one sendmsg(2) on a non-blocking socket.
+   * Returns the bytes sent, possibly fewer than all, or -errno when none were (-EAGAIN: the
+   * socket is full; -E2BIG: a head over 8 KiB, which this helper does not copy).
+   */
+  sendHeadBody (socketFd: number, head: string, body: Buffer): number
   /** 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel cannot tell. */
   resident (fileFd: number, offset: number, length: number): number
   /** Writes back and drops the file's cached pages (tests use it to make a file not resident); 0 or -errno. */

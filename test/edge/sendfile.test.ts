@@ -101,3 +101,28 @@ t.test('off (the default): every body is written from memory', async (t) => {
   }
   t.equal(sent(node), 0)
 })
+
+t.test('medium hits (over 2 KiB, up to 64 KiB: a small object, a range) leave in one direct send, byte for byte, sendfile on or off', async (t) => {
+  if (requireZeroCopy(t) === undefined) return
+  for (const sendfile of [false, true]) {
+    const { node } = await setup(t, sendfile)
+    const direct = (): number => node.fastPathStats()?.sentDirect ?? 0
+    const miss = await fetchRaw(node.url + '/v/small.bin')
+    t.ok(miss.body.equals(SMALL))
+    await fetchRaw(node.url + '/v/seg-1.bin')
+    const before = direct()
+    const hit = await fetchRaw(node.url + '/v/small.bin')
+    t.ok(hit.body.equals(SMALL), `sendfile ${String(sendfile)}: a 20 KB hit, its bytes`)
+    t.match(hit.headers['cache-status'], /hit/)
+    t.equal(hit.headers['content-length'], String(SMALL.length))
+    const range = await fetchRaw(node.url + '/v/seg-1.bin', { headers: { range: 'bytes=700000-765535' } })
+    t.equal(range.status, 206)
+    t.equal(range.headers['content-range'], `bytes 700000-765535/${SEGMENT.length}`)
+    t.ok(range.body.equals(SEGMENT.subarray(700_000, 765_536)), 'a 64 KiB range: its bytes')
+    const over = await fetchRaw(node.url + '/v/seg-1.bin', { headers: { range: 'bytes=0-65536' } })
+    t.ok(over.body.equals(SEGMENT.subarray(0, 65_537)), 'one byte over 64 KiB: its bytes, through the socket')
+    t.equal(direct() - before, 2, 'the hit and the 64 KiB range went direct; the larger range did not')
+    const metrics = await fetchRaw(node.url + '/metrics')
+    t.match(metrics.body.toString(), /streamedge_fast_path_direct_sends_total\{[^}]*\} [1-9]\d*/)
+  }
+})

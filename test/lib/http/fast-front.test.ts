@@ -6,7 +6,7 @@ import { closeSync, openSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FastFront, parseHead, SENDFILE_MIN_BYTES, SENDFILE_PROBE_BYTES, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse, type SendHeadFile } from '../../../lib/http/fast-front.ts'
+import { DIRECT_MAX_BYTES, FastFront, parseHead, SENDFILE_MIN_BYTES, SENDFILE_PROBE_BYTES, SMALL_BODY_BYTES, type FastBodySink, type FastHandler, type FastReply, type FastRequest, type FastResponse, type SendHeadBody, type SendHeadFile } from '../../../lib/http/fast-front.ts'
 import { patternBody } from '../../edge/cache/store.contract.ts'
 import { requireZeroCopy } from '../../helpers/zero-copy.ts'
 import { until } from '../../helpers/hls.ts'
@@ -307,7 +307,7 @@ t.test('bodies go out byte for byte, binary ones included, on both sides of the 
 // ---- answers given later (FastPending) and streamed bodies (FastResponse.pipe) ----
 
 /** A front whose handler the test writes (`seenFast` stays empty); node:http answers `slow <url>` for what it is handed. */
-async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000, sendFile?: SendHeadFile): Promise<Harness> {
+async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutMs = 5000, sendFile?: SendHeadFile, sendHeadBody?: SendHeadBody): Promise<Harness> {
   const seenSlow: string[] = []
   const server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, (req, res) => {
     seenSlow.push(`${req.method ?? ''} ${req.url ?? ''}`)
@@ -315,7 +315,7 @@ async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutM
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
     res.end(body)
   })
-  const front = new FastFront({ keepAliveTimeoutMs, handler, sendFile })
+  const front = new FastFront({ keepAliveTimeoutMs, handler, sendFile, sendHeadBody })
   front.attach(server)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -1115,4 +1115,75 @@ t.test('sendFile: no file at hand, or a refusal, falls back to writing the body'
   t.same(sized(text).map((r) => r.body === body.toString('latin1')), [true, true])
   t.equal(calls, 0, 'the responder decides whether send runs')
   t.equal(h.front.stats.sentFromFileBytes, 0)
+})
+
+// ---- medium bodies in one sendmsg (FastFrontOptions.sendHeadBody) ----
+
+const MEDIUM = patternBody(DIRECT_MAX_BYTES, 31)
+const LARGE = patternBody(DIRECT_MAX_BYTES + 1, 32)
+const JUST_OVER_SMALL = patternBody(SMALL_BODY_BYTES + 1, 33)
+
+/** /medium, /over-small and /large answer those bodies; anything else a small `fast <target>`. */
+function sizedHandler (done: boolean[]): FastHandler {
+  return (req) => {
+    const body = req.target === '/medium' ? MEDIUM : req.target === '/large' ? LARGE : req.target === '/over-small' ? JUST_OVER_SMALL : undefined
+    if (body === undefined) return fastAnswer(`fast ${req.target}`, (completed) => { done.push(completed) })
+    return { head: `HTTP/1.1 200 OK\r\nX-Target: ${req.target}\r\nContent-Length: ${body.length}\r\n`, body, onDone: (completed) => { done.push(completed) } }
+  }
+}
+
+function named (text: string): string[] {
+  return sized(text).map((r) => r.body === MEDIUM.toString('latin1') ? 'medium' : r.body === LARGE.toString('latin1') ? 'large' : r.body === JUST_OVER_SMALL.toString('latin1') ? 'over-small' : r.body)
+}
+
+t.test('sendHeadBody: a medium body leaves in one send, byte for byte; small, large and queued-behind answers take the socket, in order', async (t) => {
+  const zc = requireZeroCopy(t)
+  if (zc === undefined) return
+  const offered: number[] = []
+  const send: SendHeadBody = (fd, head, body) => {
+    offered.push(body.length)
+    return zc.sendHeadBody(fd, head, body)
+  }
+  const done: boolean[] = []
+  const h = await startWith(t, sizedHandler(done), 5000, undefined, send)
+
+  let text = await exchange(h.port, [get('/medium', 'Connection: close\r\n')])
+  t.same(named(text), ['medium'], 'alone: the body, whole')
+  t.match(text, /^HTTP\/1\.1 200 OK\r\nX-Target: \/medium\r\nContent-Length: 65536\r\nDate: [^\r]+ GMT\r\nConnection: close\r\n\r\n/, 'the head the front completes')
+  t.equal(h.front.stats.sentDirect, 1)
+  t.same(offered, [DIRECT_MAX_BYTES])
+
+  // pipelined: the first two go out at once (nothing queued); the small one is corked and the
+  // medium answer behind it must not overtake it; the large one never goes direct, and fills the
+  // socket's buffer past its mark, so the front waits for 'drain' before the last request, which
+  // then finds nothing queued
+  text = await exchange(h.port, [get('/medium') + get('/over-small') + get('/small') + get('/medium') + get('/large') + get('/medium', 'Connection: close\r\n')])
+  t.same(named(text), ['medium', 'over-small', 'fast /small\n', 'medium', 'large', 'medium'], 'every answer, in request order')
+  t.equal(h.front.stats.sentDirect, 4, 'the medium and just-over-small answers with nothing queued ahead')
+  t.same(offered, [DIRECT_MAX_BYTES, DIRECT_MAX_BYTES, SMALL_BODY_BYTES + 1, DIRECT_MAX_BYTES], 'no send is tried behind queued bytes, nor for small or large bodies')
+  t.same(done, [true, true, true, true, true, true, true], 'onDone once each, completed')
+})
+
+t.test('sendHeadBody: what the socket did not take (part of the head, part of the body, nothing) follows through the socket', async (t) => {
+  const zc = requireZeroCopy(t)
+  if (zc === undefined) return
+  const EMPTY = Buffer.alloc(0)
+  const cuts: Record<string, SendHeadBody> = {
+    'head cut': (fd, head) => zc.sendHeadBody(fd, head.slice(0, 7), EMPTY),
+    'head only': (fd, head) => zc.sendHeadBody(fd, head, EMPTY),
+    'body cut': (fd, head, body) => zc.sendHeadBody(fd, head, body.subarray(0, 1000)),
+    'all but one byte': (fd, head, body) => zc.sendHeadBody(fd, head, body.subarray(0, body.length - 1)),
+    'socket full': () => -constants.errno.EAGAIN,
+    'socket broken': () => -constants.errno.EPIPE,
+    'head too long for the helper': () => -constants.errno.E2BIG,
+  }
+  for (const [name, send] of Object.entries(cuts)) {
+    const done: boolean[] = []
+    const h = await startWith(t, sizedHandler(done), 5000, undefined, send)
+    const text = await exchange(h.port, [get('/medium') + get('/small') + get('/medium', 'Connection: close\r\n')])
+    t.same(named(text), ['medium', 'fast /small\n', 'medium'], `${name}: every byte, in order`)
+    t.equal(text.match(/HTTP\/1\.1 200 OK\r\n/g)?.length, 3, `${name}: three heads, none doubled`)
+    t.same(done, [true, true, true], `${name}: onDone once each`)
+    t.equal(h.front.stats.sentDirect, name.startsWith('socket') || name.startsWith('head too') ? 0 : 1, `${name}: counted only when bytes went`)
+  }
 })

@@ -95,7 +95,36 @@ function suite (addon: ZeroCopyAddon): void {
     t.equal(addon.sendHeadFile(fdOf(server), Buffer.from('head'), fd, 0, file.length), -constants.errno.ENODATA, 'nothing sent, not even the head')
   })
 
+  t.test('sendHeadBody: a latin1 head and a body in one send, byte for byte', async (t) => {
+    const { server, client } = await socketPair(t)
+    const body = patternBody(65_536, 9)
+    const head = 'HTTP/1.1 200 OK\r\nX-Name: caf\u00e9\r\nContent-Length: 65536\r\n\r\n'
+    const sent = addon.sendHeadBody(fdOf(server), head, body)
+    t.equal(sent, head.length + body.length, 'all of it went at once into an empty socket')
+    const got = await receive(client, sent)
+    t.ok(got.equals(Buffer.concat([Buffer.from(head, 'latin1'), body])), 'the head as latin1 (one byte a character), then the body')
+  })
+
+  t.test('sendHeadBody: a full socket takes part, then nothing (-EAGAIN); a long head is refused unsent', async (t) => {
+    const { server, client } = await socketPair(t)
+    client.pause()
+    const body = patternBody(64 * 1024 * 1024, 4)
+    const head = 'H\r\n\r\n'
+    const sent = addon.sendHeadBody(fdOf(server), head, body)
+    t.ok(sent > head.length && sent < head.length + body.length, `partial: ${sent} bytes`)
+    t.equal(addon.sendHeadBody(fdOf(server), '', body.subarray(sent - head.length)), -constants.errno.EAGAIN, 'a full socket takes nothing: -EAGAIN')
+    client.resume()
+    const got = await receive(client, sent)
+    t.ok(got.subarray(0, sent).equals(Buffer.concat([Buffer.from(head), body]).subarray(0, sent)), 'what was sent is the prefix, in order')
+
+    const other = await socketPair(t)
+    t.equal(addon.sendHeadBody(fdOf(other.server), 'x'.repeat(8191), Buffer.from('body')), -constants.errno.E2BIG, 'a head of 8 KiB or more: -E2BIG')
+    t.equal(addon.sendHeadBody(fdOf(other.server), 'x'.repeat(8190), Buffer.alloc(0)), 8190, 'just under it goes')
+  })
+
   t.test('wrong arguments throw a TypeError', async (t) => {
+    t.throws(() => addon.sendHeadBody(1, Buffer.from('head') as unknown as string, Buffer.alloc(0)), TypeError)
+    t.throws(() => addon.sendHeadBody(1, 'head', 'body' as unknown as Buffer), TypeError)
     t.throws(() => addon.sendHeadFile(-1, 'head' as unknown as Buffer, 0, 0, 1), TypeError)
     t.throws(() => addon.sendHeadFile(1, Buffer.alloc(0), 0, -1, 1), TypeError)
     t.throws(() => (addon.resident as unknown as (fd: number) => number)(0), TypeError)
