@@ -151,10 +151,9 @@ export interface UpstreamHealthSample {
 
 /**
  * A fast front's running totals, as lib/http/fast-front.ts counts them (the control plane's
- * front sends no files, so its sample need not say so).
+ * front has neither of the edge's direct senders, so its sample need not count them).
  */
 export type FastPathSample = Omit<FastFrontStats, OptionalFastField> & Partial<Pick<FastFrontStats, OptionalFastField>>
-// Counts of the edge's senders (the control plane's front has neither).
 type OptionalFastField = 'sentFromFileBytes' | 'sentDirect'
 
 /** Series names and help texts of one role's fast-path metrics, by FastPathSample field. */

@@ -173,7 +173,7 @@ export interface FastFrontOptions {
 }
 
 /** See {@link FastFrontOptions.sendFile}. */
-export type SendHeadFile = (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number) => number
+export type SendHeadFile = (socketFd: number, head: string, fileFd: number, offset: number, length: number) => number
 /** See {@link FastFrontOptions.sendHeadBody}. */
 export type SendHeadBody = (socketFd: number, head: string, body: Buffer) => number
 
@@ -615,8 +615,7 @@ class FastConnection {
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
-    if (this.#sendFromFile(res, body, date, close)) return
-    if (body.length <= DIRECT_MAX_BYTES && this.#sendDirect(res, body, date, close)) return
+    if (this.#sendFromFile(res, body, date, close) || this.#sendDirect(res, body, date, close)) return
     // corked: head and body go out in one writev
     this.#done.push(res)
     socket.write(fullHead(res.head, date, close), 'latin1')
@@ -633,19 +632,12 @@ class FastConnection {
   #sendFromFile (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
     const send = this.#front.sendFile
     if (send === undefined || res.sendFile === undefined || body.length < SENDFILE_MIN_BYTES) return false
-    const socket = this.#socket
-    // an earlier answer of this turn (corked), or bytes libuv still holds, must go first
-    if (socket.writableLength !== 0) return false
-    const fd = socketFd(socket)
+    const fd = this.#idleFd()
     if (fd === undefined) return false
-    const head = Buffer.from(fullHead(res.head, date, close), 'latin1')
+    const head = fullHead(res.head, date, close)
     const sent = res.sendFile((fileFd, offset) => send(fd, head, fileFd, offset, body.length))
     if (sent === undefined || sent <= 0) return false
-    if (sent < head.length) {
-      socket.write(head.subarray(sent))
-      this.#finish(res, body)
-      return true
-    }
+    if (this.#headCut(res, head, sent, body)) return true
     const file: FileSend = { res, body, at: sent - head.length, close }
     this.#front.noteSentFromFile(file.at)
     // #respond goes on from here, unless the rest holds the connection (#sendingFile)
@@ -662,21 +654,35 @@ class FastConnection {
    */
   #sendDirect (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
     const send = this.#front.sendHeadBody
-    const socket = this.#socket
-    if (send === undefined || socket.writableLength !== 0) return false
-    const fd = socketFd(socket)
+    if (send === undefined || body.length > DIRECT_MAX_BYTES) return false
+    const fd = this.#idleFd()
     if (fd === undefined) return false
     const head = fullHead(res.head, date, close)
     const sent = send(fd, head, body)
     if (sent <= 0) return false
     this.#front.noteSentDirect()
-    // a latin1 head is one byte a character
-    if (sent < head.length) {
-      socket.write(head.slice(sent), 'latin1')
-      this.#finish(res, body)
-    } else {
-      this.#finish(res, body.subarray(sent - head.length))
-    }
+    if (!this.#headCut(res, head, sent, body)) this.#finish(res, body.subarray(sent - head.length))
+    return true
+  }
+
+  /**
+   * The socket's descriptor when nothing is queued on it, so bytes sent past libuv now keep
+   * the connection's order (an earlier answer of this turn is corked until the turn ends);
+   * undefined otherwise.
+   */
+  #idleFd (): number | undefined {
+    return this.#socket.writableLength === 0 ? socketFd(this.#socket) : undefined
+  }
+
+  /**
+   * A direct send (#sendFromFile, #sendDirect) that stopped inside the head: the rest of it,
+   * then the whole body, go through the socket. False when the head went whole (a latin1 head
+   * is one byte a character).
+   */
+  #headCut (res: FastResponse, head: string, sent: number, body: Buffer): boolean {
+    if (sent >= head.length) return false
+    this.#socket.write(head.slice(sent), 'latin1')
+    this.#finish(res, body)
     return true
   }
 
@@ -719,12 +725,12 @@ class FastConnection {
       return
     }
     const send = this.#front.sendFile
-    const fd = socketFd(this.#socket)
+    const fd = this.#idleFd()
     const left = file.body.length - file.at
     // nothing else writes during a file send; should anything be queued, memory keeps the order
-    const sent = send === undefined || fd === undefined || this.#socket.writableLength !== 0
+    const sent = send === undefined || fd === undefined
       ? undefined
-      : file.res.sendFile?.((fileFd, offset) => send(fd, EMPTY, fileFd, offset + file.at, left))
+      : file.res.sendFile?.((fileFd, offset) => send(fd, '', fileFd, offset + file.at, left))
     if (sent !== undefined && sent > 0) {
       this.#front.noteSentFromFile(sent)
       file.at += sent

@@ -56,7 +56,19 @@ static int args(napi_env env, napi_callback_info info, size_t want, napi_value *
 }
 
 /*
- * sendHeadFile(socketFd, head: Buffer, fileFd, offset, length): number
+ * Response heads arrive as JS strings (the front builds them so) and are copied, latin1 (one
+ * byte a character, as node's 'latin1' encoding writes them), to the caller's stack buffer:
+ * no Buffer per answer. 1 when copied, 0 when the head is too long for the buffer.
+ */
+#define HEAD_MAX 8192
+static int latin1_head(napi_env env, napi_value value, char *head, size_t *head_len, napi_status *status) {
+  *status = napi_get_value_string_latin1(env, value, head, HEAD_MAX, head_len);
+  /* the copy stops one short of the buffer (room for a NUL): a head that filled it may be cut */
+  return *status == napi_ok && *head_len < HEAD_MAX - 1;
+}
+
+/*
+ * sendHeadFile(socketFd, head: string, fileFd, offset, length): number
  * Sends `head`, then up to `length` bytes of fileFd from `offset`, stopping at the first
  * EAGAIN. The head goes out on its own, as nginx sends it with tcp_nopush off, not held
  * with MSG_MORE for the body's first segment. On loopback the kernel's delivery work runs
@@ -67,27 +79,31 @@ static int args(napi_env env, napi_callback_info info, size_t want, napi_value *
  * small segment per large answer. Returns the bytes
  * sent (head first), or -errno when nothing was sent: -ENODATA when part of the range is not
  * in the page cache (sendfile would block the event loop on a disk read), -EAGAIN when the
- * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5).
+ * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5),
+ * -E2BIG when the head is longer than this helper copies (8 KiB).
  */
 static napi_value send_head_file(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (!args(env, info, 5, argv)) return NULL;
   int32_t sock, file;
   int64_t offset, length;
-  void *head;
+  char head[HEAD_MAX];
   size_t head_len;
-  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || napi_get_buffer_info(env, argv[1], &head, &head_len) != napi_ok ||
+  napi_status head_status;
+  int head_fits = latin1_head(env, argv[1], head, &head_len, &head_status);
+  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || head_status != napi_ok ||
       napi_get_value_int32(env, argv[2], &file) != napi_ok || napi_get_value_int64(env, argv[3], &offset) != napi_ok ||
       napi_get_value_int64(env, argv[4], &length) != napi_ok || offset < 0 || length < 0) {
-    napi_throw_type_error(env, NULL, "zero-copy: expected (socketFd, head Buffer, fileFd, offset >= 0, length >= 0)");
+    napi_throw_type_error(env, NULL, "zero-copy: expected (socketFd, head string, fileFd, offset >= 0, length >= 0)");
     return NULL;
   }
+  if (!head_fits) return number(env, -E2BIG);
   int cached = resident(file, (uint64_t)offset, (uint64_t)length);
   if (cached < 0) return number(env, cached);
   if (cached == 0) return number(env, -ENODATA);
   int64_t sent = 0;
   while ((size_t)sent < head_len) {
-    ssize_t n = send(sock, (char *)head + sent, head_len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = send(sock, head + sent, head_len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n >= 0) { sent += n; continue; }
     if (errno == EINTR) continue;
     return number(env, sent > 0 ? sent : -errno);
@@ -111,22 +127,22 @@ static napi_value send_head_file(napi_env env, napi_callback_info info) {
  * socket. Returns the bytes sent (possibly fewer than all: the caller writes the rest), or
  * -errno when none were, -E2BIG when the head is longer than this helper copies (8 KiB).
  */
-#define HEAD_MAX 8192
 static napi_value send_head_body(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!args(env, info, 3, argv)) return NULL;
   int32_t sock;
   char head[HEAD_MAX];
   size_t head_len;
+  napi_status head_status;
+  int head_fits = latin1_head(env, argv[1], head, &head_len, &head_status);
   void *body;
   size_t body_len;
-  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || napi_get_value_string_latin1(env, argv[1], head, HEAD_MAX, &head_len) != napi_ok ||
+  if (napi_get_value_int32(env, argv[0], &sock) != napi_ok || head_status != napi_ok ||
       napi_get_buffer_info(env, argv[2], &body, &body_len) != napi_ok) {
     napi_throw_type_error(env, NULL, "zero-copy: expected (socketFd, head string, body Buffer)");
     return NULL;
   }
-  /* the copy stops one short of the buffer (room for a NUL): a head that filled it may be cut */
-  if (head_len >= HEAD_MAX - 1) return number(env, -E2BIG);
+  if (!head_fits) return number(env, -E2BIG);
   struct iovec iov[2] = { { head, head_len }, { body, body_len } };
   struct msghdr msg = { 0 };
   msg.msg_iov = iov;

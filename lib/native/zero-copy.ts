@@ -12,13 +12,14 @@ import { fileURLToPath } from 'node:url'
 /** The native functions (each synchronous and non-blocking; see zero-copy.c). */
 export interface ZeroCopyAddon {
   /**
-   * Sends `head`, then `length` bytes of `fileFd` from `offset`, on a non-blocking socket,
-   * until done or the socket is full. Returns the bytes sent (head first), or -errno when
-   * nothing was (os.constants.errno): -ENODATA when part of the range is not in the page
+   * Sends `head` (latin1), then `length` bytes of `fileFd` from `offset`, on a non-blocking
+   * socket, until done or the socket is full. Returns the bytes sent (head first), or -errno
+   * when nothing was (os.constants.errno): -ENODATA when part of the range is not in the page
    * cache (sending it would block on a disk read), -EAGAIN when the socket is full, -ENOSYS
-   * on a kernel that cannot say what is cached (before Linux 6.5).
+   * on a kernel that cannot say what is cached (before Linux 6.5), -E2BIG for a head over
+   * 8 KiB, which this helper does not copy.
    */
-  sendHeadFile (socketFd: number, head: Buffer, fileFd: number, offset: number, length: number): number
+  sendHeadFile (socketFd: number, head: string, fileFd: number, offset: number, length: number): number
   /**
    * Sends `head` (latin1) and `body` from memory in one sendmsg(2) on a non-blocking socket.
    * Returns the bytes sent, possibly fewer than all, or -errno when none were (-EAGAIN: the
