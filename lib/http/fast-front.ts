@@ -178,15 +178,15 @@ export type SendHeadFile = (socketFd: number, head: string, fileFd: number, offs
 export type SendHeadBody = (socketFd: number, head: string, body: Buffer) => number
 
 /**
- * Largest body sent with {@link FastFrontOptions.sendHeadBody}. Measured on the bench's ranges
- * workload (an edge started by bench/lib/start-target.ts, wrk -c100, 64 KiB mid-file ranges of
- * a hot segment, interleaved with the edge before this change): 58-61k req/s against 48-53k
- * through the socket's writev, 16.6-17.3 against 18.9-20.3 CPU µs a request (in the full
- * bench run that followed, 0.721x nginx against 0.664x the run before). Node's Writable and
- * StreamBase layers, the head string's flattening and the write request cost more than the
- * send. At 128 KiB the two measured alike within noise and at 2 MiB the socket's path was
- * faster (the body rarely fits the socket at once, and the rest goes through libuv either
- * way), hence the bound.
+ * Largest body sent with {@link FastFrontOptions.sendHeadBody}. Measured by hand, not by
+ * bench/ (an edge started by bench/lib/start-target.ts, wrk -c100, 64 KiB mid-file ranges of a
+ * hot segment, interleaved with the edge before this change): 58-61k req/s against 48-53k
+ * through the socket's writev, 16.6-17.3 against 18.9-20.3 CPU µs a request. Node's Writable
+ * and StreamBase layers, the head string's flattening and the write request cost more than
+ * the send. At 128 KiB the two measured alike within noise and at 2 MiB the socket's path
+ * was faster (the body rarely fits the socket at once, and the rest goes through libuv either
+ * way), hence the bound. The full bench run that followed (bench/RESULTS.md) did not show the
+ * gain: 51,071 and 52,715 range req/s against 51,089 and 50,074 in the run before.
  */
 export const DIRECT_MAX_BYTES = 64 * 1024
 

@@ -74,9 +74,9 @@ static int latin1_head(napi_env env, napi_value value, char *head, size_t *head_
  * with MSG_MORE for the body's first segment. On loopback the kernel's delivery work runs
  * in whichever process is in the socket at the time; a head sent first has the client
  * reading while the body is queued, and the client's context takes more of it. In bench
- * hot-segment (wrk) the edge's CPU per GB fell from 0.18-0.19 s with MSG_MORE to 0.11-0.13
- * without (nginx: 0.08-0.10), and wrk's rate fell to nginx's. On a real network it costs one
- * small segment per large answer. Returns the bytes
+ * hot-segment (wrk windows) the edge's CPU per GB was 0.184-0.186 s with MSG_MORE (run on
+ * 1bf1111) and 0.105-0.131 without (run on 80ea48c; nginx 0.086-0.091), and wrk's rate fell
+ * to nginx's. On a real network it costs one small segment per large answer. Returns the bytes
  * sent (head first), or -errno when nothing was sent: -ENODATA when part of the range is not
  * in the page cache (sendfile would block the event loop on a disk read), -EAGAIN when the
  * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5),
