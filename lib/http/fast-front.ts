@@ -185,8 +185,9 @@ export type SendHeadBody = (socketFd: number, head: string, body: Buffer) => num
  * and StreamBase layers, the head string's flattening and the write request cost more than
  * the send. At 128 KiB the two measured alike within noise and at 2 MiB the socket's path
  * was faster (the body rarely fits the socket at once, and the rest goes through libuv either
- * way), hence the bound. The full bench run that followed (bench/RESULTS.md) did not show the
- * gain: 51,071 and 52,715 range req/s against 51,089 and 50,074 in the run before.
+ * way), hence the bound. bench/ (`--only ranges --peers nginx`, alternating --edge-ref
+ * before and after) measured 64-68k against 54-57k range req/s; the full run in
+ * bench/RESULTS.md, where ranges follow the hot segment in the same edge process, did not.
  */
 export const DIRECT_MAX_BYTES = 64 * 1024
 
