@@ -1,13 +1,14 @@
 /**
  * startChildServer with stdout to a file (the steering control plane's way): the listening
  * line is found in the file, the working directory is the one asked for, stop() ends it,
- * and a child that exits first is reported with its label.
+ * and a child that exits first is reported with its label; startEdgeProcess runs the edge
+ * as README tells operators to (the V8 flags and the environment of an appliance).
  */
 import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startChildServer } from '../../../bench/lib/child-server.ts'
+import { APPLIANCE_ENV, APPLIANCE_NODE_ARGS, startChildServer, startEdgeProcess } from '../../../bench/lib/child-server.ts'
 import { httpGet } from '../../../bench/lib/http-get.ts'
 
 const SERVER = `
@@ -41,4 +42,18 @@ t.test('stdoutFile: a child that exits before listening fails with its label and
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   await writeFile(join(dir, 'crash.mjs'), "process.stderr.write('no config\\n'); process.exit(3)\n")
   await t.rejects(startChildServer({ label: 'crasher', script: join(dir, 'crash.mjs'), stdoutFile: join(dir, 'out.jsonl'), readyTimeoutMs: 10_000 }), /crasher did not start: exited \(3\)/)
+})
+
+t.test('startEdgeProcess: the edge runs with the appliance V8 flags and environment', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'streamedge-child-server-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  // nothing listens on port 9 of loopback: the edge starts without reaching its origin
+  const edge = await startEdgeProcess({ originUrl: 'http://127.0.0.1:9', cacheDir: join(dir, 'cache'), memoryMaxBytes: 8 * 1024 * 1024 })
+  t.teardown(() => edge.stop(5000))
+  const argv = (await readFile(`/proc/${edge.pid}/cmdline`, 'utf8')).split('\0')
+  t.ok(APPLIANCE_NODE_ARGS.length > 0, 'some flags')
+  for (const flag of APPLIANCE_NODE_ARGS) t.ok(argv.indexOf(flag) > 0 && argv.indexOf(flag) < argv.findIndex((a) => a.endsWith('bin/streamedge.js')), `${flag} is a node flag`)
+  const environ = (await readFile(`/proc/${edge.pid}/environ`, 'utf8')).split('\0')
+  for (const [name, value] of Object.entries(APPLIANCE_ENV)) t.ok(environ.includes(`${name}=${value}`), name)
+  t.equal((await httpGet(`${edge.url}/healthz`)).status, 200, 'the edge answers')
 })
