@@ -186,8 +186,8 @@ export type SendHeadBody = (socketFd: number, head: string, body: Buffer) => num
  * the send. At 128 KiB the two measured alike within noise and at 2 MiB the socket's path
  * was faster (the body rarely fits the socket at once, and the rest goes through libuv either
  * way), hence the bound. bench/ (`--only ranges --peers nginx`, alternating --edge-ref
- * before and after) measured 64-68k against 54-57k range req/s; the full run in
- * bench/RESULTS.md, where ranges follow the hot segment in the same edge process, did not.
+ * before and after) measured 64-68k against 54-57k range req/s; in the full run (the edge
+ * idling between its windows) it shows once the edge runs with README's appliance node flags.
  */
 export const DIRECT_MAX_BYTES = 64 * 1024
 
