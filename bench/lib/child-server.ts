@@ -118,11 +118,11 @@ export const APPLIANCE_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THR
 /**
  * The V8 flags README tells operators to start an edge or shield with. After tens of seconds
  * without traffic V8's memory reducer shrinks the heap and the young generation, and the next
- * load then runs with three times the scavenges and a mark-compact about every second: in the
+ * load then collects garbage more often, young and old, until V8 has grown them back: in the
  * bench an edge idles while the other targets take their windows. `npm run bench -- --only
  * hot-segment,ranges --peers nginx` measured the edge's 64 KiB range windows at 50,570-54,278
  * req/s without these flags and 57,375-64,121 with them (README). The young generation is held
- * at 8 MiB semi-spaces, half what V8 grows it to under load: with 16 the working-set edge ended
+ * at 8 MiB semi-spaces, half V8's default maximum: with a 16 MiB floor the working-set edge ended
  * at 238 MB of RSS (limit 217), with 8 at 212 (209 without any flag).
  */
 export const APPLIANCE_NODE_ARGS: readonly string[] = ['--no-memory-reducer', '--min-semi-space-size=8', '--max-semi-space-size=8']

@@ -178,16 +178,12 @@ export type SendHeadFile = (socketFd: number, head: string, fileFd: number, offs
 export type SendHeadBody = (socketFd: number, head: string, body: Buffer) => number
 
 /**
- * Largest body sent with {@link FastFrontOptions.sendHeadBody}. Measured by hand, not by
- * bench/ (an edge started by bench/lib/start-target.ts, wrk -c100, 64 KiB mid-file ranges of a
- * hot segment, interleaved with the edge before this change): 58-61k req/s against 48-53k
- * through the socket's writev, 16.6-17.3 against 18.9-20.3 CPU µs a request. Node's Writable
- * and StreamBase layers, the head string's flattening and the write request cost more than
- * the send. At 128 KiB the two measured alike within noise and at 2 MiB the socket's path
- * was faster (the body rarely fits the socket at once, and the rest goes through libuv either
- * way), hence the bound. bench/ (`--only ranges --peers nginx`, alternating --edge-ref
- * before and after) measured 64-68k against 54-57k range req/s; in the full run (the edge
- * idling between its windows) it shows once the edge runs with README's appliance node flags.
+ * Largest body sent with {@link FastFrontOptions.sendHeadBody}. For 64 KiB ranges node's
+ * Writable and StreamBase layers, the head string's flattening and the write request cost
+ * more than the send: bench/ (`--only ranges --peers nginx`, alternating --edge-ref before
+ * and after) measured 64-68k against 54-57k range req/s. The bound comes from hand runs, not
+ * bench/: at 128 KiB the two paths measured alike within noise and at 2 MiB the socket's was
+ * faster (the body rarely fits the socket at once, and the rest goes through libuv either way).
  */
 export const DIRECT_MAX_BYTES = 64 * 1024
 
@@ -616,10 +612,11 @@ class FastConnection {
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
-    if (this.#sendFromFile(res, body, date, close) || this.#sendDirect(res, body, date, close)) return
+    const head = fullHead(res.head, date, close)
+    if (this.#sendFromFile(res, head, body, close) || this.#sendDirect(res, head, body)) return
     // corked: head and body go out in one writev
     this.#done.push(res)
-    socket.write(fullHead(res.head, date, close), 'latin1')
+    socket.write(head, 'latin1')
     socket.write(body, this.#onWritten)
   }
 
@@ -630,12 +627,11 @@ class FastConnection {
    * the body goes on in parts (#sendRest, #probed): the response holds the connection as a
    * streamed body does. False when nothing was sent: the caller writes it all.
    */
-  #sendFromFile (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
+  #sendFromFile (res: FastResponse, head: string, body: Buffer, close: boolean): boolean {
     const send = this.#front.sendFile
     if (send === undefined || res.sendFile === undefined || body.length < SENDFILE_MIN_BYTES) return false
     const fd = this.#idleFd()
     if (fd === undefined) return false
-    const head = fullHead(res.head, date, close)
     const sent = res.sendFile((fileFd, offset) => send(fd, head, fileFd, offset, body.length))
     if (sent === undefined || sent <= 0) return false
     if (this.#headCut(res, head, sent, body)) return true
@@ -653,12 +649,11 @@ class FastConnection {
    * error the socket's own write then meets and reports, a head too long for the helper):
    * the caller writes it all.
    */
-  #sendDirect (res: FastResponse, body: Buffer, date: string, close: boolean): boolean {
+  #sendDirect (res: FastResponse, head: string, body: Buffer): boolean {
     const send = this.#front.sendHeadBody
     if (send === undefined || body.length > DIRECT_MAX_BYTES) return false
     const fd = this.#idleFd()
     if (fd === undefined) return false
-    const head = fullHead(res.head, date, close)
     const sent = send(fd, head, body)
     if (sent <= 0) return false
     this.#front.noteSentDirect()
