@@ -442,6 +442,10 @@ class FastConnection {
   // The client half-closed (FIN): it sends nothing more, so the connection ends once every request it sent is answered.
   #peerEnded = false
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
+  // Reads into the shared READ_BUFFER (readInto): called with the bytes read, false when the connection is paused.
+  readonly #onRead = (bytes: number): boolean => this.#read(bytes)
+  // The socket reads into READ_BUFFER (true) or emits a Buffer of its own per read (false: 'data').
+  readonly #intoShared: boolean
   readonly #onDrain = (): void => this.#drained()
   readonly #onWritten = (err?: Error | null): void => this.#written(err)
   readonly #onProbed = (err?: Error | null): void => this.#probed(err)
@@ -455,7 +459,8 @@ class FastConnection {
     this.#front = front
     this.#handOff = handOff
     this.#remoteAddress = socket.remoteAddress
-    socket.on('data', this.#onData)
+    this.#intoShared = readInto(socket, this.#onRead)
+    if (!this.#intoShared) socket.on('data', this.#onData)
     socket.on('error', this.#onError)
     socket.on('close', this.#onClose)
     socket.on('end', this.#onEnd)
@@ -512,6 +517,15 @@ class FastConnection {
     }
   }
 
+  /** `bytes` new bytes at the start of READ_BUFFER: none of them may be kept past this call, so what is left unanswered is copied. */
+  #read (bytes: number): boolean {
+    if (this.#ended) return true // after #end or a hand-over nobody here reads (as with the 'data' listener removed)
+    this.#data(READ_BUFFER.subarray(0, bytes))
+    const pending = this.#pending
+    if (pending !== undefined && pending.buffer === READ_BUFFER.buffer) this.#pending = Buffer.from(pending)
+    return true
+  }
+
   #data (chunk: Buffer): void {
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
     if (this.#waitingForDrain || this.#waiting !== undefined || this.#streaming !== undefined || this.#sendingFile !== undefined) {
@@ -541,7 +555,7 @@ class FastConnection {
       }
       this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4)
       if (isPending(res)) {
-        const waiting: Waiting = { req, bytes: buf.subarray(0, end + 4) }
+        const waiting: Waiting = { req, bytes: owned(buf.subarray(0, end + 4)) }
         this.#waiting = waiting
         // may answer (or decline) at once: the loop's condition sees the outcome
         res.wait(new Reply(this, waiting))
@@ -836,14 +850,15 @@ class FastConnection {
   #end (): void {
     if (this.#ended) return
     this.#ended = true
-    this.#socket.removeListener('data', this.#onData)
+    if (!this.#intoShared) this.#socket.removeListener('data', this.#onData)
     this.#socket.end()
   }
 
   /** Hands the socket and every byte not yet answered to node:http. */
   #giveAway (): void {
     const socket = this.#socket
-    socket.removeListener('data', this.#onData)
+    if (this.#intoShared) handBackReads(socket)
+    else socket.removeListener('data', this.#onData)
     socket.removeListener('error', this.#onError)
     socket.removeListener('close', this.#onClose)
     socket.removeListener('end', this.#onEnd)
@@ -851,10 +866,12 @@ class FastConnection {
     socket.setTimeout(0)
     socket.removeListener('timeout', this.#onTimeout)
     socket.pause()
-    // bytes the stream buffered while we were paused for backpressure
-    let unread = this.#pending
-    for (let more = socket.read() as Buffer | null; more !== null; more = socket.read() as Buffer | null) {
-      unread = unread === undefined ? more : Buffer.concat([unread, more])
+    // bytes the stream buffered while we were paused for backpressure (none when reading into READ_BUFFER)
+    let unread = this.#pending === undefined ? undefined : owned(this.#pending)
+    if (!this.#intoShared) {
+      for (let more = socket.read() as Buffer | null; more !== null; more = socket.read() as Buffer | null) {
+        unread = unread === undefined ? more : Buffer.concat([unread, more])
+      }
     }
     this.#pending = undefined
     this.#ended = true
@@ -951,6 +968,63 @@ export function parseHead (head: string, remoteAddress: string | undefined, conn
 }
 
 /** The descriptor of a plain TCP socket (libuv's TCPWrap exposes it on Unix); undefined for anything else. */
+/**
+ * Where connections read (readInto). Node's net.Socket reads each chunk into memory of its
+ * own: a malloc'd buffer, an ArrayBuffer and a Buffer around it, then Readable.push and a
+ * 'data' event. Its `onread` option reads into one buffer the caller supplies instead and
+ * calls back with the length; a read's bytes are answered (or copied) before the next read
+ * of any connection, so one buffer serves them all. Its own allocation (allocUnsafeSlow), so
+ * `buffer === READ_BUFFER.buffer` tells a view of it from any other Buffer.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024)
+
+interface UserBufferHandle {
+  useUserBuffer (buffer: Uint8Array): void
+}
+
+/** net.Socket's own slots for the `onread` option, found once on the first socket; null where this Node has none. */
+let onreadSlots: { buffer: symbol, callback: symbol } | null | undefined
+
+/**
+ * Makes `socket` read into READ_BUFFER and call `onRead(bytes)` instead of emitting 'data',
+ * as net.Socket does for `new Socket({ onread })`; node:http's server creates accepted sockets
+ * without that option, so this sets it up the way the constructor does (the socket's two
+ * slots, then the handle's useUserBuffer, before its first read). pause(), resume() and 'end'
+ * work as before (net.Socket stops and starts the handle's reads for this mode). False, and
+ * nothing changed, when this Node's sockets lack those slots: then read 'data'.
+ */
+function readInto (socket: Socket, onRead: (bytes: number) => boolean): boolean {
+  if (onreadSlots === undefined) {
+    const symbols = Object.getOwnPropertySymbols(socket)
+    const buffer = symbols.find((s) => s.description === 'kBuffer')
+    const callback = symbols.find((s) => s.description === 'kBufferCb')
+    onreadSlots = buffer !== undefined && callback !== undefined ? { buffer, callback } : null
+  }
+  const slots = onreadSlots
+  const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle
+  const own = socket as unknown as Record<symbol, unknown>
+  if (slots === null || typeof handle?.useUserBuffer !== 'function' || own[slots.buffer] !== null || own[slots.callback] !== null) return false
+  own[slots.buffer] = READ_BUFFER
+  own[slots.callback] = onRead
+  handle.useUserBuffer(READ_BUFFER)
+  return true
+}
+
+/**
+ * After a hand-over: node:http's parser reads the handle itself (it consumes the stream),
+ * but a connection it lets go of (an upgrade, CONNECT) reads through net.Socket again, which
+ * then must see ordinary chunks: each read is copied out of READ_BUFFER and pushed.
+ */
+function handBackReads (socket: Socket): void {
+  const own = socket as unknown as Record<symbol, unknown>
+  own[onreadSlots!.callback] = (bytes: number): boolean => socket.push(Buffer.from(READ_BUFFER.subarray(0, bytes)))
+}
+
+/** `bytes` itself, or a copy when it is a view of READ_BUFFER (which the next read overwrites). */
+function owned (bytes: Buffer): Buffer {
+  return bytes.buffer === READ_BUFFER.buffer ? Buffer.from(bytes) : bytes
+}
+
 function socketFd (socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
   return typeof fd === 'number' && fd >= 0 ? fd : undefined

@@ -370,6 +370,60 @@ t.test('a later decline hands the request, and everything pipelined behind it, t
   t.equal(h.front.stats.handedOff, 1)
 })
 
+t.test('bytes kept past a read (pipelined behind a later answer, declined, handed to node:http, behind an upgrade) survive other connections\' reads; an upgraded connection reads on', async (t) => {
+  // Every connection reads into one shared buffer: what a connection keeps must be its own copy.
+  const seenSlow: string[] = []
+  const server = http.createServer((req, res) => {
+    // node:http reads the body later, after other connections have read
+    setTimeout(() => {
+      const chunks: Buffer[] = []
+      req.on('data', (d: Buffer) => chunks.push(d))
+      req.on('end', () => {
+        const body = `slow ${req.url ?? ''} ${Buffer.concat(chunks).toString('latin1')}\n`
+        seenSlow.push(body.trim())
+        res.writeHead(200, { 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      })
+    }, 60)
+  })
+  // an upgraded connection: node:http lets go of it, and its reads reach the listener again
+  server.on('upgrade', (_req, socket: net.Socket, head: Buffer) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+    setTimeout(() => socket.write(`head=${head.toString('latin1')}\n`), 60)
+    socket.on('data', (d: Buffer) => socket.end(`echo=${d.toString('latin1')}\n`))
+  })
+  const front = new FastFront({ keepAliveTimeoutMs: 5000, handler: laterHandler(60) })
+  front.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(async () => {
+    front.closeAll()
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const port = (server.address() as AddressInfo).port
+  const request = (target: string, pad: string): string => `GET ${target} HTTP/1.1\r\nHost: a\r\nX-Pad: ${pad}\r\n\r\n`
+  const a = exchange(port, [
+    request('/later/1', 'a') + request('/fast/2', 'a') + request('/decline/3', 'a') + request('/fast/4', 'a') +
+    `POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 26\r\nConnection: close\r\n\r\n${'abcdefghijklmnopqrstuvwxyz'}`,
+  ], 'slow /echo')
+  const c = exchange(port, [request('/decline/c', 'c').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')], 'slow /decline/c')
+  const d = exchange(port, ['GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nfirst-bytes', 'second-bytes'], 'echo=', 150)
+  const b = exchange(port, [`POST /echo2 HTTP/1.1\r\nHost: b\r\nContent-Length: 26\r\nConnection: close\r\n\r\n${'ABCDEFGHIJKLMNOPQRSTUVWXYZ'}`], 'slow /echo2')
+  // meanwhile other connections read over the shared buffer, with bytes of another length and content
+  const noise: Array<Promise<string>> = []
+  for (let i = 0; i < 10; i++) {
+    noise.push(exchange(port, [request(`/fast/noise-${i}-${'z'.repeat(40)}`, 'Z'.repeat(300 + i * 97)) + request('/fast/last', 'z').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')], 'fast /fast/last'))
+    await sleep(5)
+  }
+  const [textA, textB, textC, textD] = await Promise.all([a, b, c, d, ...noise])
+  t.same(answers(textC!), ['slow /decline/c'], 'a request declined later: node:http parsed its own bytes')
+  t.match(textD!, /\r\n\r\nhead=first-bytes\necho=second-bytes\n$/, 'an upgraded connection: the bytes behind its head, then what came later')
+  t.same(answers(textA!), ['later /later/1', 'fast /fast/2', 'slow /decline/3', 'slow /fast/4', 'slow /echo abcdefghijklmnopqrstuvwxyz'])
+  t.same(answers(textB!), ['slow /echo2 ABCDEFGHIJKLMNOPQRSTUVWXYZ'])
+  t.same(seenSlow.filter((s) => s.includes('echo')).sort(), ['slow /echo abcdefghijklmnopqrstuvwxyz', 'slow /echo2 ABCDEFGHIJKLMNOPQRSTUVWXYZ'])
+})
+
 t.test('a request waiting for its answer is not idle: the keep-alive timer does not cut it', async (t) => {
   const h = await startWith(t, laterHandler(300), 80)
   const text = await exchange(h.port, ['GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\n'], 'later /later/1')
