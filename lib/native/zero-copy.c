@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -168,6 +169,28 @@ static napi_value resident_js(napi_env env, napi_callback_info info) {
   return number(env, resident(file, (uint64_t)offset, (uint64_t)length));
 }
 
+/*
+ * unchanged(fileFd, ino, size, mtimeMs): 1 when the descriptor's file still has a link and is
+ * inode `ino` of `size` bytes last modified at `mtimeMs` (computed as node's Stats.mtimeMs
+ * is: seconds * 1e3 + nanoseconds / 1e6, in doubles), 0 when not, -errno when fstat fails.
+ * One fstat(2) and three compares: node's fstatSync builds a Stats object for the same answer.
+ */
+static napi_value unchanged(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!args(env, info, 4, argv)) return NULL;
+  int32_t file;
+  double ino, size, mtime_ms;
+  if (napi_get_value_int32(env, argv[0], &file) != napi_ok || napi_get_value_double(env, argv[1], &ino) != napi_ok ||
+      napi_get_value_double(env, argv[2], &size) != napi_ok || napi_get_value_double(env, argv[3], &mtime_ms) != napi_ok) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd, ino, size, mtimeMs)");
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(file, &st) != 0) return number(env, -errno);
+  double st_mtime_ms = (double)st.st_mtim.tv_sec * 1e3 + (double)st.st_mtim.tv_nsec / 1e6;
+  return number(env, st.st_nlink > 0 && (double)st.st_ino == ino && (double)st.st_size == size && st_mtime_ms == mtime_ms ? 1 : 0);
+}
+
 /* dropCached(fileFd): asks the kernel to drop the file's clean cached pages (tests use it to make a file not resident). */
 static napi_value drop_cached(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -194,5 +217,6 @@ NAPI_MODULE_INIT() {
   export_function(env, exports, "sendHeadBody", send_head_body);
   export_function(env, exports, "resident", resident_js);
   export_function(env, exports, "dropCached", drop_cached);
+  export_function(env, exports, "unchanged", unchanged);
   return exports;
 }

@@ -28,6 +28,12 @@ export interface ZeroCopyAddon {
   sendHeadBody (socketFd: number, head: string, body: Buffer): number
   /** 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel cannot tell. */
   resident (fileFd: number, offset: number, length: number): number
+  /**
+   * 1 when `fileFd`'s file still has a link and is inode `ino` of `size` bytes with mtime
+   * `mtimeMs` (as fs.Stats gives them), 0 when not, -errno when fstat fails: fstatSync's
+   * answer without building a Stats object.
+   */
+  unchanged (fileFd: number, ino: number, size: number, mtimeMs: number): number
   /** Writes back and drops the file's cached pages (tests use it to make a file not resident); 0 or -errno. */
   dropCached (fileFd: number): number
 }

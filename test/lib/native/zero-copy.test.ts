@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { closeSync, openSync, writeFileSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net, { type AddressInfo, type Socket } from 'node:net'
 import { constants, tmpdir } from 'node:os'
@@ -123,7 +123,35 @@ function suite (addon: ZeroCopyAddon): void {
     t.equal(addon.sendHeadBody(fdOf(other.server), 'x'.repeat(8190), Buffer.alloc(0)), 8190, 'just under it goes')
   })
 
+  t.test('unchanged: the descriptor\'s file is still the one fs.fstatSync described (link, inode, size, mtimeMs to the nanosecond)', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'streamedge-zc-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const path = join(dir, 'body')
+    writeFileSync(path, patternBody(10_000, 3))
+    // an mtime with a fraction of a millisecond, which Stats.mtimeMs carries as a fraction
+    utimesSync(path, 1_700_000_000.123456, 1_700_000_000.123456)
+    const fd = openSync(path, 'r+')
+    t.teardown(() => closeSync(fd))
+    const stat = fstatSync(fd)
+    t.not(stat.mtimeMs % 1, 0, 'the mtime has a sub-millisecond part')
+    t.equal(addon.unchanged(fd, stat.ino, stat.size, stat.mtimeMs), 1, 'the same file: 1')
+    t.equal(addon.unchanged(fd, stat.ino + 1, stat.size, stat.mtimeMs), 0, 'another inode: 0')
+    t.equal(addon.unchanged(fd, stat.ino, stat.size, stat.mtimeMs + 0.001), 0, 'another mtime, a microsecond off: 0')
+    utimesSync(path, 1_700_000_001, 1_700_000_001)
+    t.equal(addon.unchanged(fd, stat.ino, stat.size, stat.mtimeMs), 0, 'touched since: 0')
+    const touched = fstatSync(fd)
+    writeSync(fd, Buffer.from('more'), 0, 4, 10_000)
+    utimesSync(path, touched.atime, touched.mtime)
+    t.equal(addon.unchanged(fd, touched.ino, touched.size, touched.mtimeMs), 0, 'grown, mtime put back: 0 (the size)')
+    const grown = fstatSync(fd)
+    t.equal(addon.unchanged(fd, grown.ino, grown.size, grown.mtimeMs), 1)
+    unlinkSync(path)
+    t.equal(addon.unchanged(fd, grown.ino, grown.size, grown.mtimeMs), 0, 'unlinked (no link left): 0')
+    t.equal(addon.unchanged(1_000_000, grown.ino, grown.size, grown.mtimeMs), -constants.errno.EBADF, 'not a descriptor: -EBADF')
+  })
+
   t.test('wrong arguments throw a TypeError', async (t) => {
+    t.throws(() => (addon.unchanged as unknown as (fd: number, ino: string) => number)(0, 'x'), TypeError)
     t.throws(() => addon.sendHeadBody(1, Buffer.from('head') as unknown as string, Buffer.alloc(0)), TypeError)
     t.throws(() => addon.sendHeadBody(1, 'head', 'body' as unknown as Buffer), TypeError)
     t.throws(() => addon.sendHeadFile(-1, Buffer.from('head') as unknown as string, 0, 0, 1), TypeError)
