@@ -79,7 +79,8 @@ static int latin1_head(napi_env env, napi_value value, char *head, size_t *head_
  * 1bf1111) and 0.105-0.131 without (run on 80ea48c; nginx 0.086-0.091), and wrk's rate fell
  * to nginx's. On a real network it costs one small segment per large answer. Returns the bytes
  * sent (head first), or -errno when nothing was sent: -ENODATA when part of the range is not
- * in the page cache (sendfile would block the event loop on a disk read), -EAGAIN when the
+ * in the page cache (sendfile would block the event loop on a disk read; readahead of the
+ * range is queued, so a later call can send it), -EAGAIN when the
  * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5),
  * -E2BIG when the head is longer than this helper copies (8 KiB).
  */
@@ -101,7 +102,16 @@ static napi_value send_head_file(napi_env env, napi_callback_info info) {
   if (!head_fits) return number(env, -E2BIG);
   int cached = resident(file, (uint64_t)offset, (uint64_t)length);
   if (cached < 0) return number(env, cached);
-  if (cached == 0) return number(env, -ENODATA);
+  if (cached == 0) {
+    /*
+     * Evicted pages (memory pressure, a reclaim scheme) would otherwise keep every later hit
+     * copying: nothing else reads the file back while the memory tier answers. Ask for
+     * readahead of the range; the kernel queues the reads and returns without waiting for
+     * them, and a later hit finds the pages.
+     */
+    posix_fadvise(file, (off_t)offset, (off_t)length, POSIX_FADV_WILLNEED);
+    return number(env, -ENODATA);
+  }
   int64_t sent = 0;
   while ((size_t)sent < head_len) {
     ssize_t n = send(sock, head + sent, head_len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
