@@ -7,7 +7,7 @@
  * so counting a hit costs a Map lookup and an add.
  */
 import client from 'prom-client'
-import type { FastFrontStats } from './http/fast-front.ts'
+import { DIRECT_MAX_BYTES, SMALL_BODY_BYTES, type FastFrontStats } from './http/fast-front.ts'
 
 const { Registry, Counter, Gauge, Histogram, AggregatorRegistry, collectDefaultMetrics } = client
 
@@ -357,7 +357,7 @@ export class CacheNodeMetrics {
       open: ['streamedge_fast_path_connections', 'Client connections the hit fast path holds'],
       flushes: ['streamedge_fast_path_flushes_total', 'Event-loop turns whose fast-path answers were written together (responses / flushes: answers per burst)'],
       sentFromFileBytes: ['streamedge_fast_path_sendfile_bytes_total', 'Body bytes of fast-path hits the kernel sent from the disk tier\'s page cache (server.sendfile), not copied from memory'],
-      sentDirect: ['streamedge_fast_path_direct_sends_total', 'Fast-path answers with a medium body (2-64 KiB) whose head and body went out in one sendmsg(2) from memory, past node\'s stream layers (native helper)'],
+      sentDirect: ['streamedge_fast_path_direct_sends_total', `Fast-path answers with a medium body (over ${SMALL_BODY_BYTES / 1024} KiB, up to ${DIRECT_MAX_BYTES / 1024} KiB) whose head and body went out in one sendmsg(2) from memory, past node's stream layers (native helper)`],
     }, source)
   }
 

@@ -1116,9 +1116,9 @@ function identityOf (stat: Stats): FileIdentity {
 }
 
 /**
- * `fd`'s file still has a link and is `identity`. One fstat: the native helper compares in C
- * (lendFile runs on every hit sent from a file, and fstatSync's Stats object cost ~1.5 µs of
- * a 64 KiB range's ~17 in a hand A/B); fstatSync where the helper is missing.
+ * `fd`'s file still has a link and is `identity`. One fstat either way: the native helper
+ * compares in C, where fstatSync would build a Stats object on every hit sent from a file
+ * (lendFile); fstatSync where the helper is missing.
  */
 function unchangedSince (fd: number, identity: FileIdentity): boolean {
   if (zeroCopy !== undefined) return zeroCopy.unchanged(fd, identity.ino, identity.size, identity.mtimeMs) === 1

@@ -442,7 +442,7 @@ class FastConnection {
   // The client half-closed (FIN): it sends nothing more, so the connection ends once every request it sent is answered.
   #peerEnded = false
   readonly #onData = (chunk: Buffer): void => this.#data(chunk)
-  // Reads into the shared READ_BUFFER (readInto): called with the bytes read, false when the connection is paused.
+  // Reads into the shared READ_BUFFER (readInto): called with the length read; true keeps the handle reading (pause() stops it).
   readonly #onRead = (bytes: number): boolean => this.#read(bytes)
   // The socket reads into READ_BUFFER (true) or emits a Buffer of its own per read (false: 'data').
   readonly #intoShared: boolean
@@ -519,10 +519,9 @@ class FastConnection {
 
   /** `bytes` new bytes at the start of READ_BUFFER: none of them may be kept past this call, so what is left unanswered is copied. */
   #read (bytes: number): boolean {
-    if (this.#ended) return true // after #end or a hand-over nobody here reads (as with the 'data' listener removed)
+    if (this.#ended) return true // after #end or destroy() nobody here reads (as with the 'data' listener removed); a hand-over replaced this callback
     this.#data(READ_BUFFER.subarray(0, bytes))
-    const pending = this.#pending
-    if (pending !== undefined && pending.buffer === READ_BUFFER.buffer) this.#pending = Buffer.from(pending)
+    if (this.#pending !== undefined) this.#pending = owned(this.#pending)
     return true
   }
 
@@ -967,7 +966,6 @@ export function parseHead (head: string, remoteAddress: string | undefined, conn
   return { method, target, headers, remoteAddress, close, connection }
 }
 
-/** The descriptor of a plain TCP socket (libuv's TCPWrap exposes it on Unix); undefined for anything else. */
 /**
  * Where connections read (readInto). Node's net.Socket reads each chunk into memory of its
  * own: a malloc'd buffer, an ArrayBuffer and a Buffer around it, then Readable.push and a
@@ -1025,6 +1023,7 @@ function owned (bytes: Buffer): Buffer {
   return bytes.buffer === READ_BUFFER.buffer ? Buffer.from(bytes) : bytes
 }
 
+/** The descriptor of a plain TCP socket (libuv's TCPWrap exposes it on Unix); undefined for anything else. */
 function socketFd (socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
   return typeof fd === 'number' && fd >= 0 ? fd : undefined

@@ -15,7 +15,8 @@ export interface ZeroCopyAddon {
    * Sends `head` (latin1), then `length` bytes of `fileFd` from `offset`, on a non-blocking
    * socket, until done or the socket is full. Returns the bytes sent (head first), or -errno
    * when nothing was (os.constants.errno): -ENODATA when part of the range is not in the page
-   * cache (sending it would block on a disk read), -EAGAIN when the socket is full, -ENOSYS
+   * cache (sending it would block on a disk read; readahead of the range is queued, so a later
+   * call finds it cached), -EAGAIN when the socket is full, -ENOSYS
    * on a kernel that cannot say what is cached (before Linux 6.5), -E2BIG for a head over
    * 8 KiB, which this helper does not copy.
    */

@@ -3,6 +3,7 @@
  * cache (lib/native/zero-copy.c via lib/http/fast-front.ts and DiskStore.lendFile), with the same
  * bytes, head and accounting as a copy from memory. Real sockets, a real edge, real files.
  */
+import { closeSync, openSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -91,6 +92,38 @@ t.test('on: a disk copy changed behind the edge is not sent; memory serves the r
     t.ok(hit.body.equals(SEGMENT), `hit ${i + 1}: the stored bytes, not the damaged file's`)
   }
   t.equal(sent(node), before, 'nothing sent from the damaged file')
+})
+
+t.test('on: a sent file whose pages were dropped is copied once, then sent from the file again (readahead)', async (t) => {
+  const zeroCopy = requireZeroCopy(t)
+  if (zeroCopy === undefined) return
+  const { node } = await setup(t, true)
+  await fetchRaw(node.url + '/v/seg-1.bin')
+  await untilSentFromFile(node, '/v/seg-1.bin')
+  const large: string[] = []
+  for (const name of await objectFiles(node.cacheDir)) {
+    const file = join(node.cacheDir, 'objects', name)
+    if ((await stat(file)).size > SEGMENT.length) large.push(file)
+  }
+  t.equal(large.length, 1)
+  // as memory pressure would: the page cache lets the file go while the memory tier answers its hits
+  const fd = openSync(large[0]!, 'r')
+  try {
+    zeroCopy.dropCached(fd)
+    if (zeroCopy.resident(fd, 0, SEGMENT.length) === 1) {
+      t.comment('this file system keeps its pages (tmpfs): nothing to drop')
+      return
+    }
+  } finally {
+    closeSync(fd)
+  }
+  const before = sent(node)
+  const copied = await fetchRaw(node.url + '/v/seg-1.bin')
+  t.ok(copied.body.equals(SEGMENT), 'the hit while the pages are out: the right bytes')
+  t.equal(sent(node), before, 'copied from memory, not read from disk on the event loop')
+  // nothing else reads the file: only the readahead the refusal queued brings its pages back
+  await untilSentFromFile(node, '/v/seg-1.bin')
+  t.ok(sent(node) > before, 'a later hit leaves from the file again')
 })
 
 t.test('off (the default): every body is written from memory', async (t) => {

@@ -316,6 +316,11 @@ async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutM
     res.end(body)
   })
   const front = new FastFront({ keepAliveTimeoutMs, handler, sendFile, sendHeadBody })
+  return { port: await listenWithFront(tap, server, front), front, seenFast: [], seenSlow }
+}
+
+/** Puts `front` before `server`, listens on a loopback port (returned) and closes both at teardown. */
+async function listenWithFront (tap: Teardown, server: http.Server, front: FastFront): Promise<number> {
   front.attach(server)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -324,7 +329,7 @@ async function startWith (tap: Teardown, handler: FastHandler, keepAliveTimeoutM
     server.closeAllConnections()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   })
-  return { port: (server.address() as AddressInfo).port, front, seenFast: [], seenSlow }
+  return (server.address() as AddressInfo).port
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -392,16 +397,7 @@ t.test('bytes kept past a read (pipelined behind a later answer, declined, hande
     setTimeout(() => socket.write(`head=${head.toString('latin1')}\n`), 60)
     socket.on('data', (d: Buffer) => socket.end(`echo=${d.toString('latin1')}\n`))
   })
-  const front = new FastFront({ keepAliveTimeoutMs: 5000, handler: laterHandler(60) })
-  front.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(async () => {
-    front.closeAll()
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const port = (server.address() as AddressInfo).port
+  const port = await listenWithFront(t, server, new FastFront({ keepAliveTimeoutMs: 5000, handler: laterHandler(60) }))
   const request = (target: string, pad: string): string => `GET ${target} HTTP/1.1\r\nHost: a\r\nX-Pad: ${pad}\r\n\r\n`
   const a = exchange(port, [
     request('/later/1', 'a') + request('/fast/2', 'a') + request('/decline/3', 'a') + request('/fast/4', 'a') +
