@@ -157,6 +157,7 @@ class FastJoin extends FastExchange {
   readonly #lastByte: number
   // Attached, with neither a cursor nor a detach yet
   #unread = true
+  #sink: FastBodySink | undefined
 
   constructor (head: string, ownDate: boolean, job: FillJob, fillHead: FillHead, totalBytes: number, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string) {
     super(head, ownDate, done, id, startMs, req, path, job.key)
@@ -183,13 +184,52 @@ class FastJoin extends FastExchange {
 
   pipe (sink: FastBodySink): void {
     this.#unread = false
-    pipeFill(this.#fill, sink, 0, this.#lastByte, {
-      onBytes: (bytes) => { this.bytes += bytes },
-      onFail: (err) => {
-        this.error ??= err as CdnError | undefined
-        sink.destroy()
-      },
-    })
+    this.#sink = sink
+    // its own hooks (FillPipeHooks): no closures per joiner
+    pipeFill(this.#fill, sink, 0, this.#lastByte, this)
+  }
+
+  /** FillPipeHooks: body bytes handed to the socket. */
+  onBytes (bytes: number): void {
+    this.bytes += bytes
+  }
+
+  /** FillPipeHooks: the fill failed before this reader had all its bytes. */
+  onFail (err: Error | undefined): void {
+    this.error ??= err as CdnError | undefined
+    this.#sink?.destroy()
+  }
+}
+
+/**
+ * A fast-path request for a fill in flight that has no head yet, or (a GET) no body bytes:
+ * the front hands it its reply (`wait`), and it waits in its job's list until the proxy
+ * answers the fill's waiters together (CacheProxy #serveWaiters). No promise, closure or
+ * timer per waiter: a herd's waiters share one watch on the fill and one lock timer.
+ */
+class FastWaiter implements FastPending {
+  readonly pending = true
+  readonly job: FillJob
+  readonly req: FastRequest
+  readonly path: string
+  readonly startMs: number
+  /** Set by `wait`, before the waiter is listed. */
+  reply: FastReply | undefined = undefined
+  /** When it stops waiting and fetches alone (performance.now() ms; the lock timeout). */
+  deadline = 0
+  readonly #enqueue: (waiter: FastWaiter) => void
+
+  constructor (job: FillJob, req: FastRequest, path: string, startMs: number, enqueue: (waiter: FastWaiter) => void) {
+    this.job = job
+    this.req = req
+    this.path = path
+    this.startMs = startMs
+    this.#enqueue = enqueue
+  }
+
+  wait (reply: FastReply): void {
+    this.reply = reply
+    this.#enqueue(this)
   }
 }
 
@@ -278,6 +318,14 @@ interface FillJob {
   needsPolicyLifetime: boolean
   /** The head of fast-path joiners, rendered by the first (undefined until then). */
   joinHead: JoinHead | undefined
+  /** How long a joiner waits for this fill (#lockTimeoutMs, asked of the content policy once). */
+  lockTimeoutMs: number | undefined
+  /** Fast-path joiners waiting for the head, or (GETs) for the first body bytes: answered together (#serveWaiters). */
+  waiters: FastWaiter[]
+  /** #serveWaiters runs at the fill's next step (#watchWaiters). */
+  waitersWatched: boolean
+  /** Runs #expireWaiters at the earliest waiter's lock deadline: one timer per fill, not per waiter. */
+  waitersTimer: NodeJS.Timeout | undefined
 }
 
 /** What `warm` did for a URL. */
@@ -479,43 +527,105 @@ export class CacheProxy {
     const startMs = this.#now()
     const head = job.fill.head
     // A GET that comes after the head but before any body byte waits like an early one: sent
-    // nothing yet, it can still fetch alone if the writer stalls (the lock timeout, #answerJoin).
+    // nothing yet, it can still fetch alone if the writer stalls (the lock timeout, #expireWaiters).
     if (head !== undefined && !(req.method === 'GET' && noBodyYet(job.fill))) {
       // declined (undefined), node:http joins and attaches on its own
       return this.#fastJoin(req, path, job, head, startMs, false)
     }
-    return {
-      pending: true,
-      wait: (reply: FastReply) => {
-        job.fill.attach()
-        const lockTimeoutMs = this.#lockTimeoutMs(job)
-        const deadline = performance.now() + lockTimeoutMs
-        job.fill.waitHead(lockTimeoutMs).then(
-          (ready) => this.#answerJoin(req, path, reply, job, ready, startMs, deadline),
-          (err: unknown) => this.#resume(req, path, reply, job, isCdnError(err, 'CDN_ERR_LOCK_TIMEOUT'), startMs))
-      },
-    }
+    return new FastWaiter(job, req, path, startMs, this.#enqueueWaiter)
   }
 
   /**
-   * Answers a waiting joiner once the fill has body bytes (or is over): its head and first
-   * bytes then leave in one write, where answering at the head would cost a write for the
-   * head alone and another for the bytes a moment later. The lock timeout (`deadline`, on
-   * performance.now()) covers that wait too: a fill whose upstream stalls after its head has
-   * a stuck writer, and this joiner, sent nothing yet, fetches alone.
+   * A fast-path joiner starts waiting: attached to the fill, in its job's list until the fill
+   * moves on (#serveWaiters) or its lock timeout runs out (#expireWaiters). A herd's waiters
+   * share one watch on the fill and one timer.
    */
-  #answerJoin (req: FastRequest, path: string, reply: FastReply, job: FillJob, head: FillHead, startMs: number, deadline: number): void {
+  readonly #enqueueWaiter = (waiter: FastWaiter): void => {
+    const { job } = waiter
+    job.fill.attach()
+    waiter.deadline = performance.now() + this.#lockTimeoutMs(job)
+    job.waiters.push(waiter)
+    this.#watchWaiters(job)
+    if (job.waitersTimer === undefined) this.#armWaitersTimer(job, waiter.deadline)
+  }
+
+  /** Has #serveWaiters run at the fill's next step: its head (or failure) while it has none, else its next bytes, end or failure. */
+  #watchWaiters (job: FillJob): void {
+    if (job.waitersWatched) return
+    job.waitersWatched = true
     const { fill } = job
-    if (req.method === 'GET' && noBodyYet(fill) && fastJoinable(job, head) !== undefined) {
-      // a failed fill goes on too: node:http joins it and cuts the response off as for its own joiners
-      void this.#bodyOrFailure(fill, deadline).then((ready) => ready
-        ? this.#answerJoin(req, path, reply, job, head, startMs, deadline)
-        : this.#resume(req, path, reply, job, true, startMs))
-      return
+    const serve = (): void => this.#serveWaiters(job)
+    if (fill.head === undefined) fill.waitHead().then(serve, serve)
+    else fill.onProgress(serve)
+  }
+
+  /**
+   * Answers every waiting joiner of `job` that can be answered now, in one loop: a HEAD once
+   * the head is in, a GET once body bytes are (its head and first bytes then leave in one
+   * write, where answering at the head would cost a write for the head alone and another for
+   * the bytes a moment later). A fill that failed, or whose head the fast path does not
+   * answer, hands its waiters to node:http, which joins the same fill (and cuts a failed
+   * one's response off as for its own joiners).
+   */
+  #serveWaiters (job: FillJob): void {
+    job.waitersWatched = false
+    const waiters = job.waiters
+    if (waiters.length === 0) return
+    job.waiters = []
+    const { fill } = job
+    const head = fill.head
+    const waitForBytes = head !== undefined && noBodyYet(fill) && fastJoinable(job, head) !== undefined
+    for (const waiter of waiters) {
+      const { req, path, reply, startMs } = waiter
+      if (head === undefined) {
+        this.#resume(req, path, reply!, job, false, startMs)
+      } else if (waitForBytes && req.method === 'GET') {
+        job.waiters.push(waiter)
+      } else {
+        const join = this.#fastJoin(req, path, job, head, startMs, true)
+        if (join !== undefined) reply!.answer(join)
+        else this.#resume(req, path, reply!, job, false, startMs)
+      }
     }
-    const join = this.#fastJoin(req, path, job, head, startMs, true)
-    if (join !== undefined) reply.answer(join)
-    else this.#resume(req, path, reply, job, false, startMs)
+    // answering may have queued new waiters (pipelined requests): they are in the list too
+    if (job.waiters.length > 0) this.#watchWaiters(job)
+    else this.#disarmWaitersTimer(job)
+  }
+
+  #armWaitersTimer (job: FillJob, deadline: number): void {
+    job.waitersTimer = setTimeout(this.#expireWaiters, Math.max(0, deadline - performance.now()), job)
+    job.waitersTimer.unref()
+  }
+
+  #disarmWaitersTimer (job: FillJob): void {
+    if (job.waitersTimer === undefined) return
+    clearTimeout(job.waitersTimer)
+    job.waitersTimer = undefined
+  }
+
+  /**
+   * The lock timeout of `job`'s earliest waiter ran out: every waiter whose deadline has passed
+   * fetches alone (the head never came, or the upstream sent a head and stalled: a stuck
+   * writer); the timer is set again for the next one.
+   */
+  readonly #expireWaiters = (job: FillJob): void => {
+    job.waitersTimer = undefined
+    // a timer fires on the event loop's millisecond clock: within a millisecond counts as due
+    const now = performance.now() + 1
+    const waiters = job.waiters
+    job.waiters = []
+    let expired: FastWaiter[] | undefined
+    let next = Number.POSITIVE_INFINITY
+    for (const waiter of waiters) {
+      if (waiter.deadline <= now) {
+        (expired ??= []).push(waiter)
+      } else {
+        job.waiters.push(waiter)
+        next = Math.min(next, waiter.deadline)
+      }
+    }
+    if (job.waiters.length > 0) this.#armWaitersTimer(job, next)
+    for (const waiter of expired ?? []) this.#resume(waiter.req, waiter.path, waiter.reply!, job, true, waiter.startMs)
   }
 
   /**
@@ -704,6 +814,10 @@ export class CacheProxy {
       stored: false,
       needsPolicyLifetime: false,
       joinHead: undefined,
+      lockTimeoutMs: undefined,
+      waiters: [],
+      waitersWatched: false,
+      waitersTimer: undefined,
     }
     this.#fills.set(key, job)
     void this.#runFill(job)
@@ -846,7 +960,8 @@ export class CacheProxy {
 
   /** How long a joiner of `job` waits for its head (the content policy's, e.g. LL-HLS blocking reloads, else the node's). */
   #lockTimeoutMs (job: FillJob): number {
-    return this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs
+    job.lockTimeoutMs ??= this.#policy.lockTimeoutMs?.(job.primaryKey) ?? this.#o.lockTimeoutMs
+    return job.lockTimeoutMs
   }
 
   /** A joiner (attached) gave up waiting for the fill's head: it fetches alone, reading nothing from the fill. */

@@ -670,6 +670,46 @@ t.test('lock timeout: a fast joiner waits one lock timeout, then fetches alone',
   t.ok((await first.next()).body.equals(body))
 })
 
+t.test('a stuck writer (a head, then nothing): staggered fast joiners each fetch alone at their own lock deadline; a HEAD joiner is answered at the head', async (t) => {
+  const lockTimeoutMs = 600
+  const h = await setup(t, { lockTimeoutMs })
+  const path = '/lock/stuck.bin'
+  const body = bodyOf(50_000, 4)
+  h.route(path, (held) => {
+    if (held.req.index > 0) held.respond(200, cacheable(), 'fetched on its own\n')
+  })
+  const { client: first, fill } = await startFill(h, path)
+  const earlyAt = performance.now()
+  const [early] = await pendingJoiners(h, path, 1)
+  const [headJoiner] = await pendingJoiners(h, path, 1, '', 'HEAD')
+  await sleep(300)
+  const lateAt = performance.now()
+  const [late] = await pendingJoiners(h, path, 1)
+  fill.head(200, okFields(body.length))
+  const headAnswer = await headJoiner!.next('HEAD')
+  t.equal(headAnswer.status, 200, 'the HEAD joiner has its answer at the head')
+  t.equal(field(headAnswer, 'content-length'), String(body.length))
+  t.equal(h.fast.lateAnswered, 1, 'on the fast path')
+  const answers = await Promise.all([early!, late!].map(async (c) => {
+    const answer = await c.next()
+    return { answer, at: performance.now() }
+  }))
+  for (const { answer } of answers) {
+    t.equal(answer.body.toString(), 'fetched on its own\n')
+    t.match(field(answer, 'cache-status'), /fwd=uri-miss; fwd-status=200; detail=lock-timeout/)
+  }
+  const [e, l] = answers
+  t.ok(e!.at - earlyAt >= lockTimeoutMs - 50, `the early joiner waited its lock timeout (${Math.round(e!.at - earlyAt)} ms)`)
+  t.ok(l!.at - lateAt >= lockTimeoutMs - 50, `the late joiner waited its own, not the early one's (${Math.round(l!.at - lateAt)} ms)`)
+  t.ok(l!.at - e!.at >= 150, `the late joiner fetched after the early one (${Math.round(l!.at - e!.at)} ms later)`)
+  t.equal(h.fast.lateDeclined, 2, 'both GETs handed to node:http')
+  t.equal(await h.edge.metrics.collapsed.value({ outcome: 'lock-timeout' }), 2)
+  t.equal(h.origin.count(path), 3, 'the fill and each joiner\'s own request')
+  // the stuck fill itself goes on once its bytes come
+  fill.write(body)
+  t.ok((await first.next()).body.equals(body))
+})
+
 for (const failure of ['reset', 'garbage'] as const) {
   t.test(`the fill fails before its head (${failure}): joiners get node:http's error, no second origin request`, async (t) => {
     const h = await setup(t)
