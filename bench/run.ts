@@ -160,7 +160,7 @@ async function runAll (args: BenchArgs, c: RunContext): Promise<void> {
   }
   if (wants('cold-herd')) {
     await attempt('cold-herd', async () => {
-      const { memory: herdMemory, ...herd } = await runColdHerd({ clients: 200, rounds: args.rounds ?? (quick ? 1 : 2), edgeRoot: c.edgeRoot, peers, shield: true, beforeWindow, log })
+      const { memory: herdMemory, ...herd } = await runColdHerd({ clients: 200, rounds: args.rounds ?? (quick ? 1 : 2), ...(quick ? { warmupRounds: 1 } : {}), edgeRoot: c.edgeRoot, peers, shield: true, beforeWindow, log })
       results.herd = herd
       memory.push(...herdMemory)
     })

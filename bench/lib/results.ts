@@ -141,8 +141,11 @@ export interface HerdTargetSummary extends HerdMedians {
 /** The cold-herd scenario. */
 export interface HerdResult {
   readonly scenario: 'cold-herd'
-  readonly config: { readonly clients: number, readonly bodyBytes: number, readonly originBytesPerSecond: number, readonly rounds: number }
+  /** `warmupRounds` is absent in results from before it was 2 (there was 1). */
+  readonly config: { readonly clients: number, readonly bodyBytes: number, readonly originBytesPerSecond: number, readonly rounds: number, readonly warmupRounds?: number }
   readonly rounds: readonly HerdRound[]
+  /** The unreported warm-up rounds (round ≤ 0), in run order; absent in older results. */
+  readonly warmups?: readonly HerdRound[]
   readonly edge: HerdMedians
   /** The ideal streamer baseline, same herd, interleaved. */
   readonly stream: HerdMedians
@@ -441,7 +444,7 @@ function herdTargetsSection (h: HerdResult, all: readonly HerdTargetSummary[]): 
   return [
     '## Cold herd (`cold-herd`)',
     '',
-    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round, targets interleaved; medians of the per-round percentiles. TTFB = request written → first body byte. *stream* is an ideal streamer (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache): what this machine allows at all.`,
+    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after ${warmupText(c.warmupRounds)}, targets interleaved; medians of the per-round percentiles. TTFB = request written → first body byte. *stream* is an ideal streamer (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache): what this machine allows at all.`,
     '',
     `| | ${all.map((m) => m.target).join(' | ')} |`,
     `|---|${all.map(() => '---:').join('|')}|`,
@@ -460,14 +463,21 @@ function herdTargetsSection (h: HerdResult, all: readonly HerdTargetSummary[]): 
   ]
 }
 
-/** Every herd round of every target, folded away. */
+/** How the herd text names its warm-up rounds (1 in results from before `warmupRounds`). */
+function warmupText (rounds = 1): string {
+  return rounds === 1
+    ? 'one unreported warm-up round'
+    : `${rounds} unreported warm-up rounds (a JIT optimises the join path during the second herd a process sees: bench/scenarios/cold-herd.ts HERD_WARMUP_ROUNDS; they are in the per-round table)`
+}
+
+/** Every herd round of every target (warm-ups first), folded away. */
 function herdRoundsTable (h: HerdResult): string[] {
   return [
     '<details><summary>Per round</summary>',
     '',
     '| round | server | origin requests | complete | TTFB p50 | TTFB p99 | head p99 | total p50 | total p99 | connect ms | send spread ms | server CPU s | client CPU s | other CPU s | errors |',
     '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...h.rounds.map((x) => `| ${x.round} | ${x.target} | ${x.originRequests} | ${x.complete}/${x.clients} | ${fmt(x.ttfbP50Ms)} | ${fmt(x.ttfbP99Ms)} | ${fmt(x.headP99Ms)} | ${fmt(x.totalP50Ms)} | ${fmt(x.totalP99Ms)} | ${fmt(x.connectMs)} | ${fmt(x.sendSpreadMs)} | ${fmt(x.serverCpuSeconds)} | ${fmt(x.clientCpuSeconds)} | ${fmt(x.otherCpuSeconds)} | ${x.errors.join('; ')} |`),
+    ...[...h.warmups ?? [], ...h.rounds].map((x) => `| ${x.round > 0 ? x.round : `warm-up ${x.round + (h.config.warmupRounds ?? 1)}`} | ${x.target} | ${x.originRequests} | ${x.complete}/${x.clients} | ${fmt(x.ttfbP50Ms)} | ${fmt(x.ttfbP99Ms)} | ${fmt(x.headP99Ms)} | ${fmt(x.totalP50Ms)} | ${fmt(x.totalP99Ms)} | ${fmt(x.connectMs)} | ${fmt(x.sendSpreadMs)} | ${fmt(x.serverCpuSeconds)} | ${fmt(x.clientCpuSeconds)} | ${fmt(x.otherCpuSeconds)} | ${x.errors.join('; ')} |`),
     '',
     '</details>',
     '',
@@ -596,7 +606,7 @@ function herdSection (h: HerdResult): string[] {
   return [
     '## Cold herd',
     '',
-    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after one unreported warm-up round; medians of the per-round percentiles. TTFB = request written → first body byte. Each round also runs the same herd against an *ideal streamer* (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache), interleaved, to show what this machine allows.`,
+    `${c.clients} clients (raw sockets in one separate process, each connection opened and answered once, a HEAD of a small object, as a player's is once it has its playlist) send the same GET at once for an uncached ${c.bodyBytes}-byte .ts; the origin streams it at ${c.originBytesPerSecond} B/s (about 2 s). Fresh key each round; ${c.rounds} rounds after ${warmupText(c.warmupRounds)}; medians of the per-round percentiles. TTFB = request written → first body byte. Each round also runs the same herd against an *ideal streamer* (bench/peers/stream-server.ts: one paced producer fanned out by plain node:http, no cache), interleaved, to show what this machine allows.`,
     '',
     '| | edge | ideal streamer | edge target |',
     '|---|---:|---:|---|',

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { CompareResult, CompareWindow } from '../../../bench/lib/compare.ts'
-import { renderResultsMarkdown, type BenchResults } from '../../../bench/lib/results.ts'
+import { renderResultsMarkdown, type BenchResults, type HerdResult, type HerdRound } from '../../../bench/lib/results.ts'
 import type { SteeringResult, SteeringRound } from '../../../bench/scenarios/steering.ts'
 import { benchResultsHeader } from '../../helpers/bench-results.ts'
 
@@ -160,4 +160,30 @@ t.test('per-GB tables show server + client CPU with its ratio to nginx, and say 
   const old = renderResultsMarkdown({ ...base, comparisons: [{ ...segment, summaries: segment.summaries.map(({ bothEndsCpuSecondsPerGb: _, ...x }) => x) }] })
   t.notMatch(old, /server \+ client/, 'results saved before the column render as they did')
   t.notMatch(renderResultsMarkdown({ ...base, comparisons: [playlist] }), /server \+ client/, 'per-request tables have no such column')
+})
+
+t.test('cold herd: the warm-up rounds are named in the text and listed first in the per-round table; older results say one', async (t) => {
+  const herdRound = (round: number, target: 'edge' | 'stream', ttfbP99Ms: number): HerdRound => ({
+    round, target, path: `/h-r${round}`, originRequests: target === 'edge' ? 1 : 0, clients: 200, complete: 200, ttfbP50Ms: ttfbP99Ms - 2, ttfbP99Ms, headP99Ms: ttfbP99Ms, totalP50Ms: 2010, totalP99Ms: 2020, connectMs: 20, sendSpreadMs: 1, serverCpuSeconds: 0.5, clientCpuSeconds: 0.7, otherCpuSeconds: 0, errors: [],
+  })
+  const medians = { ttfbP50Ms: 9, ttfbP99Ms: 11, headP99Ms: 11, totalP50Ms: 2010, totalP99Ms: 2020, serverCpuSeconds: 0.5 }
+  const herd: HerdResult = {
+    scenario: 'cold-herd',
+    config: { clients: 200, bodyBytes: 8388560, originBytesPerSecond: 4194280, rounds: 1, warmupRounds: 2 },
+    warmups: [herdRound(-1, 'edge', 31), herdRound(-1, 'stream', 15), herdRound(0, 'edge', 24), herdRound(0, 'stream', 12)],
+    rounds: [herdRound(1, 'edge', 11), herdRound(1, 'stream', 10)],
+    edge: medians,
+    stream: medians,
+    byTarget: [{ target: 'edge', ...medians, originRequestsMax: 1, complete: 200, clients: 200 }, { target: 'stream', ...medians, originRequestsMax: 0, complete: 200, clients: 200 }],
+    originRequestsMax: 1,
+    targets: { originRequests: { expected: 1, met: true }, ttfbP99: { maxMs: 25, met: true } },
+  }
+  const md = renderResultsMarkdown({ ...base, herd })
+  t.match(md, /1 rounds after 2 unreported warm-up rounds \(a JIT optimises the join path during the second herd/)
+  const rows = md.split('\n').filter((l) => /^\| (warm-up \d|\d) \| (edge|stream) \| /.test(l)).map((l) => l.split(' | ').slice(0, 2).join(' | ') + ` | ${l.split(' | ')[5]}`)
+  t.same(rows, ['| warm-up 1 | edge | 31', '| warm-up 1 | stream | 15', '| warm-up 2 | edge | 24', '| warm-up 2 | stream | 12', '| 1 | edge | 11', '| 1 | stream | 10'])
+  const { warmups: _, config: { warmupRounds: _w, ...olderConfig }, ...older } = herd
+  const old = renderResultsMarkdown({ ...base, herd: { ...older, config: olderConfig } })
+  t.match(old, /1 rounds after one unreported warm-up round,/)
+  t.notMatch(old, /warm-up \d \|/)
 })
