@@ -168,6 +168,8 @@ export class SharedFill {
     if (this.#released) return
     this.#released = true
     this.#trim()
+    // readers waiting for the whole body (settledOrReleased) learn they will not have it
+    this.#wake()
   }
 
   /** Ends the fill with an answer from storage (see FillHead.stored): head and completion at once. */
@@ -301,7 +303,25 @@ export class SharedFill {
     })
   }
 
-  /** Calls `wake` once, on the next appended chunk, completion or failure. */
+  /**
+   * Resolves when the fill is complete or failed, or released: for a reader that needs the
+   * body whole (several ranges, a rewrite). Attached without a cursor, such a reader keeps a
+   * released fill from dropping anything, so it must not wait for the end of a body larger
+   * than the node stores: it learns of the release here and reads through a cursor instead.
+   */
+  settledOrReleased (): Promise<void> {
+    const over = (): boolean => this.#released || this.#state === 'complete' || this.#state === 'failed'
+    if (over()) return Promise.resolve()
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (over()) resolve()
+        else this.onProgress(check)
+      }
+      this.onProgress(check)
+    })
+  }
+
+  /** Calls `wake` once, on the next appended chunk, completion, failure or release. */
   onProgress (wake: Wake): void {
     this.#wakeups.push(wake)
   }

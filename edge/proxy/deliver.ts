@@ -378,13 +378,16 @@ function writeMultipart (ex: Exchange, headers: string[], meta: ObjectMeta, rang
  * the Set-Cookie only the initiating client receives. `ex` is attached to the fill
  * (SharedFill.attach): it reads through a cursor, or detaches when its answer takes no
  * body bytes from the fill (HEAD, 304, 412, 416), so a released fill does not keep them for
- * it; an answer that needs the body whole (a rewrite, several ranges) stays attached.
+ * it; an answer that needs the body whole (a rewrite, several ranges) stays attached until
+ * the body is whole, or until the fill is released (larger than the node stores): then it
+ * gets the body as it came, whole and unrewritten (`asItCame`; RFC 9110 §14.2 lets a server
+ * ignore Range), through a cursor, so the fill keeps only its readers' lag, not the body.
  */
-export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[]): void {
+export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie?: string | readonly string[], asItCame = false): void {
   // An upstream body without framing (FillHead.unframed) is relayed without it: whole (RFC 9110
   // §14.2: its length is not known to be the representation's, so no Range), with no length.
   const unframed = head.unframed === true
-  const rewrite = ex.transform !== undefined && head.status === 200
+  const rewrite = !asItCame && ex.transform !== undefined && head.status === 200
   if (unframed && rewrite && ex.req.method !== 'HEAD') {
     rewriteUnframed(ex, fill, head, status, extraCookie)
     return
@@ -392,13 +395,15 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
   const total = unframed ? undefined : fill.totalBytes
   // A 200 that carries Content-Range says it is part of a larger representation: its bytes
   // are no offsets into the whole, so no range is cut from them (it is relayed as it came).
-  const rangeable = !unframed && head.status === 200 && head.headers['content-range'] === undefined
+  const rangeable = !asItCame && !unframed && head.status === 200 && head.headers['content-range'] === undefined
   const rangeAsked = ex.req.headers.range !== undefined && rangeable && ex.req.method !== 'HEAD'
   if ((rewrite && !unframed) || (rangeAsked && (total === undefined || isMultiRange(ex.req.headers.range)))) {
     // A body to rewrite, several ranges, or a range of a body of unknown length: answer once the body is whole.
-    // Attached without a cursor, this reader keeps a released fill from dropping anything, so body() has it all.
-    void fill.settled().then(() => {
+    // Attached without a cursor, this reader keeps a released fill from dropping anything, so body() has it all;
+    // a fill released meanwhile will not be whole in memory: its body goes out as it came.
+    void fill.settledOrReleased().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error, status)
+      else if (fill.released) deliverFromFill(ex, fill, head, status, extraCookie, true)
       else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
     })
     return
@@ -453,9 +458,14 @@ const NO_BODY = new Set([204, 304])
  * (closeDelimited: a rewrite of a body that may be cut is no more complete).
  */
 function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status: StatusFields, extraCookie: string | readonly string[] | undefined): void {
-  void fill.settled().then(() => {
+  void fill.settledOrReleased().then(() => {
     if (fill.state === 'failed') {
       failResponse(ex, fill.error, status)
+      return
+    }
+    if (fill.released) {
+      // larger than the node stores: relayed as it came (unrewritten), not held whole
+      deliverFromFill(ex, fill, head, status, extraCookie, true)
       return
     }
     const body = fill.body()

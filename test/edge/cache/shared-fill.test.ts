@@ -372,3 +372,29 @@ t.test('a detach before the release: the release drops what the cursors passed a
   fill.release()
   t.equal(fill.heldBytes, 200, 'released: the chunk behind the only cursor goes')
 })
+
+t.test('settledOrReleased: pending while the body grows, resolved by completion, failure or release', async (t) => {
+  const outcome = async (fill: SharedFill): Promise<string> => await Promise.race([fill.settledOrReleased().then(() => 'resolved'), sleep(30).then(() => 'pending')])
+  const growing = new SharedFill('growing', 0)
+  growing.setHead(HEAD)
+  const waiting = growing.settledOrReleased()
+  growing.append(Buffer.alloc(100))
+  t.equal(await outcome(growing), 'pending', 'a chunk is no end')
+  growing.complete()
+  await waiting
+  t.equal(await outcome(growing), 'resolved', 'complete')
+  const released = new SharedFill('released', 0)
+  released.setHead(HEAD)
+  released.attach()
+  released.append(Buffer.alloc(100))
+  const beforeRelease = released.settledOrReleased()
+  released.release()
+  await beforeRelease
+  t.equal(released.state, 'streaming', 'released while still streaming')
+  t.equal(await outcome(released), 'resolved', 'and at once after')
+  const failed = new SharedFill('failed', 0)
+  const beforeHead = failed.settledOrReleased()
+  failed.fail(new Error('upstream reset'))
+  await beforeHead
+  t.pass('failed before its head')
+})

@@ -13,6 +13,7 @@ import type net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { RELEASED_WINDOW_BYTES } from '../../../edge/cache/shared-fill.ts'
+import { TokenKey, TokenSigner, TokenVerifier } from '../../../lib/protocol/token.ts'
 import type { ContentPolicy } from '../../../edge/proxy/content-policy.ts'
 import { fetchRaw, type Fetched } from '../../helpers/http-client.ts'
 import { edgeFor, rawResponse, startRawOrigin, stored, type RawHandler } from '../../helpers/raw-origin.ts'
@@ -100,9 +101,9 @@ interface Streamed {
 }
 
 /** GETs `url` on a connection of its own; `keep` keeps the body (else only its hash). */
-function streamGet (url: string, keep = true): Streamed {
+function streamGet (url: string, keep = true, headers: Readonly<Record<string, string>> = {}): Streamed {
   let received = 0
-  const response = new Promise<http.IncomingMessage>((resolve, reject) => { http.get(url, { agent: false }, resolve).on('error', reject) })
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => { http.get(url, { agent: false, headers }, resolve).on('error', reject) })
   const done = response.then((res) => new Promise<{ body: Buffer, sha256: string, error: Error | undefined }>((resolve) => {
     const chunks: Buffer[] = []
     const hash = createHash('sha256')
@@ -237,6 +238,44 @@ t.test('an unframed body past maxObjectBytes: a paused client pauses the origin 
   t.notOk(stored(edge, '/big.bin'))
   t.equal(await edge.metrics.admissionRejections.value({ reason: 'unframed' }), 1)
 })
+
+// A request whose answer needs the body whole (several ranges; one range of a body whose length
+// is unknown until its end) must not make a released fill keep the body: it gets it as it came.
+for (const c of [
+  { framing: 'length', range: 'bytes=0-0,1000-1999', what: 'several ranges of a body whose Content-Length is past the limit (released at its head)' },
+  { framing: 'chunked', range: 'bytes=0-0,1000-1999', what: 'several ranges of a chunked body (released mid-way)' },
+  { framing: 'chunked', range: 'bytes=1000-1999', what: 'one range of a chunked body (its length unknown until its end)' },
+] as const) {
+  t.test(`${c.what}: the whole body as a 200, Range ignored, and a paused client pauses the origin`, async (t) => {
+    const sent: Sent = { bytes: 0 }
+    const origin = await startRawOrigin(t, { '/r.bin': flood(200, ['cache-control: max-age=60'], c.framing, OBJECT_BYTES, sent) })
+    const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES })
+    const client = streamGet(edge.url + '/r.bin', false, { range: c.range })
+    await pausedClientPausesOrigin(t, client, sent)
+    t.equal((await client.response).headers['content-range'], undefined)
+    t.notOk(stored(edge, '/r.bin'))
+  })
+}
+
+// A playlist the edge rewrites (tokens required: its URIs carry the token) is rewritten once
+// whole; past maxObjectBytes it is relayed as it came instead of being held whole.
+for (const framing of ['unframed', 'chunked'] as const) {
+  t.test(`a playlist to rewrite past maxObjectBytes (${framing}): relayed as it came, and a paused client pauses the origin`, async (t) => {
+    const key = new TokenKey('k1', 'fill-release-test-key-0123456789abcdef')
+    const token = new TokenSigner([key]).sign({ exp: Math.floor(Date.now() / 1000) + 3600, path: '/vod/' })
+    const sent: Sent = { bytes: 0 }
+    const small = '#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\n/vod/seg-0.ts\n#EXT-X-ENDLIST\n'
+    const origin = await startRawOrigin(t, {
+      '/vod/big.m3u8': flood(200, ['cache-control: max-age=60', 'content-type: application/vnd.apple.mpegurl'], framing, OBJECT_BYTES, sent),
+      '/vod/small.m3u8': (_req, socket) => void socket.write(rawResponse(200, ['cache-control: max-age=60', 'content-type: application/vnd.apple.mpegurl'], small)),
+    })
+    const edge = await edgeFor(t, origin, { maxObjectBytes: MAX_OBJECT_BYTES, token: { required: true, verifier: new TokenVerifier([key]) } })
+    const rewritten = await fetchRaw(`${edge.url}/t/${token}/vod/small.m3u8`)
+    t.match(rewritten.body.toString(), `/t/${token}/vod/seg-0.ts`, 'a playlist within the limit is rewritten')
+    await pausedClientPausesOrigin(t, streamGet(`${edge.url}/t/${token}/vod/big.m3u8`, false), sent)
+    t.notOk(stored(edge, '/vod/big.m3u8'))
+  })
+}
 
 t.test('a private body past maxObjectBytes, with a joiner from before the head that then fetched alone: a paused client still pauses the origin', async (t) => {
   const held = gate()
