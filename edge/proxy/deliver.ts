@@ -404,7 +404,7 @@ export function deliverFromFill (ex: Exchange, fill: SharedFill, head: FillHead,
     void fill.settledOrReleased().then(() => {
       if (fill.state === 'failed') failResponse(ex, fill.error, status)
       else if (fill.released) deliverFromFill(ex, fill, head, status, extraCookie, true)
-      else deliverObject(ex, { meta: metaOfFill(fill, head), body: fill.body() }, status)
+      else deliverObject(ex, { meta: metaOfFill(fill, head, extraCookie), body: fill.body() }, status)
     })
     return
   }
@@ -471,7 +471,7 @@ function rewriteUnframed (ex: Exchange, fill: SharedFill, head: FillHead, status
     const body = fill.body()
     const rewritten = ex.transform!(body)
     if (rewritten !== undefined) {
-      deliverRewritten(ex, metaOfFill(fill, head), rewritten, status, true)
+      deliverRewritten(ex, metaOfFill(fill, head, extraCookie), rewritten, status, true)
       return
     }
     const precondition = preconditions(ex.req, head.status, head.headers)
@@ -553,12 +553,15 @@ function isMultiRange (range: string | undefined): boolean {
   return range !== undefined && range.includes(',')
 }
 
-/** The meta of a complete fill, as if stored (for answers that need the whole body). */
-function metaOfFill (fill: SharedFill, head: FillHead): ObjectMeta {
+/**
+ * The meta of a complete fill, as if stored (for answers that need the whole body), with the
+ * initiating client's Set-Cookie (`extraCookie`, kept out of the shared head) for its answer.
+ */
+function metaOfFill (fill: SharedFill, head: FillHead, extraCookie?: string | readonly string[]): ObjectMeta {
   return {
     key: fill.key,
     status: head.status,
-    headers: head.headers,
+    headers: extraCookie === undefined ? head.headers : { ...head.headers, 'set-cookie': extraCookie },
     bodyBytes: fill.length,
     requestTimeMs: head.requestTimeMs,
     responseTimeMs: head.responseTimeMs,

@@ -77,6 +77,19 @@ t.test('RFC 9111 §7.3 (policy): allowSetCookie stores the response without the 
   t.ok(second !== undefined)
 })
 
+t.test('RFC 9111 §7.3 (policy): allowSetCookie: the filling client gets its cookie on an answer that waited for the whole body (several ranges)', async (t) => {
+  const rig = await startRig(t, { allowSetCookie: true })
+  rig.origin.script(PATH, cookieJar())
+  const first = await rig.fetch(PATH, { headers: { range: 'bytes=0-1,7-10' } })
+  // answered once the body is whole (a comma: several ranges; these two are close enough to be sent as one)
+  t.equal(first.status, 206)
+  t.same(first.headers['set-cookie'], ['session=s0; Path=/'], 'the client that triggered the fill gets its cookie')
+  const second = await rig.fetch(PATH, { headers: { range: 'bytes=0-1,7-10' } })
+  t.equal(second.status, 206)
+  t.equal(second.headers['set-cookie'], undefined, 'a hit gets none')
+  t.equal(rig.origin.count(PATH), 1)
+})
+
 for (const allowSetCookie of [false, true]) {
   t.test(`RFC 9111 §7.3 (policy): a Set-Cookie is never handed to collapsed requests (allowSetCookie ${String(allowSetCookie)})`, async (t) => {
     const rig = await startRig(t, { allowSetCookie })
