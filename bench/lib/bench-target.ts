@@ -5,7 +5,8 @@
  * child), read from /proc.
  */
 import type { ChildServer } from './child-server.ts'
-import type { FetchedResponse } from './http-get.ts'
+import { httpGet, type FetchedResponse } from './http-get.ts'
+import { promSum } from './prometheus-text.ts'
 import { readProcessTreeCpu, readProcessTreeRssBytes, type CpuSample } from './proc-cpu.ts'
 
 /**
@@ -46,15 +47,38 @@ export interface BenchTarget {
   rssBytes (): number
   /** Did this response come from the target's cache? */
   isHit (res: FetchedResponse): boolean
+  /**
+   * Garbage collections of all its processes so far, from their /metrics (prom-client's
+   * `nodejs_gc_duration_seconds` counts); absent for targets without one (the peers, the baselines).
+   */
+  gcCounts? (): Promise<GcCounts | undefined>
   /** Stops every process of the target. */
   stop (): Promise<void>
+}
+
+/** Collections by kind, as V8 reports them to prom-client. */
+export interface GcCounts {
+  /** Scavenges of the young generation. */
+  readonly minor: number
+  /** Mark-compacts of the whole heap. */
+  readonly major: number
+}
+
+/**
+ * The GC counts in a streamedge `/metrics` answer, or undefined when it has none. The family
+ * is there from the start; a kind's samples only once V8 ran one (0 until then).
+ */
+export function parseGcCounts (text: string): GcCounts | undefined {
+  const family = 'streamedge_nodejs_gc_duration_seconds'
+  if (!text.includes(`# TYPE ${family} `)) return undefined
+  return { minor: promSum(text, `${family}_count`, { kind: 'minor' }), major: promSum(text, `${family}_count`, { kind: 'major' }) }
 }
 
 /** How {@link benchTarget} recognises a cache hit. */
 export type HitRule = 'cache-status' | 'x-bench-cache' | 'always'
 
 /** Wraps started servers as one target (the first server's URL is the target's). */
-export function benchTarget (name: TargetName, servers: readonly ChildServer[], options: { hit: HitRule, memoryBudgetBytes?: number, cleanup?: () => Promise<void> }): BenchTarget {
+export function benchTarget (name: TargetName, servers: readonly ChildServer[], options: { hit: HitRule, memoryBudgetBytes?: number, cleanup?: () => Promise<void>, metrics?: boolean }): BenchTarget {
   const first = servers[0]
   if (first === undefined) throw new TypeError(`Expected at least one server for target ${name}, got none`)
   const pids = servers.map((s) => s.pid)
@@ -75,6 +99,7 @@ export function benchTarget (name: TargetName, servers: readonly ChildServer[], 
     },
     rssBytes: () => pids.reduce((sum, pid) => sum + readProcessTreeRssBytes(pid), 0),
     isHit: (res) => isHit(options.hit, res),
+    ...(options.metrics === true ? { gcCounts: async () => await sumGcCounts(servers) } : {}),
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()))
       await options.cleanup?.()
@@ -92,4 +117,18 @@ export function isHit (rule: HitRule, res: Pick<FetchedResponse, 'headers'>): bo
   if (rule === 'x-bench-cache') return String(res.headers['x-bench-cache']).toUpperCase() === 'HIT'
   const entries = String(res.headers['cache-status'] ?? '').split(',')
   return /;\s*hit\b/.test(entries[entries.length - 1] ?? '')
+}
+
+/** The GC counts of every server summed, or undefined when one has none (or did not answer). */
+async function sumGcCounts (servers: readonly ChildServer[]): Promise<GcCounts | undefined> {
+  let minor = 0
+  let major = 0
+  for (const server of servers) {
+    const res = await httpGet(`${server.url}/metrics`, 10_000).catch(() => undefined)
+    const counts = res?.status === 200 ? parseGcCounts(res.body.toString('utf8')) : undefined
+    if (counts === undefined) return undefined
+    minor += counts.minor
+    major += counts.major
+  }
+  return { minor, major }
 }

@@ -59,6 +59,9 @@ export interface CompareWindow {
   readonly originBytes: number
   readonly non2xx: number
   readonly errors: number
+  /** Young-generation and full-heap collections in the target during the window (targets with a /metrics only: the edge's). */
+  readonly gcMinor?: number
+  readonly gcMajor?: number
 }
 
 /** Medians of one target with one generator. */
@@ -251,6 +254,8 @@ function fromAutocannon (r: autocannon.Result): GeneratorRun {
 }
 
 async function measureWindow (round: number, target: BenchTarget, generator: GeneratorName, o: CompareOptions): Promise<CompareWindow> {
+  // read outside the CPU window: answering /metrics is not the workload's
+  const gc0 = await target.gcCounts?.()
   const cpu0 = target.cpu()
   const self0 = process.cpuUsage()
   const reaped0 = readReapedChildrenCpu()
@@ -262,6 +267,7 @@ async function measureWindow (round: number, target: BenchTarget, generator: Gen
   const reaped = cpuSecondsBetween(reaped0, readReapedChildrenCpu())
   const systemSeconds = readSystemBusySeconds() - system0
   const origin1 = o.origin()
+  const gc1 = gc0 === undefined ? undefined : await target.gcCounts?.()
   const cpuSeconds = cpuSecondsBetween(cpu0, cpu1)
   const selfSeconds = (self.user + self.system) / 1e6
   const loadGenCpuSeconds = generator === 'wrk' ? reaped : selfSeconds
@@ -288,6 +294,7 @@ async function measureWindow (round: number, target: BenchTarget, generator: Gen
     originBytes: origin1.bytes - origin0.bytes,
     non2xx: run.non2xx,
     errors: run.errors,
+    ...(gc0 === undefined || gc1 === undefined ? {} : { gcMinor: gc1.minor - gc0.minor, gcMajor: gc1.major - gc0.major }),
   }
 }
 

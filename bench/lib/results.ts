@@ -396,6 +396,8 @@ function compareSection (c: CompareResult): string[] {
     const vs = x.vsNginx?.bothEndsCpuSecondsPerGb
     return ` ${fmt(x.bothEndsCpuSecondsPerGb ?? Number.NaN)}${vs === undefined ? '' : ` (${fmt(vs)}×)`} |`
   }
+  // results saved before GC counts were read have none
+  const showGc = c.windows.some((w) => w.gcMinor !== undefined)
   return [
     `## ${c.title} (\`${c.scenario}\`)`,
     '',
@@ -410,14 +412,18 @@ function compareSection (c: CompareResult): string[] {
     ...(c.accessLog === undefined ? [] : [accessLogLine(c.accessLog), '']),
     '<details><summary>Per window</summary>',
     '',
-    `| round | target | generator | req/s | p50 ms | p99 ms | MB | CPU s (user + sys) | ${costLabel} | load-gen CPU s | other CPU s | origin req | origin MB | non-2xx | errors |`,
-    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...c.windows.map((w) => `| ${w.round} | ${w.target} | ${w.generator} | ${fmt(w.requestsPerSec)} | ${fmt(w.latencyP50Ms)} | ${fmt(w.latencyP99Ms)} | ${fmt(w.bytes / 1e6)} | ${fmt(w.cpuSeconds)} (${fmt(w.cpuUserSeconds)} + ${fmt(w.cpuSystemSeconds)}) | ${fmt(cost(w))} | ${fmt(w.loadGenCpuSeconds)} | ${fmt(w.otherCpuSeconds)} | ${w.originRequests} | ${fmt(w.originBytes / 1e6)} | ${w.non2xx} | ${w.errors} |`),
+    ...(showGc ? [GC_NOTE, ''] : []),
+    `| round | target | generator | req/s | p50 ms | p99 ms | MB | CPU s (user + sys) | ${costLabel} | load-gen CPU s | other CPU s | origin req | origin MB | non-2xx | errors |${showGc ? ' GC minor / major |' : ''}`,
+    `|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${showGc ? '---:|' : ''}`,
+    ...c.windows.map((w) => `| ${w.round} | ${w.target} | ${w.generator} | ${fmt(w.requestsPerSec)} | ${fmt(w.latencyP50Ms)} | ${fmt(w.latencyP99Ms)} | ${fmt(w.bytes / 1e6)} | ${fmt(w.cpuSeconds)} (${fmt(w.cpuUserSeconds)} + ${fmt(w.cpuSystemSeconds)}) | ${fmt(cost(w))} | ${fmt(w.loadGenCpuSeconds)} | ${fmt(w.otherCpuSeconds)} | ${w.originRequests} | ${fmt(w.originBytes / 1e6)} | ${w.non2xx} | ${w.errors} |${showGc ? ` ${w.gcMinor === undefined ? '–' : `${w.gcMinor} / ${w.gcMajor ?? 0}`} |` : ''}`),
     '',
     '</details>',
     '',
   ]
 }
+
+/** Says what the per-window GC column counts. */
+const GC_NOTE = '"GC minor / major": the scavenges and mark-compacts V8 ran in the target during the window (its `/metrics`, read before and after: the edge\'s and the shield\'s, – for targets without one).'
 
 /** The --log-ab sentence under a hot-cache table: what the access log costs, per generator. */
 function accessLogLine (costs: readonly AccessLogCost[]): string {

@@ -37,7 +37,7 @@ export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarge
   try {
     const env = o.sendfile === true ? { ...o.env, STREAMEDGE_EDGE_SERVER_SENDFILE: 'true' } : o.env
     const edge = await startEdgeProcess({ originUrl: o.originUrl, ...logOptions, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(env === undefined ? {} : { env }) })
-    return benchTarget(name, [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
+    return benchTarget(name, [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, metrics: true, cleanup: () => rm(dir, { recursive: true, force: true }) })
   } catch (err) {
     await rm(dir, { recursive: true, force: true })
     throw err
@@ -56,7 +56,7 @@ export async function startEdgeShieldTarget (o: EdgeTargetOptions): Promise<Benc
     started.push(shield)
     const edge = await startEdgeProcess({ originUrl: o.originUrl, cacheDir: join(dir, 'edge'), memoryMaxBytes: o.memoryMaxBytes, shields: [shield.url], ...rootAndArgs(o) })
     started.push(edge)
-    return benchTarget('edge-shield', [edge, shield], { hit: 'cache-status', memoryBudgetBytes: 2 * o.memoryMaxBytes, cleanup: () => rm(dir, { recursive: true, force: true }) })
+    return benchTarget('edge-shield', [edge, shield], { hit: 'cache-status', memoryBudgetBytes: 2 * o.memoryMaxBytes, metrics: true, cleanup: () => rm(dir, { recursive: true, force: true }) })
   } catch (err) {
     await Promise.all(started.map((s) => s.stop()))
     await rm(dir, { recursive: true, force: true })

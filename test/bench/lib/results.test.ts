@@ -187,3 +187,17 @@ t.test('cold herd: the warm-up rounds are named in the text and listed first in 
   t.match(old, /1 rounds after one unreported warm-up round,/)
   t.notMatch(old, /warm-up \d \|/)
 })
+
+t.test('per-window GC counts: a column for the targets that report them (– for the others), explained once; none in older results', async (t) => {
+  const withGc: CompareResult = {
+    ...playlist,
+    windows: [{ ...playlist.windows[0]!, gcMinor: 41, gcMajor: 2 }, playlist.windows[1]!, playlist.windows[2]!],
+  }
+  const md = renderResultsMarkdown({ ...base, comparisons: [withGc] })
+  t.match(md, /"GC minor \/ major": the scavenges and mark-compacts V8 ran in the target during the window/)
+  t.match(md, /\| non-2xx \| errors \| GC minor \/ major \|\n\|---:\|---\|---\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|---:\|\n/)
+  t.match(md, /\| 1 \| edge \| wrk \| 20000 \|.* \| 41 \/ 2 \|\n/)
+  t.match(md, /\| 1 \| bare \| wrk \| 14000 \|.* \| – \|\n/)
+  const old = renderResultsMarkdown({ ...base, comparisons: [playlist] })
+  t.notMatch(old, /GC minor/, 'results without GC counts render as they did')
+})

@@ -46,6 +46,12 @@ t.test('edge: access log off, stdout not a file; edge-log: the same edge logging
   t.equal(edge.memoryBudgetBytes, MEMORY_BYTES)
   t.match(await readlink(`/proc/${edge.pids[0]!}/fd/1`), /^(pipe|socket):/, 'stdout stays the pipe (node: a socket pair) the listening line is read from')
   t.ok(edge.isHit(await warmUntilHit(edge, PATH)), 'serves hits')
+  const gc0 = await edge.gcCounts?.()
+  t.ok(gc0 !== undefined && gc0.minor >= 0 && gc0.major >= 0, `GC counts from its /metrics (${JSON.stringify(gc0)})`)
+  // allocate in the edge: a few hundred hits and their answers are garbage
+  for (let i = 0; i < 300; i++) await warmUntilHit(edge, PATH)
+  const gc1 = await edge.gcCounts?.()
+  t.ok(gc1 !== undefined && gc0 !== undefined && gc1.minor >= gc0.minor && gc1.major >= gc0.major, `counters only grow (${JSON.stringify(gc1)})`)
 
   const logged = await startEdgeTarget({ originUrl: origin.url, memoryMaxBytes: MEMORY_BYTES, accessLog: true })
   started.push(logged)
