@@ -291,16 +291,9 @@ export class SharedFill {
     })
   }
 
-  /** Resolves when the fill is complete or failed (for range requests on bodies of unknown length). */
+  /** Resolves when the fill is complete or failed (a warm-up waiting for the fill it started or joined). */
   settled (): Promise<void> {
-    if (this.#state === 'complete' || this.#state === 'failed') return Promise.resolve()
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (this.#state === 'complete' || this.#state === 'failed') resolve()
-        else this.onProgress(check)
-      }
-      this.onProgress(check)
-    })
+    return this.#whenOver(false)
   }
 
   /**
@@ -310,7 +303,12 @@ export class SharedFill {
    * than the node stores: it learns of the release here and reads through a cursor instead.
    */
   settledOrReleased (): Promise<void> {
-    const over = (): boolean => this.#released || this.#state === 'complete' || this.#state === 'failed'
+    return this.#whenOver(true)
+  }
+
+  /** Resolves once the fill is complete or failed (or, with `orReleased`, released). */
+  #whenOver (orReleased: boolean): Promise<void> {
+    const over = (): boolean => (orReleased && this.#released) || this.#state === 'complete' || this.#state === 'failed'
     if (over()) return Promise.resolve()
     return new Promise((resolve) => {
       const check = (): void => {
