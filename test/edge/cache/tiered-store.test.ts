@@ -13,7 +13,16 @@ import { TieredStore } from '../../../edge/cache/tiered-store.ts'
 import type { ObjectMeta, StoredObject, StoreObserver } from '../../../edge/cache/types.ts'
 import { makeObject, patternBody, readBody, runStoreContract, writeToBuffer, type Tap } from './store.contract.ts'
 
-async function makeTiered (t: Tap, opts: { memoryMaxBytes: number, memoryMaxObjectBytes?: number, diskMaxBytes: number, observer?: StoreObserver }): Promise<TieredStore> {
+interface TieredOptions {
+  memoryMaxBytes: number
+  memoryMaxObjectBytes?: number
+  diskMaxBytes: number
+  observer?: StoreObserver
+  promotionBytesPerSecond?: number
+  now?: () => number
+}
+
+async function makeTiered (t: Tap, opts: TieredOptions): Promise<TieredStore> {
   const dir = await mkdtemp(join(tmpdir(), 'streamedge-tiered-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const disk = new DiskStore({ dir, maxBytes: opts.diskMaxBytes, readWholeMaxBytes: 64 * 1024, ...(opts.observer === undefined ? {} : { observer: opts.observer }) })
@@ -25,7 +34,8 @@ async function makeTiered (t: Tap, opts: { memoryMaxBytes: number, memoryMaxObje
     maxObjectBytes: opts.memoryMaxObjectBytes ?? 64 * 1024,
     onEvict: (o) => tiered?.demote(o),
   })
-  tiered = new TieredStore({ memory, disk })
+  const { promotionBytesPerSecond, now } = opts
+  tiered = new TieredStore({ memory, disk, ...(promotionBytesPerSecond === undefined ? {} : { promotionBytesPerSecond }), ...(now === undefined ? {} : { now }) })
   const store = tiered
   t.teardown(() => store.close())
   return store
@@ -73,6 +83,8 @@ t.test('options are validated once, naming the field and the value', async (t) =
   const base = { memory: store.memory, disk: store.disk }
   t.throws(() => new TieredStore({ ...base, promotion: 'sometimes' as 'always' }), /options\.promotion to be 'frequency' or 'always', got sometimes/)
   t.throws(() => new TieredStore({ ...base, streamMinBytes: -1 }), /options\.streamMinBytes to be a non-negative integer, got -1/)
+  t.throws(() => new TieredStore({ ...base, promotionBytesPerSecond: 0 }), /options\.promotionBytesPerSecond to be a positive number, got 0/)
+  t.throws(() => new TieredStore({ ...base, promotionBytesPerSecond: Number.NaN }), /options\.promotionBytesPerSecond to be a positive number, got NaN/)
 })
 
 t.test('disk hits: large media is streamed, small bodies and playlists come back whole', async (t) => {
@@ -94,7 +106,8 @@ t.test('disk hits: large media is streamed, small bodies and playlists come back
 
 t.test('admission: equally popular objects do not evict each other; a more popular one gets in', async (t) => {
   const body = (i: number): Buffer => patternBody(10_000, i)
-  const store = await makeTiered(t, { memoryMaxBytes: 4 * 10_600, memoryMaxObjectBytes: 20_000, diskMaxBytes: 16 * 1024 * 1024 })
+  // No bound on promotions per second here: this is about which objects get in, not how fast (next test).
+  const store = await makeTiered(t, { memoryMaxBytes: 4 * 10_600, memoryMaxObjectBytes: 20_000, diskMaxBytes: 16 * 1024 * 1024, promotionBytesPerSecond: Infinity })
   const keys = Array.from({ length: 12 }, (_, i) => `example.com/set/${i}.ts`)
   for (const [i, key] of keys.entries()) await store.put(makeObject(key, body(i)))
   const resident = (): string[] => [...store.memory.keys()].sort()
@@ -120,6 +133,53 @@ t.test('admission: equally popular objects do not evict each other; a more popul
   for (let i = 0; i < 10; i++) if (store.getFromMemory(hot) === undefined) await store.getFromDisk(hot)
   t.ok(store.memory.peek(hot), 'a key looked up more than the least recently used one is promoted')
   t.equal(promotions, 1)
+})
+
+t.test('promotions that evict are bounded in bytes per second, with one second of credit after a quiet spell', async (t) => {
+  let nowMs = 0
+  // 10 slots of ~10.6 kB; 25 kB of promotions a second: about two and a half bodies.
+  const store = await makeTiered(t, {
+    memoryMaxBytes: 10 * 10_600,
+    memoryMaxObjectBytes: 20_000,
+    diskMaxBytes: 16 * 1024 * 1024,
+    promotionBytesPerSecond: 25_000,
+    now: () => nowMs,
+  })
+  const keys = Array.from({ length: 30 }, (_, i) => `example.com/hot/${i}.ts`)
+  for (const [i, key] of keys.entries()) await store.put(makeObject(key, patternBody(10_000, i)))
+  // Memory holds the last ten, never looked up: every disk hit below is more popular than they are.
+  const onDisk = keys.filter((key) => store.memory.peek(key) === undefined)
+  t.equal(onDisk.length, 20)
+  const promotedNow = async (): Promise<number> => {
+    let n = 0
+    for (const key of onDisk) {
+      if (store.memory.peek(key) !== undefined) continue
+      const found = await store.getFromDisk(key)
+      if (found === undefined) throw new Error(`${key} not found`)
+      if (store.memory.peek(key) !== undefined) n++
+      if (found.body === null) await readBody(found)
+    }
+    return n
+  }
+  t.equal(await promotedNow(), 3, 'one second of credit: 25 kB buys three (the last one overdraws)')
+  t.equal(await promotedNow(), 0, 'no credit left and no time passed')
+  nowMs += 200
+  t.equal(await promotedNow(), 0, 'after 0.2 s the overdraft is not paid off yet')
+  nowMs += 1000
+  t.equal(await promotedNow(), 3, '25 kB more a second later')
+  nowMs += 60_000
+  t.equal(await promotedNow(), 3, 'credit saves up to one second only, however long the quiet')
+  t.equal(store.memory.count, 10, 'memory stayed full')
+})
+
+t.test('promotions into free room are not bounded (they evict nothing)', async (t) => {
+  const store = await makeTiered(t, { memoryMaxBytes: 10 * 10_600, memoryMaxObjectBytes: 20_000, diskMaxBytes: 16 * 1024 * 1024, promotionBytesPerSecond: 1, now: () => 0 })
+  for (let i = 0; i < 5; i++) await store.put(makeObject(`k${i}`, patternBody(10_000, i)))
+  for (let i = 0; i < 5; i++) store.memory.delete(`k${i}`)
+  for (let i = 0; i < 5; i++) {
+    await store.getFromDisk(`k${i}`)
+    t.ok(store.memory.peek(`k${i}`), `k${i} promoted`)
+  }
 })
 
 t.test('with promotion "always", every disk hit is promoted (the old behaviour)', async (t) => {
