@@ -8,6 +8,8 @@ import type { FastFrontStats } from '../lib/http/fast-front.ts'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { zeroCopy, zeroCopyUnavailable } from '../lib/native/zero-copy.ts'
+import { heapTrim, heapTrimUnavailable } from '../lib/native/heap-trim.ts'
+import { HeapTrimmer } from '../lib/heap-trimmer.ts'
 import { DiskStore } from './cache/disk-store.ts'
 import { MemoryStore } from './cache/memory-store.ts'
 import { TieredStore } from './cache/tiered-store.ts'
@@ -80,6 +82,11 @@ export interface CacheNodeOptions extends ProxyPolicyOptions {
    * lib/native/zero-copy.ts) when the native helper is built. Default false.
    */
   readonly sendfile?: boolean
+  /**
+   * Trim the malloc heap this often (lib/heap-trimmer.ts), when the native helper is built.
+   * Default 0: never (several nodes may share a test process; the CLI passes the config's value).
+   */
+  readonly mallocTrimIntervalMs?: number
   readonly accessLog: boolean
   readonly logger?: Logger
   readonly processMetrics?: boolean
@@ -229,6 +236,12 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   if (options.sendfile === true && zeroCopyUnavailable !== undefined) {
     logger.warn({ reason: zeroCopyUnavailable }, 'server.sendfile is on but large hits are copied: no zero-copy sender')
   }
+  const trimmer = new HeapTrimmer({ addon: heapTrim, intervalMs: options.mallocTrimIntervalMs ?? 0 })
+  metrics.watchHeapTrimmer(trimmer)
+  if (options.mallocTrimIntervalMs !== undefined && options.mallocTrimIntervalMs > 0 && heapTrimUnavailable !== undefined) {
+    logger.warn({ reason: heapTrimUnavailable }, 'server.mallocTrimIntervalMs is set but the malloc heap is not trimmed: no native helper')
+  }
+  trimmer.start()
   const heartbeat = options.controlPlane?.heartbeatKey === undefined
     ? undefined
     : new HeartbeatClient({
@@ -259,6 +272,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     async close () {
       // Tell the control plane first, so new sessions go elsewhere while this node drains.
       await heartbeat?.stop()
+      trimmer.stop()
       await server.close(options.shutdownGraceMs)
       await upstream.close()
       await store.close()

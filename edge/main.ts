@@ -67,6 +67,7 @@ export async function startEdge (config: Readonly<StreamedgeConfig>, options: St
     shutdownGraceMs: edge.server.shutdownGraceMs,
     fastPath: edge.server.fastPath,
     sendfile: edge.server.sendfile,
+    mallocTrimIntervalMs: edge.server.mallocTrimIntervalMs,
     accessLog: config.log.access,
     logger,
     processMetrics: options.processMetrics ?? true,

@@ -7,6 +7,7 @@
  * so counting a hit costs a Map lookup and an add.
  */
 import client from 'prom-client'
+import type { HeapTrimmer, HeapTrimmerStats } from './heap-trimmer.ts'
 import { DIRECT_MAX_BYTES, SMALL_BODY_BYTES, type FastFrontStats } from './http/fast-front.ts'
 
 const { Registry, Counter, Gauge, Histogram, AggregatorRegistry, collectDefaultMetrics } = client
@@ -294,6 +295,33 @@ export class CacheNodeMetrics {
       labelNames: ['tier'],
       registers: [registry],
       collect () { for (const [tier, s] of stores) this.labels({ tier }).set(s.count) },
+    })
+  }
+
+  /**
+   * Reports the malloc heap trimmer (lib/heap-trimmer.ts) at scrape time: trims run and the
+   * event-loop time they took, and how glibc's heap is used (none of it without the native half).
+   */
+  watchHeapTrimmer (trimmer: HeapTrimmer): void {
+    const p = 'streamedge_'
+    const registry = this.registry
+    const total = (name: string, help: string, read: (s: HeapTrimmerStats) => number): void => {
+      new Counter({ name: `${p}${name}`, help, registers: [registry], collect () { this.reset(); this.inc(read(trimmer.stats)) } })
+    }
+    total('malloc_trims_total', 'Trims of the malloc heap (malloc_trim: free pages given back to the kernel), server.mallocTrimIntervalMs apart', (s) => s.trims)
+    total('malloc_trim_seconds_total', 'Event-loop time spent trimming the malloc heap', (s) => s.seconds)
+    new Gauge({
+      name: `${p}malloc_heap_bytes`,
+      help: 'glibc malloc heap by state: in_use and free (inside the arenas; free pages stay resident until trimmed), mmapped (large allocations mapped on their own)',
+      labelNames: ['state'],
+      registers: [registry],
+      collect () {
+        const heap = trimmer.heapStats()
+        if (heap === undefined) return
+        this.labels({ state: 'in_use' }).set(heap.inUseBytes)
+        this.labels({ state: 'free' }).set(heap.freeBytes)
+        this.labels({ state: 'mmapped' }).set(heap.mmappedBytes)
+      },
     })
   }
 

@@ -97,6 +97,7 @@ export async function startShield (config: Readonly<StreamedgeConfig>, options: 
       shutdownGraceMs: shield.server.shutdownGraceMs,
       fastPath: shield.server.fastPath,
       sendfile: shield.server.sendfile,
+      mallocTrimIntervalMs: shield.server.mallocTrimIntervalMs,
       accessLog: config.log.access,
       logger,
       processMetrics: options.processMetrics ?? true,
