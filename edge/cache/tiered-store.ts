@@ -12,9 +12,9 @@
  * every {@link PROMOTION_TURNOVER_S} seconds). Each one reads a whole body into a fresh Buffer and
  * retires another to the old generation's garbage, and under an access pattern with no
  * clear winners (random access over a set larger than memory) the sketch's noise alone
- * admits a steady stream of them: the working-set bench promoted 110-150 1 MiB bodies a
- * second for no gain in hit ratio, about five mark-compacts a second. A real popularity
- * shift still gets the memory tier turned over within seconds.
+ * admits a steady stream of them: the working-set bench's edge promoted over a hundred
+ * 1 MiB bodies a second for no gain in hit ratio, and ran about five mark-compacts a second.
+ * A real popularity shift still gets the memory tier turned over within seconds.
  */
 import { sameVersion, type DiskReadMode, type DiskStore } from './disk-store.ts'
 import { FrequencySketch } from './frequency-sketch.ts'
