@@ -33,7 +33,7 @@ import type { MemoryObject, ObjectMeta, StoredHeaders, StoredObject } from '../c
 import { makeVaryMarker, markerNames, primaryOf, sameNames, variantKey, varyNames, VARIANT_SEPARATOR } from '../cache/vary.ts'
 import { integrityCheckFor } from '../hls/integrity.ts'
 import { deliverError, deliverFromFill, deliverObject, deliverPass, deliverStatus, isCloseDelimited, rangeDecision, type Exchange, type Responder, type StatusFields } from './deliver.ts'
-import { HitHeads, HitWires, JoinHead } from './hit-head.ts'
+import { HitHeads, HitWires, JoinHead, type HitHead } from './hit-head.ts'
 import { NO_CONTENT_POLICY, type AdmitDecision, type ContentPolicy, type PolicyResponse } from './content-policy.ts'
 import type { Forwarding } from './forwarding.ts'
 import { toUpstreamError, type Upstream, type UpstreamResponse } from './upstream.ts'
@@ -112,9 +112,12 @@ class FastHit extends FastExchange {
   readonly #meta: ObjectMeta
   // Offset of `body` in the stored body (a range's first byte)
   readonly #start: number
+  // The object's rendered heads, which keep `head` completed for the wire (fullHead)
+  readonly #rendered: HitHead
 
-  constructor (head: string, body: Buffer, ownDate: boolean, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined, disk: DiskStore, meta: ObjectMeta, start: number) {
-    super(head, ownDate, done, id, startMs, req, path, key)
+  constructor (head: string, body: Buffer, rendered: HitHead, done: (answer: FastExchange, completed: boolean) => void, id: number, startMs: number, req: FastRequest, path: string, key: string, status: number, wires: HitWires | undefined, disk: DiskStore, meta: ObjectMeta, start: number) {
+    super(head, rendered.ownDate, done, id, startMs, req, path, key)
+    this.#rendered = rendered
     this.body = body
     this.status = status
     this.bytes = req.method === 'HEAD' ? 0 : body.length
@@ -126,6 +129,10 @@ class FastHit extends FastExchange {
 
   wire (date: string, close: boolean): Buffer | undefined {
     return close ? undefined : this.#wires?.get(this.head, this.body, date, this.startMs)
+  }
+
+  fullHead (date: string, close: boolean): string {
+    return this.#rendered.wireHead(this.head, date, close)
   }
 
   /** The body from the disk tier's copy of this very version, when it has one it can lend now (DiskStore.lendFile). */
@@ -505,7 +512,7 @@ export class CacheProxy {
       status = 206
     }
     this.#o.metrics.lookups.inc(HIT_IN_MEMORY)
-    const hit = new FastHit(head, body, rendered.ownDate, this.#accountFast, ++this.#nextId, now, req, path, primary, status, range.kind === 'partial' ? undefined : this.#wires, this.#o.store.disk, meta, start)
+    const hit = new FastHit(head, body, rendered, this.#accountFast, ++this.#nextId, now, req, path, primary, status, range.kind === 'partial' ? undefined : this.#wires, this.#o.store.disk, meta, start)
     if (this.#policy.refreshAhead(meta, now)) {
       this.#refreshInBackground(primary, primary, object, req.headers, this.#o.forwarding.upstreamHeadersFrom(req.remoteAddress, req.headers))
     }

@@ -7,7 +7,7 @@
  * header at all, and a herd joining one fill builds one.
  */
 import { STATUS_CODES } from 'node:http'
-import { wireResponse } from '../../lib/http/fast-front.ts'
+import { fullHead, wireResponse } from '../../lib/http/fast-front.ts'
 import { formatContentRange } from '../../lib/http/range.ts'
 import { ageHeaderSeconds, initialAgeSeconds } from '../cache/freshness.ts'
 import type { FillHead } from '../cache/shared-fill.ts'
@@ -27,6 +27,15 @@ export class HitHead {
   #fields = ''
   #ownDate = false
   #sendable = false
+  // The last single-range head (byte-range HLS: every player asks for the same ranges)
+  #partialStart = -1
+  #partialEnd = -1
+  #partial = ''
+  // The last head completed for the wire (fullHead), and what it was completed from
+  #wireOf = ''
+  #wireDate = ''
+  #wireClose = false
+  #wire = ''
 
   /** Status line, fields and Content-Length of the whole object. */
   get whole (): string { return this.#whole }
@@ -42,7 +51,25 @@ export class HitHead {
 
   /** The head of a single-range answer (RFC 9110 §14.4): 206 with Content-Range. */
   partial (start: number, end: number, size: number): string {
-    return `HTTP/1.1 206 ${STATUS_CODES[206]!}\r\n${this.#fields}content-range: ${formatContentRange(start, end, size)}\r\ncontent-length: ${end - start + 1}\r\n`
+    if (start === this.#partialStart && end === this.#partialEnd) return this.#partial
+    this.#partialStart = start
+    this.#partialEnd = end
+    this.#partial = `HTTP/1.1 206 ${STATUS_CODES[206]!}\r\n${this.#fields}content-range: ${formatContentRange(start, end, size)}\r\ncontent-length: ${end - start + 1}\r\n`
+    return this.#partial
+  }
+
+  /**
+   * `head` (this object's {@link whole} or {@link partial}) completed for the wire as the fast
+   * front completes it, the same string as long as head, date and close stay the same.
+   */
+  wireHead (head: string, date: string, close: boolean): string {
+    if (head !== this.#wireOf || date !== this.#wireDate || close !== this.#wireClose) {
+      this.#wireOf = head
+      this.#wireDate = date
+      this.#wireClose = close
+      this.#wire = fullHead(head, date, close)
+    }
+    return this.#wire
   }
 
   /** Renders `list` ([name, value, ...], as writeHead takes it) for a response of `status` with `bodyBytes`. */
@@ -60,6 +87,8 @@ export class HitHead {
     this.#ageSeconds = ageSeconds
     this.#ttlSeconds = ttlSeconds
     this.#fields = fields
+    this.#partialStart = -1
+    this.#partialEnd = -1
     this.#whole = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n${fields}content-length: ${bodyBytes}\r\n`
     this.#ownDate = ownDate
     this.#sendable = sendable

@@ -100,6 +100,13 @@ export interface FastResponse {
    */
   wire? (date: string, close: boolean): Buffer | undefined
   /**
+   * The head as the front would write it before a larger body ({@link fullHead}: `head`
+   * completed with Date `date` and Connection: close when `close`). A responder may keep
+   * this string from one request to the next, so a hot hit builds no head and the native
+   * sender finds it flat already; undefined lets the front build it.
+   */
+  fullHead? (date: string, close: boolean): string
+  /**
    * Streams the body instead of `body`: called once, right after the head is queued (not
    * for HEAD); the response lasts until the handler calls `sink.end()` or `sink.destroy()`.
    */
@@ -321,7 +328,8 @@ export class FastFront {
 export const SMALL_BODY_BYTES = 2048
 
 /** A FastResponse head as the front sends it: with Date (unless `date` is ''), Connection: close if closing, and the empty line. */
-function fullHead (head: string, date: string, close: boolean): string {
+/** `head` completed as the front writes it: Date `date` unless '', Connection: close when `close`, the empty line. */
+export function fullHead (head: string, date: string, close: boolean): string {
   return `${head}${date === '' ? '' : `Date: ${date}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
 }
 
@@ -625,7 +633,7 @@ class FastConnection {
       socket.write(res.wire?.(date, close) ?? wireResponse(res.head, body, date, close, false), this.#onWritten)
       return
     }
-    const head = fullHead(res.head, date, close)
+    const head = res.fullHead?.(date, close) ?? fullHead(res.head, date, close)
     if (this.#sendFromFile(res, head, body, close) || this.#sendDirect(res, head, body)) return
     // corked: head and body go out in one writev
     this.#done.push(res)

@@ -134,6 +134,33 @@ t.test('partial: RFC 9110 §14.4 206 heads match the node:http path for first, m
   t.equal(head.whole.match(/\r\ncontent-length:/g)?.length, 1, 'partial() leaves the whole head alone')
 })
 
+t.test('partial and wireHead: the same strings while range, Date and close stay, new ones when any moves or the head re-renders', async (t) => {
+  const heads = new HitHeads(RESPONDER)
+  const obj = object({ ...BASE_HEADERS })
+  const size = obj.meta.bodyBytes
+  const head = heads.get(obj, 590, T0 + 10_000)!
+  const a = head.partial(3, 9, size)
+  t.equal(head.partial(3, 9, size), a, 'the same range: the same head')
+  const b = head.partial(0, 9, size)
+  t.not(b, a)
+  t.ok(b.endsWith('content-range: bytes 0-9/20\r\ncontent-length: 10\r\n'), 'another range: its own head')
+  t.ok(head.partial(3, 9, size).endsWith('content-range: bytes 3-9/20\r\ncontent-length: 7\r\n'), 'and back')
+
+  const date = 'Fri, 15 Jan 2027 08:00:10 GMT'
+  const wire = head.wireHead(b, date, false)
+  t.equal(wire, `${b}Date: ${date}\r\n\r\n`, 'completed as the fast front completes a head')
+  t.equal(head.wireHead(b, date, false), wire)
+  t.equal(head.wireHead(b, 'Fri, 15 Jan 2027 08:00:11 GMT', false), `${b}Date: Fri, 15 Jan 2027 08:00:11 GMT\r\n\r\n`, 'a new second, a new Date')
+  t.equal(head.wireHead(b, date, true), `${b}Date: ${date}\r\nConnection: close\r\n\r\n`, 'close')
+  t.equal(head.wireHead(head.whole, date, false), `${head.whole}Date: ${date}\r\n\r\n`, 'another head')
+  t.equal(head.wireHead(b, '', false), `${b}\r\n`, 'a head with a Date of its own gets none added')
+
+  // Age moves: re-rendered, and the range head with it
+  const later = heads.get(obj, 590, T0 + 11_000)!
+  t.equal(later, head, 'the same HitHead, re-rendered')
+  t.match(later.partial(0, 9, size), /\r\nage: 16\r\n/, 'the range head carries the new Age')
+})
+
 t.test('Age and ttl: one render per (Age, ttl) pair, a new one when either moves', async (t) => {
   // Count renders: the point of the cache is that a hot hit builds no header at all.
   const render = HitHead.prototype.render

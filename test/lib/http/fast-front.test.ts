@@ -1237,3 +1237,27 @@ t.test('sendHeadBody: what the socket did not take (part of the head, part of th
     t.equal(h.front.stats.sentDirect, name.startsWith('socket') || name.startsWith('head too') ? 0 : 1, `${name}: counted only when bytes went`)
   }
 })
+
+t.test('FastResponse.fullHead: a head the responder keeps completed is written as given, for direct sends and the socket alike', async (t) => {
+  const calls: Array<[string, boolean]> = []
+  const keptHead = (req: FastRequest, body: Buffer): FastResponse => {
+    const head = `HTTP/1.1 200 OK\r\nX-Target: ${req.target}\r\nContent-Length: ${body.length}\r\n`
+    return {
+      head,
+      body,
+      fullHead (date: string, close: boolean): string {
+        calls.push([date, close])
+        return `${head}X-Kept: yes\r\nDate: ${date}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
+      },
+    }
+  }
+  const zc = requireZeroCopy(t)
+  const send: SendHeadBody | undefined = zc === undefined ? undefined : (fd, head, body) => zc.sendHeadBody(fd, head, body)
+  const h = await startWith(t, (req) => keptHead(req, req.target === '/large' ? LARGE : req.target === '/medium' ? MEDIUM : Buffer.from('small')), 5000, undefined, send)
+  const text = await exchange(h.port, [get('/medium') + get('/large') + get('/small', 'Connection: close\r\n')])
+  t.same(named(text), ['medium', 'large', 'small'])
+  t.equal(text.match(/\r\nX-Kept: yes\r\nDate: [^\r]+ GMT\r\n\r\n/g)?.length, 2, 'the kept heads of the medium and large answers, as given')
+  t.notMatch(text.split('\r\n\r\n').slice(-2)[0], /X-Kept/, 'a small body is written whole by the front (wire), fullHead not asked')
+  t.same(calls.map(([, close]) => close), [false, false])
+  t.ok(calls.every(([date]) => / GMT$/.test(date)), 'called with the Date the front adds')
+})
