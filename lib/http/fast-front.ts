@@ -327,7 +327,6 @@ export class FastFront {
 /** Bodies up to this size go out in one buffer with their head ({@link FastResponse.wire}). */
 export const SMALL_BODY_BYTES = 2048
 
-/** A FastResponse head as the front sends it: with Date (unless `date` is ''), Connection: close if closing, and the empty line. */
 /** `head` completed as the front writes it: Date `date` unless '', Connection: close when `close`, the empty line. */
 export function fullHead (head: string, date: string, close: boolean): string {
   return `${head}${date === '' ? '' : `Date: ${date}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n`
@@ -430,6 +429,8 @@ class FastConnection {
   #writes = 0
   // Responses written and not yet flushed, in write order (write callbacks come in order)
   readonly #done: FastResponse[] = []
+  // Of those, answers the kernel took whole past the socket (#finish), done at the next release
+  #sentWhole = 0
   #waitingForDrain = false
   // The request whose answer is pending (FastPending), if any: nothing after it is read meanwhile.
   #waiting: Waiting | undefined
@@ -729,8 +730,15 @@ class FastConnection {
    */
   #finish (res: FastResponse, rest: Buffer): void {
     this.#done.push(res)
-    if (rest.length === 0 && this.#socket.writableLength === 0) process.nextTick(this.#onWritten, null)
-    else this.#socket.write(rest, this.#onWritten)
+    if (rest.length === 0 && this.#socket.writableLength === 0) {
+      // All of it is with the kernel: in a held turn it is done when the turn's answers are
+      // flushed (release), in #done's order, without a tick of its own; else (the end of a
+      // file send, from a write callback) after this callback, as a write's would be
+      if (this.#held) this.#sentWhole++
+      else process.nextTick(this.#onWritten, null)
+    } else {
+      this.#socket.write(rest, this.#onWritten)
+    }
   }
 
   /** The socket took the probe: the file sends what it takes of the rest, and the connection goes on once all of it is out. */
@@ -769,6 +777,8 @@ class FastConnection {
   release (): void {
     if (!this.#held) return
     this.#held = false
+    // Answers sent whole past the socket (#finish) come before anything the uncork writes.
+    for (; this.#sentWhole > 0; this.#sentWhole--) this.#written(null, true)
     this.#socket.uncork()
   }
 
@@ -829,12 +839,13 @@ class FastConnection {
     if ((this.#closeWhenIdle || this.#peerEnded) && this.#idle()) this.#end()
   }
 
-  #written (err: Error | null | undefined): void {
+  #written (err: Error | null | undefined, sentWhole = false): void {
     // Every write's callback runs, after a hand-over too (node:http owns the socket then, the
     // write was ours). A write cut short by a destroyed socket reports no error
-    // (stream_base_commons onWriteComplete), so a destroyed socket means not completed.
+    // (stream_base_commons onWriteComplete), so a destroyed socket means not completed; an
+    // answer the kernel took whole before (sentWhole) is complete whatever came after.
     const res = this.#done.shift()
-    if (res?.onDone !== undefined) res.onDone((err === undefined || err === null) && !this.#socket.destroyed)
+    if (res?.onDone !== undefined) res.onDone(sentWhole || ((err === undefined || err === null) && !this.#socket.destroyed))
     this.#writes--
     if (this.#writes > 0 || this.#ended) return
     if ((this.#closeWhenIdle || this.#peerEnded) && this.#idle()) {

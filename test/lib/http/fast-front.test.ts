@@ -1261,3 +1261,25 @@ t.test('FastResponse.fullHead: a head the responder keeps completed is written a
   t.same(calls.map(([, close]) => close), [false, false])
   t.ok(calls.every(([date]) => / GMT$/.test(date)), 'called with the Date the front adds')
 })
+
+t.test('sendHeadBody: answers sent whole are done in request order with the turn\'s socket writes, and complete even if the connection is destroyed right after', async (t) => {
+  const zc = requireZeroCopy(t)
+  if (zc === undefined) return
+  const order: string[] = []
+  const h = await startWith(t, (req) => {
+    const body = req.target.startsWith('/medium') ? MEDIUM : Buffer.from(`small ${req.target}`)
+    return { head: `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n`, body, onDone: (completed) => { order.push(`${req.target} ${String(completed)}`) } }
+  }, 5000, undefined, (fd, head, body) => zc.sendHeadBody(fd, head, body))
+  // one turn: a direct send, a corked small answer, then a medium one that must queue behind it
+  await exchange(h.port, [get('/medium-1') + get('/small') + get('/medium-2') + get('/medium-3', 'Connection: close\r\n')])
+  t.same(order, ['/medium-1 true', '/small true', '/medium-2 true', '/medium-3 true'])
+  t.equal(h.front.stats.sentDirect >= 1, true)
+
+  // a direct answer, then the connection is destroyed in the same turn (a request node:http
+  // would refuse is handed over and answered 400 at once): the direct answer was whole with the kernel
+  order.length = 0
+  const text = await exchange(h.port, [get('/medium-4') + 'BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n'])
+  t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
+  await until(() => order.length === 1)
+  t.same(order, ['/medium-4 true'])
+})
