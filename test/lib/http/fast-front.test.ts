@@ -1280,6 +1280,6 @@ t.test('sendHeadBody: answers sent whole are done in request order with the turn
   order.length = 0
   const text = await exchange(h.port, [get('/medium-4') + 'BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n'])
   t.match(text, /^HTTP\/1\.1 200 OK\r\n/)
-  await until(() => order.length === 1)
+  await until(() => order.length === 1, 'the direct answer accounted')
   t.same(order, ['/medium-4 true'])
 })
