@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import client from 'prom-client'
-import { ControlPlaneClusterMetrics, ControlPlaneMetrics, HistogramCells } from '../../lib/metrics.ts'
+import { ControlPlaneClusterMetrics, ControlPlaneMetrics, CounterFamily, HistogramCells } from '../../lib/metrics.ts'
 
 t.test('HistogramCells: the exposition prom-client would write for the same observations', async (t) => {
   const ours = new client.Registry()
@@ -76,4 +76,27 @@ t.test('a cluster sums what each worker counts and does not multiply shared stat
   // the series of one process, in its order, plus the cluster's two gauges: dashboards need no change
   const names = (s: string): string[] => s.split('\n').filter((l) => l.startsWith('# TYPE')).map((l) => l.split(' ')[2]!)
   t.same(names(text), [...names(single), 'streamedge_cp_workers', 'streamedge_cp_metrics_workers_missing'])
+})
+
+t.test('CounterFamily: one series per label set, numbers and their strings alike, counted at scrape time', async (t) => {
+  const registry = new client.Registry()
+  const family = new CounterFamily(registry, 'test_requests_total', 'help', ['phase', 'status'])
+  family.inc({ phase: 'hit', status: 200 })
+  family.inc({ phase: 'hit', status: '200' }, 2)
+  family.inc({ phase: 'hit', status: 206 }, 5)
+  family.inc({ phase: 'miss', status: 200 })
+  const text = await registry.metrics()
+  t.match(text, /^test_requests_total\{phase="hit",status="200"\} 3$/m, '200 and "200" are one series')
+  t.match(text, /^test_requests_total\{phase="hit",status="206"\} 5$/m)
+  t.match(text, /^test_requests_total\{phase="miss",status="200"\} 1$/m)
+  t.equal(text.match(/^test_requests_total\{/gm)?.length, 3)
+  t.equal(await family.value({ phase: 'hit' }), 8)
+  t.equal(await family.value({ status: 200 }), 4)
+  t.equal(await family.value(), 9)
+  family.inc({ phase: 'hit', status: 206 })
+  t.match(await registry.metrics(), /^test_requests_total\{phase="hit",status="206"\} 6$/m, 'a second scrape sees the new total, not the sum of both')
+  const plain = new CounterFamily(registry, 'test_plain_total', 'help', [])
+  plain.inc({})
+  plain.inc({}, 4)
+  t.match(await registry.metrics(), /^test_plain_total 5$/m, 'a family without labels is one series')
 })
