@@ -7,8 +7,8 @@
  * burst of fills leaves tens of MB of them free inside the main arena, and glibc returns only
  * what is free at its top, so RSS stays at the burst's high-water mark. In the working-set
  * bench (a 64 MiB memory tier, limit 217 MB RSS) the edge ended at 238 and 241 MB in two runs
- * without trimming and at 198 MB with a trim every 5 s; by hand, one trim after priming the
- * cache took RSS from 214 to 188 MB ([heap] 61 to 41 MB) in about 1 ms, and later ones 0.3-0.5 ms.
+ * without trimming and at 198 and 215 MB in two with a trim every 5 s (`--only working-set
+ * --peers nginx`).
  *
  * The trim runs on the event loop (malloc_trim takes the arenas' locks; it must not race a
  * free on the main thread), so its time is counted (`streamedge_malloc_trim_seconds_total`).
@@ -28,8 +28,6 @@ export interface HeapTrimmerOptions {
 export interface HeapTrimmerStats {
   /** Trims run. */
   readonly trims: number
-  /** Trims that gave memory back. */
-  readonly released: number
   /** Seconds the event loop spent in them. */
   readonly seconds: number
 }
@@ -40,7 +38,6 @@ export class HeapTrimmer {
   readonly #intervalMs: number
   #timer: NodeJS.Timeout | undefined
   #trims = 0
-  #released = 0
   #seconds = 0
 
   constructor (options: HeapTrimmerOptions) {
@@ -74,15 +71,14 @@ export class HeapTrimmer {
     const addon = this.#addon
     if (addon === undefined) return false
     const startedMs = performance.now()
-    const gaveBack = addon.trim() === 1
+    addon.trim()
     this.#seconds += (performance.now() - startedMs) / 1000
     this.#trims++
-    if (gaveBack) this.#released++
     return true
   }
 
   get stats (): HeapTrimmerStats {
-    return { trims: this.#trims, released: this.#released, seconds: this.#seconds }
+    return { trims: this.#trims, seconds: this.#seconds }
   }
 
   /** How the malloc heap is used now; undefined without the native half. */
