@@ -4,15 +4,17 @@ import t from 'tap'
 import { REPO_ROOT } from '../../../bench/lib/child-server.ts'
 import { exportRef } from '../../../bench/lib/edge-snapshot.ts'
 
-t.test('exportRef: the committed tree in a temp dir, node_modules shared, the native helper built as npm ci builds it', async (t) => {
+t.test('exportRef: the committed tree in a temp dir, node_modules shared, the native helpers built as npm ci builds them', async (t) => {
   const snapshot = await exportRef(REPO_ROOT, 'HEAD')
   t.teardown(() => snapshot.remove())
   t.match(snapshot.commit, /^[0-9a-f]{40}$/)
   t.ok(existsSync(join(snapshot.dir, 'bin/streamedge.js')), 'the tree')
   t.ok(existsSync(join(snapshot.dir, 'node_modules/undici')), 'node_modules')
   // where this checkout could build it (a C compiler), the export has it too
-  const builtHere = existsSync(join(REPO_ROOT, 'lib/native/build/zero-copy.node'))
-  t.equal(existsSync(join(snapshot.dir, 'lib/native/build/zero-copy.node')), builtHere, 'the native helper, built in the export')
+  for (const helper of ['zero-copy', 'heap-trim']) {
+    const builtHere = existsSync(join(REPO_ROOT, `lib/native/build/${helper}.node`))
+    t.equal(existsSync(join(snapshot.dir, `lib/native/build/${helper}.node`)), builtHere, `the native helper ${helper}, built in the export`)
+  }
   await snapshot.remove()
   t.notOk(existsSync(snapshot.dir), 'removed')
 })
