@@ -8,13 +8,14 @@
  * copying whole bodies, and push out the hot part. Disk hits that stay on disk are
  * streamed from the open file instead of read whole into a new Buffer.
  *
- * Promotions that evict are also bounded in bytes per second (by default the memory budget
- * every {@link PROMOTION_TURNOVER_S} seconds). Each one reads a whole body into a fresh Buffer and
- * retires another to the old generation's garbage, and under an access pattern with no
- * clear winners (random access over a set larger than memory) the sketch's noise alone
- * admits a steady stream of them: the working-set bench's edge promoted over a hundred
- * 1 MiB bodies a second for no gain in hit ratio, and ran about five mark-compacts a second.
- * A real popularity shift still gets the memory tier turned over within seconds.
+ * Promotions that evict narrow winners are also bounded in bytes per second (by default the
+ * memory budget every {@link PROMOTION_TURNOVER_S} seconds). Each one reads a whole body into a
+ * fresh Buffer and retires another to the old generation's garbage, and under an access
+ * pattern with no clear favourites (random access over a set larger than memory) the
+ * sketch's noise alone admits a steady stream of them: the working-set bench's edge promoted
+ * over a hundred 1 MiB bodies a second for no gain in hit ratio, and ran about five
+ * mark-compacts a second. A clear winner (looked up at least twice as often as each object
+ * it would evict, plus two) is promoted at once: a real popularity difference is not noise.
  */
 import { sameVersion, type DiskReadMode, type DiskStore } from './disk-store.ts'
 import { FrequencySketch } from './frequency-sketch.ts'
@@ -56,9 +57,9 @@ export interface TieredStoreOptions {
    */
   readonly wholeBody?: (meta: ObjectMeta) => boolean
   /**
-   * Bytes of disk hits promoted per second, at most, when they evict (`frequency` promotion
-   * only; into free room they are not bounded); up to one second's worth may go at once after
-   * a quiet spell. Default: the memory budget over
+   * Bytes of disk hits promoted per second, at most, when they evict objects nearly as
+   * popular (`frequency` promotion only; clear winners and promotions into free room are not
+   * bounded); up to one second's worth may go at once after a quiet spell. Default: the memory budget over
    * {@link PROMOTION_TURNOVER_S}; Infinity for no bound.
    */
   readonly promotionBytesPerSecond?: number
@@ -237,11 +238,18 @@ export class TieredStore implements Store {
     if (victims === undefined) return false
     if (victims.length === 0) return true
     const frequency = this.#sketch.frequency(key)
-    for (const victim of victims) if (this.#sketch.frequency(victim) >= frequency) return false
-    return this.#takePromotionCredit(memoryCostBytes(meta))
+    // A clear winner: looked up at least twice as often as each victim, plus two (so 1 or 2
+    // lookups against 0 are not enough; the sketch's counts are small and noisy).
+    let clearWinner = true
+    for (const victim of victims) {
+      const victimFrequency = this.#sketch.frequency(victim)
+      if (victimFrequency >= frequency) return false
+      if (frequency < 2 * victimFrequency + 2) clearWinner = false
+    }
+    return clearWinner || this.#takePromotionCredit(memoryCostBytes(meta))
   }
 
-  /** The promotion bound (see the module comment): true and `bytes` spent when there is credit left. */
+  /** The promotion bound for narrow winners (see the module comment): true and `bytes` spent when there is credit left. */
   #takePromotionCredit (bytes: number): boolean {
     const rate = this.#promotionRate
     if (rate === Infinity) return true

@@ -147,29 +147,60 @@ t.test('promotions that evict are bounded in bytes per second, with one second o
   })
   const keys = Array.from({ length: 30 }, (_, i) => `example.com/hot/${i}.ts`)
   for (const [i, key] of keys.entries()) await store.put(makeObject(key, patternBody(10_000, i)))
-  // Memory holds the last ten, never looked up: every disk hit below is more popular than they are.
+  // Memory holds the last ten; each looked up five times.
+  const resident = keys.filter((key) => store.memory.peek(key) !== undefined)
   const onDisk = keys.filter((key) => store.memory.peek(key) === undefined)
   t.equal(onDisk.length, 20)
-  const promotedNow = async (): Promise<number> => {
-    let n = 0
+  for (let i = 0; i < 5; i++) for (const key of resident) store.getFromMemory(key)
+  const lookUp = async (): Promise<number> => {
+    let promoted = 0
     for (const key of onDisk) {
       if (store.memory.peek(key) !== undefined) continue
       const found = await store.getFromDisk(key)
       if (found === undefined) throw new Error(`${key} not found`)
-      if (store.memory.peek(key) !== undefined) n++
+      if (store.memory.peek(key) !== undefined) promoted++
       if (found.body === null) await readBody(found)
     }
-    return n
+    return promoted
   }
-  t.equal(await promotedNow(), 3, 'one second of credit: 25 kB buys three (the last one overdraws)')
-  t.equal(await promotedNow(), 0, 'no credit left and no time passed')
+  // Five lookups each: never more popular than a resident, so none is promoted.
+  for (let i = 0; i < 5; i++) t.equal(await lookUp(), 0, `lookup ${i + 1}: not more popular than the residents`)
+  // From here each disk object is more popular than every resident, but not clearly
+  // (6-10 lookups against 5): the byte bound decides.
+  t.equal(await lookUp(), 3, 'one second of credit: 25 kB buys three (the last one overdraws)')
+  t.equal(await lookUp(), 0, 'no credit left and no time passed')
   nowMs += 200
-  t.equal(await promotedNow(), 0, 'after 0.2 s the overdraft is not paid off yet')
+  t.equal(await lookUp(), 0, 'after 0.2 s the overdraft is not paid off yet')
   nowMs += 1000
-  t.equal(await promotedNow(), 3, '25 kB more a second later')
+  t.equal(await lookUp(), 3, '25 kB more a second later')
   nowMs += 60_000
-  t.equal(await promotedNow(), 3, 'credit saves up to one second only, however long the quiet')
+  t.equal(await lookUp(), 3, 'credit saves up to one second only, however long the quiet')
   t.equal(store.memory.count, 10, 'memory stayed full')
+})
+
+t.test('a clear winner (at least twice as popular as each object it evicts, plus two) is promoted without credit', async (t) => {
+  const store = await makeTiered(t, {
+    memoryMaxBytes: 4 * 10_600,
+    memoryMaxObjectBytes: 20_000,
+    diskMaxBytes: 16 * 1024 * 1024,
+    promotionBytesPerSecond: 1, // one byte a second: no bounded promotion after the first
+    now: () => 0,
+  })
+  const keys = Array.from({ length: 8 }, (_, i) => `example.com/clear/${i}.ts`)
+  for (const [i, key] of keys.entries()) await store.put(makeObject(key, patternBody(10_000, i)))
+  const resident = keys.filter((key) => store.memory.peek(key) !== undefined)
+  const [first, second] = keys.filter((key) => store.memory.peek(key) === undefined)
+  for (const key of resident) store.getFromMemory(key) // each looked up once
+  await store.getFromDisk(first!)
+  t.equal(store.memory.peek(first!), undefined, 'one lookup against one: not more popular')
+  await store.getFromDisk(first!)
+  t.ok(store.memory.peek(first!), 'two against one: promoted on the byte credit, which it overdraws')
+  const seen: boolean[] = []
+  for (let i = 0; i < 4; i++) {
+    await store.getFromDisk(second!)
+    seen.push(store.memory.peek(second!) !== undefined)
+  }
+  t.same(seen, [false, false, false, true], 'no credit: only at four lookups against one (2 × 1 + 2) is it a clear winner, and in')
 })
 
 t.test('promotions into free room are not bounded (they evict nothing)', async (t) => {
