@@ -7,8 +7,8 @@
  * burst of fills leaves tens of MB of them free inside the main arena, and glibc returns only
  * what is free at its top, so RSS stays at the burst's high-water mark. In the working-set
  * bench (a 64 MiB memory tier, limit 217 MB RSS) the edge ended at 238 and 241 MB in two runs
- * without trimming and at 198 and 215 MB in two with a trim every 5 s (`--only working-set
- * --peers nginx`).
+ * without trimming and at 215 MB with a trim every 5 s (`--only working-set --peers nginx`);
+ * the full runs with it ended at 190-199 MB.
  *
  * The trim runs on the event loop (malloc_trim takes the arenas' locks; it must not race a
  * free on the main thread), so its time is counted (`streamedge_malloc_trim_seconds_total`).

@@ -7,7 +7,7 @@
  * so counting a hit costs a Map lookup and an add.
  */
 import client from 'prom-client'
-import type { HeapTrimmer, HeapTrimmerStats } from './heap-trimmer.ts'
+import type { HeapTrimmer } from './heap-trimmer.ts'
 import { DIRECT_MAX_BYTES, SMALL_BODY_BYTES, type FastFrontStats } from './http/fast-front.ts'
 
 const { Registry, Counter, Gauge, Histogram, AggregatorRegistry, collectDefaultMetrics } = client
@@ -172,18 +172,23 @@ function watchFastFront (registry: client.Registry, series: FastPathSeries, sour
     const named = series[field]
     if (named === undefined) continue
     const [name, help] = named
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect () {
-        this.reset()
-        this.inc(source()?.[field] ?? 0)
-      },
-    })
+    scrapedCounter(registry, name, help, () => source()?.[field] ?? 0)
   }
   const [name, help] = series.open
   new Gauge({ name, help, registers: [registry], collect () { this.set(source()?.open ?? 0) } })
+}
+
+/** A counter whose value is a running total kept elsewhere, read when /metrics is scraped. */
+function scrapedCounter (registry: client.Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect () {
+      this.reset()
+      this.inc(read())
+    },
+  })
 }
 
 /** Sizes and counts a store reports when /metrics is scraped. */
@@ -305,11 +310,8 @@ export class CacheNodeMetrics {
   watchHeapTrimmer (trimmer: HeapTrimmer): void {
     const p = 'streamedge_'
     const registry = this.registry
-    const total = (name: string, help: string, read: (s: HeapTrimmerStats) => number): void => {
-      new Counter({ name: `${p}${name}`, help, registers: [registry], collect () { this.reset(); this.inc(read(trimmer.stats)) } })
-    }
-    total('malloc_trims_total', 'Trims of the malloc heap (malloc_trim: free pages given back to the kernel), server.mallocTrimIntervalMs apart', (s) => s.trims)
-    total('malloc_trim_seconds_total', 'Event-loop time spent trimming the malloc heap', (s) => s.seconds)
+    scrapedCounter(registry, `${p}malloc_trims_total`, 'Trims of the malloc heap (malloc_trim: free pages given back to the kernel), server.mallocTrimIntervalMs apart', () => trimmer.stats.trims)
+    scrapedCounter(registry, `${p}malloc_trim_seconds_total`, 'Event-loop time spent trimming the malloc heap', () => trimmer.stats.seconds)
     new Gauge({
       name: `${p}malloc_heap_bytes`,
       help: 'glibc malloc heap by state: in_use and free (inside the arenas; free pages stay resident until trimmed), mmapped (large allocations mapped on their own)',

@@ -234,7 +234,8 @@ export class TieredStore implements Store {
   #admits (key: string, meta: ObjectMeta): boolean {
     if (!this.memory.accepts(meta.bodyBytes)) return false
     if (this.#alwaysPromote) return true
-    const victims = this.memory.victimsFor(memoryCostBytes(meta), MAX_ADMISSION_VICTIMS)
+    const cost = memoryCostBytes(meta)
+    const victims = this.memory.victimsFor(cost, MAX_ADMISSION_VICTIMS)
     if (victims === undefined) return false
     if (victims.length === 0) return true
     const frequency = this.#sketch.frequency(key)
@@ -246,7 +247,7 @@ export class TieredStore implements Store {
       if (victimFrequency >= frequency) return false
       if (frequency < 2 * victimFrequency + 2) clearWinner = false
     }
-    return clearWinner || this.#takePromotionCredit(memoryCostBytes(meta))
+    return clearWinner || this.#takePromotionCredit(cost)
   }
 
   /** The promotion bound for narrow winners (see the module comment): true and `bytes` spent when there is credit left. */

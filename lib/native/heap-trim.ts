@@ -2,9 +2,7 @@
  * The heap trimmer's native half (lib/native/heap-trim.c, built at install by
  * lib/native/build.ts), or why it is missing: malloc_trim and mallinfo2 from glibc.
  */
-import { existsSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
+import { loadBuilt } from './load-built.ts'
 
 /** How the malloc heap is used, every arena together (glibc's mallinfo2). */
 export interface MallocHeapStats {
@@ -25,19 +23,7 @@ export interface HeapTrimAddon {
   heapStats (): MallocHeapStats
 }
 
-const BUILT = new URL('./build/heap-trim.node', import.meta.url)
-
-function load (): { addon: HeapTrimAddon | undefined, unavailable: string | undefined } {
-  if (process.platform !== 'linux') return { addon: undefined, unavailable: `malloc_trim is glibc's (this is ${process.platform})` }
-  if (!existsSync(BUILT)) return { addon: undefined, unavailable: 'lib/native/build/heap-trim.node was not built (npm install builds it with the C compiler; see its output)' }
-  try {
-    return { addon: createRequire(import.meta.url)(fileURLToPath(BUILT)) as HeapTrimAddon, unavailable: undefined }
-  } catch (err) {
-    return { addon: undefined, unavailable: `lib/native/build/heap-trim.node does not load: ${(err as Error).message}` }
-  }
-}
-
-const loaded = load()
+const loaded = loadBuilt<HeapTrimAddon>('heap-trim', 'malloc_trim is glibc\'s')
 /** The addon, or undefined (then {@link heapTrimUnavailable} says why). */
 export const heapTrim: HeapTrimAddon | undefined = loaded.addon
 /** Why {@link heapTrim} is undefined; undefined when it loaded. */

@@ -4,10 +4,9 @@
  * with sendfile(2) from the page cache, as nginx sends its proxy_cache files: the kernel
  * does not copy the body from the process into the socket (lib/http/fast-front.ts).
  */
-import { closeSync, existsSync, openSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { constants } from 'node:os'
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
+import { loadBuilt, type Loaded } from './load-built.ts'
 
 /** The native functions (each synchronous and non-blocking; see zero-copy.c). */
 export interface ZeroCopyAddon {
@@ -39,25 +38,17 @@ export interface ZeroCopyAddon {
   dropCached (fileFd: number): number
 }
 
-const BUILT = new URL('./build/zero-copy.node', import.meta.url)
-
-function load (): { addon: ZeroCopyAddon | undefined, unavailable: string | undefined } {
-  if (process.platform !== 'linux') return { addon: undefined, unavailable: `sendfile from the page cache is Linux-only (this is ${process.platform})` }
-  if (!existsSync(BUILT)) return { addon: undefined, unavailable: 'lib/native/build/zero-copy.node was not built (npm install builds it with the C compiler; see its output)' }
-  let addon: ZeroCopyAddon
-  try {
-    addon = createRequire(import.meta.url)(fileURLToPath(BUILT)) as ZeroCopyAddon
-  } catch (err) {
-    return { addon: undefined, unavailable: `lib/native/build/zero-copy.node does not load: ${(err as Error).message}` }
-  }
+function load (): Loaded<ZeroCopyAddon> {
+  const loaded = loadBuilt<ZeroCopyAddon>('zero-copy', 'sendfile from the page cache is Linux-only')
+  if (loaded.addon === undefined) return loaded
   // Without cachestat(2) nothing could be sent without risking a disk read on the event loop.
-  const fd = openSync(BUILT, 'r')
+  const fd = openSync(new URL('./build/zero-copy.node', import.meta.url), 'r')
   try {
-    if (addon.resident(fd, 0, 1) === -constants.errno.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
+    if (loaded.addon.resident(fd, 0, 1) === -constants.errno.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
   } finally {
     closeSync(fd)
   }
-  return { addon, unavailable: undefined }
+  return loaded
 }
 
 const loaded = load()

@@ -2,6 +2,7 @@
  * The heap trimmer: a timer around the native trim (a counting stand-in here; the real one in
  * test/lib/native/heap-trim.test.ts), and a cache node that runs one, seen through /metrics.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { HeapTrimmer } from '../../lib/heap-trimmer.ts'
 import type { HeapTrimAddon } from '../../lib/native/heap-trim.ts'
@@ -18,7 +19,6 @@ function countingAddon (): HeapTrimAddon & { calls: number } {
   return addon
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 t.test('trims on its interval until stopped, counting trims and their time', async (t) => {
   const addon = countingAddon()

@@ -2,14 +2,9 @@
  * The disk tier's read buffer pool: buffers are reused after give, the pool never
  * grows past its bound (then it hands out unpooled buffers), and stray gives are harmless.
  */
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import t from 'tap'
+import { gc } from '../../helpers/gc.ts'
 import { BufferPool } from '../../../edge/cache/buffer-pool.ts'
-
-// A gc() for this test only: the flag makes new contexts expose it.
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
 
 t.test('options are validated once, naming the field and the value', async (t) => {
   t.throws(() => new BufferPool({ chunkBytes: 0, maxBytes: 10 }), { name: 'TypeError', message: /options\.chunkBytes .* got 0/ })

@@ -3,13 +3,9 @@
  * below the mmap threshold freed inside the main arena stay resident until malloc_trim gives
  * their pages back. npm ci builds the helper (CI installs a C compiler), so a missing build fails.
  */
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import t from 'tap'
+import { gc } from '../../helpers/gc.ts'
 import { heapTrim, heapTrimUnavailable } from '../../../lib/native/heap-trim.ts'
-
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
 
 const addon = heapTrim
 if (addon === undefined) throw new Error(`lib/native/heap-trim.node is not usable: ${String(heapTrimUnavailable)}`)
