@@ -240,7 +240,13 @@ function serverRows<R extends CacheRole> (role: R) {
       unit: 'ms',
       doc: 'Give the malloc heap\'s free pages back to the kernel this often (glibc\'s malloc_trim, with the native helper npm install builds in lib/native; 0 never). Buffers of socket reads and upstream chunks come from malloc\'s arenas, and after a burst of fills glibc keeps the freed space resident: in the working-set bench the edge ended at 238-241 MB of RSS without trims and 190-215 MB with them (limit 217). Trims run on the event loop; `streamedge_malloc_trim_seconds_total` counts their time.'
     },
-    { name: `${role}.server.sendfile`, type: 'bool', default: false, doc: 'Send large fast-path hits (128 KiB and up) from the disk tier\'s checked copy in the page cache with sendfile(2), like nginx\'s `sendfile on`, instead of copying them out of memory (Linux 6.5+, with the native helper npm install builds in lib/native). It spares the server that copy (bench hot-segment, edge-sendfile: 0.0959 against 0.186 CPU s/GB over all windows, nginx 0.0932); off by default because on loopback the client then pays more than the server saves (wrk req/s: 1,057 against 2,653; server + client CPU per GB 0.541 against 0.325), while on a NIC the receiver is another machine. Bodies not in the page cache are copied, and their readahead queued so later hits send from the file.' }
+    {
+      name: `${role}.server.sendfile`,
+      type: 'enum',
+      values: ['remote', 'on', 'off'],
+      default: 'remote',
+      doc: 'Send large fast-path hits (128 KiB and up) from the disk tier\'s checked copy in the page cache with sendfile(2), like nginx\'s `sendfile on`, instead of copying them out of memory (Linux 6.5+, with the native helper npm install builds in lib/native): `on` to every client, `remote` to clients that are not on this host\'s loopback (127.0.0.0/8, ::1), `off` to none. It spares the server that copy (bench hot-segment, edge-sendfile: 0.0959 against 0.186 CPU s/GB over all windows, nginx 0.0932). Loopback clients are copied to by default because there the client then pays more than the server saves (wrk req/s: 1,057 against 2,653; server + client CPU per GB 0.541 against 0.325), while across a network the receiver is another machine. Bodies not in the page cache are copied, and their readahead queued so later hits send from the file.'
+    }
   ] as const satisfies readonly ParamSpec[]
 }
 

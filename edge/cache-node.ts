@@ -8,6 +8,7 @@ import type { FastFrontStats } from '../lib/http/fast-front.ts'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
 import { zeroCopy, zeroCopyUnavailable } from '../lib/native/zero-copy.ts'
+import { isLoopback } from '../lib/net/ip-address.ts'
 import { heapTrim, heapTrimUnavailable } from '../lib/native/heap-trim.ts'
 import { HeapTrimmer } from '../lib/heap-trimmer.ts'
 import { DiskStore } from './cache/disk-store.ts'
@@ -30,6 +31,17 @@ import { HttpUpstream, type Upstream } from './proxy/upstream.ts'
 
 /** The cache proxy's policy settings, which a node passes through as they are. */
 type ProxyPolicyOptions = Pick<CacheProxyOptions, 'maxObjectBytes' | 'stripQueryParams' | 'checkIntegrity' | 'negativeTtlSeconds' | 'negativeTtlMaxSeconds' | 'staleIfErrorSeconds' | 'allowSetCookie' | 'maxRanges' | 'rangeMissOffsetBytes'>
+
+/**
+ * Which clients large fast-path hits are sent to from the page cache (`server.sendfile`).
+ * 'remote': those not on this host's loopback. On loopback the client's end of a transfer
+ * runs on the same CPUs, and the page-cache fragments sendfile hands over cost the receiver
+ * more than the server's copy costs it (bench hot-segment: server + client CPU per GB);
+ * across a network the receiver is another machine and sendfile only saves the copy.
+ */
+export type SendfileMode = 'remote' | 'on' | 'off'
+
+const notLoopback = (remoteAddress: string | undefined): boolean => !isLoopback(remoteAddress)
 
 export interface CacheNodeOptions extends ProxyPolicyOptions {
   readonly role: 'edge' | 'shield'
@@ -79,9 +91,11 @@ export interface CacheNodeOptions extends ProxyPolicyOptions {
   readonly fastPath?: boolean
   /**
    * Send large fast-path hits from the disk tier's file in the page cache (sendfile(2),
-   * lib/native/zero-copy.ts) when the native helper is built. Default false.
+   * lib/native/zero-copy.ts) when the native helper is built: 'on' to every client, 'remote'
+   * (the default) to clients that are not on this host's loopback, 'off' to none
+   * (`server.sendfile`, {@link SendfileMode}).
    */
-  readonly sendfile?: boolean
+  readonly sendfile?: SendfileMode
   /**
    * Trim the malloc heap this often (lib/heap-trimmer.ts), when the native helper is built.
    * Default 0: never (several nodes may share a test process; the CLI passes the config's value).
@@ -215,12 +229,14 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
     journal,
     ...(options.now === undefined ? {} : { now: options.now }),
   })
+  const sendfile = options.sendfile ?? 'remote'
   const server = new NodeServer({
     listen: options.listen,
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     handler: (req, res) => { if (gate.admit(req, res)) proxy.handle(req, res) },
     fastHandler: options.fastPath === false ? undefined : createFastHitHandler({ gate, proxy, rewriteFor }),
-    sendFile: options.sendfile === true ? zeroCopy?.sendHeadFile : undefined,
+    sendFile: sendfile === 'off' ? undefined : zeroCopy?.sendHeadFile,
+    sendFileTo: sendfile === 'remote' ? notLoopback : undefined,
     sendHeadBody: zeroCopy?.sendHeadBody,
     admin: createAdminHandler({ token: options.adminToken, proxy, logger }),
     ready: () => true,
@@ -233,7 +249,7 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   metrics.watchFastPath(() => server.fastPath)
   const { url, httpsUrl } = await server.listen()
   logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
-  if (options.sendfile === true && zeroCopyUnavailable !== undefined) {
+  if (sendfile === 'on' && zeroCopyUnavailable !== undefined) {
     logger.warn({ reason: zeroCopyUnavailable }, 'server.sendfile is on but large hits are copied: no zero-copy sender')
   }
   const trimmer = new HeapTrimmer({ addon: heapTrim, intervalMs: options.mallocTrimIntervalMs ?? 0 })

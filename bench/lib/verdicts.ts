@@ -63,7 +63,7 @@ export function issue7Verdicts (r: BenchResults): Verdict[] {
   if (segment !== undefined) {
     out.push(costVersusNginx(segment, 'hot segment: CPU'))
     out.push(versusBestPeer(segment, 'hot segment: req/s'))
-    // the opt-in zero-copy edge, judged the same way (its trade: the server's copy against the loopback client's cost)
+    // the zero-copy edge (server.sendfile on: loopback clients too), judged the same way (its trade: the server's copy against the loopback client's cost)
     if (segment.windows.some((w) => w.target === 'edge-sendfile')) {
       out.push(costVersusNginx(segment, 'hot segment, server.sendfile on: CPU', 'edge-sendfile'))
       out.push(versusBestPeer(segment, 'hot segment, server.sendfile on: req/s', 'edge-sendfile'))

@@ -31,6 +31,8 @@ export interface NodeServerOptions {
   readonly fastHandler?: FastHandler | undefined
   /** The fast path's zero-copy sender (FastFrontOptions.sendFile); undefined copies every body. */
   readonly sendFile?: SendHeadFile | undefined
+  /** Which peers' connections use `sendFile` (FastFrontOptions.sendFileTo); undefined: all. */
+  readonly sendFileTo?: ((remoteAddress: string | undefined) => boolean) | undefined
   /** The fast path's one-call sender of medium bodies from memory (FastFrontOptions.sendHeadBody); undefined writes them through the socket. */
   readonly sendHeadBody?: SendHeadBody | undefined
   /** Serves `/admin/...` (authenticated operations such as purge). */
@@ -87,6 +89,7 @@ export class NodeServer {
         keepAliveTimeoutMs: this.#o.keepAliveTimeoutMs,
         handler: (req) => this.#operational(req.target) ? undefined : fast(req),
         sendFile: this.#o.sendFile,
+        sendFileTo: this.#o.sendFileTo,
         sendHeadBody: this.#o.sendHeadBody,
       })
       this.#front.attach(plain)

@@ -170,6 +170,11 @@ export interface FastFrontOptions {
    */
   readonly sendFile?: SendHeadFile | undefined
   /**
+   * Which connections send from files ({@link sendFile}): asked once per connection with its
+   * peer's address (net.Socket#remoteAddress). Undefined: all of them.
+   */
+  readonly sendFileTo?: ((remoteAddress: string | undefined) => boolean) | undefined
+  /**
    * Sends a head (latin1) and a body from memory in one sendmsg(2) on a socket without
    * queuing anything (lib/native/zero-copy.ts ZeroCopyAddon.sendHeadBody: never blocks,
    * returns the bytes sent or a negative errno); used for bodies over {@link SMALL_BODY_BYTES}
@@ -243,6 +248,7 @@ export class FastFront {
   #sentFromFileBytes = 0
   #sentDirect = 0
   readonly #sendFile: SendHeadFile | undefined
+  readonly #sendFileTo: ((remoteAddress: string | undefined) => boolean) | undefined
   readonly #sendHeadBody: SendHeadBody | undefined
   // Connections whose answers of this turn wait, corked, for #flush (see the file comment).
   #held: FastConnection[] = []
@@ -263,6 +269,8 @@ export class FastFront {
     this.#maxHeadBytes = maxHead
     if (options.sendFile !== undefined && typeof options.sendFile !== 'function') throw new TypeError(`Expected options.sendFile to be a function, got ${typeof options.sendFile}`)
     this.#sendFile = options.sendFile
+    if (options.sendFileTo !== undefined && typeof options.sendFileTo !== 'function') throw new TypeError(`Expected options.sendFileTo to be a function, got ${typeof options.sendFileTo}`)
+    this.#sendFileTo = options.sendFileTo
     if (options.sendHeadBody !== undefined && typeof options.sendHeadBody !== 'function') throw new TypeError(`Expected options.sendHeadBody to be a function, got ${typeof options.sendHeadBody}`)
     this.#sendHeadBody = options.sendHeadBody
   }
@@ -310,7 +318,10 @@ export class FastFront {
   get keepAliveTimeoutMs (): number { return this.#keepAliveTimeoutMs }
   get maxHeadBytes (): number { return this.#maxHeadBytes }
   get closing (): boolean { return this.#closing }
-  get sendFile (): SendHeadFile | undefined { return this.#sendFile }
+  /** The file sender for a connection from `remoteAddress` (FastFrontOptions.sendFileTo), or undefined. */
+  sendFileFor (remoteAddress: string | undefined): SendHeadFile | undefined {
+    return this.#sendFile !== undefined && (this.#sendFileTo === undefined || this.#sendFileTo(remoteAddress)) ? this.#sendFile : undefined
+  }
   get sendHeadBody (): SendHeadBody | undefined { return this.#sendHeadBody }
   noteAnswered (): void { this.#answered++ }
   noteSentFromFile (bytes: number): void { this.#sentFromFileBytes += bytes }
@@ -424,6 +435,8 @@ class FastConnection {
   readonly #front: FastFront
   readonly #handOff: () => void
   readonly #remoteAddress: string | undefined
+  // FastFrontOptions.sendFile for this connection's peer, or undefined (FastFrontOptions.sendFileTo)
+  readonly #sendFile: SendHeadFile | undefined
   #pending: Buffer | undefined
   // Responses in progress: written and not yet flushed, or streaming
   #writes = 0
@@ -468,6 +481,7 @@ class FastConnection {
     this.#front = front
     this.#handOff = handOff
     this.#remoteAddress = socket.remoteAddress
+    this.#sendFile = front.sendFileFor(this.#remoteAddress)
     this.#intoShared = readInto(socket, this.#onRead)
     if (!this.#intoShared) socket.on('data', this.#onData)
     socket.on('error', this.#onError)
@@ -650,7 +664,7 @@ class FastConnection {
    * streamed body does. False when nothing was sent: the caller writes it all.
    */
   #sendFromFile (res: FastResponse, head: string, body: Buffer, close: boolean): boolean {
-    const send = this.#front.sendFile
+    const send = this.#sendFile
     if (send === undefined || res.sendFile === undefined || body.length < SENDFILE_MIN_BYTES) return false
     const fd = this.#idleFd()
     if (fd === undefined) return false
@@ -749,7 +763,7 @@ class FastConnection {
       this.destroy()
       return
     }
-    const send = this.#front.sendFile
+    const send = this.#sendFile
     const fd = this.#idleFd()
     const left = file.body.length - file.at
     // nothing else writes during a file send; should anything be queued, memory keeps the order

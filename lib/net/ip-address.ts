@@ -75,6 +75,18 @@ export function normalizeIp (input: string | undefined): string | undefined {
   return parseIp(input)?.text
 }
 
+/**
+ * Whether `input` is a loopback address: 127.0.0.0/8 (RFC 1122 §3.2.1.3), `::1` (RFC 4291
+ * §2.5.3), or an IPv4-mapped 127.x. False for anything that does not parse.
+ */
+export function isLoopback (input: string | undefined): boolean {
+  if (input === undefined || input === '') return false
+  const ip = parseIp(input)
+  if (ip === undefined) return false
+  if (ip.version === 4) return ip.bytes[0] === 127
+  return ip.bytes[15] === 1 && ip.bytes.subarray(0, 15).every((b) => b === 0)
+}
+
 /** Parses `network/length`; a bare address is a host prefix (/32 or /128). Host bits are zeroed. */
 export function parseCidr (input: string): Cidr | undefined {
   const text = input.trim()

@@ -47,7 +47,7 @@ t.test('defaults alone make a complete config', async (t) => {
   t.same(config.edge.cache.stripQueryParams, [])
   t.equal(config.edge.cache.checkMpegTs, true)
   t.same(config.edge.upstream, { connectTimeoutMs: 3000, firstByteTimeoutMs: 10000, idleTimeoutMs: 10000, connections: 128, keepAliveTimeoutMs: 30000 })
-  t.same(config.edge.server, { keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000, shutdownGraceMs: 10000, fastPath: true, mallocTrimIntervalMs: 5000, sendfile: false })
+  t.same(config.edge.server, { keepAliveTimeoutMs: 5000, headersTimeoutMs: 10000, shutdownGraceMs: 10000, fastPath: true, mallocTrimIntervalMs: 5000, sendfile: 'remote' })
   t.same(config.start, { edges: 2, listenHost: '127.0.0.1', basePort: 0 })
 })
 

@@ -12,6 +12,7 @@ import { objectFiles } from './cache/disk-fixture.ts'
 import { flipByte } from '../helpers/flip-byte.ts'
 import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
+import type { SendfileMode } from '../../edge/cache-node.ts'
 import { requireZeroCopy } from '../helpers/zero-copy.ts'
 import { startScriptedOrigin, type ScriptedOrigin } from '../helpers/scripted-origin.ts'
 
@@ -19,13 +20,13 @@ import { startScriptedOrigin, type ScriptedOrigin } from '../helpers/scripted-or
 const SEGMENT = patternBody(1_500_000, 21)
 const SMALL = patternBody(20_000, 22)
 
-async function setup (t: Test, sendfile: boolean): Promise<{ origin: ScriptedOrigin, node: TestNode }> {
+async function setup (t: Test, sendfile: SendfileMode | undefined): Promise<{ origin: ScriptedOrigin, node: TestNode }> {
   const origin = await startScriptedOrigin(t)
   const headers = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=3600', etag: '"s1"' }
   origin.script('/v/seg-1.bin', { headers, body: SEGMENT })
   origin.script('/v/seg-2.bin', { headers, body: SEGMENT })
   origin.script('/v/small.bin', { headers, body: SMALL })
-  const node = await startTestNode(t, { origin: origin.url, sendfile })
+  const node = await startTestNode(t, { origin: origin.url, ...(sendfile === undefined ? {} : { sendfile }) })
   return { origin, node }
 }
 
@@ -45,7 +46,7 @@ async function untilSentFromFile (node: TestNode, path: string): Promise<void> {
 
 t.test('on: large hits leave from the checked disk copy, byte for byte, head as from memory', async (t) => {
   if (requireZeroCopy(t) === undefined) return
-  const { origin, node } = await setup(t, true)
+  const { origin, node } = await setup(t, 'on')
   const miss = await fetchRaw(node.url + '/v/seg-1.bin')
   t.ok(miss.body.equals(SEGMENT))
   await untilSentFromFile(node, '/v/seg-1.bin')
@@ -75,7 +76,7 @@ t.test('on: large hits leave from the checked disk copy, byte for byte, head as 
 
 t.test('on: a disk copy changed behind the edge is not sent; memory serves the right bytes', async (t) => {
   if (requireZeroCopy(t) === undefined) return
-  const { node } = await setup(t, true)
+  const { node } = await setup(t, 'on')
   await fetchRaw(node.url + '/v/seg-2.bin')
   await untilSentFromFile(node, '/v/seg-2.bin')
   const before = sent(node)
@@ -97,7 +98,7 @@ t.test('on: a disk copy changed behind the edge is not sent; memory serves the r
 t.test('on: a sent file whose pages were dropped is copied once, then sent from the file again (readahead)', async (t) => {
   const zeroCopy = requireZeroCopy(t)
   if (zeroCopy === undefined) return
-  const { node } = await setup(t, true)
+  const { node } = await setup(t, 'on')
   await fetchRaw(node.url + '/v/seg-1.bin')
   await untilSentFromFile(node, '/v/seg-1.bin')
   const large: string[] = []
@@ -126,18 +127,21 @@ t.test('on: a sent file whose pages were dropped is copied once, then sent from 
   t.ok(sent(node) > before, 'a later hit leaves from the file again')
 })
 
-t.test('off (the default): every body is written from memory', async (t) => {
-  const { node } = await setup(t, false)
-  for (let i = 0; i < 4; i++) {
-    t.ok((await fetchRaw(node.url + '/v/seg-1.bin')).body.equals(SEGMENT))
-    await new Promise((resolve) => setTimeout(resolve, 20))
+t.test('off, and remote (the default) to a loopback client: every body is written from memory', async (t) => {
+  if (requireZeroCopy(t) === undefined) return
+  for (const mode of ['off', undefined] as const) {
+    const { node } = await setup(t, mode)
+    for (let i = 0; i < 4; i++) {
+      t.ok((await fetchRaw(node.url + '/v/seg-1.bin')).body.equals(SEGMENT))
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    t.equal(sent(node), 0, `${mode ?? 'the default'}: nothing from the file`)
   }
-  t.equal(sent(node), 0)
 })
 
 t.test('medium hits (over 2 KiB, up to 64 KiB: a small object, a range) leave in one direct send, byte for byte, sendfile on or off', async (t) => {
   if (requireZeroCopy(t) === undefined) return
-  for (const sendfile of [false, true]) {
+  for (const sendfile of ['off', 'on'] as const) {
     const { node } = await setup(t, sendfile)
     const direct = (): number => node.fastPathStats()?.sentDirect ?? 0
     const miss = await fetchRaw(node.url + '/v/small.bin')

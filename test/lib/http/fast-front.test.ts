@@ -1071,6 +1071,35 @@ t.test('sendFile: a large body goes out from the file byte for byte; pipelined a
   t.same(done, [true, true, true, true], 'onDone once each, completed')
 })
 
+t.test('sendFileTo: asked once per connection with its peer address; a connection it refuses copies every body', async (t) => {
+  const send = requireZeroCopy(t)?.sendHeadFile
+  if (send === undefined) return
+  const body = patternBody(SENDFILE_MIN_BYTES * 2, 12)
+  const fd = await bodyFile(t, body)
+  const asked: Array<string | undefined> = []
+  let allow = false
+  const server = http.createServer((_req, res) => { res.end() })
+  const front = new FastFront({
+    keepAliveTimeoutMs: 5000,
+    handler: () => fileAnswer(body, fd),
+    sendFile: send,
+    sendFileTo: (remoteAddress) => {
+      asked.push(remoteAddress)
+      return allow
+    },
+  })
+  const port = await listenWithFront(t, server, front)
+  const want = body.toString('latin1')
+  const two = 'GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'
+  t.same(sized(await exchange(port, [two])).map((r) => r.body === want), [true, true], 'refused: both bodies, copied')
+  t.equal(front.stats.sentFromFileBytes, 0, 'nothing from the file')
+  allow = true
+  t.same(sized(await exchange(port, [two])).map((r) => r.body === want), [true, true], 'allowed: both bodies')
+  t.ok(front.stats.sentFromFileBytes > 0, 'from the file')
+  t.same(asked, ['127.0.0.1', '127.0.0.1'], 'once per connection, with the peer address')
+  t.throws(() => new FastFront({ keepAliveTimeoutMs: 5000, handler: () => undefined, sendFileTo: 'remote' as never }), /options\.sendFileTo/)
+})
+
 /** Connects, sends `request` with the socket paused for `pauseMs` (the server's socket fills up), then reads to the end. */
 async function slowRead (port: number, request: string, pauseMs: number): Promise<Buffer> {
   const socket = net.connect(port, '127.0.0.1')

@@ -3,7 +3,7 @@
  * IPv4, the forms proxies write into X-Forwarded-For, and refusals.
  */
 import t from 'tap'
-import { cidrContains, ipv4Int, ipv4Value, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
+import { cidrContains, ipv4Int, ipv4Value, isLoopback, normalizeIp, parseCidr, parseIp } from '../../../lib/net/ip-address.ts'
 
 t.test('addresses parse to canonical text', async (t) => {
   const cases: Array<[string, string, 4 | 6]> = [
@@ -232,4 +232,13 @@ t.test('a dotted IPv4 tail (valid ones above) is the last piece, strict like a b
   ]
   for (const text of bad) t.equal(parseIp(text), undefined, JSON.stringify(text))
   t.equal(parseCidr('::ffff:10.1.0.0/112')?.text, '10.1.0.0/16', 'a mapped prefix written with a dotted tail')
+})
+
+t.test('isLoopback: 127.0.0.0/8, ::1 and mapped 127.x, nothing else', async (t) => {
+  for (const text of ['127.0.0.1', '127.255.255.254', '127.0.0.1:8080', '::1', '[::1]', '[::1]:443', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::ffff:7f00:1']) {
+    t.equal(isLoopback(text), true, text)
+  }
+  for (const text of [undefined, '', '128.0.0.1', '126.255.255.255', '10.0.0.1', '192.0.2.1', '::', '::2', '::1:0', '1::1', 'fe80::1', '::ffff:10.0.0.1', '::127.0.0.1', 'localhost', '127.0.0', 'garbage']) {
+    t.equal(isLoopback(text), false, String(text))
+  }
 })
