@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <node_api.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,10 +30,10 @@
 struct cachestat_range { uint64_t off; uint64_t len; };
 struct cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
 
-/* 1 when every page of [off, off + len) of fd is in the page cache, 0 when one is not, -errno when the kernel cannot tell. */
 static long page_size;
 
-static int resident(int fd, uint64_t off, uint64_t len) {
+/* 1 when every page of [off, off + len) of fd is in the page cache (cachestat(2), Linux 6.5+), 0 when one is not, -errno when the kernel cannot tell. */
+static int resident_cachestat(int fd, uint64_t off, uint64_t len) {
   if (len == 0) return 1;
   uint64_t page = (uint64_t)page_size;
   struct cachestat_range range = { off, len };
@@ -39,6 +41,54 @@ static int resident(int fd, uint64_t off, uint64_t len) {
   if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0) return -errno;
   uint64_t pages = (off + len + page - 1) / page - off / page;
   return cs.nr_cache >= pages ? 1 : 0;
+}
+
+/*
+ * The same answer on any Linux: the range mapped (never touched, so no page is read or
+ * faulted in) and mincore(2) asked about it, then unmapped. Three syscalls where cachestat
+ * takes one, against the copy of a large body it may spare. mincore answers for a file's
+ * pages only to the file's owner or a caller that may write it (Linux 5.0+; others are told
+ * every page is in): the disk tier's files are the node's own.
+ */
+static int resident_mincore(int fd, uint64_t off, uint64_t len) {
+  if (len == 0) return 1;
+  uint64_t page = (uint64_t)page_size;
+  uint64_t start = off / page * page;
+  size_t span = (size_t)(off + len - start);
+  void *map = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, (off_t)start);
+  if (map == MAP_FAILED) return -errno;
+  size_t pages = (span + (size_t)page - 1) / (size_t)page;
+  unsigned char on_stack[1024];
+  unsigned char *vec = pages <= sizeof on_stack ? on_stack : malloc(pages);
+  int result;
+  if (vec == NULL) {
+    result = -ENOMEM;
+  } else if (mincore(map, span, vec) != 0) {
+    result = -errno;
+  } else {
+    result = 1;
+    for (size_t i = 0; i < pages; i++) {
+      if ((vec[i] & 1) == 0) { result = 0; break; }
+    }
+  }
+  if (vec != on_stack) free(vec);
+  munmap(map, span);
+  return result;
+}
+
+/*
+ * cachestat where the kernel has it, else mincore from the first refusal on: ENOSYS before
+ * Linux 6.5, EPERM where a seccomp filter (a container runtime's default) does not know it.
+ */
+static int no_cachestat = 0;
+
+static int resident(int fd, uint64_t off, uint64_t len) {
+  if (!no_cachestat) {
+    int cached = resident_cachestat(fd, off, len);
+    if (cached != -ENOSYS && cached != -EPERM) return cached;
+    no_cachestat = 1;
+  }
+  return resident_mincore(fd, off, len);
 }
 
 static napi_value number(napi_env env, int64_t value) {
@@ -81,8 +131,7 @@ static int latin1_head(napi_env env, napi_value value, char *head, size_t *head_
  * sent (head first), or -errno when nothing was sent: -ENODATA when part of the range is not
  * in the page cache (sendfile would block the event loop on a disk read; readahead of the
  * range is queued, so a later call can send it), -EAGAIN when the
- * socket buffer is full, -ENOSYS when the kernel cannot say what is cached (before 6.5),
- * -E2BIG when the head is longer than this helper copies (8 KiB).
+ * socket buffer is full, -E2BIG when the head is longer than this helper copies (8 KiB).
  */
 static napi_value send_head_file(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -165,18 +214,54 @@ static napi_value send_head_body(napi_env env, napi_callback_info info) {
   }
 }
 
-/* resident(fileFd, offset, length): 1, 0, or -errno (see above). */
-static napi_value resident_js(napi_env env, napi_callback_info info) {
+/* fileFd, offset >= 0, length >= 0: 1 when read, 0 after throwing. */
+static int range_args(napi_env env, napi_callback_info info, int32_t *file, int64_t *offset, int64_t *length) {
   napi_value argv[3];
-  if (!args(env, info, 3, argv)) return NULL;
+  if (!args(env, info, 3, argv)) return 0;
+  if (napi_get_value_int32(env, argv[0], file) != napi_ok || napi_get_value_int64(env, argv[1], offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], length) != napi_ok || *offset < 0 || *length < 0) {
+    napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd, offset >= 0, length >= 0)");
+    return 0;
+  }
+  return 1;
+}
+
+/* resident(fileFd, offset, length): 1, 0, or -errno, as the sends ask (see above). */
+static napi_value resident_js(napi_env env, napi_callback_info info) {
   int32_t file;
   int64_t offset, length;
-  if (napi_get_value_int32(env, argv[0], &file) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
-    napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd, offset >= 0, length >= 0)");
-    return NULL;
-  }
+  if (!range_args(env, info, &file, &offset, &length)) return NULL;
   return number(env, resident(file, (uint64_t)offset, (uint64_t)length));
+}
+
+/* residentBy(fileFd, offset, length) with one method each, for tests that compare them: cachestat (-ENOSYS before Linux 6.5) and mincore. */
+static napi_value resident_cachestat_js(napi_env env, napi_callback_info info) {
+  int32_t file;
+  int64_t offset, length;
+  if (!range_args(env, info, &file, &offset, &length)) return NULL;
+  return number(env, resident_cachestat(file, (uint64_t)offset, (uint64_t)length));
+}
+
+/* useMincore(): resident() asks mincore from now on, as on a kernel without cachestat (tests drive that path here). */
+static napi_value use_mincore(napi_env env, napi_callback_info info) {
+  (void)info;
+  no_cachestat = 1;
+  return number(env, 0);
+}
+
+/* residentMethod(): "mincore" once cachestat was refused (or useMincore was called), else "cachestat". */
+static napi_value resident_method(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  napi_create_string_latin1(env, no_cachestat ? "mincore" : "cachestat", NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
+static napi_value resident_mincore_js(napi_env env, napi_callback_info info) {
+  int32_t file;
+  int64_t offset, length;
+  if (!range_args(env, info, &file, &offset, &length)) return NULL;
+  return number(env, resident_mincore(file, (uint64_t)offset, (uint64_t)length));
 }
 
 /*
@@ -226,6 +311,10 @@ NAPI_MODULE_INIT() {
   export_function(env, exports, "sendHeadFile", send_head_file);
   export_function(env, exports, "sendHeadBody", send_head_body);
   export_function(env, exports, "resident", resident_js);
+  export_function(env, exports, "residentByCachestat", resident_cachestat_js);
+  export_function(env, exports, "residentByMincore", resident_mincore_js);
+  export_function(env, exports, "useMincore", use_mincore);
+  export_function(env, exports, "residentMethod", resident_method);
   export_function(env, exports, "dropCached", drop_cached);
   export_function(env, exports, "unchanged", unchanged);
   return exports;

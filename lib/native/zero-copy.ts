@@ -4,8 +4,6 @@
  * with sendfile(2) from the page cache, as nginx sends its proxy_cache files: the kernel
  * does not copy the body from the process into the socket (lib/http/fast-front.ts).
  */
-import { closeSync, openSync } from 'node:fs'
-import { constants } from 'node:os'
 import { loadBuilt, type Loaded } from './load-built.ts'
 
 /** The native functions (each synchronous and non-blocking; see zero-copy.c). */
@@ -15,9 +13,8 @@ export interface ZeroCopyAddon {
    * socket, until done or the socket is full. Returns the bytes sent (head first), or -errno
    * when nothing was (os.constants.errno): -ENODATA when part of the range is not in the page
    * cache (sending it would block on a disk read; readahead of the range is queued, so a later
-   * call finds it cached), -EAGAIN when the socket is full, -ENOSYS
-   * on a kernel that cannot say what is cached (before Linux 6.5), -E2BIG for a head over
-   * 8 KiB, which this helper does not copy.
+   * call finds it cached), -EAGAIN when the socket is full, -E2BIG for a head over 8 KiB,
+   * which this helper does not copy.
    */
   sendHeadFile (socketFd: number, head: string, fileFd: number, offset: number, length: number): number
   /**
@@ -26,8 +23,20 @@ export interface ZeroCopyAddon {
    * socket is full; -E2BIG: a head over 8 KiB, which this helper does not copy).
    */
   sendHeadBody (socketFd: number, head: string, body: Buffer): number
-  /** 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel cannot tell. */
+  /**
+   * 1 when every page of the range is in the page cache, 0 when not, -errno when the kernel
+   * cannot tell: what sendHeadFile asks before sending. With cachestat(2) (Linux 6.5+), else
+   * (ENOSYS, or EPERM from a seccomp filter) with mincore(2) on a mapping of the range.
+   */
   resident (fileFd: number, offset: number, length: number): number
+  /** {@link resident} by cachestat(2) alone: -ENOSYS before Linux 6.5. For tests. */
+  residentByCachestat (fileFd: number, offset: number, length: number): number
+  /** {@link resident} by mincore(2) alone, the fallback, on any Linux. For tests. */
+  residentByMincore (fileFd: number, offset: number, length: number): number
+  /** Makes {@link resident} (and so sendHeadFile) use mincore from now on, as where cachestat is missing: for tests of that path. */
+  useMincore (): number
+  /** How {@link resident} asks: 'mincore' once cachestat was refused (or after useMincore), else 'cachestat'. */
+  residentMethod (): 'cachestat' | 'mincore'
   /**
    * 1 when `fileFd`'s file still has a link and is inode `ino` of `size` bytes with mtime
    * `mtimeMs` (as fs.Stats gives them), 0 when not, -errno when fstat fails: fstatSync's
@@ -38,20 +47,7 @@ export interface ZeroCopyAddon {
   dropCached (fileFd: number): number
 }
 
-function load (): Loaded<ZeroCopyAddon> {
-  const loaded = loadBuilt<ZeroCopyAddon>('zero-copy', 'sendfile from the page cache is Linux-only')
-  if (loaded.addon === undefined) return loaded
-  // Without cachestat(2) nothing could be sent without risking a disk read on the event loop.
-  const fd = openSync(new URL('./build/zero-copy.node', import.meta.url), 'r')
-  try {
-    if (loaded.addon.resident(fd, 0, 1) === -constants.errno.ENOSYS) return { addon: undefined, unavailable: 'this kernel cannot say which pages are cached (cachestat, Linux 6.5+)' }
-  } finally {
-    closeSync(fd)
-  }
-  return loaded
-}
-
-const loaded = load()
+const loaded: Loaded<ZeroCopyAddon> = loadBuilt<ZeroCopyAddon>('zero-copy', 'sendfile from the page cache is Linux-only')
 /** The addon, or undefined (then {@link zeroCopyUnavailable} says why). */
 export const zeroCopy: ZeroCopyAddon | undefined = loaded.addon
 /** Why {@link zeroCopy} is undefined; undefined when it loaded. */

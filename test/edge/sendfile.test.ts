@@ -45,7 +45,7 @@ async function untilSentFromFile (node: TestNode, path: string): Promise<void> {
 }
 
 t.test('on: large hits leave from the checked disk copy, byte for byte, head as from memory', async (t) => {
-  if (requireZeroCopy(t) === undefined) return
+  requireZeroCopy()
   const { origin, node } = await setup(t, 'on')
   const miss = await fetchRaw(node.url + '/v/seg-1.bin')
   t.ok(miss.body.equals(SEGMENT))
@@ -75,7 +75,7 @@ t.test('on: large hits leave from the checked disk copy, byte for byte, head as 
 })
 
 t.test('on: a disk copy changed behind the edge is not sent; memory serves the right bytes', async (t) => {
-  if (requireZeroCopy(t) === undefined) return
+  requireZeroCopy()
   const { node } = await setup(t, 'on')
   await fetchRaw(node.url + '/v/seg-2.bin')
   await untilSentFromFile(node, '/v/seg-2.bin')
@@ -96,8 +96,7 @@ t.test('on: a disk copy changed behind the edge is not sent; memory serves the r
 })
 
 t.test('on: a sent file whose pages were dropped is copied once, then sent from the file again (readahead)', async (t) => {
-  const zeroCopy = requireZeroCopy(t)
-  if (zeroCopy === undefined) return
+  const zeroCopy = requireZeroCopy()
   const { node } = await setup(t, 'on')
   await fetchRaw(node.url + '/v/seg-1.bin')
   await untilSentFromFile(node, '/v/seg-1.bin')
@@ -128,7 +127,7 @@ t.test('on: a sent file whose pages were dropped is copied once, then sent from 
 })
 
 t.test('off, and remote (the default) to a loopback client: every body is written from memory', async (t) => {
-  if (requireZeroCopy(t) === undefined) return
+  requireZeroCopy()
   for (const mode of ['off', undefined] as const) {
     const { node } = await setup(t, mode)
     for (let i = 0; i < 4; i++) {
@@ -140,7 +139,7 @@ t.test('off, and remote (the default) to a loopback client: every body is writte
 })
 
 t.test('medium hits (over 2 KiB, up to 64 KiB: a small object, a range) leave in one direct send, byte for byte, sendfile on or off', async (t) => {
-  if (requireZeroCopy(t) === undefined) return
+  requireZeroCopy()
   for (const sendfile of ['off', 'on'] as const) {
     const { node } = await setup(t, sendfile)
     const direct = (): number => node.fastPathStats()?.sentDirect ?? 0

@@ -1047,8 +1047,7 @@ function fileAnswer (body: Buffer, fd: number, onDone?: (completed: boolean) => 
 }
 
 t.test('sendFile: a large body goes out from the file byte for byte; pipelined answers keep their order', async (t) => {
-  const send = requireZeroCopy(t)?.sendHeadFile
-  if (send === undefined) return
+  const send = requireZeroCopy().sendHeadFile
   const body = patternBody(SENDFILE_MIN_BYTES * 4, 11)
   const fd = await bodyFile(t, body)
   const done: boolean[] = []
@@ -1072,8 +1071,7 @@ t.test('sendFile: a large body goes out from the file byte for byte; pipelined a
 })
 
 t.test('sendFileTo: asked once per connection with its peer address; a connection it refuses copies every body', async (t) => {
-  const send = requireZeroCopy(t)?.sendHeadFile
-  if (send === undefined) return
+  const send = requireZeroCopy().sendHeadFile
   const body = patternBody(SENDFILE_MIN_BYTES * 2, 12)
   const fd = await bodyFile(t, body)
   const asked: Array<string | undefined> = []
@@ -1117,8 +1115,7 @@ async function slowRead (port: number, request: string, pauseMs: number): Promis
 }
 
 t.test('sendFile: a body larger than the socket takes goes on from the file, part after part; the next answer waits for it', async (t) => {
-  const send = requireZeroCopy(t)?.sendHeadFile
-  if (send === undefined) return
+  const send = requireZeroCopy().sendHeadFile
   const body = patternBody(24 * 1024 * 1024, 12)
   const fd = await bodyFile(t, body)
   const done: boolean[] = []
@@ -1147,8 +1144,7 @@ t.test('sendFile: a body larger than the socket takes goes on from the file, par
 })
 
 t.test('sendFile: when the file is gone mid-body, or its pages are, the rest comes from memory', async (t) => {
-  const send = requireZeroCopy(t)?.sendHeadFile
-  if (send === undefined) return
+  const send = requireZeroCopy().sendHeadFile
   const body = patternBody(24 * 1024 * 1024, 14)
   const fd = await bodyFile(t, body)
   for (const later of [undefined, -constants.errno.ENODATA]) {
@@ -1167,8 +1163,7 @@ t.test('sendFile: when the file is gone mid-body, or its pages are, the rest com
 })
 
 t.test('sendFile: a client that leaves mid-body: the answer is not completed, once', async (t) => {
-  const send = requireZeroCopy(t)?.sendHeadFile
-  if (send === undefined) return
+  const send = requireZeroCopy().sendHeadFile
   const body = patternBody(24 * 1024 * 1024, 15)
   const fd = await bodyFile(t, body)
   const done: boolean[] = []
@@ -1216,8 +1211,7 @@ function named (text: string): string[] {
 }
 
 t.test('sendHeadBody: a medium body leaves in one send, byte for byte; small, large and queued-behind answers take the socket, in order', async (t) => {
-  const zc = requireZeroCopy(t)
-  if (zc === undefined) return
+  const zc = requireZeroCopy()
   const offered: number[] = []
   const send: SendHeadBody = (fd, head, body) => {
     offered.push(body.length)
@@ -1244,8 +1238,7 @@ t.test('sendHeadBody: a medium body leaves in one send, byte for byte; small, la
 })
 
 t.test('sendHeadBody: what the socket did not take (part of the head, part of the body, nothing) follows through the socket', async (t) => {
-  const zc = requireZeroCopy(t)
-  if (zc === undefined) return
+  const zc = requireZeroCopy()
   const EMPTY = Buffer.alloc(0)
   const cuts: Record<string, SendHeadBody> = {
     'head cut': (fd, head) => zc.sendHeadBody(fd, head.slice(0, 7), EMPTY),
@@ -1280,8 +1273,8 @@ t.test('FastResponse.fullHead: a head the responder keeps completed is written a
       },
     }
   }
-  const zc = requireZeroCopy(t)
-  const send: SendHeadBody | undefined = zc === undefined ? undefined : (fd, head, body) => zc.sendHeadBody(fd, head, body)
+  const zc = requireZeroCopy()
+  const send: SendHeadBody = (fd, head, body) => zc.sendHeadBody(fd, head, body)
   const h = await startWith(t, (req) => keptHead(req, req.target === '/large' ? LARGE : req.target === '/medium' ? MEDIUM : Buffer.from('small')), 5000, undefined, send)
   const text = await exchange(h.port, [get('/medium') + get('/large') + get('/small', 'Connection: close\r\n')])
   t.same(named(text), ['medium', 'large', 'small'])
@@ -1292,8 +1285,7 @@ t.test('FastResponse.fullHead: a head the responder keeps completed is written a
 })
 
 t.test('sendHeadBody: answers sent whole are done in request order with the turn\'s socket writes, and complete even if the connection is destroyed right after', async (t) => {
-  const zc = requireZeroCopy(t)
-  if (zc === undefined) return
+  const zc = requireZeroCopy()
   const order: string[] = []
   const h = await startWith(t, (req) => {
     const body = req.target.startsWith('/medium') ? MEDIUM : Buffer.from(`small ${req.target}`)

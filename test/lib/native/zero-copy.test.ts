@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { closeSync, fstatSync, openSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net, { type AddressInfo, type Socket } from 'node:net'
 import { constants, tmpdir } from 'node:os'
@@ -9,7 +9,6 @@ import type { ZeroCopyAddon } from '../../../lib/native/zero-copy.ts'
 import { requireZeroCopy } from '../../helpers/zero-copy.ts'
 import { patternBody } from '../../edge/cache/store.contract.ts'
 
-const found = requireZeroCopy(t)
 
 interface Pair { readonly server: Socket, readonly client: Socket }
 
@@ -55,8 +54,30 @@ async function receive (socket: Socket, length: number): Promise<Buffer> {
   return Buffer.concat(parts)
 }
 
-/** Everything below runs only where the helper works (see requireZeroCopy). */
+/** Everything below runs against the built helper (requireZeroCopy fails the file without it). */
 function suite (addon: ZeroCopyAddon): void {
+  /** A range whose pages were dropped is refused whole, its readahead queued, and sent once cached again. */
+  async function refusesUncached (t: Test): Promise<void> {
+    const file = patternBody(1024 * 1024, 5)
+    const fd = await tempFile(t, file)
+    t.equal(addon.resident(fd, 0, file.length), 1, 'a file just written is cached')
+    t.equal(addon.dropCached(fd), 0)
+    if (addon.resident(fd, 0, file.length) === 1) {
+      t.comment('this temp dir keeps its pages (tmpfs): nothing to drop')
+      return
+    }
+    const { server } = await socketPair(t)
+    t.equal(addon.sendHeadFile(fdOf(server), 'head', fd, 256 * 1024, 512 * 1024), -constants.errno.ENODATA, 'nothing sent, not even the head')
+    // the refusal queued readahead of that range: nothing else reads the file here
+    let cached = 0
+    for (let i = 0; i < 500 && cached !== 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      cached = addon.resident(fd, 256 * 1024, 512 * 1024)
+    }
+    t.equal(cached, 1, 'the refused range is in the page cache again')
+    t.equal(addon.sendHeadFile(fdOf(server), 'head', fd, 256 * 1024, 512 * 1024) > 0, true, 'and a later call sends from it')
+  }
+
   t.test('head then file bytes, from an offset, arrive byte for byte', async (t) => {
     const { server, client } = await socketPair(t)
     const file = patternBody(300_000, 7)
@@ -84,24 +105,34 @@ function suite (addon: ZeroCopyAddon): void {
   })
 
   t.test('pages not in the page cache are not sent (no disk read on the event loop), and are read back for a later send', async (t) => {
-    const file = patternBody(1024 * 1024, 5)
+    await refusesUncached(t)
+  })
+
+  t.test('resident: cachestat where the kernel has it, mincore (any Linux) agreeing with it page for page', async (t) => {
+    const page = 4096
+    const file = patternBody(64 * page, 6)
     const fd = await tempFile(t, file)
-    t.equal(addon.resident(fd, 0, file.length), 1, 'a file just written is cached')
+    const byCachestat = addon.residentByCachestat(fd, 0, file.length)
+    if (byCachestat === -constants.errno.ENOSYS) t.comment('no cachestat here (before Linux 6.5): resident() uses mincore')
+    else t.equal(byCachestat, 1, 'cachestat: a file just written is cached')
+    t.equal(addon.residentByMincore(fd, 0, file.length), 1, 'mincore: a file just written is cached')
+    t.equal(addon.residentByMincore(fd, 5, 0), 1, 'an empty range is')
+    t.equal(addon.residentByMincore(fd, page * 3 + 17, page * 10), 1, 'an unaligned range inside it is')
     t.equal(addon.dropCached(fd), 0)
-    if (addon.resident(fd, 0, file.length) === 1) {
+    if (addon.residentByMincore(fd, 0, file.length) === 1) {
       t.comment('this temp dir keeps its pages (tmpfs): nothing to drop')
       return
     }
-    const { server } = await socketPair(t)
-    t.equal(addon.sendHeadFile(fdOf(server), 'head', fd, 256 * 1024, 512 * 1024), -constants.errno.ENODATA, 'nothing sent, not even the head')
-    // the refusal queued readahead of that range: nothing else reads the file here
-    let cached = 0
-    for (let i = 0; i < 500 && cached !== 1; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10))
-      cached = addon.resident(fd, 256 * 1024, 512 * 1024)
-    }
-    t.equal(cached, 1, 'the refused range is in the page cache again')
-    t.equal(addon.sendHeadFile(fdOf(server), 'head', fd, 256 * 1024, 512 * 1024) > 0, true, 'and a later call sends from it')
+    // read back pages 8-15 only: a range inside them is cached, one that reaches past them is not
+    const back = Buffer.alloc(8 * page)
+    t.equal(readSync(fd, back, 0, back.length, 8 * page), back.length)
+    const ranges: Array<[number, number]> = [[8 * page, 8 * page], [8 * page + 100, 4 * page], [0, file.length], [7 * page, 2 * page], [15 * page, page + 1], [40 * page, page]]
+    const mincore = ranges.map(([at, n]) => addon.residentByMincore(fd, at, n))
+    t.same(mincore, [1, 1, 0, 0, 0, 0], 'mincore: pages 8-15 only')
+    if (byCachestat !== -constants.errno.ENOSYS) t.same(ranges.map(([at, n]) => addon.residentByCachestat(fd, at, n)), mincore, 'cachestat says the same')
+    t.same(ranges.map(([at, n]) => addon.resident(fd, at, n)), mincore, 'and resident(), which the sends ask')
+    t.equal(addon.residentByMincore(fd, file.length - 10, 100 * page), 0, 'a range past the end of the file is not (the send then copies)')
+    t.equal(addon.residentByMincore(-1, 0, 1), -constants.errno.EBADF, 'a bad descriptor: -EBADF')
   })
 
   t.test('sendHeadBody: a latin1 head and a body in one send, byte for byte', async (t) => {
@@ -158,6 +189,18 @@ function suite (addon: ZeroCopyAddon): void {
     t.equal(addon.unchanged(1_000_000, grown.ino, grown.size, grown.mtimeMs), -constants.errno.EBADF, 'not a descriptor: -EBADF')
   })
 
+  // last: it switches this process's helper to mincore for good
+  t.test('with mincore instead of cachestat (a kernel before 6.5): the same refusal and readahead', async (t) => {
+    const fd = await tempFile(t, Buffer.alloc(10))
+    if (addon.residentByCachestat(fd, 0, 1) !== -constants.errno.ENOSYS) {
+      t.equal(addon.resident(fd, 0, 1), 1)
+      t.equal(addon.residentMethod(), 'cachestat', 'cachestat until now')
+    }
+    addon.useMincore()
+    t.equal(addon.residentMethod(), 'mincore')
+    await refusesUncached(t)
+  })
+
   t.test('wrong arguments throw a TypeError', async (t) => {
     t.throws(() => (addon.unchanged as unknown as (fd: number, ino: string) => number)(0, 'x'), TypeError)
     t.throws(() => addon.sendHeadBody(1, Buffer.from('head') as unknown as string, Buffer.alloc(0)), TypeError)
@@ -165,7 +208,9 @@ function suite (addon: ZeroCopyAddon): void {
     t.throws(() => addon.sendHeadFile(-1, Buffer.from('head') as unknown as string, 0, 0, 1), TypeError)
     t.throws(() => addon.sendHeadFile(1, '', 0, -1, 1), TypeError)
     t.throws(() => (addon.resident as unknown as (fd: number) => number)(0), TypeError)
+    t.throws(() => addon.residentByMincore(0, -1, 1), TypeError)
+    t.throws(() => addon.residentByCachestat(0, 0, -1), TypeError)
   })
 }
 
-if (found !== undefined) suite(found)
+suite(requireZeroCopy())
