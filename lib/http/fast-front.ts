@@ -812,7 +812,14 @@ class FastConnection {
     if (this.#waiting !== waiting) return true // answered or declined already: that call counted
     this.#waiting = undefined
     if (this.#ended || this.#socket.destroyed) return false
-    this.#pending = this.#pending === undefined ? waiting.bytes : Buffer.concat([waiting.bytes, this.#pending])
+    if (this.#pending === undefined) {
+      // The client's last request. If it half-closed meanwhile, node:http never sees that FIN
+      // (the front read it), so it is told to close after its answer, as the front would have.
+      // (Behind pipelined bytes the FIN is left to node:http's keep-alive timeout.)
+      this.#pending = this.#peerEnded ? closeAfter(waiting.bytes) : waiting.bytes
+    } else {
+      this.#pending = Buffer.concat([waiting.bytes, this.#pending])
+    }
     this.#giveAway()
     return true
   }
@@ -1049,6 +1056,17 @@ function readInto (socket: Socket, onRead: (bytes: number) => boolean): boolean 
 function handBackReads (socket: Socket): void {
   const own = socket as unknown as Record<symbol, unknown>
   own[onreadSlots!.callback] = (bytes: number): boolean => socket.push(Buffer.from(READ_BUFFER.subarray(0, bytes)))
+}
+
+const CLOSE_AND_END = Buffer.from('Connection: close\r\n\r\n', 'latin1')
+
+/**
+ * A request head (ending in the empty line) with `Connection: close` added as its last field:
+ * node:http then closes the connection after answering it (in HTTP/1.1 `close` wins over any
+ * `keep-alive` the client also sent, RFC 9112 §9.6).
+ */
+function closeAfter (head: Buffer): Buffer {
+  return Buffer.concat([head.subarray(0, head.length - 2), CLOSE_AND_END])
 }
 
 /** `bytes` itself, or a copy when it is a view of READ_BUFFER (which the next read overwrites). */

@@ -375,6 +375,23 @@ t.test('a later decline hands the request, and everything pipelined behind it, t
   t.equal(h.front.stats.handedOff, 1)
 })
 
+t.test('a client that half-closes while its last request waits: declined, node:http answers it and closes', async (t) => {
+  const h = await startWith(t, laterHandler(60))
+  const socket = net.connect(h.port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.end('GET /decline/1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n') // the request, then FIN
+  let guarded = false
+  const timer = setTimeout(() => { guarded = true; socket.destroy() }, 3000)
+  await once(socket, 'close')
+  clearTimeout(timer)
+  t.same(answers(text), ['slow /decline/1'], 'the answer came')
+  t.match(text, /\r\nConnection: close\r\n/i, 'with Connection: close, though the client asked to keep alive')
+  t.notOk(guarded, 'the server closed the connection (not the 3 s guard; its keep-alive is 5 s)')
+  t.same(h.seenSlow, ['GET /decline/1'])
+})
+
 t.test('bytes kept past a read (pipelined behind a later answer, declined, handed to node:http, behind an upgrade) survive other connections\' reads; an upgraded connection reads on', async (t) => {
   // Every connection reads into one shared buffer: what a connection keeps must be its own copy.
   const seenSlow: string[] = []
