@@ -56,6 +56,11 @@ export interface ParamSpec {
   readonly max?: number
   /** Allowed values of an `enum`. */
   readonly values?: readonly string[]
+  /**
+   * Other spellings an `enum` takes for its values (a setting that was a `bool` keeps taking
+   * true and false, from YAML booleans too).
+   */
+  readonly aliases?: Readonly<Record<string, string>>
   /** A `string` must match this; `patternDoc` says how in words. */
   readonly pattern?: RegExp
   readonly patternDoc?: string
@@ -244,6 +249,7 @@ function serverRows<R extends CacheRole> (role: R) {
       name: `${role}.server.sendfile`,
       type: 'enum',
       values: ['remote', 'on', 'off'],
+      aliases: { true: 'on', false: 'off' },
       default: 'remote',
       doc: 'Send large fast-path hits (128 KiB and up) from the disk tier\'s checked copy in the page cache with sendfile(2), like nginx\'s `sendfile on`, instead of copying them out of memory (Linux, with the native helper npm install builds in lib/native): `on` to every client, `remote` to clients that are not on this host\'s loopback (127.0.0.0/8, ::1), `off` to none. It spares the server that copy (bench hot-segment, edge-sendfile: 0.0959 against 0.186 CPU s/GB over all windows, nginx 0.0932). Loopback clients are copied to by default because there the client then pays more than the server saves (wrk req/s: 1,057 against 2,653; server + client CPU per GB 0.541 against 0.325), while across a network the receiver is another machine. Bodies not in the page cache are copied, and their readahead queued so later hits send from the file.'
     }
@@ -709,7 +715,12 @@ const PARSERS: Readonly<Record<ParamType, Parser>> = {
   int: (raw, spec) => inRange(parseInteger(raw), spec),
   bytes: (raw, spec) => inRange(parseBytes(raw), spec),
   bool: (raw) => parseBool(raw),
-  enum: (raw, spec) => typeof raw === 'string' && spec.values?.includes(raw.trim()) === true ? raw.trim() : undefined,
+  enum: (raw, spec) => {
+    const text = typeof raw === 'string' ? raw.trim() : typeof raw === 'boolean' ? String(raw) : undefined
+    if (text === undefined) return undefined
+    const value = spec.aliases?.[text] ?? text
+    return spec.values?.includes(value) === true ? value : undefined
+  },
   url: (raw) => parseHttpUrl(raw),
   'url-list': (raw) => {
     const items = parseList(raw)
@@ -731,6 +742,12 @@ function inRange (value: number | undefined, spec: ParamSpec): number | undefine
   return value
 }
 
+/** ` (true = on, false = off)` for an enum with aliases; '' otherwise. */
+function aliasesText (spec: ParamSpec): string {
+  const pairs = Object.entries(spec.aliases ?? {})
+  return pairs.length === 0 ? '' : ` (${pairs.map(([from, to]) => `${from} = ${to}`).join(', ')})`
+}
+
 /** What a valid value looks like, for "X must be <expected>, got Y" messages. */
 export function expectedOf (spec: ParamSpec): string {
   switch (spec.type) {
@@ -739,7 +756,7 @@ export function expectedOf (spec: ParamSpec): string {
     case 'int': return intExpected(spec)
     case 'bytes': return `a byte size like 512MiB${bytesRangeText(spec)}`
     case 'bool': return 'true or false'
-    case 'enum': return `one of ${(spec.values ?? []).join(', ')}`
+    case 'enum': return `one of ${(spec.values ?? []).join(', ')}${aliasesText(spec)}`
     case 'url': return 'an http: or https: URL'
     case 'url-list': return 'a list of http: or https: URLs (comma-separated or an array)'
     case 'hostport': return 'HOST:PORT, [IPv6]:PORT or :PORT with a port from 0 to 65535'
@@ -797,7 +814,7 @@ export function describeParams (): readonly ParamInfo[] {
 }
 
 function typeDocOf (spec: ParamSpec): string {
-  if (spec.type === 'enum') return `enum: ${(spec.values ?? []).join(', ')}`
+  if (spec.type === 'enum') return `enum: ${(spec.values ?? []).join(', ')}${aliasesText(spec)}`
   if (spec.type !== 'int' && spec.type !== 'bytes') return spec.type
   const format = spec.type === 'bytes' ? formatBytes : String
   const min = spec.min ?? 0

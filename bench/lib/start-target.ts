@@ -23,7 +23,7 @@ export interface EdgeTargetOptions {
    * (`--log.access true`), its stdout going to a file as a service's log would.
    */
   readonly accessLog?: boolean
-  /** startEdgeTarget only: the `edge-sendfile` target, the same edge with `--edge.server.sendfile on` (the default, `remote`, copies to loopback clients). */
+  /** startEdgeTarget only: the `edge-sendfile` target, the same edge with `server.sendfile` on (set as `true`, which edge trees from before the setting was an enum also read; the default, `remote`, copies to loopback clients). */
   readonly sendfile?: boolean
 }
 
@@ -35,7 +35,7 @@ export async function startEdgeTarget (o: EdgeTargetOptions): Promise<BenchTarge
   // The log lives beside the cache dir, not in it: that dir is the edge's alone.
   const logOptions = accessLog ? { cacheDir: join(dir, 'cache'), accessLog, stdoutFile: join(dir, 'stdout.jsonl') } : { cacheDir: dir }
   try {
-    const env = o.sendfile === true ? { ...o.env, STREAMEDGE_EDGE_SERVER_SENDFILE: 'on' } : o.env
+    const env = o.sendfile === true ? { ...o.env, STREAMEDGE_EDGE_SERVER_SENDFILE: 'true' } : o.env
     const edge = await startEdgeProcess({ originUrl: o.originUrl, ...logOptions, memoryMaxBytes: o.memoryMaxBytes, ...rootAndArgs(o), ...(env === undefined ? {} : { env }) })
     return benchTarget(name, [edge], { hit: 'cache-status', memoryBudgetBytes: o.memoryMaxBytes, metrics: true, cleanup: () => rm(dir, { recursive: true, force: true }) })
   } catch (err) {

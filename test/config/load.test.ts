@@ -185,6 +185,19 @@ t.test('file values: YAML with types, lists and bad values', async (t) => {
   t.match(loadError({ file: infinite }).message, /maxBytes must be .*, got Infinity \(from file/, 'YAML .inf is named, not shown as null')
 })
 
+t.test('an enum that was a bool (server.sendfile) takes true and false as its on and off, from env and YAML', async (t) => {
+  t.equal(loadConfig({ env: { STREAMEDGE_EDGE_SERVER_SENDFILE: 'true' } }).edge.server.sendfile, 'on')
+  t.equal(loadConfig({ env: { STREAMEDGE_SHIELD_SERVER_SENDFILE: ' false ' } }).shield.server.sendfile, 'off')
+  t.equal(loadConfig({ env: { STREAMEDGE_EDGE_SERVER_SENDFILE: 'remote' } }).edge.server.sendfile, 'remote')
+  const dir = await tempDir(t)
+  const file = join(dir, 'edge.yaml')
+  await writeFile(file, 'edge:\n  server:\n    sendfile: true\nshield:\n  server:\n    sendfile: off\n')
+  const config = loadConfig({ file, env: {} })
+  t.equal(config.edge.server.sendfile, 'on', 'a YAML boolean')
+  t.equal(config.shield.server.sendfile, 'off', 'YAML 1.2 reads off as a string')
+  t.ok(loadError({ env: { STREAMEDGE_EDGE_SERVER_SENDFILE: 'yes' } }).lines.includes('Invalid config: edge.server.sendfile must be one of remote, on, off (true = on, false = off), got "yes" (from env STREAMEDGE_EDGE_SERVER_SENDFILE)'))
+})
+
 t.test('file values: JSON, .yml, dotted keys, empty files', async (t) => {
   const dir = await tempDir(t)
   const json = join(dir, 'edge.json')
