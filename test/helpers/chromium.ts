@@ -39,13 +39,18 @@ export async function openPage (executable: string, url: string): Promise<Browse
     '--disable-domain-reliability', '--disable-client-side-phishing-detection', '--metrics-recording-only',
     '--autoplay-policy=no-user-gesture-required', '--mute-audio',
     `--user-data-dir=${profile}`, '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', url,
-  ], { stdio: ['ignore', 'ignore', 'pipe'] })
+  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
   const cleanup = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await new Promise((resolve) => child.once('exit', resolve))
+    // Chromium's own children (zygote, renderer, utility, crash handler) live in its process
+    // group and may still write to the profile after the browser process is gone: kill the
+    // group, then remove the profile with retries (a CI run once failed here with ENOTEMPTY).
+    if (child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL')
+      } catch {}
     }
-    await rm(profile, { recursive: true, force: true })
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve))
+    await rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
   }
   try {
     const port = await devToolsPort(child)
