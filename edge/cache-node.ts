@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { FastFrontStats } from '../lib/http/fast-front.ts'
 import { CacheNodeMetrics } from '../lib/metrics.ts'
 import { createLogger, type Logger } from '../lib/log.ts'
-import { zeroCopy, zeroCopyUnavailable } from '../lib/native/zero-copy.ts'
+import { pageCacheCheck, zeroCopy, zeroCopyUnavailable } from '../lib/native/zero-copy.ts'
 import { isLoopback } from '../lib/net/ip-address.ts'
 import { heapTrim, heapTrimUnavailable } from '../lib/native/heap-trim.ts'
 import { HeapTrimmer } from '../lib/heap-trimmer.ts'
@@ -251,6 +251,9 @@ export async function startCacheNode (options: CacheNodeOptions): Promise<Runnin
   logger.info({ url, httpsUrl, cacheDir: options.cacheDir }, `${options.role} listening`)
   if (sendfile === 'on' && zeroCopyUnavailable !== undefined) {
     logger.warn({ reason: zeroCopyUnavailable }, 'server.sendfile is on but large hits are copied: no zero-copy sender')
+  } else if (sendfile !== 'off' && zeroCopy !== undefined) {
+    // which check guards the sends against disk reads: mincore on kernels before 6.5
+    logger.info({ sendfile, pageCacheCheck: pageCacheCheck() }, `large hits leave from the page cache with sendfile(2)${sendfile === 'remote' ? ' to clients off this host' : ''}`)
   }
   const trimmer = new HeapTrimmer({ addon: heapTrim, intervalMs: options.mallocTrimIntervalMs ?? 0 })
   metrics.watchHeapTrimmer(trimmer)

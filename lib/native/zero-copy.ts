@@ -4,6 +4,7 @@
  * with sendfile(2) from the page cache, as nginx sends its proxy_cache files: the kernel
  * does not copy the body from the process into the socket (lib/http/fast-front.ts).
  */
+import { closeSync, openSync } from 'node:fs'
 import { loadBuilt, type Loaded } from './load-built.ts'
 
 /** The native functions (each synchronous and non-blocking; see zero-copy.c). */
@@ -52,3 +53,19 @@ const loaded: Loaded<ZeroCopyAddon> = loadBuilt<ZeroCopyAddon>('zero-copy', 'sen
 export const zeroCopy: ZeroCopyAddon | undefined = loaded.addon
 /** Why {@link zeroCopy} is undefined; undefined when it loaded. */
 export const zeroCopyUnavailable: string | undefined = loaded.unavailable
+
+/**
+ * How this kernel lets the sends check the page cache: 'cachestat', or 'mincore' where
+ * cachestat is missing or refused; undefined without the addon. Asks once, about the addon's
+ * own file, so the answer is settled before the first send (for the startup log).
+ */
+export function pageCacheCheck (): 'cachestat' | 'mincore' | undefined {
+  if (zeroCopy === undefined) return undefined
+  const fd = openSync(new URL('./build/zero-copy.node', import.meta.url), 'r')
+  try {
+    zeroCopy.resident(fd, 0, 1)
+  } finally {
+    closeSync(fd)
+  }
+  return zeroCopy.residentMethod()
+}

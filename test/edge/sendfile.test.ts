@@ -14,6 +14,7 @@ import { startTestNode, type TestNode } from '../helpers/cache-node.ts'
 import { fetchRaw } from '../helpers/http-client.ts'
 import type { SendfileMode } from '../../edge/cache-node.ts'
 import { requireZeroCopy } from '../helpers/zero-copy.ts'
+import { pageCacheCheck } from '../../lib/native/zero-copy.ts'
 import { startScriptedOrigin, type ScriptedOrigin } from '../helpers/scripted-origin.ts'
 
 
@@ -124,6 +125,19 @@ t.test('on: a sent file whose pages were dropped is copied once, then sent from 
   // nothing else reads the file: only the readahead the refusal queued brings its pages back
   await untilSentFromFile(node, '/v/seg-1.bin')
   t.ok(sent(node) > before, 'a later hit leaves from the file again')
+})
+
+t.test('the startup log says whether and how large hits leave from the page cache', async (t) => {
+  requireZeroCopy()
+  const said = (node: TestNode): Array<Record<string, unknown>> => node.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('large hits leave from the page cache'))
+  const method = pageCacheCheck()
+  t.ok(method === 'cachestat' || method === 'mincore', String(method))
+  for (const [mode, msg] of [['on', 'large hits leave from the page cache with sendfile(2)'], [undefined, 'large hits leave from the page cache with sendfile(2) to clients off this host']] as const) {
+    const { node } = await setup(t, mode)
+    t.match(said(node), [{ level: 'info', sendfile: mode ?? 'remote', pageCacheCheck: method, msg }], mode ?? 'the default')
+  }
+  const { node } = await setup(t, 'off')
+  t.same(said(node), [], 'off: nothing said')
 })
 
 t.test('off, and remote (the default) to a loopback client: every body is written from memory', async (t) => {

@@ -5,7 +5,7 @@ import net, { type AddressInfo, type Socket } from 'node:net'
 import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import type { ZeroCopyAddon } from '../../../lib/native/zero-copy.ts'
+import { pageCacheCheck, type ZeroCopyAddon } from '../../../lib/native/zero-copy.ts'
 import { requireZeroCopy } from '../../helpers/zero-copy.ts'
 import { patternBody } from '../../edge/cache/store.contract.ts'
 
@@ -198,6 +198,7 @@ function suite (addon: ZeroCopyAddon): void {
     }
     addon.useMincore()
     t.equal(addon.residentMethod(), 'mincore')
+    t.equal(pageCacheCheck(), 'mincore', 'and the startup log would say so')
     await refusesUncached(t)
   })
 
