@@ -1,6 +1,6 @@
 /**
  * Loads a native helper lib/native/build.ts built (Linux only), or says why it cannot: the
- * one loader of zero-copy.ts and heap-trim.ts, which add their own checks on top.
+ * one loader of zero-copy.ts and heap-trim.ts.
  */
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'

@@ -214,32 +214,27 @@ static napi_value send_head_body(napi_env env, napi_callback_info info) {
   }
 }
 
-/* fileFd, offset >= 0, length >= 0: 1 when read, 0 after throwing. */
-static int range_args(napi_env env, napi_callback_info info, int32_t *file, int64_t *offset, int64_t *length) {
+/* A way to ask whether a range is in the page cache: resident, resident_cachestat or resident_mincore. */
+typedef int (*residency_fn)(int fd, uint64_t off, uint64_t len);
+
+/*
+ * resident(fileFd, offset, length): 1, 0, or -errno, as the sends ask (see above); and, for
+ * tests that compare the two methods, residentByCachestat (-ENOSYS before Linux 6.5) and
+ * residentByMincore. One wrapper: the method comes as the function's data.
+ */
+static napi_value residency_js(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!args(env, info, 3, argv)) return 0;
-  if (napi_get_value_int32(env, argv[0], file) != napi_ok || napi_get_value_int64(env, argv[1], offset) != napi_ok ||
-      napi_get_value_int64(env, argv[2], length) != napi_ok || *offset < 0 || *length < 0) {
+  size_t argc = 3;
+  void *data;
+  int32_t file;
+  int64_t offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok || argc < 3 ||
+      napi_get_value_int32(env, argv[0], &file) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length < 0) {
     napi_throw_type_error(env, NULL, "zero-copy: expected (fileFd, offset >= 0, length >= 0)");
-    return 0;
+    return NULL;
   }
-  return 1;
-}
-
-/* resident(fileFd, offset, length): 1, 0, or -errno, as the sends ask (see above). */
-static napi_value resident_js(napi_env env, napi_callback_info info) {
-  int32_t file;
-  int64_t offset, length;
-  if (!range_args(env, info, &file, &offset, &length)) return NULL;
-  return number(env, resident(file, (uint64_t)offset, (uint64_t)length));
-}
-
-/* residentBy(fileFd, offset, length) with one method each, for tests that compare them: cachestat (-ENOSYS before Linux 6.5) and mincore. */
-static napi_value resident_cachestat_js(napi_env env, napi_callback_info info) {
-  int32_t file;
-  int64_t offset, length;
-  if (!range_args(env, info, &file, &offset, &length)) return NULL;
-  return number(env, resident_cachestat(file, (uint64_t)offset, (uint64_t)length));
+  return number(env, ((residency_fn)(uintptr_t)data)(file, (uint64_t)offset, (uint64_t)length));
 }
 
 /* useMincore(): resident() asks mincore from now on, as on a kernel without cachestat (tests drive that path here). */
@@ -255,13 +250,6 @@ static napi_value resident_method(napi_env env, napi_callback_info info) {
   napi_value result;
   napi_create_string_latin1(env, no_cachestat ? "mincore" : "cachestat", NAPI_AUTO_LENGTH, &result);
   return result;
-}
-
-static napi_value resident_mincore_js(napi_env env, napi_callback_info info) {
-  int32_t file;
-  int64_t offset, length;
-  if (!range_args(env, info, &file, &offset, &length)) return NULL;
-  return number(env, resident_mincore(file, (uint64_t)offset, (uint64_t)length));
 }
 
 /*
@@ -300,22 +288,23 @@ static napi_value drop_cached(napi_env env, napi_callback_info info) {
   return number(env, -err);
 }
 
-static void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+static void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn, void *data) {
   napi_value f;
-  napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, data, &f);
   napi_set_named_property(env, exports, name, f);
 }
 
 NAPI_MODULE_INIT() {
   page_size = sysconf(_SC_PAGESIZE);
-  export_function(env, exports, "sendHeadFile", send_head_file);
-  export_function(env, exports, "sendHeadBody", send_head_body);
-  export_function(env, exports, "resident", resident_js);
-  export_function(env, exports, "residentByCachestat", resident_cachestat_js);
-  export_function(env, exports, "residentByMincore", resident_mincore_js);
-  export_function(env, exports, "useMincore", use_mincore);
-  export_function(env, exports, "residentMethod", resident_method);
-  export_function(env, exports, "dropCached", drop_cached);
-  export_function(env, exports, "unchanged", unchanged);
+  export_function(env, exports, "sendHeadFile", send_head_file, NULL);
+  export_function(env, exports, "sendHeadBody", send_head_body, NULL);
+  /* a function's data is an object pointer in Node-API; the three residency functions are stored through it */
+  export_function(env, exports, "resident", residency_js, (void *)(uintptr_t)resident);
+  export_function(env, exports, "residentByCachestat", residency_js, (void *)(uintptr_t)resident_cachestat);
+  export_function(env, exports, "residentByMincore", residency_js, (void *)(uintptr_t)resident_mincore);
+  export_function(env, exports, "useMincore", use_mincore, NULL);
+  export_function(env, exports, "residentMethod", resident_method, NULL);
+  export_function(env, exports, "dropCached", drop_cached, NULL);
+  export_function(env, exports, "unchanged", unchanged, NULL);
   return exports;
 }
