@@ -572,7 +572,8 @@ class FastConnection {
       const req = parseHead(buf.toString('latin1', 0, end), this.#remoteAddress, this.#socket)
       const res = req === undefined ? undefined : this.#front.handler(req)
       if (req === undefined || res === undefined) {
-        this.#giveAway()
+        // a request the front parsed (no body) that is the last one read: see #giveAway
+        this.#giveAway(req !== undefined && end + 4 === buf.length)
         break
       }
       this.#pending = end + 4 === buf.length ? undefined : buf.subarray(end + 4)
@@ -812,15 +813,9 @@ class FastConnection {
     if (this.#waiting !== waiting) return true // answered or declined already: that call counted
     this.#waiting = undefined
     if (this.#ended || this.#socket.destroyed) return false
-    if (this.#pending === undefined) {
-      // The client's last request. If it half-closed meanwhile, node:http never sees that FIN
-      // (the front read it), so it is told to close after its answer, as the front would have.
-      // (Behind pipelined bytes the FIN is left to node:http's keep-alive timeout.)
-      this.#pending = this.#peerEnded ? closeAfter(waiting.bytes) : waiting.bytes
-    } else {
-      this.#pending = Buffer.concat([waiting.bytes, this.#pending])
-    }
-    this.#giveAway()
+    const behind = this.#pending
+    this.#pending = behind === undefined ? waiting.bytes : Buffer.concat([waiting.bytes, behind])
+    this.#giveAway(behind === undefined)
     return true
   }
 
@@ -893,8 +888,14 @@ class FastConnection {
     this.#socket.end()
   }
 
-  /** Hands the socket and every byte not yet answered to node:http. */
-  #giveAway (): void {
+  /**
+   * Hands the socket and every byte not yet answered to node:http. `oneHead`: those bytes are
+   * one request head the front parsed (a GET or HEAD, no body). If the client half-closed
+   * before it, node:http never sees that FIN (the front read it), so that request reaches it
+   * with `Connection: close` added and node:http closes after its answer, as the front would
+   * have. Behind other bytes the FIN is left to node:http's keep-alive timeout.
+   */
+  #giveAway (oneHead = false): void {
     const socket = this.#socket
     if (this.#intoShared) handBackReads(socket)
     else socket.removeListener('data', this.#onData)
@@ -910,8 +911,10 @@ class FastConnection {
     if (!this.#intoShared) {
       for (let more = socket.read() as Buffer | null; more !== null; more = socket.read() as Buffer | null) {
         unread = unread === undefined ? more : Buffer.concat([unread, more])
+        oneHead = false
       }
     }
+    if (oneHead && this.#peerEnded && unread !== undefined) unread = closeAfter(unread)
     this.#pending = undefined
     this.#ended = true
     this.#front.release(this, true)

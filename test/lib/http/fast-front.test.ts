@@ -375,21 +375,40 @@ t.test('a later decline hands the request, and everything pipelined behind it, t
   t.equal(h.front.stats.handedOff, 1)
 })
 
-t.test('a client that half-closes while its last request waits: declined, node:http answers it and closes', async (t) => {
-  const h = await startWith(t, laterHandler(60))
-  const socket = net.connect(h.port, '127.0.0.1')
+/**
+ * Sends `requests`, then a FIN at once (half-close: still reading), and reads until the
+ * connection closes: what the server sent, and whether a 3 s guard had to close it instead
+ * (the server's keep-alive timeout is 5 s).
+ */
+async function halfClosed (port: number, requests: string): Promise<{ text: string, guarded: boolean }> {
+  const socket = net.connect(port, '127.0.0.1')
   await once(socket, 'connect')
   let text = ''
   socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  socket.end('GET /decline/1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n') // the request, then FIN
+  socket.end(requests)
   let guarded = false
   const timer = setTimeout(() => { guarded = true; socket.destroy() }, 3000)
   await once(socket, 'close')
   clearTimeout(timer)
+  return { text, guarded }
+}
+
+t.test('a client that half-closes while its last request waits: declined, node:http answers it and closes', async (t) => {
+  const h = await startWith(t, laterHandler(60))
+  const { text, guarded } = await halfClosed(h.port, 'GET /decline/1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n')
   t.same(answers(text), ['slow /decline/1'], 'the answer came')
   t.match(text, /\r\nConnection: close\r\n/i, 'with Connection: close, though the client asked to keep alive')
   t.notOk(guarded, 'the server closed the connection (not the 3 s guard; its keep-alive is 5 s)')
   t.same(h.seenSlow, ['GET /decline/1'])
+})
+
+t.test('a client that half-closes behind a pending answer: its last request, declined at once, is node:http\'s, which closes after it', async (t) => {
+  const h = await startWith(t, laterHandler(60))
+  const { text, guarded } = await halfClosed(h.port, 'GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /other/2 HTTP/1.1\r\nHost: a\r\n\r\n')
+  t.same(answers(text), ['later /later/1', 'slow /other/2'], 'both answers, in order')
+  t.match(text, /\r\nConnection: close\r\n/i, 'the last with Connection: close')
+  t.notOk(guarded, 'the server closed the connection')
+  t.same(h.seenSlow, ['GET /other/2'])
 })
 
 t.test('bytes kept past a read (pipelined behind a later answer, declined, handed to node:http, behind an upgrade) survive other connections\' reads; an upgraded connection reads on', async (t) => {
@@ -445,12 +464,7 @@ t.test('a request waiting for its answer is not idle: the keep-alive timer does 
 
 t.test('a client that half-closes while its answer is pending still gets it, then the connection ends', async (t) => {
   const h = await startWith(t, laterHandler(50))
-  const socket = net.connect(h.port, '127.0.0.1')
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  socket.end('GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\n')
-  await once(socket, 'close')
+  const { text } = await halfClosed(h.port, 'GET /later/1 HTTP/1.1\r\nHost: a\r\n\r\n')
   t.same(answers(text), ['later /later/1'])
 })
 
