@@ -12,9 +12,9 @@
  * memory budget every {@link PROMOTION_TURNOVER_S} seconds). Each one reads a whole body into a
  * fresh Buffer and retires another to the old generation's garbage, and under an access
  * pattern with no clear favourites (random access over a set larger than memory) the
- * sketch's noise alone admits a steady stream of them: the working-set bench's edge promoted
- * over a hundred 1 MiB bodies a second for no gain in hit ratio, and ran about five
- * mark-compacts a second. A clear winner (looked up at least twice as often as each object
+ * sketch's noise alone admits a steady stream of them, for no gain in hit ratio: in
+ * `npm run bench -- --only working-set --peers nginx` the edge ran 23-24 mark-compacts per
+ * measured window without the bound and 4 with it. A clear winner (looked up at least twice as often as each object
  * it would evict, plus two) is promoted at once: a real popularity difference is not noise.
  */
 import { sameVersion, type DiskReadMode, type DiskStore } from './disk-store.ts'
