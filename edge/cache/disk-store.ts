@@ -468,7 +468,7 @@ export class DiskStore implements Store {
     this.#retryTimer = undefined
     await this.#rebuild
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
-    this.#files.close()
+    await this.#files.close()
     await this.#lock?.release()
     this.#lock = undefined
     this.#settleReady()

@@ -37,6 +37,9 @@ export class OpenFiles {
   // Map order is the LRU order: first entry is the least recently used.
   readonly #slots = new Map<string, Slot>()
   #closed = false
+  // close(2) calls issued and not yet done (the thread pool runs them), and who waits for none
+  #closing = 0
+  #whenClosed: Array<() => void> = []
 
   constructor (options: OpenFilesOptions) {
     const { maxOpen } = options
@@ -80,7 +83,7 @@ export class OpenFiles {
   release (file: OpenFile): void {
     const slot = file as Slot
     slot.refs--
-    if (slot.refs === 0 && slot.detached) closeSlot(slot)
+    if (slot.refs === 0 && slot.detached) this.#closeSlot(slot)
   }
 
   /** The path behind `name` changed or went away: readers holding the old file keep it, new ones reopen. */
@@ -91,11 +94,16 @@ export class OpenFiles {
     this.#detach(slot)
   }
 
-  /** Closes every idle file now and the others when released; later acquires still work, uncached. */
-  close (): void {
+  /**
+   * Closes every idle file now and the others when released; later acquires still work,
+   * uncached. Resolves once the descriptors closed so far are closed (a file system can then
+   * be unmounted), not waiting for files readers still hold.
+   */
+  async close (): Promise<void> {
     this.#closed = true
     for (const slot of this.#slots.values()) this.#detach(slot)
     this.#slots.clear()
+    if (this.#closing > 0) await new Promise<void>((resolve) => { this.#whenClosed.push(resolve) })
   }
 
   #openSlot (name: string, path: string): Slot {
@@ -108,7 +116,7 @@ export class OpenFiles {
           if (err !== null) return this.#failed(name, slot, err, resolve)
           slot.ino = stat.ino
           slot.opening = undefined
-          if (slot.detached && slot.refs === 0) closeSlot(slot)
+          if (slot.detached && slot.refs === 0) this.#closeSlot(slot)
           resolve()
         })
       })
@@ -125,10 +133,7 @@ export class OpenFiles {
     slot.opening = undefined
     if (this.#slots.get(name) === slot) this.#slots.delete(name)
     slot.detached = true
-    if (slot.fd >= 0) {
-      close(slot.fd, () => {})
-      slot.fd = -1
-    }
+    this.#closeSlot(slot)
     resolve()
   }
 
@@ -142,13 +147,19 @@ export class OpenFiles {
 
   #detach (slot: Slot): void {
     slot.detached = true
-    if (slot.refs === 0 && slot.opening === undefined) closeSlot(slot)
+    if (slot.refs === 0 && slot.opening === undefined) this.#closeSlot(slot)
   }
-}
 
-function closeSlot (slot: Slot): void {
-  if (slot.fd < 0) return
-  const fd = slot.fd
-  slot.fd = -1
-  close(fd, () => {})
+  #closeSlot (slot: Slot): void {
+    if (slot.fd < 0) return
+    const fd = slot.fd
+    slot.fd = -1
+    this.#closing++
+    close(fd, () => {
+      if (--this.#closing > 0) return
+      const waiting = this.#whenClosed
+      this.#whenClosed = []
+      for (const resolve of waiting) resolve()
+    })
+  }
 }

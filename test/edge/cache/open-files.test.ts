@@ -124,7 +124,7 @@ t.test('a missing path rejects with ENOENT and caches nothing', async (t) => {
   await unlink(join(dir, 'x'))
 })
 
-t.test('close closes idle files now and held ones on release', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async (t) => {
+t.test('close closes idle files before it resolves and held ones on release', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async (t) => {
   const dir = await tempDir(t)
   await writeFile(join(dir, 'a'), 'a')
   await writeFile(join(dir, 'b'), 'b')
@@ -133,7 +133,8 @@ t.test('close closes idle files now and held ones on release', { skip: process.p
   files.release(idle)
   const held = await files.acquire('b', join(dir, 'b'))
   const [idleFd, heldFd] = [fdOf(idle), fdOf(held)]
-  files.close()
+  await files.close()
+  t.notOk(isOpen(idleFd), 'the idle one is closed when close resolves')
   t.ok(await closedSoon(idleFd))
   t.ok(isOpen(heldFd), 'a reader still holds it')
   files.release(held)
